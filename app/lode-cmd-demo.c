@@ -1,0 +1,73 @@
+#define G_LOG_DOMAIN "lode"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <unistd.h>
+
+#include "lode-commands.h"
+#include "lode-demo.h"
+
+static void
+print_progress (double fraction, const char *what, gpointer user_data)
+{
+  if (isatty (STDERR_FILENO))
+    g_printerr ("\r%3.0f%% %s\033[K", fraction * 100.0, what ? what : "");
+  if (fraction >= 1.0 && isatty (STDERR_FILENO))
+    g_printerr ("\n");
+}
+
+int
+lode_cmd_demo (int argc, char **argv)
+{
+  int tiles = 24;
+  gint64 seed = 2016;
+  int size = 128;
+  g_auto(GStrv) rest = NULL;
+  g_autoptr(GError) error = NULL;
+  const GOptionEntry entries[] = {
+    { "tiles", 't', 0, G_OPTION_ARG_INT, &tiles, N_("Number of tiles, each in 2016 and 2022 (default 24)"), N_("N") },
+    { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, N_("Seed of the generator (default 2016)"), N_("SEED") },
+    { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Patch width and height in pixels (default 128)"), N_("PIXELS") },
+    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, N_("DIR") },
+    { NULL }
+  };
+  g_autoptr(GOptionContext) context = g_option_context_new (_("DIR"));
+  LodeDemoOptions options;
+
+  g_option_context_set_summary (context,
+    _("Write a synthetic data set in the SmallMinesDS layout into DIR:\n"
+      "13-band GeoTIFF images in UTM 30N for 2016 and 2022, binary and\n"
+      "3-class masks, and the split CSVs. The same seed gives the same files."));
+  g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  if (!lode_cli_parse (context, &argc, &argv))
+    return LODE_EXIT_USAGE;
+
+  if (rest == NULL || rest[0] == NULL || rest[1] != NULL)
+    {
+      lode_cli_error ("demo", _("expected one folder to write into"));
+      return LODE_EXIT_USAGE;
+    }
+  if (tiles < 1 || tiles > 2135)
+    {
+      lode_cli_error ("demo", _("--tiles must be between 1 and 2135"));
+      return LODE_EXIT_USAGE;
+    }
+  if (size < 16 || size > 4096)
+    {
+      lode_cli_error ("demo", _("--size must be between 16 and 4096"));
+      return LODE_EXIT_USAGE;
+    }
+
+  lode_demo_options_init (&options);
+  options.n_tiles = tiles;
+  options.seed = (guint64) seed;
+  options.size = size;
+  if (!lode_demo_write (rest[0], &options, print_progress, NULL, NULL, &error))
+    {
+      lode_cli_error ("demo", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
+  g_print (_("Wrote %d tiles for 2016 and 2022 into %s\n"), tiles, rest[0]);
+  return LODE_EXIT_OK;
+}

@@ -1,0 +1,24 @@
+/* lode-commands.h: the command-line subcommands, one function each.
+ * Each takes the arguments after "lode" (argv[0] is the command name) and
+ * returns the process exit status: 0 success, 1 failure, 2 bad usage. */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+enum {
+  LODE_EXIT_OK = 0,
+  LODE_EXIT_FAILURE = 1,
+  LODE_EXIT_USAGE = 2,
+};
+
+int lode_cmd_demo (int argc, char **argv);
+
+/* Shared by the commands: parse options, printing a clear message on error.
+ * Returns FALSE when the command should exit with LODE_EXIT_USAGE. */
+gboolean lode_cli_parse (GOptionContext *context, int *argc, char ***argv);
+/* Prints "lode NAME: message" on stderr. */
+void     lode_cli_error (const char *command, const char *format, ...) G_GNUC_PRINTF (2, 3);
+
+G_END_DECLS

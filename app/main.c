@@ -1,0 +1,69 @@
+#define G_LOG_DOMAIN "lode"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <locale.h>
+
+#include "lode-application.h"
+#include "lode-cli.h"
+#include "lode-commands.h"
+
+static void
+init_i18n (void)
+{
+  const char *localedir = LOCALEDIR;
+
+  setlocale (LC_ALL, "");
+  /* Run from the build folder (meson devenv or the README's commands): use
+   * the translations compiled there. */
+  if (g_getenv ("LODE_UNINSTALLED") != NULL)
+    localedir = LODE_SOURCE_LOCALEDIR;
+  bindtextdomain (GETTEXT_PACKAGE, localedir);
+  bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
+  textdomain (GETTEXT_PACKAGE);
+}
+
+int
+main (int argc, char *argv[])
+{
+  g_autoptr(LodeApplication) app = NULL;
+
+  init_i18n ();
+
+  if (argc >= 2)
+    {
+      const char *first = argv[1];
+
+      if (g_str_equal (first, "--help") || g_str_equal (first, "-h") || g_str_equal (first, "help"))
+        {
+          lode_cli_print_help (stdout);
+          return LODE_EXIT_OK;
+        }
+      if (g_str_equal (first, "--version"))
+        {
+          g_print ("lode %s\n", PACKAGE_VERSION);
+          return LODE_EXIT_OK;
+        }
+      if (lode_cli_is_command (first))
+        return lode_cli_run (argc, argv);
+      if (first[0] != '-')
+        {
+          /* Not a command: it must be a project to open. Say so now, on the
+           * terminal, rather than with a window that opens on nothing. */
+          if (!g_str_has_suffix (first, ".lode"))
+            {
+              g_printerr (_("lode: unknown command “%s”. Run “lode --help” for the list of commands.\n"), first);
+              return LODE_EXIT_USAGE;
+            }
+          if (!g_file_test (first, G_FILE_TEST_IS_REGULAR))
+            {
+              g_printerr (_("lode: cannot open “%s”: no such project file\n"), first);
+              return LODE_EXIT_FAILURE;
+            }
+        }
+    }
+
+  app = lode_application_new ();
+  return g_application_run (G_APPLICATION (app), argc, argv);
+}

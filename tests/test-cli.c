@@ -1,0 +1,123 @@
+/* The command line as a user meets it: help lists the commands that work,
+ * bad input gives a clear message and a non-zero exit. */
+#include "config.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lode-test-util.h"
+
+static void
+test_help (void)
+{
+  g_autofree char *out = NULL, *err = NULL;
+  const char *args[] = { "--help", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (args, &out, &err), ==, 0);
+  g_assert_nonnull (strstr (out, "Usage:"));
+  g_assert_nonnull (strstr (out, "demo"));
+}
+
+static void
+test_version (void)
+{
+  g_autofree char *out = NULL;
+  const char *args[] = { "--version", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (args, &out, NULL), ==, 0);
+  g_assert_true (g_str_has_prefix (out, "lode " PACKAGE_VERSION));
+}
+
+static void
+test_command_help (void)
+{
+  g_autofree char *out = NULL;
+  const char *args[] = { "demo", "--help", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (args, &out, NULL), ==, 0);
+  g_assert_nonnull (strstr (out, "--tiles"));
+  g_assert_nonnull (strstr (out, "--seed"));
+}
+
+static void
+test_unknown_command (void)
+{
+  g_autofree char *err = NULL;
+  const char *args[] = { "frobnicate", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (args, NULL, &err), ==, 2);
+  g_assert_nonnull (strstr (err, "frobnicate"));
+  g_assert_nonnull (strstr (err, "--help"));
+}
+
+static void
+test_unknown_option (void)
+{
+  g_autofree char *err = NULL;
+  const char *args[] = { "demo", "--no-such-option", "x", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (args, NULL, &err), ==, 2);
+  g_assert_nonnull (strstr (err, "--no-such-option"));
+}
+
+static void
+test_missing_project (void)
+{
+  g_autofree char *err = NULL;
+  const char *args[] = { "/nonexistent/nothing-here.lode", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (args, NULL, &err), ==, 1);
+  g_assert_nonnull (strstr (err, "nothing-here.lode"));
+}
+
+static void
+test_demo_unwritable (void)
+{
+  g_autofree char *dir = lode_test_mkdtemp ();
+  g_autofree char *locked = g_build_filename (dir, "locked", NULL);
+  g_autofree char *target = g_build_filename (locked, "demo", NULL);
+  g_autofree char *err = NULL;
+  const char *args[] = { "demo", "--tiles", "1", target, NULL };
+
+  if (geteuid () == 0)
+    {
+      /* root writes anywhere; a plain file in the way fails for everyone. */
+      g_assert_true (g_file_set_contents (locked, "x", 1, NULL));
+    }
+  else
+    {
+      g_assert_cmpint (g_mkdir (locked, 0500), ==, 0);
+    }
+  g_assert_cmpint (lode_test_run_lode (args, NULL, &err), ==, 1);
+  g_assert_nonnull (strstr (err, "demo"));
+  lode_test_rmtree (dir);
+}
+
+static void
+test_demo_usage (void)
+{
+  g_autofree char *err = NULL;
+  const char *args[] = { "demo", NULL };
+  const char *args2[] = { "demo", "--tiles", "0", "/tmp/x", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (args, NULL, &err), ==, 2);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (lode_test_run_lode (args2, NULL, &err), ==, 2);
+  g_assert_nonnull (strstr (err, "--tiles"));
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/cli/help", test_help);
+  g_test_add_func ("/cli/version", test_version);
+  g_test_add_func ("/cli/command-help", test_command_help);
+  g_test_add_func ("/cli/unknown-command", test_unknown_command);
+  g_test_add_func ("/cli/unknown-option", test_unknown_option);
+  g_test_add_func ("/cli/missing-project", test_missing_project);
+  g_test_add_func ("/cli/demo-unwritable", test_demo_unwritable);
+  g_test_add_func ("/cli/demo-usage", test_demo_usage);
+  return g_test_run ();
+}

@@ -174,19 +174,15 @@ lode_band_profile_check (LodeBandProfile p, const LodeRaster *r, GError **error)
   return FALSE;
 }
 
-const double *
-lode_band_profile_mean (LodeBandProfile p)
+static const double *
+profile_stats (LodeBandProfile p, const double *full, double *six, gsize *once)
 {
   switch (p)
     {
     case LODE_BAND_PROFILE_SMALLMINES_13:
-      return smallmines_13_mean;
+      return full;
     case LODE_BAND_PROFILE_SMALLMINES_6:
-      {
-        static double mean6[G_N_ELEMENTS (smallmines_6_subset)];
-        static gsize once;
-        return subset_stats (smallmines_13_mean, mean6, &once);
-      }
+      return subset_stats (full, six, once);
     case LODE_BAND_PROFILE_GENERIC:
     default:
       return NULL;
@@ -194,20 +190,19 @@ lode_band_profile_mean (LodeBandProfile p)
 }
 
 const double *
+lode_band_profile_mean (LodeBandProfile p)
+{
+  static double six[G_N_ELEMENTS (smallmines_6_subset)];
+  static gsize once;
+
+  return profile_stats (p, smallmines_13_mean, six, &once);
+}
+
+const double *
 lode_band_profile_std (LodeBandProfile p)
 {
-  switch (p)
-    {
-    case LODE_BAND_PROFILE_SMALLMINES_13:
-      return smallmines_13_std;
-    case LODE_BAND_PROFILE_SMALLMINES_6:
-      {
-        static double std6[G_N_ELEMENTS (smallmines_6_subset)];
-        static gsize once;
-        return subset_stats (smallmines_13_std, std6, &once);
-      }
-    case LODE_BAND_PROFILE_GENERIC:
-    default:
-      return NULL;
-    }
+  static double six[G_N_ELEMENTS (smallmines_6_subset)];
+  static gsize once;
+
+  return profile_stats (p, smallmines_13_std, six, &once);
 }

@@ -170,7 +170,7 @@ find_band (const LodeRaster *r, gboolean named, const char *canonical)
 }
 
 static gboolean
-check_spec (const LodeCompositeSpec *spec, const LodeRaster *r, GError **error)
+check_spec (const LodeCompositeSpec *spec, GError **error)
 {
   if (!preset_is_valid (spec->preset))
     {
@@ -205,7 +205,7 @@ lode_composite_resolve (LodeCompositeSpec *spec, const LodeRaster *r, GError **e
   g_return_val_if_fail (spec != NULL && r != NULL, FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if (!check_spec (spec, r, error))
+  if (!check_spec (spec, error))
     return FALSE;
 
   if (spec->preset == LODE_COMPOSITE_CUSTOM)
@@ -444,6 +444,21 @@ bracket_init (Bracket *b, const float *sample, double fraction, gssize n, float 
   b->n_below = 0;
 }
 
+/* Counts or keeps x; FALSE when the bracket holds too many to be useful. */
+static inline gboolean
+bracket_take (Bracket *b, float x, gssize cap)
+{
+  if (x < b->below_than)
+    b->n_below++;
+  else if (x <= b->above_than)
+    {
+      if (b->n_kept == cap)
+        return FALSE;
+      b->kept[b->n_kept++] = x;
+    }
+  return TRUE;
+}
+
 /* Both ranks the interpolation reads lie among the kept values. */
 static gboolean
 bracket_holds (const Bracket *b, gssize n)
@@ -484,26 +499,8 @@ percentile_pair (float *a, gssize n, double low_pct, double high_pct, double *lo
   bracket_init (&bl, sample, low_pct / 100.0, n, buffer);
   bracket_init (&bh, sample, high_pct / 100.0, n, buffer + cap);
   for (gssize i = 0; i < n; i++)
-    {
-      float x = a[i];
-
-      if (x < bl.below_than)
-        bl.n_below++;
-      else if (x <= bl.above_than)
-        {
-          if (bl.n_kept == cap)
-            goto select_all;
-          bl.kept[bl.n_kept++] = x;
-        }
-      if (x < bh.below_than)
-        bh.n_below++;
-      else if (x <= bh.above_than)
-        {
-          if (bh.n_kept == cap)
-            goto select_all;
-          bh.kept[bh.n_kept++] = x;
-        }
-    }
+    if (!bracket_take (&bl, a[i], cap) || !bracket_take (&bh, a[i], cap))
+      goto select_all;
   if (!bracket_holds (&bl, n) || !bracket_holds (&bh, n))
     goto select_all;
 

@@ -287,24 +287,23 @@ open_dataset (const char *path, GDALDatasetH *out_ds, GdalErrors *errors, GError
 
   ensure_gdal ();
 
-  /* GDAL's own message for a missing file is obscure; say it plainly.
-   * GDAL's virtual paths (/vsizip/...) are left to GDAL. */
-  if (!g_str_has_prefix (path, "/vsi") && g_stat (path, &st) != 0)
-    {
-      int saved = errno;
-      g_set_error (error, LODE_RASTER_ERROR, LODE_RASTER_ERROR_OPEN,
-                   /* Translators: “%s” is a file, the second %s the system's reason. */
-                   _("Cannot open “%s”: %s"), path, g_strerror (saved));
-      return NULL;
-    }
-
   ds = GDALOpenEx (path, GDAL_OF_RASTER | GDAL_OF_READONLY | GDAL_OF_VERBOSE_ERROR,
                    NULL, NULL, NULL);
   if (ds == NULL)
     {
-      g_set_error (error, LODE_RASTER_ERROR, LODE_RASTER_ERROR_OPEN,
-                   /* Translators: “%s” is a file, the second %s GDAL's reason. */
-                   _("Cannot read “%s” as a raster: %s"), path, gdal_errors_message (errors));
+      /* Say plainly when the file is not there or cannot be read; GDAL's
+       * virtual paths (/vsizip/...) and subdatasets are left to GDAL. */
+      if (g_stat (path, &st) != 0 && !g_str_has_prefix (path, "/vsi") && strchr (path, ':') == NULL)
+        {
+          int saved = errno;
+          g_set_error (error, LODE_RASTER_ERROR, LODE_RASTER_ERROR_OPEN,
+                       /* Translators: “%s” is a file, the second %s the system's reason. */
+                       _("Cannot open “%s”: %s"), path, g_strerror (saved));
+        }
+      else
+        g_set_error (error, LODE_RASTER_ERROR, LODE_RASTER_ERROR_OPEN,
+                     /* Translators: “%s” is a file, the second %s GDAL's reason. */
+                     _("Cannot read “%s” as a raster: %s"), path, gdal_errors_message (errors));
       return NULL;
     }
 

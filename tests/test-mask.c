@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lode-classes.h"
@@ -774,6 +775,29 @@ test_edit_polygon (void)
         g_assert_cmpint (px (m, x, y), ==, in ? 1 : 0);
       }
   g_assert_cmpuint (count_class (m, 1), ==, 27 + 36);
+
+  /* Vertices exactly on rows of pixel centres count once. */
+  {
+    const double pass[] = { 2, 2, 8, 2, 8, 3.5, 8, 8, 2, 8, 2, 5.5 };
+    const double diamond[] = { 30.5, 2.5, 38.5, 10.5, 30.5, 18.5, 22.5, 10.5 };
+
+    memset (m->data, 0, 100 * 100);
+    lode_mask_delta_free (lode_edit_polygon (m, NULL, pass, 6, 1));
+    g_assert_cmpuint (count_class (m, 1), ==, 36);
+    for (int y = 2; y < 8; y++)
+      for (int x = 2; x < 8; x++)
+        g_assert_cmpint (px (m, x, y), ==, 1);
+    /* A diamond through centres: each row spans 2 (8 - |y - 10|) pixels,
+     * centres on the left edge in, on the right edge out (half-open, like
+     * the vertical rule), so the tips paint nothing. */
+    lode_mask_delta_free (lode_edit_polygon (m, NULL, diamond, 4, 2));
+    for (int y = 0; y < 21; y++)
+      {
+        int half = 8 - abs (y - 10);
+        for (int x = 20; x < 42; x++)
+          g_assert_cmpint (px (m, x, y), ==, (x >= 30 - half && x < 30 + half) ? 2 : 0);
+      }
+  }
 
   /* A pentagram: even-odd leaves the centre empty, fills the points. */
   memset (m->data, 0, 100 * 100);

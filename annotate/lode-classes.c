@@ -404,9 +404,8 @@ get_int_member (JsonObject *o, const char *member, gint64 min, gint64 max,
     return parse_error (error, _("class %u: “%s” must be an integer"), index, member);
   *out = json_node_get_int (node);
   if (*out < min || *out > max)
-    return parse_error (error, _("class %u: “%s” is %" G_GINT64_FORMAT ", outside %"
-                                 G_GINT64_FORMAT " to %" G_GINT64_FORMAT),
-                        index, member, *out, min, max);
+    return parse_error (error, _("class %u: “%s” is %lld, outside %lld to %lld"),
+                        index, member, (long long) *out, (long long) min, (long long) max);
   return TRUE;
 }
 

@@ -17,6 +17,8 @@ typedef struct
   int x0, y0, x1, y1;
 } Box;
 
+#define BOX_NONE { G_MAXINT, G_MAXINT, G_MININT, G_MININT }
+
 LodeMaskDelta *
 lode_mask_delta_new (int x, int y, int width, int height)
 {
@@ -168,6 +170,22 @@ box_union (Box *b, const Box *o)
   b->y1 = MAX (b->y1, o->y1);
 }
 
+/* Grows b over the pixels x0..x1 - 1 of row y. */
+static void
+box_add_run (Box *b, int x0, int x1, int y)
+{
+  b->x0 = MIN (b->x0, x0);
+  b->x1 = MAX (b->x1, x1);
+  b->y0 = MIN (b->y0, y);
+  b->y1 = MAX (b->y1, y + 1);
+}
+
+static LodeMaskDelta *
+delta_for_box (const Box *b)
+{
+  return lode_mask_delta_new (b->x0, b->y0, b->x1 - b->x0, b->y1 - b->y0);
+}
+
 /* Pixels whose centre lies in [lo, hi] along one axis, clipped to [0, size). */
 static void
 centre_range (double lo, double hi, int size, int *first, int *end)
@@ -193,7 +211,7 @@ static LodeMaskDelta *
 delta_from_snapshot (const LodeMask *m, const Box *box, const guint8 *before)
 {
   int bw = box->x1 - box->x0;
-  Box changed = { G_MAXINT, G_MAXINT, G_MININT, G_MININT };
+  Box changed = BOX_NONE;
   LodeMaskDelta *d;
 
   for (int y = box->y0; y < box->y1; y++)
@@ -209,18 +227,13 @@ delta_from_snapshot (const LodeMask *m, const Box *box, const guint8 *before)
               first = i;
             last = i;
           }
-      if (first < 0)
-        continue;
-      changed.x0 = MIN (changed.x0, box->x0 + first);
-      changed.x1 = MAX (changed.x1, box->x0 + last + 1);
-      changed.y0 = MIN (changed.y0, y);
-      changed.y1 = y + 1;
+      if (first >= 0)
+        box_add_run (&changed, box->x0 + first, box->x0 + last + 1, y);
     }
   if (box_empty (&changed))
     return NULL;
 
-  d = lode_mask_delta_new (changed.x0, changed.y0, changed.x1 - changed.x0,
-                           changed.y1 - changed.y0);
+  d = delta_for_box (&changed);
   for (int r = 0; r < d->height; r++)
     memcpy (d->before + (gsize) r * d->width,
             before + (gsize) (d->y + r - box->y0) * bw + (d->x - box->x0), d->width);
@@ -363,7 +376,7 @@ lode_edit_fill (LodeMask *m, const LodeClassTable *t, int x, int y, guint8 class
   g_autoptr(GArray) spans = NULL;
   guint8 lut[256], target;
   int reach = eight_connected ? 1 : 0;
-  Box box = { G_MAXINT, G_MAXINT, G_MININT, G_MININT };
+  Box box = BOX_NONE;
   LodeMaskDelta *d;
 
   g_return_val_if_fail (m != NULL, NULL);
@@ -397,10 +410,7 @@ lode_edit_fill (LodeMask *m, const LodeClassTable *t, int x, int y, guint8 class
         span.x1++;
       memset (row + span.x0, class_id, span.x1 - span.x0 + 1);
       g_array_append_val (spans, span);
-      box.x0 = MIN (box.x0, span.x0);
-      box.x1 = MAX (box.x1, span.x1 + 1);
-      box.y0 = MIN (box.y0, span.y);
-      box.y1 = MAX (box.y1, span.y + 1);
+      box_add_run (&box, span.x0, span.x1 + 1, span.y);
 
       for (int ny = s.y - 1; ny <= s.y + 1; ny += 2)
         if (ny >= 0 && ny < m->height)
@@ -409,7 +419,7 @@ lode_edit_fill (LodeMask *m, const LodeClassTable *t, int x, int y, guint8 class
     }
 
   /* Every filled pixel changed (target != class_id): the spans' box is tight. */
-  d = lode_mask_delta_new (box.x0, box.y0, box.x1 - box.x0, box.y1 - box.y0);
+  d = delta_for_box (&box);
   copy_box_out (m, d->x, d->y, d->width, d->height, d->after);
   memcpy (d->before, d->after, (gsize) d->width * d->height);
   for (guint i = 0; i < spans->len; i++)
@@ -494,7 +504,7 @@ lode_edit_apply (LodeMask *m, const LodeClassTable *t, const guint8 *outside,
                  LodeApplyMode mode, guint8 class_id)
 {
   guint8 paint[256], lut_in[256], lut_out[256];
-  Box changed = { G_MAXINT, G_MAXINT, G_MININT, G_MININT };
+  Box changed = BOX_NONE;
   LodeMaskDelta *d;
 
   g_return_val_if_fail (m != NULL && outside != NULL, NULL);
@@ -528,18 +538,12 @@ lode_edit_apply (LodeMask *m, const LodeClassTable *t, const guint8 *outside,
 
       for (int x = 0; x < m->width; x++)
         if ((in[x] ? lut_in : lut_out)[row[x]] != row[x])
-          {
-            changed.x0 = MIN (changed.x0, x);
-            changed.x1 = MAX (changed.x1, x + 1);
-            changed.y0 = MIN (changed.y0, y);
-            changed.y1 = y + 1;
-          }
+          box_add_run (&changed, x, x + 1, y);
     }
   if (box_empty (&changed))
     return NULL;
 
-  d = lode_mask_delta_new (changed.x0, changed.y0, changed.x1 - changed.x0,
-                           changed.y1 - changed.y0);
+  d = delta_for_box (&changed);
   copy_box_out (m, d->x, d->y, d->width, d->height, d->before);
   for (int r = 0; r < d->height; r++)
     {

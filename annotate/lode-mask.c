@@ -98,23 +98,25 @@ set_unknown_error (GError **error, const UnknownValue *seen, guint n_seen,
   for (guint k = 0; k < n_seen; k++)
     {
       char number[G_ASCII_DTOSTR_BUF_SIZE];
+      g_autofree char *count = g_strdup_printf ("%" G_GUINT64_FORMAT, seen[k].count);
 
       g_ascii_formatd (number, sizeof number, "%.10g", seen[k].value);
       if (k > 0)
         g_string_append (list, ", ");
-      g_string_append_printf (list,
-                              g_dngettext (GETTEXT_PACKAGE, "%s (%" G_GUINT64_FORMAT " pixel)",
-                                           "%s (%" G_GUINT64_FORMAT " pixels)", seen[k].count),
-                              number, seen[k].count);
+      /* TRANSLATORS: a raster value and how many pixels hold it */
+      g_string_append_printf (list, g_dngettext (GETTEXT_PACKAGE, "%s (%s pixel)", "%s (%s pixels)",
+                                                 (gulong) MIN (seen[k].count, G_MAXULONG)),
+                              number, count);
     }
   if (n_others > 0)
     {
+      g_autofree char *count = g_strdup_printf ("%" G_GUINT64_FORMAT, n_others);
+
       g_string_append (list, ", ");
-      g_string_append_printf (list,
-                              g_dngettext (GETTEXT_PACKAGE,
-                                           "other values (%" G_GUINT64_FORMAT " pixel)",
-                                           "other values (%" G_GUINT64_FORMAT " pixels)", n_others),
-                              n_others);
+      g_string_append_printf (list, g_dngettext (GETTEXT_PACKAGE, "other values (%s pixel)",
+                                                 "other values (%s pixels)",
+                                                 (gulong) MIN (n_others, G_MAXULONG)),
+                              count);
     }
   g_set_error (error, LODE_MASK_ERROR, LODE_MASK_ERROR_UNKNOWN_VALUE,
                _("Mask values have no class in the class table: %s"), list->str);

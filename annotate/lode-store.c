@@ -279,6 +279,45 @@ col_bytes (sqlite3_stmt *st, int i)
   return g_bytes_new (data, (gsize) n);
 }
 
+typedef gpointer (*RowFunc) (sqlite3_stmt *st);
+
+/* The first row of the bound statement st, made by func, in *out (NULL
+ * when there is none). FALSE with error set when reading fails. */
+static gboolean
+fetch_one (LodeStore *s, sqlite3_stmt *st, RowFunc func, const char *what, gpointer *out,
+           GError **error)
+{
+  int rc = sqlite3_step (st);
+
+  *out = rc == SQLITE_ROW ? func (st) : NULL;
+  done (st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    {
+      store_error (s, rc, what, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* All rows of the bound statement st, made by func; NULL on failure. */
+static GPtrArray *
+fetch_all (LodeStore *s, sqlite3_stmt *st, RowFunc func, GDestroyNotify free_func,
+           const char *what, GError **error)
+{
+  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func (free_func);
+  int rc;
+
+  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+    g_ptr_array_add (rows, func (st));
+  done (st);
+  if (rc != SQLITE_DONE)
+    {
+      store_error (s, rc, what, error);
+      return NULL;
+    }
+  return g_steal_pointer (&rows);
+}
+
 /* Transactions: each changing call is one transaction, or a savepoint
  * inside the caller's bulk transaction. */
 
@@ -873,7 +912,7 @@ lode_patch_free (LodePatch *p)
   "SELECT id, tile_id, year, image_path, mask_path, width, height, n_bands, crs_wkt, " \
   "gt0, gt1, gt2, gt3, gt4, gt5, split, odd_reason, review_state FROM patches "
 
-static LodePatch *
+static gpointer
 patch_from_row (sqlite3_stmt *st)
 {
   LodePatch *p = lode_patch_new ();
@@ -915,6 +954,22 @@ patch_exists (LodeStore *s, gint64 patch_id, GError **error)
   else
     store_error (s, rc, _("Could not read the project"), error);
   return FALSE;
+}
+
+/* The rows of a per-patch query (?1 = patch_id); NOT_FOUND for an unknown patch. */
+static GPtrArray *
+fetch_for_patch (LodeStore *s, gint64 patch_id, const char *sql, RowFunc func,
+                 GDestroyNotify free_func, const char *what, GError **error)
+{
+  sqlite3_stmt *st;
+
+  if (!patch_exists (s, patch_id, error))
+    return NULL;
+  st = stmt (s, sql, error);
+  if (st == NULL)
+    return NULL;
+  sqlite3_bind_int64 (st, 1, patch_id);
+  return fetch_all (s, st, func, free_func, what, error);
 }
 
 /* Appends to the review log and caches the state in the patch, inside the
@@ -1014,46 +1069,22 @@ lode_store_add_patch (LodeStore *s, const LodePatch *p, GError **error)
 GPtrArray *
 lode_store_list_patches (LodeStore *s, GError **error)
 {
-  g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_patch_free);
   sqlite3_stmt *st;
-  int rc;
 
   g_return_val_if_fail (s != NULL, NULL);
 
   st = stmt (s, PATCH_COLUMNS "ORDER BY tile_id, year", error);
   if (st == NULL)
     return NULL;
-  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
-    g_ptr_array_add (out, patch_from_row (st));
-  done (st);
-  if (rc != SQLITE_DONE)
-    {
-      store_error (s, rc, _("Could not read the patches"), error);
-      return NULL;
-    }
-  return g_steal_pointer (&out);
-}
-
-static LodePatch *
-patch_one (LodeStore *s, sqlite3_stmt *st, GError **error)
-{
-  LodePatch *p = NULL;
-  int rc = sqlite3_step (st);
-
-  if (rc == SQLITE_ROW)
-    p = patch_from_row (st);
-  else if (rc != SQLITE_DONE)
-    store_error (s, rc, _("Could not read the patches"), error);
-  done (st);
-  return p;
+  return fetch_all (s, st, patch_from_row, (GDestroyNotify) lode_patch_free,
+                    _("Could not read the patches"), error);
 }
 
 LodePatch *
 lode_store_get_patch (LodeStore *s, gint64 id, GError **error)
 {
-  g_autoptr(GError) local = NULL;
   sqlite3_stmt *st;
-  LodePatch *p;
+  gpointer p;
 
   g_return_val_if_fail (s != NULL, NULL);
 
@@ -1061,10 +1092,7 @@ lode_store_get_patch (LodeStore *s, gint64 id, GError **error)
   if (st == NULL)
     return NULL;
   sqlite3_bind_int64 (st, 1, id);
-  p = patch_one (s, st, &local);
-  if (local != NULL)
-    g_propagate_error (error, g_steal_pointer (&local));
-  else if (p == NULL)
+  if (fetch_one (s, st, patch_from_row, _("Could not read the patches"), &p, error) && p == NULL)
     not_found_patch (s, id, error);
   return p;
 }
@@ -1072,9 +1100,8 @@ lode_store_get_patch (LodeStore *s, gint64 id, GError **error)
 LodePatch *
 lode_store_find_patch (LodeStore *s, const char *tile_id, int year, GError **error)
 {
-  g_autoptr(GError) local = NULL;
   sqlite3_stmt *st;
-  LodePatch *p;
+  gpointer p;
 
   g_return_val_if_fail (s != NULL, NULL);
   g_return_val_if_fail (tile_id != NULL, NULL);
@@ -1084,10 +1111,7 @@ lode_store_find_patch (LodeStore *s, const char *tile_id, int year, GError **err
     return NULL;
   bind_text (st, 1, tile_id);
   sqlite3_bind_int (st, 2, year);
-  p = patch_one (s, st, &local);
-  if (local != NULL)
-    g_propagate_error (error, g_steal_pointer (&local));
-  else if (p == NULL)
+  if (fetch_one (s, st, patch_from_row, _("Could not read the patches"), &p, error) && p == NULL)
     g_set_error (error, LODE_STORE_ERROR, LODE_STORE_ERROR_NOT_FOUND,
                  _("“%s” has no tile %s of %d"), s->path, tile_id, year);
   return p;
@@ -1313,45 +1337,33 @@ lode_store_get_original_mask (LodeStore *s, gint64 patch_id, GError **error)
   return mask;
 }
 
+static gpointer
+revision_from_row (sqlite3_stmt *st)
+{
+  LodeRevisionInfo *info = g_new0 (LodeRevisionInfo, 1);
+
+  info->id = sqlite3_column_int64 (st, 0);
+  info->patch_id = sqlite3_column_int64 (st, 1);
+  info->parent_id = sqlite3_column_int64 (st, 2);
+  info->model_version_id = sqlite3_column_int64 (st, 3);
+  info->created_us = sqlite3_column_int64 (st, 4);
+  lode_revision_source_from_id ((const char *) sqlite3_column_text (st, 5), &info->source);
+  info->author = col_text (st, 6);
+  info->note = col_text (st, 7);
+  info->mask_bytes = (gsize) sqlite3_column_int64 (st, 8);
+  return info;
+}
+
 GPtrArray *
 lode_store_list_revisions (LodeStore *s, gint64 patch_id, GError **error)
 {
-  g_autoptr(GPtrArray) out =
-    g_ptr_array_new_with_free_func ((GDestroyNotify) lode_revision_info_free);
-  sqlite3_stmt *st;
-  int rc;
-
   g_return_val_if_fail (s != NULL, NULL);
 
-  if (!patch_exists (s, patch_id, error))
-    return NULL;
-  st = stmt (s, "SELECT id, patch_id, parent_id, model_version_id, created, source, author, note, "
-                "mask_bytes FROM revisions WHERE patch_id = ?1 ORDER BY id", error);
-  if (st == NULL)
-    return NULL;
-  sqlite3_bind_int64 (st, 1, patch_id);
-  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
-    {
-      LodeRevisionInfo *info = g_new0 (LodeRevisionInfo, 1);
-
-      info->id = sqlite3_column_int64 (st, 0);
-      info->patch_id = sqlite3_column_int64 (st, 1);
-      info->parent_id = sqlite3_column_int64 (st, 2);
-      info->model_version_id = sqlite3_column_int64 (st, 3);
-      info->created_us = sqlite3_column_int64 (st, 4);
-      lode_revision_source_from_id ((const char *) sqlite3_column_text (st, 5), &info->source);
-      info->author = col_text (st, 6);
-      info->note = col_text (st, 7);
-      info->mask_bytes = (gsize) sqlite3_column_int64 (st, 8);
-      g_ptr_array_add (out, info);
-    }
-  done (st);
-  if (rc != SQLITE_DONE)
-    {
-      store_error (s, rc, _("Could not read the revisions"), error);
-      return NULL;
-    }
-  return g_steal_pointer (&out);
+  return fetch_for_patch (s, patch_id,
+                          "SELECT id, patch_id, parent_id, model_version_id, created, source, "
+                          "author, note, mask_bytes FROM revisions WHERE patch_id = ?1 ORDER BY id",
+                          revision_from_row, (GDestroyNotify) lode_revision_info_free,
+                          _("Could not read the revisions"), error);
 }
 
 /* Edits */
@@ -1367,7 +1379,7 @@ lode_edit_free (LodeEdit *edit)
 
 #define EDIT_COLUMNS "SELECT id, patch_id, seq, revision_id, created, undone, delta FROM edits "
 
-static LodeEdit *
+static gpointer
 edit_from_row (sqlite3_stmt *st)
 {
   LodeEdit *e = g_new0 (LodeEdit, 1);
@@ -1533,29 +1545,23 @@ gboolean
 lode_store_load_edits (LodeStore *s, gint64 patch_id, GPtrArray **applied, GPtrArray **undone,
                        GError **error)
 {
+  g_autoptr(GPtrArray) all = NULL;
   g_autoptr(GPtrArray) a = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_edit_free);
   g_autoptr(GPtrArray) u = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_edit_free);
-  sqlite3_stmt *st;
-  int rc;
 
   g_return_val_if_fail (s != NULL, FALSE);
 
-  if (!patch_exists (s, patch_id, error))
+  all = fetch_for_patch (s, patch_id, EDIT_COLUMNS "WHERE patch_id = ?1 ORDER BY seq",
+                         edit_from_row, (GDestroyNotify) lode_edit_free,
+                         _("Could not read the edit history"), error);
+  if (all == NULL)
     return FALSE;
-  st = stmt (s, EDIT_COLUMNS "WHERE patch_id = ?1 ORDER BY seq", error);
-  if (st == NULL)
-    return FALSE;
-  sqlite3_bind_int64 (st, 1, patch_id);
-  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+  /* The edits move to a and u. */
+  g_ptr_array_set_free_func (all, NULL);
+  for (guint i = 0; i < all->len; i++)
     {
-      LodeEdit *e = edit_from_row (st);
+      LodeEdit *e = all->pdata[i];
       g_ptr_array_add (e->undone ? u : a, e);
-    }
-  done (st);
-  if (rc != SQLITE_DONE)
-    {
-      store_error (s, rc, _("Could not read the edit history"), error);
-      return FALSE;
     }
   if (applied != NULL)
     *applied = g_steal_pointer (&a);
@@ -1568,8 +1574,7 @@ LodeEdit *
 lode_store_get_edit (LodeStore *s, gint64 edit_id, GError **error)
 {
   sqlite3_stmt *st;
-  LodeEdit *e = NULL;
-  int rc;
+  gpointer e;
 
   g_return_val_if_fail (s != NULL, NULL);
 
@@ -1577,13 +1582,7 @@ lode_store_get_edit (LodeStore *s, gint64 edit_id, GError **error)
   if (st == NULL)
     return NULL;
   sqlite3_bind_int64 (st, 1, edit_id);
-  rc = sqlite3_step (st);
-  if (rc == SQLITE_ROW)
-    e = edit_from_row (st);
-  done (st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    store_error (s, rc, _("Could not read the edit history"), error);
-  else if (e == NULL)
+  if (fetch_one (s, st, edit_from_row, _("Could not read the edit history"), &e, error) && e == NULL)
     g_set_error (error, LODE_STORE_ERROR, LODE_STORE_ERROR_NOT_FOUND,
                  _("“%s” has no edit with id %" G_GINT64_FORMAT), s->path, edit_id);
   return e;
@@ -1619,41 +1618,30 @@ lode_store_set_review (LodeStore *s, gint64 patch_id, LodeReviewState state,
   return tx_commit (s, what, error);
 }
 
+static gpointer
+review_from_row (sqlite3_stmt *st)
+{
+  LodeReview *r = g_new0 (LodeReview, 1);
+
+  r->id = sqlite3_column_int64 (st, 0);
+  r->patch_id = sqlite3_column_int64 (st, 1);
+  lode_review_state_from_id ((const char *) sqlite3_column_text (st, 2), &r->state);
+  r->reviewer = col_text (st, 3);
+  r->comment = col_text (st, 4);
+  r->created_us = sqlite3_column_int64 (st, 5);
+  return r;
+}
+
 GPtrArray *
 lode_store_list_reviews (LodeStore *s, gint64 patch_id, GError **error)
 {
-  g_autoptr(GPtrArray) out = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_review_free);
-  sqlite3_stmt *st;
-  int rc;
-
   g_return_val_if_fail (s != NULL, NULL);
 
-  if (!patch_exists (s, patch_id, error))
-    return NULL;
-  st = stmt (s, "SELECT id, patch_id, state, reviewer, comment, created FROM reviews "
-                "WHERE patch_id = ?1 ORDER BY id", error);
-  if (st == NULL)
-    return NULL;
-  sqlite3_bind_int64 (st, 1, patch_id);
-  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
-    {
-      LodeReview *r = g_new0 (LodeReview, 1);
-
-      r->id = sqlite3_column_int64 (st, 0);
-      r->patch_id = sqlite3_column_int64 (st, 1);
-      lode_review_state_from_id ((const char *) sqlite3_column_text (st, 2), &r->state);
-      r->reviewer = col_text (st, 3);
-      r->comment = col_text (st, 4);
-      r->created_us = sqlite3_column_int64 (st, 5);
-      g_ptr_array_add (out, r);
-    }
-  done (st);
-  if (rc != SQLITE_DONE)
-    {
-      store_error (s, rc, _("Could not read the reviews"), error);
-      return NULL;
-    }
-  return g_steal_pointer (&out);
+  return fetch_for_patch (s, patch_id,
+                          "SELECT id, patch_id, state, reviewer, comment, created FROM reviews "
+                          "WHERE patch_id = ?1 ORDER BY id",
+                          review_from_row, (GDestroyNotify) lode_review_free,
+                          _("Could not read the reviews"), error);
 }
 
 gboolean
@@ -1739,7 +1727,7 @@ lode_store_add_model_version (LodeStore *s, LodeModelKind kind, const char *name
 
 #define MODEL_COLUMNS "SELECT id, kind, name, created, path, metrics, parent_id FROM model_versions "
 
-static LodeModelVersion *
+static gpointer
 model_from_row (sqlite3_stmt *st)
 {
   LodeModelVersion *v = g_new0 (LodeModelVersion, 1);
@@ -1758,8 +1746,7 @@ LodeModelVersion *
 lode_store_get_model_version (LodeStore *s, gint64 id, GError **error)
 {
   sqlite3_stmt *st;
-  LodeModelVersion *v = NULL;
-  int rc;
+  gpointer v;
 
   g_return_val_if_fail (s != NULL, NULL);
 
@@ -1767,13 +1754,8 @@ lode_store_get_model_version (LodeStore *s, gint64 id, GError **error)
   if (st == NULL)
     return NULL;
   sqlite3_bind_int64 (st, 1, id);
-  rc = sqlite3_step (st);
-  if (rc == SQLITE_ROW)
-    v = model_from_row (st);
-  done (st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    store_error (s, rc, _("Could not read the model versions"), error);
-  else if (v == NULL)
+  if (fetch_one (s, st, model_from_row, _("Could not read the model versions"), &v, error)
+      && v == NULL)
     g_set_error (error, LODE_STORE_ERROR, LODE_STORE_ERROR_NOT_FOUND,
                  _("“%s” has no model version with id %" G_GINT64_FORMAT), s->path, id);
   return v;
@@ -1782,25 +1764,15 @@ lode_store_get_model_version (LodeStore *s, gint64 id, GError **error)
 GPtrArray *
 lode_store_list_model_versions (LodeStore *s, GError **error)
 {
-  g_autoptr(GPtrArray) out =
-    g_ptr_array_new_with_free_func ((GDestroyNotify) lode_model_version_free);
   sqlite3_stmt *st;
-  int rc;
 
   g_return_val_if_fail (s != NULL, NULL);
 
   st = stmt (s, MODEL_COLUMNS "ORDER BY id", error);
   if (st == NULL)
     return NULL;
-  while ((rc = sqlite3_step (st)) == SQLITE_ROW)
-    g_ptr_array_add (out, model_from_row (st));
-  done (st);
-  if (rc != SQLITE_DONE)
-    {
-      store_error (s, rc, _("Could not read the model versions"), error);
-      return NULL;
-    }
-  return g_steal_pointer (&out);
+  return fetch_all (s, st, model_from_row, (GDestroyNotify) lode_model_version_free,
+                    _("Could not read the model versions"), error);
 }
 
 /* Embedding cache */

@@ -80,7 +80,10 @@ gboolean    lode_store_set_class_table_json (LodeStore  *s,
 char       *lode_store_get_class_table_json (LodeStore  *s);
 
 /* One transaction around many calls (bulk import). A call that fails
- * inside it undoes only its own part; lode_store_rollback() undoes all. */
+ * inside it undoes only its own part; lode_store_rollback() undoes all, and
+ * so does closing the store before lode_store_commit(). After a full disk
+ * or I/O error SQLite drops the whole transaction: lode_store_commit() then
+ * says so. */
 gboolean    lode_store_begin         (LodeStore   *s,
                                       GError     **error);
 gboolean    lode_store_commit        (LodeStore   *s,

@@ -16,7 +16,8 @@ typedef struct
 } LodeCommand;
 
 static const LodeCommand commands[] = {
-  { "demo", N_("Write a synthetic data set in the SmallMinesDS layout"), lode_cmd_demo },
+  { "demo", N_("Write a synthetic data set in the SmallMinesDS layout and a project on it"), lode_cmd_demo },
+  { "import", N_("Make a project from a SmallMinesDS folder or a folder of GeoTIFFs"), lode_cmd_import },
 };
 
 gboolean

@@ -3,19 +3,10 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
-#include <unistd.h>
 
+#include "lode-cli-progress.h"
 #include "lode-commands.h"
 #include "lode-demo.h"
-
-static void
-print_progress (double fraction, const char *what, gpointer user_data)
-{
-  if (isatty (STDERR_FILENO))
-    g_printerr ("\r%3.0f%% %s\033[K", fraction * 100.0, what ? what : "");
-  if (fraction >= 1.0 && isatty (STDERR_FILENO))
-    g_printerr ("\n");
-}
 
 int
 lode_cmd_demo (int argc, char **argv)
@@ -34,11 +25,14 @@ lode_cmd_demo (int argc, char **argv)
   };
   g_autoptr(GOptionContext) context = g_option_context_new (_("DIR"));
   LodeDemoOptions options;
+  LodeImportOptions import_options;
+  g_autofree char *project = NULL;
 
   g_option_context_set_summary (context,
     _("Write a synthetic data set in the SmallMinesDS layout into DIR:\n"
       "13-band GeoTIFF images in UTM 30N for 2016 and 2022, binary and\n"
-      "3-class masks, and the split CSVs. The same seed gives the same files."));
+      "3-class masks, and the split CSVs, and a project DIR/demo.lode on it.\n"
+      "The same seed gives the same files."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
     return LODE_EXIT_USAGE;
@@ -59,15 +53,33 @@ lode_cmd_demo (int argc, char **argv)
       return LODE_EXIT_USAGE;
     }
 
+  project = g_build_filename (rest[0], "demo.lode", NULL);
+  if (g_file_test (project, G_FILE_TEST_EXISTS))
+    {
+      lode_cli_error ("demo", _("“%s” already holds a demo project; choose another folder"), rest[0]);
+      return LODE_EXIT_FAILURE;
+    }
+
   lode_demo_options_init (&options);
   options.n_tiles = tiles;
   options.seed = (guint64) seed;
   options.size = size;
-  if (!lode_demo_write (rest[0], &options, print_progress, NULL, NULL, &error))
+  if (!lode_demo_write (rest[0], &options, lode_cli_progress, NULL, NULL, &error))
+    {
+      lode_cli_progress_end ();
+      lode_cli_error ("demo", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
+  lode_cli_progress_end ();
+
+  lode_import_options_init (&import_options);
+  import_options.expected_size = size;
+  import_options.expected_bands = 13;
+  if (!lode_cli_import_into (project, rest[0], &import_options, TRUE, &error))
     {
       lode_cli_error ("demo", "%s", error->message);
       return LODE_EXIT_FAILURE;
     }
-  g_print (_("Wrote %d tiles for 2016 and 2022 into %s\n"), tiles, rest[0]);
+  g_print (_("Wrote %d tiles for 2016 and 2022 into %s, and the project %s\n"), tiles, rest[0], project);
   return LODE_EXIT_OK;
 }

@@ -13,7 +13,8 @@ enum {
   LODE_EXIT_USAGE = 2,
 };
 
-int lode_cmd_demo (int argc, char **argv);
+int lode_cmd_demo   (int argc, char **argv);
+int lode_cmd_import (int argc, char **argv);
 
 /* Shared by the commands: parse options, printing a clear message on error.
  * Returns FALSE when the command should exit with LODE_EXIT_USAGE. */

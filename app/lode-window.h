@@ -15,4 +15,12 @@ LodeWindow *lode_window_new          (LodeApplication *app);
 gboolean    lode_window_open_project (LodeWindow      *self,
                                       GFile           *file);
 
+/* For tests and the benchmark: what the window shows. */
+GtkWidget  *lode_window_get_canvas   (LodeWindow      *self);
+/* The patch on the canvas, 0 when none. */
+gint64      lode_window_get_patch_id (LodeWindow      *self);
+/* Selects the patch at position in the list; FALSE when there is none. */
+gboolean    lode_window_select_patch (LodeWindow      *self,
+                                      guint            position);
+
 G_END_DECLS

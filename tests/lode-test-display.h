@@ -5,8 +5,9 @@
 
 G_BEGIN_DECLS
 
-/* TRUE when a display is there; otherwise marks the test skipped. */
-gboolean lode_test_display_init      (void);
+/* TRUE when a display is there; otherwise adds one test at path that
+ * reports itself skipped, so the suite says why it did nothing. */
+gboolean lode_test_display_init      (const char *path);
 /* Spins the main loop until cond(data) is TRUE or timeout_ms passes. */
 gboolean lode_test_wait_for          (gboolean (*cond) (gpointer data),
                                       gpointer data,

@@ -233,7 +233,10 @@ lode_ops_cuda_alloc (void **dev, size_t bytes)
 
   *dev = NULL;
   snprintf (what, sizeof what, "allocating %.1f MiB of GPU memory", bytes / 1048576.0);
-  return check_cuda (cudaMalloc (dev, bytes ? bytes : 1), what);
+  int status = check_cuda (cudaMalloc (dev, bytes ? bytes : 1), what);
+  if (status != LODE_CUDA_OK)
+    *dev = NULL;
+  return status;
 }
 
 extern "C" void

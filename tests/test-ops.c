@@ -205,36 +205,6 @@ naive_conv2d (double *out, const float *in, const float *w, const float *bias,
 }
 
 static void
-test_conv2d (void)
-{
-  g_autoptr(GRand) rand = g_rand_new_with_seed (4);
-
-  for (guint c = 0; c < G_N_ELEMENTS (conv_cases); c++)
-    {
-      const LodeConvShape *s = &conv_cases[c];
-      int oh, ow;
-      gsize nin, nw, nout;
-
-      g_assert_true (lode_conv_shape_out_size (s, &oh, &ow));
-      nin = (gsize) s->n * s->c_in * s->h * s->w;
-      nw = (gsize) s->c_out * (s->c_in / s->groups) * s->kh * s->kw;
-      nout = (gsize) s->n * s->c_out * oh * ow;
-      {
-        g_autofree float *in = random_array (rand, nin);
-        g_autofree float *w = random_array (rand, nw);
-        g_autofree float *bias = random_array (rand, s->c_out);
-        g_autofree float *out = g_new (float, nout);
-        g_autofree double *want = g_new (double, nout);
-        g_autofree char *what = g_strdup_printf ("conv2d case %u", c);
-
-        naive_conv2d (want, in, w, c % 2 ? NULL : bias, s, oh, ow);
-        lode_ops_conv2d (out, in, w, c % 2 ? NULL : bias, s);
-        assert_close (out, want, nout, what);
-      }
-    }
-}
-
-static void
 test_conv2d_hand (void)
 {
   const float in[] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
@@ -294,34 +264,63 @@ naive_conv_transpose2d (double *out, const float *in, const float *w, const floa
                 }
 }
 
+/* Runs each case through the kernel and the naive loops with random inputs;
+ * odd cases go without bias. */
 static void
-test_conv_transpose2d (void)
+check_conv_cases (const LodeConvShape *cases, guint ncases, gboolean transposed,
+                  guint32 seed)
 {
-  g_autoptr(GRand) rand = g_rand_new_with_seed (5);
+  g_autoptr(GRand) rand = g_rand_new_with_seed (seed);
 
-  for (guint c = 0; c < G_N_ELEMENTS (convt_cases); c++)
+  for (guint c = 0; c < ncases; c++)
     {
-      const LodeConvShape *s = &convt_cases[c];
+      const LodeConvShape *s = &cases[c];
       int oh, ow;
       gsize nin, nw, nout;
 
-      g_assert_true (lode_conv_shape_tout_size (s, &oh, &ow));
+      if (transposed)
+        g_assert_true (lode_conv_shape_tout_size (s, &oh, &ow));
+      else
+        g_assert_true (lode_conv_shape_out_size (s, &oh, &ow));
       nin = (gsize) s->n * s->c_in * s->h * s->w;
+      /* [c_out, c_in/groups, kh, kw] or, transposed, [c_in, c_out/groups, kh, kw] */
       nw = (gsize) s->c_in * (s->c_out / s->groups) * s->kh * s->kw;
       nout = (gsize) s->n * s->c_out * oh * ow;
       {
         g_autofree float *in = random_array (rand, nin);
         g_autofree float *w = random_array (rand, nw);
         g_autofree float *bias = random_array (rand, s->c_out);
+        const float *b = c % 2 ? NULL : bias;
         g_autofree float *out = g_new (float, nout);
         g_autofree double *want = g_new (double, nout);
-        g_autofree char *what = g_strdup_printf ("conv_transpose2d case %u", c);
+        g_autofree char *what = g_strdup_printf ("%s case %u",
+                                                 transposed ? "conv_transpose2d" : "conv2d", c);
 
-        naive_conv_transpose2d (want, in, w, c % 2 ? NULL : bias, s, oh, ow);
-        lode_ops_conv_transpose2d (out, in, w, c % 2 ? NULL : bias, s);
+        if (transposed)
+          {
+            naive_conv_transpose2d (want, in, w, b, s, oh, ow);
+            lode_ops_conv_transpose2d (out, in, w, b, s);
+          }
+        else
+          {
+            naive_conv2d (want, in, w, b, s, oh, ow);
+            lode_ops_conv2d (out, in, w, b, s);
+          }
         assert_close (out, want, nout, what);
       }
     }
+}
+
+static void
+test_conv2d (void)
+{
+  check_conv_cases (conv_cases, G_N_ELEMENTS (conv_cases), FALSE, 4);
+}
+
+static void
+test_conv_transpose2d (void)
+{
+  check_conv_cases (convt_cases, G_N_ELEMENTS (convt_cases), TRUE, 5);
 }
 
 static void

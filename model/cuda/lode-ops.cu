@@ -802,6 +802,35 @@ conv_descs (LodeOpsCuda *ctx, ConvDescs *cd, const LodeConvShape *s,
   return LODE_CUDA_OK;
 }
 
+// The heuristics rank the algorithms; run the first that works, stepping
+// past those whose workspace does not fit in GPU memory. size (algo, &bytes)
+// and run (algo, workspace, bytes) make the cuDNN calls.
+template <typename Perf, typename SizeFn, typename RunFn>
+static int
+run_ranked (LodeOpsCuda *ctx, const Perf *perf, int found, const char *what,
+            SizeFn size, RunFn run)
+{
+  int status = fail (LODE_CUDA_ERROR_UNSUPPORTED, "%s: no cuDNN algorithm for these sizes",
+                     what);
+
+  for (int i = 0; i < found; i++)
+    {
+      size_t bytes = 0;
+      void *ws = NULL;
+
+      if (perf[i].status != CUDNN_STATUS_SUCCESS)
+        continue;
+      status = check_cudnn (size (perf[i].algo, &bytes), what);
+      if (status == LODE_CUDA_OK)
+        status = workspace (ctx, bytes, &ws);
+      if (status == LODE_CUDA_OK)
+        status = check_cudnn (run (perf[i].algo, ws, bytes), what);
+      if (status == LODE_CUDA_OK)
+        break;
+    }
+  return status;
+}
+
 extern "C" int
 lode_ops_cuda_conv2d (LodeOpsCuda *ctx, float *out, const float *in,
                       const float *weight, const float *bias, const LodeConvShape *s)
@@ -820,36 +849,18 @@ lode_ops_cuda_conv2d (LodeOpsCuda *ctx, float *out, const float *in,
                                                       &found, perf),
              "cudnnGetConvolutionForwardAlgorithm_v7");
 
-  // The heuristics rank the algorithms; take the first that runs, stepping
-  // past those whose workspace does not fit in GPU memory.
-  int status = fail (LODE_CUDA_ERROR_UNSUPPORTED,
-                     "no cuDNN algorithm for a %dx%d convolution of %d channels",
-                     s->kh, s->kw, s->c_in);
-  for (int i = 0; i < found; i++)
-    {
-      size_t bytes = 0;
-      void *ws = NULL;
-
-      if (perf[i].status != CUDNN_STATUS_SUCCESS)
-        continue;
-      status = check_cudnn (cudnnGetConvolutionForwardWorkspaceSize (ctx->cudnn, cd.x, cd.w,
-                                                                     cd.conv, cd.y,
-                                                                     perf[i].algo, &bytes),
-                            "cudnnGetConvolutionForwardWorkspaceSize");
-      if (status != LODE_CUDA_OK)
-        continue;
-      status = workspace (ctx, bytes, &ws);
-      if (status != LODE_CUDA_OK)
-        continue;
-      const float one = 1.0f, zero = 0.0f;
-      status = check_cudnn (cudnnConvolutionForward (ctx->cudnn, &one, cd.x, in, cd.w, weight,
-                                                     cd.conv, perf[i].algo, ws, bytes,
-                                                     &zero, cd.y, out),
-                            "cudnnConvolutionForward");
-      if (status == LODE_CUDA_OK)
-        break;
-    }
-  TRY (status);
+  const float one = 1.0f, zero = 0.0f;
+  TRY (run_ranked (ctx, perf, found, "conv2d (cudnnConvolutionForward)",
+                   [&] (cudnnConvolutionFwdAlgo_t algo, size_t *bytes) {
+                     return cudnnGetConvolutionForwardWorkspaceSize (ctx->cudnn, cd.x, cd.w,
+                                                                     cd.conv, cd.y, algo,
+                                                                     bytes);
+                   },
+                   [&] (cudnnConvolutionFwdAlgo_t algo, void *ws, size_t bytes) {
+                     return cudnnConvolutionForward (ctx->cudnn, &one, cd.x, in, cd.w, weight,
+                                                     cd.conv, algo, ws, bytes,
+                                                     &zero, cd.y, out);
+                   }));
   if (bias)
     TRY (lode_ops_cuda_add_channel_bias (ctx, out, out, bias, s->n, s->c_out, oh * ow));
   return LODE_CUDA_OK;
@@ -879,34 +890,18 @@ lode_ops_cuda_conv_transpose2d (LodeOpsCuda *ctx, float *out, const float *in,
                                                            &found, perf),
              "cudnnGetConvolutionBackwardDataAlgorithm_v7");
 
-  int status = fail (LODE_CUDA_ERROR_UNSUPPORTED,
-                     "no cuDNN algorithm for a %dx%d transposed convolution of %d channels",
-                     s->kh, s->kw, s->c_in);
-  for (int i = 0; i < found; i++)
-    {
-      size_t bytes = 0;
-      void *ws = NULL;
-
-      if (perf[i].status != CUDNN_STATUS_SUCCESS)
-        continue;
-      status = check_cudnn (cudnnGetConvolutionBackwardDataWorkspaceSize (ctx->cudnn, cd.w,
+  const float one = 1.0f, zero = 0.0f;
+  TRY (run_ranked (ctx, perf, found, "conv_transpose2d (cudnnConvolutionBackwardData)",
+                   [&] (cudnnConvolutionBwdDataAlgo_t algo, size_t *bytes) {
+                     return cudnnGetConvolutionBackwardDataWorkspaceSize (ctx->cudnn, cd.w,
                                                                           cd.y, cd.conv, cd.x,
-                                                                          perf[i].algo, &bytes),
-                            "cudnnGetConvolutionBackwardDataWorkspaceSize");
-      if (status != LODE_CUDA_OK)
-        continue;
-      status = workspace (ctx, bytes, &ws);
-      if (status != LODE_CUDA_OK)
-        continue;
-      const float one = 1.0f, zero = 0.0f;
-      status = check_cudnn (cudnnConvolutionBackwardData (ctx->cudnn, &one, cd.w, weight,
-                                                          cd.y, in, cd.conv, perf[i].algo,
-                                                          ws, bytes, &zero, cd.x, out),
-                            "cudnnConvolutionBackwardData");
-      if (status == LODE_CUDA_OK)
-        break;
-    }
-  TRY (status);
+                                                                          algo, bytes);
+                   },
+                   [&] (cudnnConvolutionBwdDataAlgo_t algo, void *ws, size_t bytes) {
+                     return cudnnConvolutionBackwardData (ctx->cudnn, &one, cd.w, weight,
+                                                          cd.y, in, cd.conv, algo,
+                                                          ws, bytes, &zero, cd.x, out);
+                   }));
   if (bias)
     TRY (lode_ops_cuda_add_channel_bias (ctx, out, out, bias, s->n, s->c_out, oh * ow));
   return LODE_CUDA_OK;

@@ -1,0 +1,986 @@
+/* lode-ops.c: the CPU kernels (see lode-ops.h for the semantics of each).
+ *
+ * Matrix products and convolutions call cblas_sgemm, which OpenBLAS spreads
+ * over the cores itself; the other loops are split with OpenMP when the build
+ * has it (never around a BLAS call). These are also the readable references
+ * for the CUDA kernels in cuda/lode-ops.cu. */
+#define G_LOG_DOMAIN "lode-model"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <math.h>
+#include <string.h>
+#include <cblas.h>
+
+#include "lode-ops.h"
+#ifdef LODE_WITH_CUDA
+#include "lode-ops-cuda.h"
+#endif
+
+G_DEFINE_QUARK (lode-ops-error-quark, lode_ops_error)
+
+/* Loops below this many elements stay on one thread: starting the team
+ * costs more than the work. */
+#define PARALLEL_MIN_WORK 32768
+
+#ifdef _OPENMP
+#define LODE_PRAGMA(x) _Pragma (#x)
+#define PARALLEL_FOR(work) \
+  LODE_PRAGMA (omp parallel for schedule (static) if ((work) > PARALLEL_MIN_WORK))
+#else
+#define PARALLEL_FOR(work)
+#endif
+
+/* Scratch buffers (im2col columns, attention scores) are cut to this many
+ * floats: 16 MiB; smaller chunks make the sgemm calls too thin to run at
+ * full speed (the 96-channel 3x3 timing in test-ops halves at 4 MiB). */
+#define SCRATCH_FLOATS (1 << 22)
+
+/* ---- matrix products ---------------------------------------------------- */
+
+void
+lode_ops_gemm (gboolean     trans_a,
+               gboolean     trans_b,
+               int          m,
+               int          n,
+               int          k,
+               float        alpha,
+               const float *a,
+               const float *b,
+               float        beta,
+               float       *c)
+{
+  g_return_if_fail (m >= 0 && n >= 0 && k >= 0);
+  g_return_if_fail (c != NULL);
+
+  if (m == 0 || n == 0)
+    return;
+  if (k == 0)
+    {
+      /* BLAS leaves C alone when k == 0 only if beta == 1; do it by hand. */
+      lode_ops_scale (c, c, beta, (gsize) m * n);
+      if (beta == 0.0f)
+        memset (c, 0, sizeof (float) * (gsize) m * n);
+      return;
+    }
+  cblas_sgemm (CblasRowMajor,
+               trans_a ? CblasTrans : CblasNoTrans,
+               trans_b ? CblasTrans : CblasNoTrans,
+               m, n, k, alpha,
+               a, trans_a ? m : k,
+               b, trans_b ? k : n,
+               beta, c, n);
+}
+
+void
+lode_ops_gemm_batched (gboolean     trans_a,
+                       gboolean     trans_b,
+                       int          batch,
+                       int          m,
+                       int          n,
+                       int          k,
+                       float        alpha,
+                       const float *a,
+                       gint64       stride_a,
+                       const float *b,
+                       gint64       stride_b,
+                       float        beta,
+                       float       *c,
+                       gint64       stride_c)
+{
+  g_return_if_fail (batch >= 0);
+
+  for (int i = 0; i < batch; i++)
+    lode_ops_gemm (trans_a, trans_b, m, n, k, alpha,
+                   a + i * stride_a, b + i * stride_b, beta, c + i * stride_c);
+}
+
+void
+lode_ops_matmul (float       *out,
+                 const float *a,
+                 const float *b,
+                 const float *bias,
+                 int          m,
+                 int          n,
+                 int          k,
+                 gboolean     b_is_weight)
+{
+  lode_ops_gemm (FALSE, b_is_weight, m, n, k, 1.0f, a, b, 0.0f, out);
+  if (bias != NULL)
+    lode_ops_add_row_bias (out, out, bias, m, n);
+}
+
+void
+lode_ops_linear (float       *out,
+                 const float *x,
+                 const float *weight,
+                 const float *bias,
+                 int          rows,
+                 int          in_f,
+                 int          out_f)
+{
+  lode_ops_matmul (out, x, weight, bias, rows, out_f, in_f, TRUE);
+}
+
+/* ---- convolutions ------------------------------------------------------- */
+
+void
+lode_conv_shape_init (LodeConvShape *s,
+                      int            n,
+                      int            c_in,
+                      int            h,
+                      int            w,
+                      int            c_out,
+                      int            k,
+                      int            stride,
+                      int            pad)
+{
+  g_return_if_fail (s != NULL);
+
+  *s = (LodeConvShape) {
+    .n = n, .c_in = c_in, .h = h, .w = w,
+    .c_out = c_out, .kh = k, .kw = k,
+    .stride_h = stride, .stride_w = stride,
+    .pad_h = pad, .pad_w = pad,
+    .dil_h = 1, .dil_w = 1,
+    .groups = 1,
+  };
+}
+
+static gboolean
+conv_shape_valid (const LodeConvShape *s)
+{
+  return s->n > 0 && s->c_in > 0 && s->h > 0 && s->w > 0
+         && s->c_out > 0 && s->kh > 0 && s->kw > 0
+         && s->stride_h > 0 && s->stride_w > 0
+         && s->pad_h >= 0 && s->pad_w >= 0
+         && s->dil_h > 0 && s->dil_w > 0
+         && s->out_pad_h >= 0 && s->out_pad_w >= 0
+         && s->groups > 0
+         && s->c_in % s->groups == 0 && s->c_out % s->groups == 0;
+}
+
+gboolean
+lode_conv_shape_out_size (const LodeConvShape *s,
+                          int                 *out_h,
+                          int                 *out_w)
+{
+  int oh, ow;
+
+  g_return_val_if_fail (s != NULL, FALSE);
+  if (!conv_shape_valid (s))
+    return FALSE;
+  oh = s->h + 2 * s->pad_h - s->dil_h * (s->kh - 1) - 1;
+  ow = s->w + 2 * s->pad_w - s->dil_w * (s->kw - 1) - 1;
+  if (oh < 0 || ow < 0)
+    return FALSE;
+  if (out_h)
+    *out_h = oh / s->stride_h + 1;
+  if (out_w)
+    *out_w = ow / s->stride_w + 1;
+  return TRUE;
+}
+
+gboolean
+lode_conv_shape_tout_size (const LodeConvShape *s,
+                           int                 *out_h,
+                           int                 *out_w)
+{
+  int oh, ow;
+
+  g_return_val_if_fail (s != NULL, FALSE);
+  if (!conv_shape_valid (s))
+    return FALSE;
+  oh = (s->h - 1) * s->stride_h - 2 * s->pad_h + s->dil_h * (s->kh - 1) + s->out_pad_h + 1;
+  ow = (s->w - 1) * s->stride_w - 2 * s->pad_w + s->dil_w * (s->kw - 1) + s->out_pad_w + 1;
+  if (oh < 1 || ow < 1)
+    return FALSE;
+  if (out_h)
+    *out_h = oh;
+  if (out_w)
+    *out_w = ow;
+  return TRUE;
+}
+
+/* Columns p0 .. p0+np of the im2col matrix of one image and group:
+ * col[(ci*kh + ky)*kw + kx, j] = x[ci, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]
+ * for output pixel p0 + j = oy*ow + ox, zero outside the image. */
+static void
+im2col_chunk (float               *col,
+              const float         *x,
+              const LodeConvShape *s,
+              int                  cig,
+              int                  ow,
+              int                  p0,
+              int                  np)
+{
+  int rows = cig * s->kh * s->kw;
+
+  PARALLEL_FOR ((gint64) rows * np)
+  for (int r = 0; r < rows; r++)
+    {
+      int kx = r % s->kw;
+      int ky = (r / s->kw) % s->kh;
+      int ci = r / (s->kw * s->kh);
+      const float *plane = x + (gsize) ci * s->h * s->w;
+      float *dst = col + (gsize) r * np;
+      int oy = p0 / ow, ox = p0 % ow;
+
+      /* walk the output pixels row by row, without a division per pixel */
+      for (int j = 0; j < np; oy++, ox = 0)
+        {
+          int iy = oy * s->stride_h - s->pad_h + ky * s->dil_h;
+          int run = MIN (ow - ox, np - j);
+
+          if (iy < 0 || iy >= s->h)
+            memset (dst + j, 0, sizeof (float) * run);
+          else
+            {
+              const float *src = plane + (gsize) iy * s->w;
+              for (int e = 0; e < run; e++)
+                {
+                  int ix = (ox + e) * s->stride_w - s->pad_w + kx * s->dil_w;
+                  dst[j + e] = (ix >= 0 && ix < s->w) ? src[ix] : 0.0f;
+                }
+            }
+          j += run;
+        }
+    }
+}
+
+void
+lode_ops_conv2d (float               *out,
+                 const float         *in,
+                 const float         *weight,
+                 const float         *bias,
+                 const LodeConvShape *s)
+{
+  int oh, ow, cig, cog, kdim;
+  gsize npix;
+  gboolean direct;
+  float *col = NULL;
+  int chunk;
+
+  g_return_if_fail (out != NULL && in != NULL && weight != NULL);
+  g_return_if_fail (lode_conv_shape_out_size (s, &oh, &ow));
+
+  cig = s->c_in / s->groups;
+  cog = s->c_out / s->groups;
+  kdim = cig * s->kh * s->kw;
+  npix = (gsize) oh * ow;
+  /* A 1x1 convolution with stride 1 and no padding is a plain product. */
+  direct = s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1
+           && s->pad_h == 0 && s->pad_w == 0;
+  chunk = (int) MIN (npix, MAX (1, SCRATCH_FLOATS / kdim));
+  if (!direct)
+    col = g_new (float, (gsize) kdim * chunk);
+
+  for (int i = 0; i < s->n; i++)
+    for (int g = 0; g < s->groups; g++)
+      {
+        const float *x = in + ((gsize) i * s->c_in + (gsize) g * cig) * s->h * s->w;
+        const float *wg = weight + (gsize) g * cog * kdim;
+        float *y = out + ((gsize) i * s->c_out + (gsize) g * cog) * npix;
+
+        if (direct)
+          {
+            lode_ops_gemm (FALSE, FALSE, cog, (int) npix, kdim, 1.0f, wg, x, 0.0f, y);
+            continue;
+          }
+        for (gsize p0 = 0; p0 < npix; p0 += chunk)
+          {
+            int np = (int) MIN ((gsize) chunk, npix - p0);
+
+            im2col_chunk (col, x, s, cig, ow, (int) p0, np);
+            /* y[:, p0:p0+np] = wg[cog, kdim] @ col[kdim, np] (ldc = npix) */
+            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                         cog, np, kdim, 1.0f, wg, kdim, col, np,
+                         0.0f, y + p0, (int) npix);
+          }
+      }
+  g_free (col);
+  if (bias != NULL)
+    lode_ops_add_channel_bias (out, out, bias, s->n, s->c_out, (int) npix);
+}
+
+void
+lode_ops_conv_transpose2d (float               *out,
+                           const float         *in,
+                           const float         *weight,
+                           const float         *bias,
+                           const LodeConvShape *s)
+{
+  int oh, ow, cig, cog, rdim, chunk;
+  gsize ipix, opix;
+  float *col;
+
+  g_return_if_fail (out != NULL && in != NULL && weight != NULL);
+  g_return_if_fail (lode_conv_shape_tout_size (s, &oh, &ow));
+
+  cig = s->c_in / s->groups;
+  cog = s->c_out / s->groups;
+  rdim = cog * s->kh * s->kw;
+  ipix = (gsize) s->h * s->w;
+  opix = (gsize) oh * ow;
+  chunk = (int) MIN (ipix, MAX (1, SCRATCH_FLOATS / rdim));
+  col = g_new (float, (gsize) rdim * chunk);
+  memset (out, 0, sizeof (float) * opix * s->n * s->c_out);
+
+  for (int i = 0; i < s->n; i++)
+    for (int g = 0; g < s->groups; g++)
+      {
+        const float *x = in + ((gsize) i * s->c_in + (gsize) g * cig) * ipix;
+        const float *wg = weight + (gsize) g * cig * rdim;
+        float *y = out + ((gsize) i * s->c_out + (gsize) g * cog) * opix;
+
+        for (gsize p0 = 0; p0 < ipix; p0 += chunk)
+          {
+            int np = (int) MIN ((gsize) chunk, ipix - p0);
+
+            /* col[rdim, np] = wg[cig, rdim]^T @ x[cig, p0:p0+np] */
+            cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
+                         rdim, np, cig, 1.0f, wg, rdim, x + p0, (int) ipix,
+                         0.0f, col, np);
+            /* col2im: each output channel is written by one thread only. */
+            PARALLEL_FOR ((gint64) rdim * np)
+            for (int co = 0; co < cog; co++)
+              {
+                float *plane = y + (gsize) co * opix;
+
+                for (int ky = 0; ky < s->kh; ky++)
+                  for (int kx = 0; kx < s->kw; kx++)
+                    {
+                      const float *src = col + ((gsize) (co * s->kh + ky) * s->kw + kx) * np;
+
+                      for (int j = 0; j < np; j++)
+                        {
+                          int p = (int) p0 + j;
+                          int oy = (p / s->w) * s->stride_h - s->pad_h + ky * s->dil_h;
+                          int ox = (p % s->w) * s->stride_w - s->pad_w + kx * s->dil_w;
+
+                          if (oy >= 0 && oy < oh && ox >= 0 && ox < ow)
+                            plane[(gsize) oy * ow + ox] += src[j];
+                        }
+                    }
+              }
+          }
+      }
+  g_free (col);
+  if (bias != NULL)
+    lode_ops_add_channel_bias (out, out, bias, s->n, s->c_out, (int) opix);
+}
+
+/* ---- normalisation ------------------------------------------------------ */
+
+void
+lode_ops_layer_norm (float       *out,
+                     const float *in,
+                     const float *weight,
+                     const float *bias,
+                     int          rows,
+                     int          c,
+                     float        eps)
+{
+  g_return_if_fail (rows >= 0 && c > 0);
+
+  PARALLEL_FOR ((gint64) rows * c)
+  for (int r = 0; r < rows; r++)
+    {
+      const float *x = in + (gsize) r * c;
+      float *y = out + (gsize) r * c;
+      double sum = 0.0, sq = 0.0;
+      float mean, rstd;
+
+      for (int j = 0; j < c; j++)
+        sum += x[j];
+      mean = (float) (sum / c);
+      for (int j = 0; j < c; j++)
+        sq += (double) (x[j] - mean) * (x[j] - mean);
+      rstd = (float) (1.0 / sqrt (sq / c + eps));
+      for (int j = 0; j < c; j++)
+        {
+          float v = (x[j] - mean) * rstd;
+
+          if (weight)
+            v *= weight[j];
+          if (bias)
+            v += bias[j];
+          y[j] = v;
+        }
+    }
+}
+
+/* Pixels per block in lode_ops_layer_norm2d: the channel loop walks planes
+ * hw floats apart, so each thread takes a run of pixels and sweeps the
+ * channels over that run, keeping the accesses contiguous. */
+#define LN2D_BLOCK 256
+
+void
+lode_ops_layer_norm2d (float       *out,
+                       const float *in,
+                       const float *weight,
+                       const float *bias,
+                       int          n,
+                       int          c,
+                       int          hw,
+                       float        eps)
+{
+  int nblocks;
+
+  g_return_if_fail (n >= 0 && c > 0 && hw >= 0);
+
+  nblocks = (hw + LN2D_BLOCK - 1) / LN2D_BLOCK;
+  PARALLEL_FOR ((gint64) n * c * hw)
+  for (gint64 t = 0; t < (gint64) n * nblocks; t++)
+    {
+      int i = (int) (t / nblocks);
+      int p0 = (int) (t % nblocks) * LN2D_BLOCK;
+      int np = MIN (LN2D_BLOCK, hw - p0);
+      const float *x = in + (gsize) i * c * hw + p0;
+      float *y = out + (gsize) i * c * hw + p0;
+      double mean[LN2D_BLOCK], var[LN2D_BLOCK];
+
+      for (int p = 0; p < np; p++)
+        mean[p] = var[p] = 0.0;
+      for (int j = 0; j < c; j++)
+        for (int p = 0; p < np; p++)
+          mean[p] += x[(gsize) j * hw + p];
+      for (int p = 0; p < np; p++)
+        mean[p] /= c;
+      for (int j = 0; j < c; j++)
+        for (int p = 0; p < np; p++)
+          {
+            double d = x[(gsize) j * hw + p] - mean[p];
+            var[p] += d * d;
+          }
+      for (int p = 0; p < np; p++)
+        var[p] = 1.0 / sqrt (var[p] / c + eps);
+      for (int j = 0; j < c; j++)
+        {
+          float wj = weight ? weight[j] : 1.0f;
+          float bj = bias ? bias[j] : 0.0f;
+
+          for (int p = 0; p < np; p++)
+            y[(gsize) j * hw + p] =
+              (float) ((x[(gsize) j * hw + p] - mean[p]) * var[p]) * wj + bj;
+        }
+    }
+}
+
+void
+lode_ops_batch_norm (float       *out,
+                     const float *in,
+                     const float *mean,
+                     const float *var,
+                     const float *weight,
+                     const float *bias,
+                     int          n,
+                     int          c,
+                     int          hw,
+                     float        eps)
+{
+  g_return_if_fail (n >= 0 && c >= 0 && hw >= 0);
+  g_return_if_fail (mean != NULL && var != NULL);
+
+  PARALLEL_FOR ((gint64) n * c * hw)
+  for (gint64 t = 0; t < (gint64) n * c; t++)
+    {
+      int j = (int) (t % c);
+      float a = 1.0f / sqrtf (var[j] + eps);
+      float b;
+      const float *x = in + t * hw;
+      float *y = out + t * hw;
+
+      if (weight)
+        a *= weight[j];
+      b = (bias ? bias[j] : 0.0f) - mean[j] * a;
+      for (int p = 0; p < hw; p++)
+        y[p] = x[p] * a + b;
+    }
+}
+
+/* ---- element-wise ------------------------------------------------------- */
+
+void
+lode_ops_gelu (float *out, const float *in, gsize count)
+{
+  PARALLEL_FOR ((gint64) count * 8)
+  for (gint64 i = 0; i < (gint64) count; i++)
+    out[i] = 0.5f * in[i] * (1.0f + erff (in[i] * (float) M_SQRT1_2));
+}
+
+void
+lode_ops_gelu_tanh (float *out, const float *in, gsize count)
+{
+  const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+
+  PARALLEL_FOR ((gint64) count * 8)
+  for (gint64 i = 0; i < (gint64) count; i++)
+    {
+      float x = in[i];
+      out[i] = 0.5f * x * (1.0f + tanhf (k * (x + 0.044715f * x * x * x)));
+    }
+}
+
+void
+lode_ops_relu (float *out, const float *in, gsize count)
+{
+  PARALLEL_FOR (count)
+  for (gint64 i = 0; i < (gint64) count; i++)
+    out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
+void
+lode_ops_sigmoid (float *out, const float *in, gsize count)
+{
+  PARALLEL_FOR ((gint64) count * 4)
+  for (gint64 i = 0; i < (gint64) count; i++)
+    {
+      float x = in[i];
+      if (x >= 0.0f)
+        out[i] = 1.0f / (1.0f + expf (-x));
+      else
+        {
+          float e = expf (x);
+          out[i] = e / (1.0f + e);
+        }
+    }
+}
+
+void
+lode_ops_add (float *out, const float *a, const float *b, gsize count)
+{
+  PARALLEL_FOR (count)
+  for (gint64 i = 0; i < (gint64) count; i++)
+    out[i] = a[i] + b[i];
+}
+
+void
+lode_ops_mul (float *out, const float *a, const float *b, gsize count)
+{
+  PARALLEL_FOR (count)
+  for (gint64 i = 0; i < (gint64) count; i++)
+    out[i] = a[i] * b[i];
+}
+
+void
+lode_ops_scale (float *out, const float *in, float s, gsize count)
+{
+  PARALLEL_FOR (count)
+  for (gint64 i = 0; i < (gint64) count; i++)
+    out[i] = in[i] * s;
+}
+
+void
+lode_ops_add_channel_bias (float       *out,
+                           const float *in,
+                           const float *bias,
+                           int          n,
+                           int          c,
+                           int          hw)
+{
+  g_return_if_fail (n >= 0 && c > 0 && hw >= 0);
+
+  PARALLEL_FOR ((gint64) n * c * hw)
+  for (gint64 t = 0; t < (gint64) n * c; t++)
+    {
+      float b = bias[t % c];
+      for (int p = 0; p < hw; p++)
+        out[t * hw + p] = in[t * hw + p] + b;
+    }
+}
+
+void
+lode_ops_add_row_bias (float       *out,
+                       const float *in,
+                       const float *bias,
+                       int          rows,
+                       int          c)
+{
+  g_return_if_fail (rows >= 0 && c >= 0);
+
+  PARALLEL_FOR ((gint64) rows * c)
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < c; j++)
+      out[(gsize) r * c + j] = in[(gsize) r * c + j] + bias[j];
+}
+
+/* ---- softmax and attention ---------------------------------------------- */
+
+void
+lode_ops_softmax (float       *out,
+                  const float *in,
+                  int          rows,
+                  int          c)
+{
+  g_return_if_fail (rows >= 0 && c > 0);
+
+  PARALLEL_FOR ((gint64) rows * c * 4)
+  for (int r = 0; r < rows; r++)
+    {
+      const float *x = in + (gsize) r * c;
+      float *y = out + (gsize) r * c;
+      float mx = -INFINITY;
+      double sum = 0.0;
+      float inv;
+
+      for (int j = 0; j < c; j++)
+        mx = MAX (mx, x[j]);
+      for (int j = 0; j < c; j++)
+        {
+          y[j] = expf (x[j] - mx);
+          sum += y[j];
+        }
+      inv = (float) (1.0 / sum);
+      for (int j = 0; j < c; j++)
+        y[j] *= inv;
+    }
+}
+
+void
+lode_ops_attention (float       *out,
+                    const float *q,
+                    const float *k,
+                    const float *v,
+                    int          b,
+                    int          h,
+                    int          lq,
+                    int          lk,
+                    int          d)
+{
+  float scale;
+  int block;
+  float *scores;
+
+  g_return_if_fail (b >= 0 && h >= 0 && lq >= 0 && lk > 0 && d > 0);
+
+  scale = 1.0f / sqrtf ((float) d);
+  block = MAX (1, MIN (lq, SCRATCH_FLOATS / lk));
+  scores = g_new (float, (gsize) block * lk);
+  for (gint64 bh = 0; bh < (gint64) b * h; bh++)
+    {
+      const float *qh = q + bh * lq * d;
+      const float *kh = k + bh * lk * d;
+      const float *vh = v + bh * lk * d;
+      float *oh = out + bh * lq * d;
+
+      for (int r0 = 0; r0 < lq; r0 += block)
+        {
+          int nr = MIN (block, lq - r0);
+
+          /* scores[nr, lk] = q[r0:r0+nr] @ k^T / sqrt(d) */
+          lode_ops_gemm (FALSE, TRUE, nr, lk, d, scale,
+                         qh + (gsize) r0 * d, kh, 0.0f, scores);
+          lode_ops_softmax (scores, scores, nr, lk);
+          /* out[r0:r0+nr] = scores @ v */
+          lode_ops_gemm (FALSE, FALSE, nr, d, lk, 1.0f,
+                         scores, vh, 0.0f, oh + (gsize) r0 * d);
+        }
+    }
+  g_free (scores);
+}
+
+/* ---- pooling and resizing ----------------------------------------------- */
+
+int
+lode_ops_pool_out_size (int size, int kernel, int stride, int pad)
+{
+  g_return_val_if_fail (kernel > 0 && stride > 0 && pad >= 0, 0);
+
+  if (size + 2 * pad < kernel)
+    return 0;
+  return (size + 2 * pad - kernel) / stride + 1;
+}
+
+void
+lode_ops_max_pool2d (float       *out,
+                     const float *in,
+                     int          n,
+                     int          c,
+                     int          h,
+                     int          w,
+                     int          kernel,
+                     int          stride,
+                     int          pad)
+{
+  int oh = lode_ops_pool_out_size (h, kernel, stride, pad);
+  int ow = lode_ops_pool_out_size (w, kernel, stride, pad);
+
+  g_return_if_fail (n >= 0 && c >= 0);
+
+  PARALLEL_FOR ((gint64) n * c * oh * ow * kernel * kernel)
+  for (gint64 t = 0; t < (gint64) n * c; t++)
+    {
+      const float *x = in + t * h * w;
+      float *y = out + t * oh * ow;
+
+      for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++)
+          {
+            float m = -INFINITY;
+
+            for (int ky = 0; ky < kernel; ky++)
+              {
+                int iy = oy * stride - pad + ky;
+                if (iy < 0 || iy >= h)
+                  continue;
+                for (int kx = 0; kx < kernel; kx++)
+                  {
+                    int ix = ox * stride - pad + kx;
+                    if (ix >= 0 && ix < w)
+                      m = MAX (m, x[(gsize) iy * w + ix]);
+                  }
+              }
+            y[(gsize) oy * ow + ox] = m;
+          }
+    }
+}
+
+/* Where output index dst samples the input, as torch's
+ * area_pixel_compute_source_index: *i0 and *i1 the two neighbours, *frac the
+ * weight of *i1. */
+static void
+bilinear_source (int dst, int in_size, int out_size, gboolean align_corners,
+                 int *i0, int *i1, float *frac)
+{
+  float src;
+
+  if (align_corners)
+    {
+      float scale = out_size > 1 ? (float) (in_size - 1) / (out_size - 1) : 0.0f;
+      src = scale * dst;
+    }
+  else
+    {
+      float scale = (float) in_size / out_size;
+      src = MAX (scale * (dst + 0.5f) - 0.5f, 0.0f);
+    }
+  *i0 = MIN ((int) src, in_size - 1);
+  *i1 = *i0 + (*i0 < in_size - 1 ? 1 : 0);
+  *frac = CLAMP (src - *i0, 0.0f, 1.0f);
+}
+
+static int
+nearest_source (int dst, int in_size, int out_size)
+{
+  float scale = (float) in_size / out_size;
+
+  return MIN ((int) floorf (dst * scale), in_size - 1);
+}
+
+void
+lode_ops_resize (float          *out,
+                 const float    *in,
+                 int             nc,
+                 int             h,
+                 int             w,
+                 int             out_h,
+                 int             out_w,
+                 LodeResizeMode  mode)
+{
+  gboolean align = mode == LODE_RESIZE_BILINEAR_ALIGN_CORNERS;
+
+  g_return_if_fail (nc >= 0 && h > 0 && w > 0 && out_h > 0 && out_w > 0);
+
+  PARALLEL_FOR ((gint64) nc * out_h * out_w * 4)
+  for (gint64 t = 0; t < (gint64) nc * out_h; t++)
+    {
+      int oy = (int) (t % out_h);
+      const float *x = in + (t / out_h) * h * w;
+      float *y = out + t * out_w;
+
+      if (mode == LODE_RESIZE_NEAREST)
+        {
+          const float *row = x + (gsize) nearest_source (oy, h, out_h) * w;
+
+          for (int ox = 0; ox < out_w; ox++)
+            y[ox] = row[nearest_source (ox, w, out_w)];
+        }
+      else
+        {
+          int y0, y1;
+          float fy;
+          const float *r0, *r1;
+
+          bilinear_source (oy, h, out_h, align, &y0, &y1, &fy);
+          r0 = x + (gsize) y0 * w;
+          r1 = x + (gsize) y1 * w;
+          for (int ox = 0; ox < out_w; ox++)
+            {
+              int x0, x1;
+              float fx;
+
+              bilinear_source (ox, w, out_w, align, &x0, &x1, &fx);
+              y[ox] = (1.0f - fy) * ((1.0f - fx) * r0[x0] + fx * r0[x1])
+                      + fy * ((1.0f - fx) * r1[x0] + fx * r1[x1]);
+            }
+        }
+    }
+}
+
+/* ---- layout ------------------------------------------------------------- */
+
+int
+lode_ops_window_count (int h, int w, int win)
+{
+  g_return_val_if_fail (h > 0 && w > 0 && win > 0, 0);
+
+  return ((h + win - 1) / win) * ((w + win - 1) / win);
+}
+
+void
+lode_ops_window_partition (float       *out,
+                           const float *in,
+                           int          b,
+                           int          h,
+                           int          w,
+                           int          c,
+                           int          win)
+{
+  int nh, nw;
+
+  g_return_if_fail (b >= 0 && h > 0 && w > 0 && c > 0 && win > 0);
+
+  nh = (h + win - 1) / win;
+  nw = (w + win - 1) / win;
+  /* one task per row of a window: (image, window row, window col, row in window) */
+  PARALLEL_FOR ((gint64) b * nh * nw * win * win * c)
+  for (gint64 t = 0; t < (gint64) b * nh * nw * win; t++)
+    {
+      int iy = (int) (t % win);
+      int wx = (int) ((t / win) % nw);
+      int wy = (int) ((t / win / nw) % nh);
+      int bi = (int) (t / win / nw / nh);
+      int y = wy * win + iy;
+      float *dst = out + t * win * c;
+
+      for (int ix = 0; ix < win; ix++)
+        {
+          int x = wx * win + ix;
+
+          if (y < h && x < w)
+            memcpy (dst + (gsize) ix * c, in + (((gsize) bi * h + y) * w + x) * c,
+                    sizeof (float) * c);
+          else
+            memset (dst + (gsize) ix * c, 0, sizeof (float) * c);
+        }
+    }
+}
+
+void
+lode_ops_window_unpartition (float       *out,
+                             const float *windows,
+                             int          b,
+                             int          h,
+                             int          w,
+                             int          c,
+                             int          win)
+{
+  int nw;
+
+  g_return_if_fail (b >= 0 && h > 0 && w > 0 && c > 0 && win > 0);
+
+  nw = (w + win - 1) / win;
+  PARALLEL_FOR ((gint64) b * h * w * c)
+  for (gint64 t = 0; t < (gint64) b * h; t++)
+    {
+      int y = (int) (t % h);
+      int bi = (int) (t / h);
+      int wy = y / win, iy = y % win;
+
+      for (int x = 0; x < w; x++)
+        {
+          int wx = x / win, ix = x % win;
+          gsize widx = ((gsize) bi * ((h + win - 1) / win) + wy) * nw + wx;
+
+          memcpy (out + (t * w + x) * c,
+                  windows + ((widx * win + iy) * win + ix) * c,
+                  sizeof (float) * c);
+        }
+    }
+}
+
+void
+lode_ops_permute4 (float       *out,
+                   const float *in,
+                   const int    dims[4],
+                   const int    perm[4])
+{
+  gint64 in_stride[4], st[4];
+  int od[4];
+
+  g_return_if_fail (dims != NULL && perm != NULL);
+
+  in_stride[3] = 1;
+  for (int i = 2; i >= 0; i--)
+    in_stride[i] = in_stride[i + 1] * dims[i + 1];
+  for (int i = 0; i < 4; i++)
+    {
+      g_return_if_fail (perm[i] >= 0 && perm[i] < 4 && dims[i] >= 0);
+      od[i] = dims[perm[i]];
+      st[i] = in_stride[perm[i]];
+    }
+
+  PARALLEL_FOR ((gint64) od[0] * od[1] * od[2] * od[3])
+  for (gint64 t = 0; t < (gint64) od[0] * od[1]; t++)
+    {
+      const float *src = in + (t / od[1]) * st[0] + (t % od[1]) * st[1];
+      float *dst = out + t * od[2] * od[3];
+
+      for (int i2 = 0; i2 < od[2]; i2++)
+        for (int i3 = 0; i3 < od[3]; i3++)
+          *dst++ = src[i2 * st[2] + i3 * st[3]];
+    }
+}
+
+void
+lode_ops_nchw_to_nhwc (float *out, const float *in, int n, int c, int h, int w)
+{
+  const int dims[4] = { n, c, h, w };
+  const int perm[4] = { 0, 2, 3, 1 };
+
+  lode_ops_permute4 (out, in, dims, perm);
+}
+
+void
+lode_ops_nhwc_to_nchw (float *out, const float *in, int n, int c, int h, int w)
+{
+  const int dims[4] = { n, h, w, c };
+  const int perm[4] = { 0, 3, 1, 2 };
+
+  lode_ops_permute4 (out, in, dims, perm);
+}
+
+/* ---- CUDA status to GError ---------------------------------------------- */
+
+#ifdef LODE_WITH_CUDA
+gboolean
+lode_ops_cuda_check (int      status,
+                     GError **error)
+{
+  const char *detail;
+
+  if (status == LODE_CUDA_OK)
+    return TRUE;
+  detail = lode_ops_cuda_last_message ();
+  switch (status)
+    {
+    case LODE_CUDA_ERROR_NO_MEMORY:
+      g_set_error (error, LODE_OPS_ERROR, LODE_OPS_ERROR_GPU_MEMORY,
+                   _("The GPU ran out of memory (%s); use a smaller batch or "
+                     "image size, close other GPU programs, or use --device cpu"),
+                   detail);
+      break;
+    case LODE_CUDA_ERROR_UNSUPPORTED:
+      g_set_error (error, LODE_OPS_ERROR, LODE_OPS_ERROR_UNSUPPORTED,
+                   _("The GPU kernels do not support this operation: %s"), detail);
+      break;
+    default:
+      g_set_error (error, LODE_OPS_ERROR, LODE_OPS_ERROR_GPU,
+                   _("A GPU computation failed: %s"), detail);
+      break;
+    }
+  return FALSE;
+}
+#endif

@@ -1,0 +1,302 @@
+/* lode-ops.h: the numeric kernels of the models, on the CPU.
+ *
+ * Plain functions on raw float32 arrays with explicit sizes, in the manner of
+ * llm.c. Every array is dense and row-major; images are NCHW unless a
+ * function says [B,H,W,C]. The output never aliases an input unless the
+ * comment says so. Matrix products and convolutions go through OpenBLAS
+ * (cblas_sgemm); element-wise loops are split over the cores with OpenMP when
+ * the build has it. Each kernel has a CUDA twin in lode-ops-cuda.h with the
+ * same semantics, and tests/test-ops-gpu.c compares the two.
+ *
+ * Sizes are ints for dimensions and gsize for element counts; a kernel
+ * given a negative size or NULL array is a programmer error
+ * (g_return_if_fail).
+ */
+#pragma once
+
+#include <glib.h>
+
+G_BEGIN_DECLS
+
+#define LODE_OPS_ERROR (lode_ops_error_quark ())
+GQuark lode_ops_error_quark (void);
+
+typedef enum {
+  LODE_OPS_ERROR_GPU_MEMORY,   /* the GPU ran out of memory */
+  LODE_OPS_ERROR_GPU,          /* a CUDA, cuBLAS or cuDNN call failed */
+  LODE_OPS_ERROR_UNSUPPORTED,  /* the GPU twin does not handle these arguments */
+} LodeOpsError;
+
+/* ---- matrix products ---------------------------------------------------- */
+
+/* C = alpha * op(A) @ op(B) + beta * C, row-major, like cblas_sgemm.
+ * op(A) is [m,k]: A is stored [m,k], or [k,m] when trans_a.
+ * op(B) is [k,n]: B is stored [k,n], or [n,k] when trans_b.
+ * C is [m,n]. With beta == 0, C is written without being read. */
+void lode_ops_gemm (gboolean     trans_a,
+                    gboolean     trans_b,
+                    int          m,
+                    int          n,
+                    int          k,
+                    float        alpha,
+                    const float *a,
+                    const float *b,
+                    float        beta,
+                    float       *c);
+
+/* lode_ops_gemm on batch independent products: the i-th uses
+ * a + i*stride_a, b + i*stride_b, c + i*stride_c (strides in elements).
+ * torch.baddbmm / the two products of attention. */
+void lode_ops_gemm_batched (gboolean     trans_a,
+                            gboolean     trans_b,
+                            int          batch,
+                            int          m,
+                            int          n,
+                            int          k,
+                            float        alpha,
+                            const float *a,
+                            gint64       stride_a,
+                            const float *b,
+                            gint64       stride_b,
+                            float        beta,
+                            float       *c,
+                            gint64       stride_c);
+
+/* out[m,n] = a[m,k] @ B + bias[n] (bias may be NULL). B is stored [n,k]
+ * ("weight" layout, as torch.nn.Linear keeps it) when b_is_weight, else
+ * [k,n] (torch.matmul). */
+void lode_ops_matmul (float       *out,
+                      const float *a,
+                      const float *b,
+                      const float *bias,
+                      int          m,
+                      int          n,
+                      int          k,
+                      gboolean     b_is_weight);
+
+/* torch.nn.functional.linear: out[rows,out_f] = x[rows,in_f] @ weight^T + bias,
+ * weight [out_f,in_f], bias [out_f] or NULL. */
+void lode_ops_linear (float       *out,
+                      const float *x,
+                      const float *weight,
+                      const float *bias,
+                      int          rows,
+                      int          in_f,
+                      int          out_f);
+
+/* ---- convolutions ------------------------------------------------------- */
+
+/* The geometry of a 2-D convolution, as torch.nn.Conv2d / ConvTranspose2d.
+ * Input [n, c_in, h, w]. Conv2d weight [c_out, c_in/groups, kh, kw];
+ * ConvTranspose2d weight [c_in, c_out/groups, kh, kw]. out_pad_* is
+ * ConvTranspose2d's output_padding and is ignored by conv2d. */
+typedef struct {
+  int n, c_in, h, w;
+  int c_out, kh, kw;
+  int stride_h, stride_w;
+  int pad_h, pad_w;
+  int dil_h, dil_w;
+  int groups;
+  int out_pad_h, out_pad_w;
+} LodeConvShape;
+
+/* Fills s for the common case: square kernel k, stride, padding, dilation 1,
+ * groups 1, no output padding. */
+void lode_conv_shape_init       (LodeConvShape *s,
+                                 int            n,
+                                 int            c_in,
+                                 int            h,
+                                 int            w,
+                                 int            c_out,
+                                 int            k,
+                                 int            stride,
+                                 int            pad);
+/* The output height and width of conv2d (floor((h + 2p - d(k-1) - 1)/s) + 1)
+ * or conv_transpose2d ((h-1)s - 2p + d(k-1) + out_pad + 1). FALSE when the
+ * shape is invalid (output smaller than 1, channels not divisible by
+ * groups, non-positive sizes). */
+gboolean lode_conv_shape_out_size  (const LodeConvShape *s,
+                                    int                 *out_h,
+                                    int                 *out_w);
+gboolean lode_conv_shape_tout_size (const LodeConvShape *s,
+                                    int                 *out_h,
+                                    int                 *out_w);
+
+/* torch.nn.functional.conv2d (zero padding): out [n, c_out, oh, ow]
+ * (lode_conv_shape_out_size), bias [c_out] or NULL. im2col + sgemm, in
+ * column chunks so that the scratch stays small; 1x1 stride-1 convolutions
+ * skip im2col. */
+void lode_ops_conv2d (float               *out,
+                      const float         *in,
+                      const float         *weight,
+                      const float         *bias,
+                      const LodeConvShape *s);
+
+/* torch.nn.functional.conv_transpose2d: out [n, c_out, oh, ow]
+ * (lode_conv_shape_tout_size), any kernel, stride, padding, dilation,
+ * output_padding and groups; bias [c_out] or NULL. sgemm + col2im. */
+void lode_ops_conv_transpose2d (float               *out,
+                                const float         *in,
+                                const float         *weight,
+                                const float         *bias,
+                                const LodeConvShape *s);
+
+/* ---- normalisation ------------------------------------------------------ */
+
+/* torch.nn.functional.layer_norm over the last dimension: in [rows, c],
+ * out = (x - mean) / sqrt(var + eps) * weight + bias, biased variance;
+ * weight, bias [c] or NULL. out may be in. */
+void lode_ops_layer_norm (float       *out,
+                          const float *in,
+                          const float *weight,
+                          const float *bias,
+                          int          rows,
+                          int          c,
+                          float        eps);
+
+/* SAM2's LayerNorm2d: in [n, c, hw] (NCHW with hw = h*w), every pixel
+ * normalised over its c channels, then weight[c], bias[c] (or NULL).
+ * out may be in. */
+void lode_ops_layer_norm2d (float       *out,
+                            const float *in,
+                            const float *weight,
+                            const float *bias,
+                            int          n,
+                            int          c,
+                            int          hw,
+                            float        eps);
+
+/* torch.nn.functional.batch_norm in inference: in [n, c, hw],
+ * out = (x - mean[c]) / sqrt(var[c] + eps) * weight[c] + bias[c];
+ * weight, bias may be NULL. out may be in. */
+void lode_ops_batch_norm (float       *out,
+                          const float *in,
+                          const float *mean,
+                          const float *var,
+                          const float *weight,
+                          const float *bias,
+                          int          n,
+                          int          c,
+                          int          hw,
+                          float        eps);
+
+/* ---- element-wise (count elements; out may be an input) ----------------- */
+
+/* torch GELU, exact: x * 0.5 * (1 + erf(x / sqrt 2)). */
+void lode_ops_gelu      (float *out, const float *in, gsize count);
+/* GELU(approximate='tanh'): 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3))). */
+void lode_ops_gelu_tanh (float *out, const float *in, gsize count);
+void lode_ops_relu      (float *out, const float *in, gsize count);
+/* 1 / (1 + exp(-x)), without overflow for large |x|. */
+void lode_ops_sigmoid   (float *out, const float *in, gsize count);
+/* out = a + b, out = a * b, out = s * in. */
+void lode_ops_add       (float *out, const float *a, const float *b, gsize count);
+void lode_ops_mul       (float *out, const float *a, const float *b, gsize count);
+void lode_ops_scale     (float *out, const float *in, float s, gsize count);
+/* Bias broadcast over the channels of NCHW: in [n, c, hw],
+ * out[i,j,p] = in[i,j,p] + bias[j]. */
+void lode_ops_add_channel_bias (float       *out,
+                                const float *in,
+                                const float *bias,
+                                int          n,
+                                int          c,
+                                int          hw);
+/* Bias broadcast over the last dimension: in [rows, c],
+ * out[r,j] = in[r,j] + bias[j]. */
+void lode_ops_add_row_bias (float       *out,
+                            const float *in,
+                            const float *bias,
+                            int          rows,
+                            int          c);
+
+/* ---- softmax and attention ---------------------------------------------- */
+
+/* torch.softmax(dim=-1) on in [rows, c], max-subtracted so that large
+ * inputs do not overflow. out may be in. */
+void lode_ops_softmax (float       *out,
+                       const float *in,
+                       int          rows,
+                       int          c);
+
+/* torch.nn.functional.scaled_dot_product_attention without mask or dropout:
+ * q [b, h, lq, d], k and v [b, h, lk, d], out [b, h, lq, d],
+ * out = softmax(q k^T / sqrt(d)) v. Scores are formed for a block of query
+ * rows at a time, so memory stays O(block * lk). */
+void lode_ops_attention (float       *out,
+                         const float *q,
+                         const float *k,
+                         const float *v,
+                         int          b,
+                         int          h,
+                         int          lq,
+                         int          lk,
+                         int          d);
+
+/* ---- pooling and resizing (NCHW) ---------------------------------------- */
+
+/* torch.nn.functional.max_pool2d(kernel, stride, padding), floor mode,
+ * padding counts as -inf: out [n, c, oh, ow] with
+ * oh = (h + 2 pad - kernel) / stride + 1. */
+void lode_ops_max_pool2d (float       *out,
+                          const float *in,
+                          int          n,
+                          int          c,
+                          int          h,
+                          int          w,
+                          int          kernel,
+                          int          stride,
+                          int          pad);
+int  lode_ops_pool_out_size (int size, int kernel, int stride, int pad);
+
+typedef enum {
+  LODE_RESIZE_NEAREST,                 /* F.interpolate(mode='nearest') */
+  LODE_RESIZE_BILINEAR,                /* mode='bilinear', align_corners=False */
+  LODE_RESIZE_BILINEAR_ALIGN_CORNERS,  /* mode='bilinear', align_corners=True */
+} LodeResizeMode;
+
+/* torch.nn.functional.interpolate(size=(out_h, out_w), antialias=False) on
+ * in [nc, h, w] (nc = n*c planes), out [nc, out_h, out_w]. */
+void lode_ops_resize (float          *out,
+                      const float    *in,
+                      int             nc,
+                      int             h,
+                      int             w,
+                      int             out_h,
+                      int             out_w,
+                      LodeResizeMode  mode);
+
+/* ---- layout ------------------------------------------------------------- */
+
+/* Hiera/SAM2 window_partition: in [b, h, w, c] is zero-padded at the bottom
+ * and right to hp = ceil(h/win)*win, wp likewise, and cut into windows:
+ * out [b * (hp/win) * (wp/win), win, win, c], windows in row-major order. */
+void lode_ops_window_partition (float       *out,
+                                const float *in,
+                                int          b,
+                                int          h,
+                                int          w,
+                                int          c,
+                                int          win);
+/* The inverse (window_unpartition): windows [b*nwin, win, win, c] ->
+ * out [b, h, w, c], the padding dropped. */
+void lode_ops_window_unpartition (float       *out,
+                                  const float *windows,
+                                  int          b,
+                                  int          h,
+                                  int          w,
+                                  int          c,
+                                  int          win);
+/* Number of windows per image for lode_ops_window_partition. */
+int  lode_ops_window_count (int h, int w, int win);
+
+/* torch.permute(perm).contiguous() of a 4-D tensor in [d0,d1,d2,d3]:
+ * out dimension i is input dimension perm[i]. */
+void lode_ops_permute4 (float       *out,
+                        const float *in,
+                        const int    dims[4],
+                        const int    perm[4]);
+/* [n,c,h,w] -> [n,h,w,c] and back. */
+void lode_ops_nchw_to_nhwc (float *out, const float *in, int n, int c, int h, int w);
+void lode_ops_nhwc_to_nchw (float *out, const float *in, int n, int c, int h, int w);
+
+G_END_DECLS

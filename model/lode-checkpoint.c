@@ -25,6 +25,7 @@ typedef struct {
   gint64 stride[LODE_TENSOR_MAX_DIMS];
   gint64 offset;        /* elements from the start of the storage */
   gint64 zip_index;     /* pytorch: the storage entry */
+  guint64 entry_size;   /* pytorch: its size in bytes */
   guint64 data_start;   /* safetensors: absolute byte offset in the file */
 } Entry;
 
@@ -348,7 +349,23 @@ open_pytorch (LodeCheckpoint *self, GError **error)
         continue;
       storage = value->tensor.storage;
       if (g_hash_table_lookup_extended (storages, storage->storage.key, NULL, &found))
-        index = GPOINTER_TO_SIZE (found) - 1;
+        {
+          zip_stat_t st;
+
+          index = GPOINTER_TO_SIZE (found) - 1;
+          zip_stat_init (&st);
+          if (zip_stat_index (self->zip, (zip_uint64_t) index, 0, &st) != 0)
+            return zip_set_error (self, zip_get_error (self->zip), error);
+          size = st.size;
+          need = (guint64) storage->storage.numel * lode_dtype_size (storage->storage.dtype);
+          if (size < need)
+            {
+              g_set_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_SHAPE,
+                           _("The checkpoint “%s” uses the storage “%s” with two different sizes"),
+                           self->display, storage->storage.key);
+              return FALSE;
+            }
+        }
       else
         {
           g_autofree char *entry_name = g_strconcat (top, "/data/", storage->storage.key, NULL);
@@ -376,6 +393,7 @@ open_pytorch (LodeCheckpoint *self, GError **error)
       memcpy (entry->stride, value->tensor.stride, sizeof entry->stride);
       entry->offset = value->tensor.offset;
       entry->zip_index = index;
+      entry->entry_size = size;
       add_entry (self, entry);
     }
   if (self->entries->len == 0)
@@ -808,14 +826,6 @@ lode_checkpoint_load (LodeCheckpoint *self, const char *name, GError **error)
 
   if (self->is_zip)
     {
-      zip_stat_t st;
-
-      zip_stat_init (&st);
-      if (zip_stat_index (self->zip, (zip_uint64_t) entry->zip_index, 0, &st) != 0)
-        {
-          zip_set_error (self, zip_get_error (self->zip), error);
-          return NULL;
-        }
       buf = g_try_malloc (span * es);
       if (buf == NULL)
         {
@@ -824,7 +834,7 @@ lode_checkpoint_load (LodeCheckpoint *self, const char *name, GError **error)
           return NULL;
         }
       if (!zip_read_range (self, entry->zip_index, (guint64) entry->offset * es, span * es,
-                           st.size, buf, error))
+                           entry->entry_size, buf, error))
         {
           g_prefix_error (error, _("Cannot load “%s”: "), name);
           return NULL;

@@ -298,6 +298,34 @@ push_string (Unpickler *u, gsize n, gboolean bytes, gboolean text_if_utf8, GErro
   return push (u, obj, error);
 }
 
+/* The string opcodes: a little-endian length of 1, 4 or 8 bytes, then
+ * the bytes. */
+static gboolean
+op_sized_string (Unpickler *u, GError **error)
+{
+  gsize width;
+  gboolean bytes, text_if_utf8 = FALSE;
+  guint64 n;
+
+  switch (u->op)
+    {
+    case 0x8c: width = 1; bytes = FALSE; break;
+    case 'X':  width = 4; bytes = FALSE; break;
+    case 0x8d: width = 8; bytes = FALSE; break;
+    case 'C':  width = 1; bytes = TRUE; break;
+    case 'B':  width = 4; bytes = TRUE; break;
+    case 0x8e: width = 8; bytes = TRUE; break;
+    case 'U':  width = 1; bytes = TRUE; text_if_utf8 = TRUE; break;
+    default:   width = 4; bytes = TRUE; text_if_utf8 = TRUE; break;  /* 'T' */
+    }
+  if (!need (u, width, error))
+    return FALSE;
+  n = read_le (u, width);
+  if (u->op == 'T' && n > G_MAXINT32)
+    return fail (u, error, LODE_CHECKPOINT_ERROR_CORRUPT, _("A string in the pickle has a negative length"));
+  return push_string (u, n, bytes, text_if_utf8, error);
+}
+
 static gboolean
 push_int (Unpickler *u, gint64 v, GError **error)
 {
@@ -708,40 +736,14 @@ step (Unpickler *u, gboolean *stop, GError **error)
         return push (u, obj, error);
       }
     case 0x8c: /* SHORT_BINUNICODE */
-      if (!need (u, 1, error))
-        return FALSE;
-      return push_string (u, read_le (u, 1), FALSE, FALSE, error);
-    case 'X': /* BINUNICODE */
-      if (!need (u, 4, error))
-        return FALSE;
-      return push_string (u, read_le (u, 4), FALSE, FALSE, error);
+    case 'X':  /* BINUNICODE */
     case 0x8d: /* BINUNICODE8 */
-      if (!need (u, 8, error))
-        return FALSE;
-      return push_string (u, read_le (u, 8), FALSE, FALSE, error);
-    case 'C': /* SHORT_BINBYTES */
-      if (!need (u, 1, error))
-        return FALSE;
-      return push_string (u, read_le (u, 1), TRUE, FALSE, error);
-    case 'B': /* BINBYTES */
-      if (!need (u, 4, error))
-        return FALSE;
-      return push_string (u, read_le (u, 4), TRUE, FALSE, error);
+    case 'C':  /* SHORT_BINBYTES */
+    case 'B':  /* BINBYTES */
     case 0x8e: /* BINBYTES8 */
-      if (!need (u, 8, error))
-        return FALSE;
-      return push_string (u, read_le (u, 8), TRUE, FALSE, error);
-    case 'U': /* SHORT_BINSTRING: Python 2 str, text when it decodes */
-      if (!need (u, 1, error))
-        return FALSE;
-      return push_string (u, read_le (u, 1), TRUE, TRUE, error);
-    case 'T': /* BINSTRING */
-      if (!need (u, 4, error))
-        return FALSE;
-      n = read_le (u, 4);
-      if (n > G_MAXINT32)
-        return fail (u, error, LODE_CHECKPOINT_ERROR_CORRUPT, _("A string in the pickle has a negative length"));
-      return push_string (u, n, TRUE, TRUE, error);
+    case 'U':  /* SHORT_BINSTRING: Python 2 str, text when it decodes */
+    case 'T':  /* BINSTRING */
+      return op_sized_string (u, error);
     case '}': /* EMPTY_DICT */
       return push (u, obj_new (u, LODE_PICKLE_DICT), error);
     case ']': /* EMPTY_LIST */

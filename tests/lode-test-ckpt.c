@@ -205,21 +205,20 @@ op (Emitter *e, guint8 code)
   g_byte_array_append (e->out, &code, 1);
 }
 
+/* BINPUT/BINGET with a 1-byte index, LONG_BINPUT/LONG_BINGET beyond */
+static void
+memo_op (Emitter *e, guint8 short_op, guint8 long_op, guint index)
+{
+  op (e, index < 256 ? short_op : long_op);
+  put (e->out, index, index < 256 ? 1 : 4);
+}
+
 static void
 memo_put (Emitter *e, const char *what)
 {
   guint index = e->next++;
 
-  if (index < 256)
-    {
-      op (e, 'q');
-      put (e->out, index, 1);
-    }
-  else
-    {
-      op (e, 'r');
-      put (e->out, index, 4);
-    }
+  memo_op (e, 'q', 'r', index);
   if (what != NULL)
     g_hash_table_insert (e->memo, g_strdup (what), GUINT_TO_POINTER (index + 1));
 }
@@ -231,17 +230,7 @@ memo_get (Emitter *e, const char *what)
 
   if (index == 0)
     return FALSE;
-  index--;
-  if (index < 256)
-    {
-      op (e, 'h');
-      put (e->out, index, 1);
-    }
-  else
-    {
-      op (e, 'j');
-      put (e->out, index, 4);
-    }
+  memo_op (e, 'h', 'j', index - 1);
   return TRUE;
 }
 

@@ -1,0 +1,915 @@
+#define G_LOG_DOMAIN "lode-model"
+
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <glib/gi18n.h>
+
+#include "lode-ops.h"
+#include "lode-prithvi.h"
+
+G_DEFINE_QUARK (lode-prithvi-error-quark, lode_prithvi_error)
+
+const int lode_prithvi_band_indices[LODE_PRITHVI_N_BANDS] = { 0, 1, 2, 7, 8, 9 };
+const double lode_prithvi_band_mean[LODE_PRITHVI_N_BANDS] = {
+  1473.81388377, 1703.35249650, 1696.67685941, 3832.39764247, 3156.11122121, 2226.06822112,
+};
+const double lode_prithvi_band_std[LODE_PRITHVI_N_BANDS] = {
+  223.43533204, 285.53613398, 413.82320306, 389.61483882, 451.49534791, 468.26765909,
+};
+
+#define LN_EPS 1e-5f
+#define DEFAULT_IMG_SIZE 224
+/* images per pass of lode_prithvi_model_predict */
+#define PREDICT_CHUNK 8
+
+typedef struct {
+  LodeTensor *norm1_w, *norm1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
+  LodeTensor *norm2_w, *norm2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} Block;
+
+struct _LodePrithviEncoder {
+  LodePrithviConfig config;
+  LodeTensor *patch_w, *patch_b, *cls, *norm_w, *norm_b;
+  float       temporal_scale, location_scale;
+  Block      *blocks;
+};
+
+struct _LodePrithviModel {
+  LodePrithviEncoder *encoder;
+  LodeUpernet        *decoder;
+};
+
+void
+lode_prithvi_options_init (LodePrithviOptions *options)
+{
+  g_return_if_fail (options != NULL);
+  memset (options, 0, sizeof *options);
+  for (int i = 0; i < 4; i++)
+    options->feature_blocks[i] = -1;
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+static const char *
+find_suffix (LodeCheckpoint *checkpoint, const char *suffix)
+{
+  gsize len = strlen (suffix);
+
+  for (guint i = 0; i < lode_checkpoint_n_tensors (checkpoint); i++)
+    {
+      const char *name = lode_checkpoint_name (checkpoint, i);
+      gsize nl = strlen (name);
+
+      if (nl >= len && strcmp (name + nl - len, suffix) == 0
+          && (nl == len || name[nl - len - 1] == '.'))
+        return name;
+    }
+  return NULL;
+}
+
+/* Loads prefix + name and checks its shape: dims[] of length ndim, where a
+ * dimension of -1 accepts any size. */
+static LodeTensor *
+load (LodeCheckpoint *checkpoint, const char *prefix, const char *name, int ndim, const gint64 *dims,
+      GError **error)
+{
+  g_autofree char *full = g_strconcat (prefix, name, NULL);
+  gint64 shape[LODE_TENSOR_MAX_DIMS];
+  int nd;
+  gboolean ok;
+
+  if (!lode_checkpoint_shape (checkpoint, full, &nd, shape))
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                   _("The checkpoint’s Prithvi encoder lacks the tensor “%s”"), full);
+      return NULL;
+    }
+  ok = nd == ndim;
+  for (int d = 0; ok && d < nd; d++)
+    ok = dims[d] < 0 || dims[d] == shape[d];
+  if (!ok)
+    {
+      g_autoptr(GString) want = g_string_new (NULL);
+      g_autoptr(GString) got = g_string_new (NULL);
+
+      for (int d = 0; d < ndim; d++)
+        g_string_append_printf (want, "%s%" G_GINT64_FORMAT, d ? ", " : "", dims[d]);
+      for (int d = 0; d < nd; d++)
+        g_string_append_printf (got, "%s%" G_GINT64_FORMAT, d ? ", " : "", shape[d]);
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                   _("The checkpoint’s tensor “%s” has shape [%s], expected [%s]"),
+                   full, got->str, want->str);
+      return NULL;
+    }
+  return lode_checkpoint_load (checkpoint, full, error);
+}
+
+static LodeTensor *
+load1 (LodeCheckpoint *ckpt, const char *prefix, const char *name, gint64 d0, GError **error)
+{
+  return load (ckpt, prefix, name, 1, &d0, error);
+}
+
+static LodeTensor *
+load2 (LodeCheckpoint *ckpt, const char *prefix, const char *name, gint64 d0, gint64 d1, GError **error)
+{
+  gint64 dims[2] = { d0, d1 };
+
+  return load (ckpt, prefix, name, 2, dims, error);
+}
+
+static int
+heads_for_width (int embed_dim)
+{
+  switch (embed_dim)
+    {
+    case 1280: return 16;
+    case 1024: return 16;
+    case 768: return 12;
+    case 192: return 3;
+    default: return embed_dim % 64 == 0 ? embed_dim / 64 : 0;
+    }
+}
+
+static const char *
+size_name (int embed_dim, int depth)
+{
+  if (embed_dim == 1024 && depth == 24)
+    return "300M";
+  if (embed_dim == 1280 && depth == 32)
+    return "600M";
+  if (embed_dim == 768 && depth == 12)
+    return "100M";
+  if (embed_dim == 192 && depth == 12)
+    return "tiny";
+  return "custom";
+}
+
+static gboolean
+load_block (LodeCheckpoint *ckpt, const char *prefix, int index, int e, int hidden, Block *b, GError **error)
+{
+  g_autofree char *p = g_strdup_printf ("%sblocks.%d.", prefix, index);
+
+  return (b->norm1_w = load1 (ckpt, p, "norm1.weight", e, error))
+      && (b->norm1_b = load1 (ckpt, p, "norm1.bias", e, error))
+      && (b->qkv_w = load2 (ckpt, p, "attn.qkv.weight", 3 * e, e, error))
+      && (b->qkv_b = load1 (ckpt, p, "attn.qkv.bias", 3 * e, error))
+      && (b->proj_w = load2 (ckpt, p, "attn.proj.weight", e, e, error))
+      && (b->proj_b = load1 (ckpt, p, "attn.proj.bias", e, error))
+      && (b->norm2_w = load1 (ckpt, p, "norm2.weight", e, error))
+      && (b->norm2_b = load1 (ckpt, p, "norm2.bias", e, error))
+      && (b->fc1_w = load2 (ckpt, p, "mlp.fc1.weight", hidden, e, error))
+      && (b->fc1_b = load1 (ckpt, p, "mlp.fc1.bias", hidden, error))
+      && (b->fc2_w = load2 (ckpt, p, "mlp.fc2.weight", e, hidden, error))
+      && (b->fc2_b = load1 (ckpt, p, "mlp.fc2.bias", e, error));
+}
+
+static void
+free_block (Block *b)
+{
+  LodeTensor **t = (LodeTensor **) b;
+
+  for (gsize i = 0; i < sizeof (Block) / sizeof (LodeTensor *); i++)
+    lode_tensor_free (t[i]);
+}
+
+static gboolean
+load_scale (LodeCheckpoint *ckpt, const char *prefix, const char *name, float *scale, GError **error)
+{
+  g_autoptr(LodeTensor) t = load1 (ckpt, prefix, name, 1, error);
+
+  if (t == NULL)
+    return FALSE;
+  *scale = t->data[0];
+  return TRUE;
+}
+
+LodePrithviEncoder *
+lode_prithvi_encoder_new_from_checkpoint (LodeCheckpoint *checkpoint, const LodePrithviOptions *options,
+                                          GError **error)
+{
+  g_autoptr(LodePrithviEncoder) self = NULL;
+  LodePrithviOptions defaults;
+  LodePrithviConfig *c;
+  const char *patch = NULL;
+  g_autofree char *prefix = NULL;
+  g_autofree char *name = NULL;
+  gint64 shape[LODE_TENSOR_MAX_DIMS];
+  int nd, deepest = -1;
+  gboolean default_blocks = TRUE;
+
+  g_return_val_if_fail (checkpoint != NULL, NULL);
+  if (options == NULL)
+    {
+      lode_prithvi_options_init (&defaults);
+      options = &defaults;
+    }
+
+  patch = find_suffix (checkpoint, "patch_embed.proj.weight");
+  if (patch == NULL)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                   _("The checkpoint holds no Prithvi encoder (no tensor named “patch_embed.proj.weight”)"));
+      return NULL;
+    }
+  prefix = g_strndup (patch, strlen (patch) - strlen ("patch_embed.proj.weight"));
+
+  self = g_new0 (LodePrithviEncoder, 1);
+  c = &self->config;
+  lode_checkpoint_shape (checkpoint, patch, &nd, shape);
+  if (!((nd == 5 && shape[2] == 1 && shape[3] == shape[4]) || (nd == 4 && shape[2] == shape[3])))
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                   _("The checkpoint’s patch embedding “%s” is not a square patch of one time step"), patch);
+      return NULL;
+    }
+  c->embed_dim = (int) shape[0];
+  c->in_chans = (int) shape[1];
+  c->patch_size = (int) shape[nd - 1];
+  if (c->embed_dim % 16 != 0 || c->embed_dim <= 0)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                   _("The checkpoint’s encoder width %d is not a multiple of 16"), c->embed_dim);
+      return NULL;
+    }
+  for (c->depth = 0;; c->depth++)
+    {
+      g_free (name);
+      name = g_strdup_printf ("%sblocks.%d.norm1.weight", prefix, c->depth);
+      if (!lode_checkpoint_has (checkpoint, name))
+        break;
+    }
+  if (c->depth == 0)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                   _("The checkpoint’s Prithvi encoder has no transformer blocks"));
+      return NULL;
+    }
+  g_free (name);
+  name = g_strdup_printf ("%sblocks.0.mlp.fc1.weight", prefix);
+  if (!lode_checkpoint_shape (checkpoint, name, &nd, shape) || nd != 2)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                   _("The checkpoint’s Prithvi encoder lacks the tensor “%s”"), name);
+      return NULL;
+    }
+  c->mlp_hidden = (int) shape[0];
+  c->num_heads = options->num_heads > 0 ? options->num_heads : heads_for_width (c->embed_dim);
+  if (c->num_heads <= 0 || c->embed_dim % c->num_heads != 0)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
+                   _("Cannot split the Prithvi encoder’s width %d into attention heads; give the number of heads"),
+                   c->embed_dim);
+      return NULL;
+    }
+  c->img_size = options->img_size > 0 ? options->img_size : DEFAULT_IMG_SIZE;
+  if (c->img_size < c->patch_size)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
+                   _("The image size %d is smaller than the patch size %d"), c->img_size, c->patch_size);
+      return NULL;
+    }
+  g_free (name);
+  name = g_strconcat (prefix, "temporal_embed_enc.scale", NULL);
+  c->temporal_encoding = lode_checkpoint_has (checkpoint, name);
+  g_free (name);
+  name = g_strconcat (prefix, "location_embed_enc.scale", NULL);
+  c->location_encoding = lode_checkpoint_has (checkpoint, name);
+  c->size_name = size_name (c->embed_dim, c->depth);
+
+  for (int i = 0; i < 4; i++)
+    default_blocks &= options->feature_blocks[i] < 0;
+  for (int i = 0; i < 4; i++)
+    {
+      c->feature_blocks[i] = default_blocks ? i : options->feature_blocks[i];
+      if (c->feature_blocks[i] < 0 || c->feature_blocks[i] >= c->depth)
+        {
+          g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
+                       _("The decoder cannot read block %d of an encoder with %d blocks"),
+                       c->feature_blocks[i], c->depth);
+          return NULL;
+        }
+      deepest = MAX (deepest, c->feature_blocks[i]);
+    }
+  c->loaded_depth = options->load_all_blocks ? c->depth : deepest + 1;
+
+  {
+    gint64 pdims[5] = { c->embed_dim, c->in_chans, 1, c->patch_size, c->patch_size };
+    gint64 cls[3] = { 1, 1, c->embed_dim };
+    int pnd = 0;
+
+    lode_checkpoint_shape (checkpoint, patch, &pnd, shape);
+    if (pnd == 4)
+      memmove (pdims + 2, pdims + 3, 2 * sizeof (gint64));
+    if (!(self->patch_w = load (checkpoint, prefix, "patch_embed.proj.weight", pnd, pdims, error))
+        || !(self->patch_b = load1 (checkpoint, prefix, "patch_embed.proj.bias", c->embed_dim, error))
+        || !(self->cls = load (checkpoint, prefix, "cls_token", 3, cls, error))
+        || !(self->norm_w = load1 (checkpoint, prefix, "norm.weight", c->embed_dim, error))
+        || !(self->norm_b = load1 (checkpoint, prefix, "norm.bias", c->embed_dim, error)))
+      return NULL;
+  }
+  if (c->temporal_encoding
+      && !load_scale (checkpoint, prefix, "temporal_embed_enc.scale", &self->temporal_scale, error))
+    return NULL;
+  if (c->location_encoding
+      && !load_scale (checkpoint, prefix, "location_embed_enc.scale", &self->location_scale, error))
+    return NULL;
+
+  self->blocks = g_new0 (Block, c->loaded_depth);
+  for (int i = 0; i < c->loaded_depth; i++)
+    if (!load_block (checkpoint, prefix, i, c->embed_dim, c->mlp_hidden, &self->blocks[i], error))
+      return NULL;
+  return g_steal_pointer (&self);
+}
+
+void
+lode_prithvi_encoder_free (LodePrithviEncoder *self)
+{
+  if (self == NULL)
+    return;
+  if (self->blocks != NULL)
+    for (int i = 0; i < self->config.loaded_depth; i++)
+      free_block (&self->blocks[i]);
+  g_free (self->blocks);
+  lode_tensor_free (self->patch_w);
+  lode_tensor_free (self->patch_b);
+  lode_tensor_free (self->cls);
+  lode_tensor_free (self->norm_w);
+  lode_tensor_free (self->norm_b);
+  g_free (self);
+}
+
+const LodePrithviConfig *
+lode_prithvi_encoder_get_config (LodePrithviEncoder *self)
+{
+  g_return_val_if_fail (self != NULL, NULL);
+  return &self->config;
+}
+
+void
+lode_prithvi_encoder_grid (LodePrithviEncoder *self, int h, int w, int *gh, int *gw)
+{
+  g_return_if_fail (self != NULL);
+  if (gh != NULL)
+    *gh = h / self->config.patch_size;
+  if (gw != NULL)
+    *gw = w / self->config.patch_size;
+}
+
+/* ---- position and coordinate encodings ---------------------------------- */
+
+/* The 1-D sin-cos embedding of position pos in dim values (dim even):
+ * [sin (pos w_k), cos (pos w_k)], w_k = 10000^(-k / (dim/2)), in double
+ * as numpy computes the fixed table. */
+static void
+sincos_1d (double *out, int dim, double pos)
+{
+  int half = dim / 2;
+
+  for (int k = 0; k < half; k++)
+    {
+      double omega = 1.0 / pow (10000.0, (double) k / (dim / 2.0));
+
+      out[k] = sin (pos * omega);
+      out[half + k] = cos (pos * omega);
+    }
+}
+
+/* The same in float32 as torch computes the coordinate encodings. */
+static void
+sincos_1d_f (float *out, int dim, float pos, float scale)
+{
+  int half = dim / 2;
+
+  for (int k = 0; k < half; k++)
+    {
+      float omega = 1.0f / powf (10000.0f, (float) k / (float) (dim / 2.0));
+      float arg = pos * omega;
+
+      out[k] += scale * sinf (arg);
+      out[half + k] += scale * cosf (arg);
+    }
+}
+
+/* The fixed table of a (1, g, g) grid, channel-major: out [E, g, g]; the
+ * width is split into columns (6/16), rows (6/16) and time (4/16). */
+static void
+pos_table (float *out, int e, int g)
+{
+  int wd = e / 16 * 6, hd = e / 16 * 6, td = e / 16 * 4;
+  g_autofree double *col = g_new (double, wd);
+  g_autofree double *row = g_new (double, hd);
+  g_autofree double *t0 = g_new (double, td);
+  gsize plane = (gsize) g * g;
+
+  sincos_1d (t0, td, 0.0);
+  for (int i = 0; i < g; i++)
+    {
+      sincos_1d (row, hd, i);
+      for (int j = 0; j < g; j++)
+        {
+          gsize p = (gsize) i * g + j;
+
+          sincos_1d (col, wd, j);
+          for (int k = 0; k < wd; k++)
+            out[k * plane + p] = (float) col[k];
+          for (int k = 0; k < hd; k++)
+            out[(wd + k) * plane + p] = (float) row[k];
+          for (int k = 0; k < td; k++)
+            out[(wd + hd + k) * plane + p] = (float) t0[k];
+        }
+    }
+}
+
+static float
+cubic1 (float x, float a)
+{
+  return ((a + 2.0f) * x - (a + 3.0f)) * x * x + 1.0f;
+}
+
+static float
+cubic2 (float x, float a)
+{
+  return ((a * x - 5.0f * a) * x + 8.0f * a) * x - 4.0f * a;
+}
+
+static void
+cubic_coefficients (float t, float c[4])
+{
+  const float a = -0.75f;
+
+  c[0] = cubic2 (t + 1.0f, a);
+  c[1] = cubic1 (t, a);
+  c[2] = cubic1 (1.0f - t, a);
+  c[3] = cubic2 (2.0f - t, a);
+}
+
+/* Source index and fraction of output index i, bicubic with corners aligned. */
+static void
+cubic_source (int i, int in, int out, int *index, float *t)
+{
+  float scale = out > 1 ? (float) (in - 1) / (float) (out - 1) : 0.0f;
+  float real = scale * (float) i;
+
+  *index = MIN ((int) floorf (real), in - 1);
+  *t = CLAMP (real - (float) *index, 0.0f, 1.0f);
+}
+
+/* F.interpolate(mode='bicubic', align_corners=True) of planes [nc, g, g]
+ * to [nc, oh, ow]. */
+static void
+bicubic (float *out, const float *in, int nc, int g, int oh, int ow)
+{
+  for (int y = 0; y < oh; y++)
+    {
+      int iy;
+      float ty, cy[4];
+
+      cubic_source (y, g, oh, &iy, &ty);
+      cubic_coefficients (ty, cy);
+      for (int x = 0; x < ow; x++)
+        {
+          int ix;
+          float tx, cx[4];
+
+          cubic_source (x, g, ow, &ix, &tx);
+          cubic_coefficients (tx, cx);
+          for (int p = 0; p < nc; p++)
+            {
+              const float *plane = in + (gsize) p * g * g;
+              float v = 0.0f;
+
+              for (int a = 0; a < 4; a++)
+                {
+                  int yy = CLAMP (iy - 1 + a, 0, g - 1);
+                  float rowv = 0.0f;
+
+                  for (int b = 0; b < 4; b++)
+                    rowv += plane[yy * g + CLAMP (ix - 1 + b, 0, g - 1)] * cx[b];
+                  v += rowv * cy[a];
+                }
+              out[((gsize) p * oh + y) * ow + x] = v;
+            }
+        }
+    }
+}
+
+/* The position encodings of the patch tokens of a gh x gw grid, token-major
+ * [gh gw, E] (the class token's is zero). */
+static float *
+patch_pos_embed (LodePrithviEncoder *self, int gh, int gw)
+{
+  int e = self->config.embed_dim;
+  int g = self->config.img_size / self->config.patch_size;
+  g_autofree float *table = g_new (float, (gsize) e * g * g);
+  g_autofree float *grid = NULL;
+  float *out = g_new (float, (gsize) gh * gw * e);
+  const float *src = table;
+
+  pos_table (table, e, g);
+  if (gh != g || gw != g)
+    {
+      grid = g_new (float, (gsize) e * gh * gw);
+      bicubic (grid, table, e, g, gh, gw);
+      src = grid;
+    }
+  for (int k = 0; k < e; k++)
+    for (int p = 0; p < gh * gw; p++)
+      out[(gsize) p * e + k] = src[(gsize) k * gh * gw + p];
+  return out;
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+static void
+run_block (LodePrithviEncoder *self, const Block *b, float *x, int n, int s, float *h, float *qkv,
+           float *q, float *k, float *v, float *att, float *hidden)
+{
+  int e = self->config.embed_dim;
+  int heads = self->config.num_heads;
+  int hd = e / heads;
+  int rows = n * s;
+  int mlp = self->config.mlp_hidden;
+
+  lode_ops_layer_norm (h, x, b->norm1_w->data, b->norm1_b->data, rows, e, LN_EPS);
+  lode_ops_linear (qkv, h, b->qkv_w->data, b->qkv_b->data, rows, e, 3 * e);
+  /* [n, s, 3, heads, hd] -> three [n, heads, s, hd] */
+  for (int bi = 0; bi < n; bi++)
+    for (int t = 0; t < s; t++)
+      {
+        const float *row = qkv + ((gsize) bi * s + t) * 3 * e;
+
+        for (int hh = 0; hh < heads; hh++)
+          {
+            gsize dst = (((gsize) bi * heads + hh) * s + t) * hd;
+
+            memcpy (q + dst, row + hh * hd, hd * sizeof (float));
+            memcpy (k + dst, row + e + hh * hd, hd * sizeof (float));
+            memcpy (v + dst, row + 2 * e + hh * hd, hd * sizeof (float));
+          }
+      }
+  lode_ops_attention (att, q, k, v, n, heads, s, s, hd);
+  for (int bi = 0; bi < n; bi++)
+    for (int t = 0; t < s; t++)
+      for (int hh = 0; hh < heads; hh++)
+        memcpy (h + ((gsize) bi * s + t) * e + hh * hd, att + (((gsize) bi * heads + hh) * s + t) * hd,
+                hd * sizeof (float));
+  lode_ops_linear (qkv, h, b->proj_w->data, b->proj_b->data, rows, e, e);
+  lode_ops_add (x, x, qkv, (gsize) rows * e);
+
+  lode_ops_layer_norm (h, x, b->norm2_w->data, b->norm2_b->data, rows, e, LN_EPS);
+  lode_ops_linear (hidden, h, b->fc1_w->data, b->fc1_b->data, rows, e, mlp);
+  lode_ops_gelu (hidden, hidden, (gsize) rows * mlp);
+  lode_ops_linear (h, hidden, b->fc2_w->data, b->fc2_b->data, rows, mlp, e);
+  lode_ops_add (x, x, h, (gsize) rows * e);
+}
+
+gboolean
+lode_prithvi_encoder_forward (LodePrithviEncoder *self, const float *input, int n, int h, int w,
+                              const LodePrithviCoords *coords, const int *blocks, int n_blocks,
+                              float *const *outputs, GError **error)
+{
+  const LodePrithviConfig *c;
+  int e, gh, gw, l, s, last = -1;
+  gsize rows;
+  g_autofree float *patches = NULL, *pos = NULL, *x = NULL, *hbuf = NULL, *qkv = NULL;
+  g_autofree float *q = NULL, *k = NULL, *v = NULL, *att = NULL, *hidden = NULL, *enc = NULL;
+  LodeConvShape cs;
+
+  g_return_val_if_fail (self != NULL && input != NULL && n >= 0, FALSE);
+  g_return_val_if_fail (n_blocks >= 0 && (n_blocks == 0 || (blocks != NULL && outputs != NULL)), FALSE);
+  c = &self->config;
+  e = c->embed_dim;
+  lode_prithvi_encoder_grid (self, h, w, &gh, &gw);
+  if (gh < 1 || gw < 1)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT,
+                   _("A %d x %d image is smaller than one %d x %d patch"), w, h, c->patch_size, c->patch_size);
+      return FALSE;
+    }
+  for (int i = 0; i < n_blocks; i++)
+    {
+      if (blocks[i] < 0 || blocks[i] >= c->loaded_depth)
+        {
+          g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT,
+                       _("Block %d of the Prithvi encoder is not loaded (%d of %d blocks are)"),
+                       blocks[i], c->loaded_depth, c->depth);
+          return FALSE;
+        }
+      last = MAX (last, blocks[i]);
+    }
+  if (n == 0 || n_blocks == 0)
+    return TRUE;
+  l = gh * gw;
+  s = l + 1;
+  rows = (gsize) n * s;
+
+  /* patch embedding: a p x p convolution with stride p */
+  patches = g_try_new (float, (gsize) n * e * l);
+  x = g_try_new (float, rows * e);
+  if (patches == NULL || x == NULL)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                   _("Not enough memory to encode %d images"), n);
+      return FALSE;
+    }
+  lode_conv_shape_init (&cs, n, c->in_chans, h, w, e, c->patch_size, c->patch_size, 0);
+  lode_ops_conv2d (patches, input, self->patch_w->data, self->patch_b->data, &cs);
+
+  /* tokens: class token first, then the patches with their encodings */
+  pos = patch_pos_embed (self, gh, gw);
+  enc = g_new0 (float, e);
+  for (int b = 0; b < n; b++)
+    {
+      float *xb = x + (gsize) b * s * e;
+
+      memset (enc, 0, e * sizeof (float));
+      if (c->temporal_encoding && coords != NULL && coords->temporal != NULL)
+        {
+          sincos_1d_f (enc, e / 2, coords->temporal[2 * b], self->temporal_scale);
+          sincos_1d_f (enc + e / 2, e - e / 2, coords->temporal[2 * b + 1], self->temporal_scale);
+        }
+      if (c->location_encoding && coords != NULL && coords->location != NULL)
+        {
+          g_autofree float *loc = g_new0 (float, e);
+
+          sincos_1d_f (loc, e / 2, coords->location[2 * b], self->location_scale);
+          sincos_1d_f (loc + e / 2, e - e / 2, coords->location[2 * b + 1], self->location_scale);
+          lode_ops_add (enc, enc, loc, e);
+        }
+      memcpy (xb, self->cls->data, e * sizeof (float));
+      for (int t = 0; t < l; t++)
+        for (int j = 0; j < e; j++)
+          xb[(gsize) (t + 1) * e + j] = patches[((gsize) b * e + j) * l + t] + pos[(gsize) t * e + j] + enc[j];
+    }
+  g_clear_pointer (&patches, g_free);
+
+  hbuf = g_try_new (float, rows * e);
+  qkv = g_try_new (float, rows * 3 * e);
+  q = g_try_new (float, rows * e);
+  k = g_try_new (float, rows * e);
+  v = g_try_new (float, rows * e);
+  att = g_try_new (float, rows * e);
+  hidden = g_try_new (float, rows * c->mlp_hidden);
+  if (!hbuf || !qkv || !q || !k || !v || !att || !hidden)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                   _("Not enough memory to encode %d images"), n);
+      return FALSE;
+    }
+  for (int bi = 0; bi <= last; bi++)
+    {
+      run_block (self, &self->blocks[bi], x, n, s, hbuf, qkv, q, k, v, att, hidden);
+      for (int i = 0; i < n_blocks; i++)
+        {
+          if (blocks[i] != bi)
+            continue;
+          if (bi == c->depth - 1)
+            lode_ops_layer_norm (outputs[i], x, self->norm_w->data, self->norm_b->data, (int) rows, e, LN_EPS);
+          else
+            memcpy (outputs[i], x, rows * e * sizeof (float));
+        }
+    }
+  return TRUE;
+}
+
+void
+lode_prithvi_tokens_to_image (float *out, const float *tokens, int n, int gh, int gw, int embed_dim)
+{
+  int l = gh * gw;
+
+  g_return_if_fail (out != NULL && tokens != NULL);
+  for (int b = 0; b < n; b++)
+    for (int t = 0; t < l; t++)
+      {
+        const float *row = tokens + ((gsize) b * (l + 1) + t + 1) * embed_dim;
+
+        for (int j = 0; j < embed_dim; j++)
+          out[((gsize) b * embed_dim + j) * l + t] = row[j];
+      }
+}
+
+/* ---- the segmenter ------------------------------------------------------ */
+
+static LodePrithviModel *
+model_new (const char *path, const char *decoder_path, int classes, guint64 seed,
+           const LodePrithviOptions *options, GError **error)
+{
+  g_autoptr(LodeCheckpoint) ckpt = NULL;
+  g_autoptr(LodePrithviModel) self = g_new0 (LodePrithviModel, 1);
+
+  g_return_val_if_fail (path != NULL, NULL);
+  ckpt = lode_checkpoint_open (path, error);
+  if (ckpt == NULL)
+    return NULL;
+  self->encoder = lode_prithvi_encoder_new_from_checkpoint (ckpt, options, error);
+  if (self->encoder == NULL)
+    return NULL;
+  if (classes > 0)
+    {
+      LodeUpernetConfig config = { self->encoder->config.embed_dim, 256, classes };
+
+      self->decoder = lode_upernet_new (&config, seed, error);
+    }
+  else
+    {
+      if (decoder_path != NULL)
+        {
+          lode_checkpoint_free (ckpt);
+          ckpt = lode_checkpoint_open (decoder_path, error);
+          if (ckpt == NULL)
+            return NULL;
+        }
+      self->decoder = lode_upernet_new_from_checkpoint (ckpt, error);
+      if (self->decoder != NULL
+          && lode_upernet_get_config (self->decoder)->embed_dim != self->encoder->config.embed_dim)
+        {
+          g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                       _("The UperNet decoder in “%s” expects features of width %d, the encoder gives %d"),
+                       decoder_path ? decoder_path : path, lode_upernet_get_config (self->decoder)->embed_dim,
+                       self->encoder->config.embed_dim);
+          return NULL;
+        }
+    }
+  if (self->decoder == NULL)
+    return NULL;
+  return g_steal_pointer (&self);
+}
+
+LodePrithviModel *
+lode_prithvi_model_new_from_checkpoint (const char *path, const char *decoder_path,
+                                        const LodePrithviOptions *options, GError **error)
+{
+  return model_new (path, decoder_path, 0, 0, options, error);
+}
+
+LodePrithviModel *
+lode_prithvi_model_new_with_decoder (const char *path, int classes, guint64 seed,
+                                     const LodePrithviOptions *options, GError **error)
+{
+  g_return_val_if_fail (classes > 0, NULL);
+  return model_new (path, NULL, classes, seed, options, error);
+}
+
+void
+lode_prithvi_model_free (LodePrithviModel *self)
+{
+  if (self == NULL)
+    return;
+  lode_prithvi_encoder_free (self->encoder);
+  lode_upernet_free (self->decoder);
+  g_free (self);
+}
+
+LodePrithviEncoder *
+lode_prithvi_model_get_encoder (LodePrithviModel *self)
+{
+  g_return_val_if_fail (self != NULL, NULL);
+  return self->encoder;
+}
+
+LodeUpernet *
+lode_prithvi_model_get_decoder (LodePrithviModel *self)
+{
+  g_return_val_if_fail (self != NULL, NULL);
+  return self->decoder;
+}
+
+int
+lode_prithvi_model_get_classes (LodePrithviModel *self)
+{
+  g_return_val_if_fail (self != NULL, 0);
+  return lode_upernet_get_config (self->decoder)->classes;
+}
+
+gboolean
+lode_prithvi_normalise (float *out, const float *raw, int n, int n_bands, int h, int w, GError **error)
+{
+  gsize plane = (gsize) h * w;
+
+  g_return_val_if_fail (out != NULL && raw != NULL && n >= 0 && h >= 0 && w >= 0, FALSE);
+  if (n_bands != LODE_PRITHVI_N_BANDS && n_bands <= lode_prithvi_band_indices[LODE_PRITHVI_N_BANDS - 1])
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT,
+                   _("Prithvi needs the 6 bands B, G, R, narrow NIR, SWIR1, SWIR2 or the 13 SmallMinesDS bands; "
+                     "the patches have %d"), n_bands);
+      return FALSE;
+    }
+  for (int b = 0; b < n; b++)
+    for (int c = 0; c < LODE_PRITHVI_N_BANDS; c++)
+      {
+        int band = n_bands == LODE_PRITHVI_N_BANDS ? c : lode_prithvi_band_indices[c];
+        const float *src = raw + ((gsize) b * n_bands + band) * plane;
+        float *dst = out + ((gsize) b * LODE_PRITHVI_N_BANDS + c) * plane;
+        float mean = (float) lode_prithvi_band_mean[c];
+        float std = (float) lode_prithvi_band_std[c];
+
+        for (gsize p = 0; p < plane; p++)
+          dst[p] = ((isnan (src[p]) ? 0.0f : src[p]) - mean) / std;
+      }
+  return TRUE;
+}
+
+static gboolean
+predict_chunk (LodePrithviModel *self, const float *raw, int n, int n_bands, int h, int w,
+               const LodePrithviCoords *coords, float *logits, GError **error)
+{
+  const LodePrithviConfig *c = &self->encoder->config;
+  int k = lode_prithvi_model_get_classes (self);
+  int e = c->embed_dim, gh, gw;
+  gsize tokens;
+  g_autofree float *input = g_try_new (float, (gsize) n * LODE_PRITHVI_N_BANDS * h * w);
+  g_autofree float *small = NULL;
+  float *outs[4] = { NULL };
+  float *maps[4] = { NULL };
+  gboolean ok = FALSE;
+
+  if (input == NULL)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                   _("Not enough memory to segment %d images"), n);
+      return FALSE;
+    }
+  if (!lode_prithvi_normalise (input, raw, n, n_bands, h, w, error))
+    return FALSE;
+  lode_prithvi_encoder_grid (self->encoder, h, w, &gh, &gw);
+  tokens = (gsize) n * (gh * gw + 1) * e;
+  for (int i = 0; i < 4; i++)
+    {
+      outs[i] = g_new (float, tokens);
+      maps[i] = g_new (float, (gsize) n * e * gh * gw);
+    }
+  if (!lode_prithvi_encoder_forward (self->encoder, input, n, h, w, coords, c->feature_blocks, 4, outs, error))
+    goto out;
+  for (int i = 0; i < 4; i++)
+    lode_prithvi_tokens_to_image (maps[i], outs[i], n, gh, gw, e);
+  small = g_new (float, (gsize) n * k * 16 * gh * gw);
+  if (!lode_upernet_forward (self->decoder, (const float *const *) maps, n, gh, gw, small, error))
+    goto out;
+  if (4 * gh == h && 4 * gw == w)
+    memcpy (logits, small, (gsize) n * k * h * w * sizeof (float));
+  else
+    lode_ops_resize (logits, small, n * k, 4 * gh, 4 * gw, h, w, LODE_RESIZE_BILINEAR);
+  ok = TRUE;
+out:
+  for (int i = 0; i < 4; i++)
+    {
+      g_free (outs[i]);
+      g_free (maps[i]);
+    }
+  return ok;
+}
+
+gboolean
+lode_prithvi_model_predict (LodePrithviModel *self, const float *raw, int n, int n_bands, int h, int w,
+                            const LodePrithviCoords *coords, float *logits, guint8 *masks, GError **error)
+{
+  int k;
+  gsize plane = (gsize) h * w;
+  g_autofree float *scratch = NULL;
+
+  g_return_val_if_fail (self != NULL && raw != NULL && n >= 0 && h >= 0 && w >= 0, FALSE);
+  k = lode_prithvi_model_get_classes (self);
+  if (logits == NULL && masks == NULL)
+    return TRUE;
+  if (logits == NULL)
+    scratch = g_try_new (float, (gsize) MIN (n, PREDICT_CHUNK) * k * plane);
+
+  for (int start = 0; start < n; start += PREDICT_CHUNK)
+    {
+      int m = MIN (PREDICT_CHUNK, n - start);
+      float *out = logits != NULL ? logits + (gsize) start * k * plane : scratch;
+      LodePrithviCoords sub = { NULL, NULL };
+
+      if (out == NULL)
+        {
+          g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                       _("Not enough memory to segment %d images"), n);
+          return FALSE;
+        }
+      if (coords != NULL)
+        {
+          sub.temporal = coords->temporal ? coords->temporal + 2 * start : NULL;
+          sub.location = coords->location ? coords->location + 2 * start : NULL;
+        }
+      if (!predict_chunk (self, raw + (gsize) start * n_bands * plane, m, n_bands, h, w,
+                          coords != NULL ? &sub : NULL, out, error))
+        return FALSE;
+      if (masks != NULL)
+        for (int b = 0; b < m; b++)
+          for (gsize p = 0; p < plane; p++)
+            {
+              const float *lb = out + (gsize) b * k * plane + p;
+              int best = 0;
+
+              for (int j = 1; j < k; j++)
+                if (lb[j * plane] > lb[best * plane])
+                  best = j;
+              masks[(gsize) (start + b) * plane + p] = (guint8) best;
+            }
+    }
+  return TRUE;
+}

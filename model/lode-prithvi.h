@@ -1,0 +1,191 @@
+/* lode-prithvi.h: Prithvi-EO-2.0 (NASA/IBM) with the UperNet decoder of the
+ * SmallMinesDS recipe, on the CPU.
+ *
+ * The encoder is TerraTorch's PrithviViT with one time step:
+ *   patch_embed.proj   Conv3d kernel (1, p, p) stride (1, p, p) over
+ *                      [C, T=1, H, W]: a p x p convolution, one token per
+ *                      patch (p = 16 for 100M/300M, 14 for 600M)
+ *   pos_embed          fixed 3-D sin-cos table of the grid (1, S/p, S/p) for
+ *                      the model's image size S (224, the recipe never sets
+ *                      it; the checkpoint's own table is ignored, as
+ *                      TerraTorch's loader replaces it), width split 6/16 for
+ *                      columns, 6/16 rows, 4/16 time; interpolated bicubically
+ *                      (corners aligned) to other token grids
+ *   temporal / location encodings (the "-TL" checkpoints, which hold
+ *                      temporal_embed_enc.scale / location_embed_enc.scale):
+ *                      scale * [sin-cos(year), sin-cos(day of year)] and
+ *                      scale * [sin-cos(latitude), sin-cos(longitude)], added
+ *                      to every patch token when coordinates are given
+ *   cls_token          prepended
+ *   blocks.i           timm Block: x += proj (attention (qkv (LN1 x))),
+ *                      x += fc2 (GELU (fc1 (LN2 x))), LayerNorm eps 1e-5
+ *   norm               applied to the last block's output only
+ * The configuration comes from the checkpoint's shapes (width, depth, MLP
+ * width, patch, bands); the number of heads is not in the shapes: 16 for
+ * widths 1024 (300M) and 1280 (600M), 12 for 768 (100M), 3 for 192, else
+ * width / 64, unless options say otherwise.
+ *
+ * The decoder reads the token grids after four blocks. The published
+ * training (PrithviModelFactory, UperNetDecoder with scale_modules) hands the
+ * decoder all block outputs and the scale modules take the first four, so
+ * the recipe's features are those of blocks 0, 1, 2 and 3 (TerraTorch's
+ * newer necks pick others, e.g. 5, 11, 17, 23: options.feature_blocks).
+ * Only the blocks up to the deepest one used are loaded and run, unless
+ * options.load_all_blocks.
+ *
+ * Input: the six bands B, G, R, narrow NIR, SWIR1, SWIR2 (SmallMinesDS
+ * indices 0, 1, 2, 7, 8, 9) in reflectance x 10000, normalised with the
+ * published SmallMinesDS mean and standard deviation; NaN (nodata) becomes
+ * 0 before normalising, as the training's no_data_replace=0 does.
+ */
+#pragma once
+
+#include <glib.h>
+
+#include "lode-checkpoint.h"
+#include "lode-upernet.h"
+
+G_BEGIN_DECLS
+
+#define LODE_PRITHVI_ERROR (lode_prithvi_error_quark ())
+GQuark lode_prithvi_error_quark (void);
+
+typedef enum {
+  LODE_PRITHVI_ERROR_CHECKPOINT,  /* missing or misshapen encoder tensors */
+  LODE_PRITHVI_ERROR_CONFIG,      /* options that do not fit the checkpoint */
+  LODE_PRITHVI_ERROR_INPUT,       /* bands, sizes or blocks the model cannot take */
+  LODE_PRITHVI_ERROR_MEMORY,      /* the weights or activations do not fit */
+} LodePrithviError;
+
+#define LODE_PRITHVI_N_BANDS 6
+
+/* SmallMinesDS band indices of the six input bands, and the published
+ * normalisation statistics of those bands. */
+extern const int    lode_prithvi_band_indices[LODE_PRITHVI_N_BANDS];
+extern const double lode_prithvi_band_mean[LODE_PRITHVI_N_BANDS];
+extern const double lode_prithvi_band_std[LODE_PRITHVI_N_BANDS];
+
+typedef struct {
+  int      num_heads;           /* 0: from the width */
+  int      img_size;            /* 0: 224, the size of the position table */
+  int      feature_blocks[4];   /* blocks feeding the decoder; all -1: 0, 1, 2, 3 */
+  gboolean load_all_blocks;     /* load every block, not only those used */
+} LodePrithviOptions;
+
+typedef struct {
+  int      embed_dim;           /* 1024 (300M), 1280 (600M) */
+  int      depth;               /* blocks in the checkpoint: 24, 32 */
+  int      loaded_depth;        /* blocks loaded (and runnable) */
+  int      num_heads;           /* 16 */
+  int      mlp_hidden;          /* 4096, 5120 */
+  int      in_chans;            /* 6 */
+  int      patch_size;          /* 16, 14 */
+  int      img_size;            /* 224 */
+  gboolean temporal_encoding;
+  gboolean location_encoding;
+  int      feature_blocks[4];
+  const char *size_name;        /* "300M", "600M", "100M", "tiny" or "custom" */
+} LodePrithviConfig;
+
+/* Per-image coordinates for the -TL encodings; either array may be NULL. */
+typedef struct {
+  const float *temporal;        /* [n, 2]: year, day of year (1-366) */
+  const float *location;        /* [n, 2]: latitude, longitude in degrees */
+} LodePrithviCoords;
+
+typedef struct _LodePrithviEncoder LodePrithviEncoder;
+typedef struct _LodePrithviModel LodePrithviModel;
+
+void lode_prithvi_options_init (LodePrithviOptions *options);
+
+/* ---- encoder ------------------------------------------------------------ */
+
+/* The encoder in checkpoint: the official Prithvi_EO_V2_*.pt (PrithviMAE,
+ * "encoder." names), a TerraTorch fine-tuned model or Lightning checkpoint
+ * (any prefix before "patch_embed.proj.weight"). options may be NULL. */
+LodePrithviEncoder *lode_prithvi_encoder_new_from_checkpoint (LodeCheckpoint           *checkpoint,
+                                                              const LodePrithviOptions *options,
+                                                              GError                  **error);
+void                lode_prithvi_encoder_free       (LodePrithviEncoder *self);
+const LodePrithviConfig *lode_prithvi_encoder_get_config (LodePrithviEncoder *self);
+
+/* The token grid of an h x w input: floor (h / p) x floor (w / p). */
+void     lode_prithvi_encoder_grid    (LodePrithviEncoder *self,
+                                       int                 h,
+                                       int                 w,
+                                       int                *gh,
+                                       int                *gw);
+
+/* Runs the encoder on normalised input [n, in_chans, h, w] and copies the
+ * output of each block blocks[i] (0-based, below loaded_depth; the last
+ * block's after the final norm) to outputs[i], [n, 1 + gh gw, E] with the
+ * class token first. coords may be NULL. */
+gboolean lode_prithvi_encoder_forward (LodePrithviEncoder      *self,
+                                       const float             *input,
+                                       int                      n,
+                                       int                      h,
+                                       int                      w,
+                                       const LodePrithviCoords *coords,
+                                       const int               *blocks,
+                                       int                      n_blocks,
+                                       float *const            *outputs,
+                                       GError                 **error);
+
+/* [n, 1 + gh gw, E] tokens -> [n, E, gh, gw] feature map, class token
+ * dropped (TerraTorch's ReshapeTokensToImage). */
+void     lode_prithvi_tokens_to_image (float       *out,
+                                       const float *tokens,
+                                       int          n,
+                                       int          gh,
+                                       int          gw,
+                                       int          embed_dim);
+
+/* ---- the segmenter ------------------------------------------------------ */
+
+/* Encoder from path and decoder from decoder_path, or from path as well
+ * when decoder_path is NULL (a fine-tuned TerraTorch model holds both). */
+LodePrithviModel *lode_prithvi_model_new_from_checkpoint (const char               *path,
+                                                          const char               *decoder_path,
+                                                          const LodePrithviOptions *options,
+                                                          GError                  **error);
+/* The encoder from path with a freshly initialised decoder of classes
+ * classes (for training). */
+LodePrithviModel *lode_prithvi_model_new_with_decoder    (const char               *path,
+                                                          int                       classes,
+                                                          guint64                   seed,
+                                                          const LodePrithviOptions *options,
+                                                          GError                  **error);
+void              lode_prithvi_model_free        (LodePrithviModel *self);
+LodePrithviEncoder *lode_prithvi_model_get_encoder (LodePrithviModel *self);
+LodeUpernet      *lode_prithvi_model_get_decoder (LodePrithviModel *self);
+int               lode_prithvi_model_get_classes (LodePrithviModel *self);
+
+/* Selects the six bands from raw [n, n_bands, h, w] (13 SmallMinesDS bands,
+ * or the 6 already chosen) and normalises them into out [n, 6, h, w]. */
+gboolean lode_prithvi_normalise (float       *out,
+                                 const float *raw,
+                                 int          n,
+                                 int          n_bands,
+                                 int          h,
+                                 int          w,
+                                 GError     **error);
+
+/* Segments n patches at once: raw [n, n_bands, h, w] as for
+ * lode_prithvi_normalise. Writes logits [n, classes, h, w] (the decoder's
+ * output upsampled bilinearly to the input size) and/or masks [n, h, w]
+ * (the arg max); either may be NULL. coords may be NULL. */
+gboolean lode_prithvi_model_predict (LodePrithviModel        *self,
+                                     const float             *raw,
+                                     int                      n,
+                                     int                      n_bands,
+                                     int                      h,
+                                     int                      w,
+                                     const LodePrithviCoords *coords,
+                                     float                   *logits,
+                                     guint8                  *masks,
+                                     GError                 **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodePrithviEncoder, lode_prithvi_encoder_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodePrithviModel, lode_prithvi_model_free)
+
+G_END_DECLS

@@ -260,30 +260,57 @@ set_write_error (ExportContext *ctx, GError **error, const char *path)
                _("Cannot write “%s”: %s"), path, why);
 }
 
-/* Makes root/rel (and its parents) and checks that it still lies in root
- * once links are followed. */
+/* Makes root/rel one folder at a time, refusing any that leads out of
+ * root once links are followed, before anything is made through it. */
 static gboolean
 ensure_folder (ExportContext *ctx, const char *rel, GError **error)
 {
-  g_autofree char *path = g_build_filename (ctx->root, rel, NULL);
-  char resolved[PATH_MAX];
+  g_auto(GStrv) parts = NULL;
+  g_autoptr(GString) path = NULL;
 
   if (g_hash_table_contains (ctx->made, rel))
     return TRUE;
-  if (g_mkdir_with_parents (path, 0755) != 0)
+  /* The export folder itself, with its parents (all checked already). */
+  if (g_mkdir_with_parents (ctx->root, 0755) != 0)
     {
       int saved = errno;
 
       g_set_error (error, LODE_EXPORT_ERROR, LODE_EXPORT_ERROR_WRITE,
-                   _("Cannot create the folder “%s”: %s"), path, g_strerror (saved));
+                   _("Cannot create the folder “%s”: %s"), ctx->root, g_strerror (saved));
       return FALSE;
     }
-  if (realpath (path, resolved) == NULL || !path_within (resolved, ctx->root))
+  parts = g_strsplit (rel, G_DIR_SEPARATOR_S, -1);
+  path = g_string_new (ctx->root);
+  for (int i = 0; parts[i] != NULL; i++)
     {
-      g_set_error (error, LODE_EXPORT_ERROR, LODE_EXPORT_ERROR_TARGET,
-                   _("The folder “%s” is a link leading out of the export folder; nothing was written there"),
-                   path);
-      return FALSE;
+      char resolved[PATH_MAX];
+
+      if (parts[i][0] == '\0' || g_str_equal (parts[i], "."))
+        continue;
+      g_string_append_c (path, G_DIR_SEPARATOR);
+      g_string_append (path, parts[i]);
+      if (!g_file_test (path->str, G_FILE_TEST_EXISTS) && !g_file_test (path->str, G_FILE_TEST_IS_SYMLINK)
+          && g_mkdir (path->str, 0755) != 0)
+        {
+          int saved = errno;
+
+          g_set_error (error, LODE_EXPORT_ERROR, LODE_EXPORT_ERROR_WRITE,
+                       _("Cannot create the folder “%s”: %s"), path->str, g_strerror (saved));
+          return FALSE;
+        }
+      if (realpath (path->str, resolved) == NULL || !path_within (resolved, ctx->root))
+        {
+          g_set_error (error, LODE_EXPORT_ERROR, LODE_EXPORT_ERROR_TARGET,
+                       _("The folder “%s” is a link leading out of the export folder; nothing was written there"),
+                       path->str);
+          return FALSE;
+        }
+      if (!g_file_test (resolved, G_FILE_TEST_IS_DIR))
+        {
+          g_set_error (error, LODE_EXPORT_ERROR, LODE_EXPORT_ERROR_WRITE,
+                       _("Cannot create the folder “%s”: a file of that name is in the way"), path->str);
+          return FALSE;
+        }
     }
   g_hash_table_add (ctx->made, g_strdup (rel));
   return TRUE;
@@ -1028,7 +1055,7 @@ export_patch (ExportContext *ctx, const LodePatch *patch, JsonBuilder *manifest,
         return FALSE;
     }
 
-  mining = lode_stats_find_class (ctx->classes, "mining");
+  mining = lode_stats_find_class (ctx->classes, "Mining");
   if (patch->split != NULL && patch->year != 0)
     {
       SplitEntry *e = g_new0 (SplitEntry, 1);

@@ -42,13 +42,16 @@ struct _LodeStats
 int
 lode_stats_find_class (const LodeClassTable *t, const char *name)
 {
+  /* Preset names are stored translated: match the translation too. */
+  const char *translated = g_dgettext (GETTEXT_PACKAGE, name);
+
   g_return_val_if_fail (t != NULL && name != NULL, -1);
 
   for (guint i = 0; i < lode_class_table_size (t); i++)
     {
       const LodeClass *c = lode_class_table_get (t, i);
 
-      if (g_ascii_strcasecmp (c->name, name) == 0)
+      if (g_ascii_strcasecmp (c->name, name) == 0 || g_utf8_collate (c->name, translated) == 0)
         return c->id;
     }
   return -1;
@@ -390,8 +393,8 @@ static void
 append_tile (LodeStats *stats, GString *out, const TileStats *t, const char *label)
 {
   guint k = stats->k;
-  int cocoa = lode_stats_find_class (stats->classes, "cocoa");
-  int mining = lode_stats_find_class (stats->classes, "mining");
+  int cocoa = lode_stats_find_class (stats->classes, "Cocoa");
+  int mining = lode_stats_find_class (stats->classes, "Mining");
   int first_from = cocoa >= 0 && mining >= 0 ? stats->index[cocoa] : -1;
   int first_to = cocoa >= 0 && mining >= 0 ? stats->index[mining] : -1;
   g_autofree char *years = g_strdup_printf ("%d-%d", stats->from_year, stats->to_year);

@@ -35,7 +35,9 @@ typedef enum {
 
 typedef struct _LodeStats LodeStats;
 
-/* The id of the class whose name is `name` (ASCII case-insensitive), or -1. */
+/* The id of the class named `name` (ASCII case-insensitive) or its
+ * translation (preset tables store translated names: pass "Mining",
+ * "Cocoa"), or -1. */
 int          lode_stats_find_class      (const LodeClassTable *t,
                                          const char           *name);
 

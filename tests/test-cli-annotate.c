@@ -99,6 +99,7 @@ test_on_demo (void)
   g_autofree char *csv = g_build_filename (dir, "stats.csv", NULL);
   g_autofree char *manifest = g_build_filename (out, "manifest.json", NULL);
   g_autofree char *info = NULL, *stats = NULL, *export_out = NULL, *err = NULL, *written = NULL;
+  g_autofree char *demo_out = NULL, *stats_out = NULL;
   const char *demo[] = { "demo", "--tiles", "2", "--size", "24", data, NULL };
   const char *info_args[] = { "info", project, NULL };
   const char *stats_args[] = { "stats", project, "--per-tile", NULL };
@@ -106,7 +107,7 @@ test_on_demo (void)
   const char *export_args[] = { "export", project, out, "--format", "masks,manifest", NULL };
   const char *refused[] = { "export", project, inside, NULL };
 
-  g_assert_cmpint (lode_test_run_lode (demo, NULL, NULL), ==, 0);
+  g_assert_cmpint (lode_test_run_lode (demo, &demo_out, NULL), ==, 0);
 
   g_assert_cmpint (lode_test_run_lode (info_args, &info, NULL), ==, 0);
   g_assert_nonnull (strstr (info, "Patches: 4"));
@@ -118,7 +119,8 @@ test_on_demo (void)
   g_assert_true (g_str_has_prefix (stats, "kind,tile,year,class,from_class,to_class,pixels,hectares\n"));
   g_assert_nonnull (strstr (stats, "\narea,0001,2016,Mining,"));
   g_assert_nonnull (strstr (stats, "\ntransition,total,2016-2022,,"));
-  g_assert_cmpint (lode_test_run_lode (stats_file, NULL, NULL), ==, 0);
+  g_assert_cmpint (lode_test_run_lode (stats_file, &stats_out, NULL), ==, 0);
+  g_assert_cmpstr (stats_out, ==, "");
   g_assert_true (g_file_get_contents (csv, &written, NULL, NULL));
   g_assert_true (g_str_has_prefix (written, "kind,tile,year,"));
 

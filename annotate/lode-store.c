@@ -744,7 +744,8 @@ lode_store_relative_path (LodeStore *s, const char *path)
   g_return_val_if_fail (s != NULL, NULL);
   if (path == NULL)
     return NULL;
-  abs = g_canonicalize_filename (path, s->folder);
+  /* A relative path is taken from the current folder, as a user typed it. */
+  abs = g_canonicalize_filename (path, NULL);
   n = strlen (s->folder);
   if (strcmp (s->folder, "/") == 0)
     return g_strdup (abs + 1);

@@ -1435,6 +1435,39 @@ lode_window_class_init (LodeWindowClass *klass)
 }
 
 static void
+setup_ellipsized (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer data)
+{
+  GtkWidget *label = gtk_label_new (NULL);
+
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
+  gtk_label_set_width_chars (GTK_LABEL (label), 8);
+  gtk_list_item_set_child (item, label);
+}
+
+static void
+bind_ellipsized (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer data)
+{
+  GtkStringObject *s = gtk_list_item_get_item (item);
+  const char *text = gtk_string_object_get_string (s);
+
+  gtk_label_set_label (GTK_LABEL (gtk_list_item_get_child (item)), text);
+  gtk_widget_set_tooltip_text (gtk_list_item_get_child (item), text);
+}
+
+/* Dropdowns that fit the inspector: long names are ellipsized. */
+static void
+ellipsize_dropdown (GtkDropDown *dropdown)
+{
+  GtkListItemFactory *factory = gtk_signal_list_item_factory_new ();
+
+  g_signal_connect (factory, "setup", G_CALLBACK (setup_ellipsized), NULL);
+  g_signal_connect (factory, "bind", G_CALLBACK (bind_ellipsized), NULL);
+  gtk_drop_down_set_factory (dropdown, factory);
+  g_object_unref (factory);
+}
+
+static void
 lode_window_init (LodeWindow *self)
 {
   g_autofree char *composite = NULL;
@@ -1454,6 +1487,11 @@ lode_window_init (LodeWindow *self)
   lode_composite_spec_init (&self->spec, preset);
   self->spec.stretch = g_settings_get_enum (self->settings, "default-stretch");
 
+  ellipsize_dropdown (self->composite_dropdown);
+  ellipsize_dropdown (self->stretch_dropdown);
+  ellipsize_dropdown (self->band_r);
+  ellipsize_dropdown (self->band_g);
+  ellipsize_dropdown (self->band_b);
   for (int p = 0; p < LODE_COMPOSITE_N_PRESETS; p++)
     gtk_string_list_append (presets, lode_composite_preset_label (p));
   gtk_drop_down_set_model (self->composite_dropdown, G_LIST_MODEL (presets));

@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <glib/gi18n.h>
 
 #include "lode-cli-progress.h"
@@ -75,7 +77,7 @@ lode_cmd_export (int argc, char **argv)
     }
   lode_cli_progress_end ();
   g_print (_("Exported %u patches into %s (%u files)\n"), report.n_exported, rest[1], report.n_files);
-  g_print (_("%u patches differ from their original masks (%" G_GUINT64_FORMAT " pixels changed)\n"),
+  g_print (_("%u patches differ from their original masks (%" PRIu64 " pixels changed)\n"),
            report.n_changed, report.changed_pixels);
   if (report.n_without_mask > 0)
     g_print (_("Left out %u patches without a mask\n"), report.n_without_mask);

@@ -21,6 +21,8 @@ int lode_cmd_export (int argc, char **argv);
 int lode_cmd_stats  (int argc, char **argv);
 int lode_cmd_info   (int argc, char **argv);
 int lode_cmd_bench  (int argc, char **argv);
+/* lode bench prithvi (app/lode-bench-prithvi.c) */
+int lode_bench_prithvi (int argc, char **argv);
 
 /* Shared by the commands: parse options, printing a clear message on error.
  * Returns FALSE when the command should exit with LODE_EXIT_USAGE. */

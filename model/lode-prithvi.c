@@ -51,6 +51,43 @@ lode_prithvi_options_init (LodePrithviOptions *options)
     options->feature_blocks[i] = -1;
 }
 
+gboolean
+lode_prithvi_config_init (LodePrithviConfig *config, const char *name)
+{
+  static const struct {
+    const char *name;
+    int embed_dim, depth, heads, patch;
+    gboolean coords;
+  } sizes[] = {
+    { "100M", 768, 12, 12, 16, FALSE },
+    { "300M", 1024, 24, 16, 16, FALSE },
+    { "600M", 1280, 32, 16, 14, FALSE },
+    { "tiny", 192, 12, 3, 16, TRUE },
+  };
+
+  g_return_val_if_fail (config != NULL && name != NULL, FALSE);
+  for (gsize i = 0; i < G_N_ELEMENTS (sizes); i++)
+    if (g_ascii_strcasecmp (name, sizes[i].name) == 0)
+      {
+        memset (config, 0, sizeof *config);
+        config->embed_dim = sizes[i].embed_dim;
+        config->depth = sizes[i].depth;
+        config->loaded_depth = sizes[i].depth;
+        config->num_heads = sizes[i].heads;
+        config->mlp_hidden = 4 * sizes[i].embed_dim;
+        config->in_chans = LODE_PRITHVI_N_BANDS;
+        config->patch_size = sizes[i].patch;
+        config->img_size = DEFAULT_IMG_SIZE;
+        config->temporal_encoding = sizes[i].coords;
+        config->location_encoding = sizes[i].coords;
+        for (int k = 0; k < 4; k++)
+          config->feature_blocks[k] = k;
+        config->size_name = sizes[i].name;
+        return TRUE;
+      }
+  return FALSE;
+}
+
 /* ---- loading ------------------------------------------------------------ */
 
 static const char *
@@ -322,6 +359,97 @@ lode_prithvi_encoder_new_from_checkpoint (LodeCheckpoint *checkpoint, const Lode
   for (int i = 0; i < c->loaded_depth; i++)
     if (!load_block (checkpoint, prefix, i, c->embed_dim, c->mlp_hidden, &self->blocks[i], error))
       return NULL;
+  return g_steal_pointer (&self);
+}
+
+static LodeTensor *
+generated (GRand *rng, double bound, double fill, gint64 d0, gint64 d1)
+{
+  gint64 shape[2] = { d0, d1 };
+  LodeTensor *t = lode_tensor_new (d1 > 0 ? 2 : 1, shape);
+
+  if (t == NULL)
+    return NULL;
+  for (gsize i = 0; i < t->numel; i++)
+    t->data[i] = bound > 0.0 ? (float) g_rand_double_range (rng, -bound, bound) : (float) fill;
+  return t;
+}
+
+static LodeTensor *
+xavier (GRand *rng, gint64 out_f, gint64 in_f)
+{
+  return generated (rng, sqrt (6.0 / (double) (in_f + out_f)), 0.0, out_f, in_f);
+}
+
+LodePrithviEncoder *
+lode_prithvi_encoder_new (const LodePrithviConfig *config, guint64 seed, GError **error)
+{
+  g_autoptr(LodePrithviEncoder) self = NULL;
+  guint32 seeds[2] = { (guint32) seed, (guint32) (seed >> 32) };
+  g_autoptr(GRand) rng = g_rand_new_with_seed_array (seeds, 2);
+  LodePrithviConfig *c;
+  int e, p, hidden;
+  gboolean ok;
+
+  g_return_val_if_fail (config != NULL, NULL);
+  if (config->embed_dim <= 0 || config->embed_dim % 16 != 0 || config->depth <= 0 || config->num_heads <= 0
+      || config->embed_dim % config->num_heads != 0 || config->mlp_hidden <= 0 || config->in_chans <= 0
+      || config->patch_size <= 0 || config->img_size < config->patch_size
+      || config->loaded_depth < 0 || config->loaded_depth > config->depth)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
+                   _("Impossible Prithvi configuration (width %d, %d blocks, %d heads)"),
+                   config->embed_dim, config->depth, config->num_heads);
+      return NULL;
+    }
+  for (int i = 0; i < 4; i++)
+    if (config->feature_blocks[i] < 0 || config->feature_blocks[i] >= config->depth)
+      {
+        g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
+                     _("The decoder cannot read block %d of an encoder with %d blocks"),
+                     config->feature_blocks[i], config->depth);
+        return NULL;
+      }
+  self = g_new0 (LodePrithviEncoder, 1);
+  self->config = *config;
+  c = &self->config;
+  if (c->loaded_depth == 0)
+    c->loaded_depth = c->depth;
+  if (c->size_name == NULL)
+    c->size_name = size_name (c->embed_dim, c->depth);
+  e = c->embed_dim, p = c->patch_size, hidden = c->mlp_hidden;
+  self->temporal_scale = 0.1f;
+  self->location_scale = 0.1f;
+  self->blocks = g_new0 (Block, c->loaded_depth);
+
+  ok = (self->patch_w = xavier (rng, e, (gint64) c->in_chans * p * p))
+    && (self->patch_b = generated (rng, 0.0, 0.0, e, 0))
+    && (self->cls = generated (rng, 0.02, 0.0, e, 0))
+    && (self->norm_w = generated (rng, 0.0, 1.0, e, 0))
+    && (self->norm_b = generated (rng, 0.0, 0.0, e, 0));
+  for (int i = 0; ok && i < c->loaded_depth; i++)
+    {
+      Block *b = &self->blocks[i];
+
+      ok = (b->norm1_w = generated (rng, 0.0, 1.0, e, 0))
+        && (b->norm1_b = generated (rng, 0.0, 0.0, e, 0))
+        && (b->qkv_w = xavier (rng, 3 * e, e))
+        && (b->qkv_b = generated (rng, 0.0, 0.0, 3 * e, 0))
+        && (b->proj_w = xavier (rng, e, e))
+        && (b->proj_b = generated (rng, 0.0, 0.0, e, 0))
+        && (b->norm2_w = generated (rng, 0.0, 1.0, e, 0))
+        && (b->norm2_b = generated (rng, 0.0, 0.0, e, 0))
+        && (b->fc1_w = xavier (rng, hidden, e))
+        && (b->fc1_b = generated (rng, 0.0, 0.0, hidden, 0))
+        && (b->fc2_w = xavier (rng, e, hidden))
+        && (b->fc2_b = generated (rng, 0.0, 0.0, e, 0));
+    }
+  if (!ok)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                   _("Not enough memory for the weights of a Prithvi encoder of width %d"), e);
+      return NULL;
+    }
   return g_steal_pointer (&self);
 }
 
@@ -752,6 +880,19 @@ lode_prithvi_model_new_with_decoder (const char *path, int classes, guint64 seed
 {
   g_return_val_if_fail (classes > 0, NULL);
   return model_new (path, NULL, classes, seed, options, error);
+}
+
+LodePrithviModel *
+lode_prithvi_model_new (LodePrithviEncoder *encoder, LodeUpernet *decoder)
+{
+  LodePrithviModel *self;
+
+  g_return_val_if_fail (encoder != NULL && decoder != NULL, NULL);
+  g_return_val_if_fail (lode_upernet_get_config (decoder)->embed_dim == encoder->config.embed_dim, NULL);
+  self = g_new0 (LodePrithviModel, 1);
+  self->encoder = encoder;
+  self->decoder = decoder;
+  return self;
 }
 
 void

@@ -98,6 +98,12 @@ typedef struct _LodePrithviModel LodePrithviModel;
 
 void lode_prithvi_options_init (LodePrithviOptions *options);
 
+/* The published configuration "100M", "300M", "600M" or "tiny" (the -TL
+ * tiny model, with both encodings), features from blocks 0-3, every block
+ * loaded; FALSE for another name. */
+gboolean lode_prithvi_config_init (LodePrithviConfig *config,
+                                   const char        *name);
+
 /* ---- encoder ------------------------------------------------------------ */
 
 /* The encoder in checkpoint: the official Prithvi_EO_V2_*.pt (PrithviMAE,
@@ -106,6 +112,13 @@ void lode_prithvi_options_init (LodePrithviOptions *options);
 LodePrithviEncoder *lode_prithvi_encoder_new_from_checkpoint (LodeCheckpoint           *checkpoint,
                                                               const LodePrithviOptions *options,
                                                               GError                  **error);
+/* An encoder of configuration config with generated weights (Xavier
+ * uniform for the linear layers and the patch embedding, norms 1 and 0,
+ * class token and encoding scales as TerraTorch initialises them) from
+ * seed; config->loaded_depth blocks (depth when 0). For benchmarks. */
+LodePrithviEncoder *lode_prithvi_encoder_new        (const LodePrithviConfig *config,
+                                                     guint64                  seed,
+                                                     GError                 **error);
 void                lode_prithvi_encoder_free       (LodePrithviEncoder *self);
 const LodePrithviConfig *lode_prithvi_encoder_get_config (LodePrithviEncoder *self);
 
@@ -155,6 +168,9 @@ LodePrithviModel *lode_prithvi_model_new_with_decoder    (const char            
                                                           guint64                   seed,
                                                           const LodePrithviOptions *options,
                                                           GError                  **error);
+/* A model of encoder and decoder (both taken). */
+LodePrithviModel *lode_prithvi_model_new         (LodePrithviEncoder *encoder,
+                                                  LodeUpernet        *decoder);
 void              lode_prithvi_model_free        (LodePrithviModel *self);
 LodePrithviEncoder *lode_prithvi_model_get_encoder (LodePrithviModel *self);
 LodeUpernet      *lode_prithvi_model_get_decoder (LodePrithviModel *self);

@@ -413,6 +413,53 @@ test_upernet_new (void)
   g_assert_error (error, LODE_UPERNET_ERROR, LODE_UPERNET_ERROR_CONFIG);
 }
 
+/* The published sizes by name; a generated model with patch 14 (as the
+ * 600M) on 128 x 128 patches: a 9 x 9 grid, a 36 x 36 decoder output
+ * upsampled to the patch, finite and different from patch to patch. */
+static void
+test_generated (void)
+{
+  LodePrithviConfig c;
+  LodeUpernetConfig d = { 64, 16, 2 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodePrithviModel) model = NULL;
+  LodePrithviEncoder *encoder;
+  g_autofree float *raw = g_new (float, 2 * 6 * 128 * 128);
+  g_autofree float *logits = g_new (float, 2 * 2 * 128 * 128);
+  int gh, gw;
+
+  g_assert_true (lode_prithvi_config_init (&c, "600M"));
+  g_assert_cmpint (c.embed_dim, ==, 1280);
+  g_assert_cmpint (c.depth, ==, 32);
+  g_assert_cmpint (c.num_heads, ==, 16);
+  g_assert_cmpint (c.patch_size, ==, 14);
+  g_assert_cmpint (c.mlp_hidden, ==, 5120);
+  g_assert_true (lode_prithvi_config_init (&c, "tiny"));
+  g_assert_true (c.temporal_encoding && c.location_encoding);
+  g_assert_false (lode_prithvi_config_init (&c, "1B"));
+
+  g_assert_true (lode_prithvi_config_init (&c, "600M"));
+  c.embed_dim = 64, c.num_heads = 4, c.mlp_hidden = 128, c.depth = 6, c.loaded_depth = 4;
+  c.size_name = NULL;
+  encoder = lode_prithvi_encoder_new (&c, 3, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (lode_prithvi_encoder_get_config (encoder)->size_name, ==, "custom");
+  lode_prithvi_encoder_grid (encoder, 128, 128, &gh, &gw);
+  g_assert_cmpint (gh, ==, 9);
+  g_assert_cmpint (gw, ==, 9);
+  model = lode_prithvi_model_new (encoder, lode_upernet_new (&d, 4, &error));
+  lode_test_prithvi_raw_input (raw, 2, 128, 128);
+  g_assert_true (lode_prithvi_model_predict (model, raw, 2, 6, 128, 128, NULL, logits, NULL, &error));
+  g_assert_no_error (error);
+  for (gsize i = 0; i < 2 * 2 * 128 * 128; i++)
+    g_assert_true (isfinite (logits[i]));
+  g_assert_true (memcmp (logits, logits + 2 * 128 * 128, 2 * 128 * 128 * sizeof (float)) != 0);
+
+  c.feature_blocks[3] = 6;
+  g_assert_null (lode_prithvi_encoder_new (&c, 3, &error));
+  g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -424,6 +471,7 @@ main (int argc, char **argv)
   g_test_add ("/prithvi/reduced/checkpoint-forms", Fixture, NULL, fixture_set_up, test_checkpoint_forms,
               fixture_tear_down);
   g_test_add ("/prithvi/reduced/errors", Fixture, NULL, fixture_set_up, test_errors, fixture_tear_down);
+  g_test_add_func ("/prithvi/generated", test_generated);
   g_test_add_func ("/prithvi/upernet/adaptive-pool", test_adaptive_pool);
   g_test_add_func ("/prithvi/upernet/new", test_upernet_new);
   return g_test_run ();

@@ -1,0 +1,200 @@
+#define G_LOG_DOMAIN "lode"
+
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <glib/gi18n.h>
+
+#include "lode-commands.h"
+#include "lode-prithvi.h"
+
+/* "lode bench prithvi": images per second of the Prithvi-EO-2.0 + UperNet
+ * segmenter on generated patches, and the peak memory of the process
+ * (VmHWM, reset before building the model where the kernel allows it).
+ * Weights are generated unless --checkpoint names a file. */
+
+static gsize
+peak_kib (void)
+{
+  g_autofree char *status = NULL;
+  const char *line;
+
+  if (!g_file_get_contents ("/proc/self/status", &status, NULL, NULL))
+    return 0;
+  line = strstr (status, "VmHWM:");
+  return line ? (gsize) g_ascii_strtoull (line + 6, NULL, 10) : 0;
+}
+
+static void
+reset_peak (void)
+{
+  FILE *f = fopen ("/proc/self/clear_refs", "w");
+
+  if (f != NULL)
+    {
+      fputs ("5", f);
+      fclose (f);
+    }
+}
+
+static gboolean
+parse_blocks (const char *text, int blocks[4])
+{
+  g_auto(GStrv) parts = g_strsplit (text, ",", -1);
+
+  if (g_strv_length (parts) != 4)
+    return FALSE;
+  for (int i = 0; i < 4; i++)
+    {
+      char *end;
+      gint64 v = g_ascii_strtoll (parts[i], &end, 10);
+
+      if (end == parts[i] || *end != '\0' || v < 0 || v > 255)
+        return FALSE;
+      blocks[i] = (int) v;
+    }
+  return TRUE;
+}
+
+static LodePrithviModel *
+make_model (const char *size, const char *checkpoint, const char *decoder, const int blocks[4], int classes,
+            gboolean custom_blocks, GError **error)
+{
+  LodePrithviConfig config;
+  LodeUpernetConfig dconfig;
+  LodePrithviEncoder *encoder;
+  LodeUpernet *upernet;
+  int deepest = 0;
+
+  if (checkpoint != NULL)
+    {
+      LodePrithviOptions options;
+
+      lode_prithvi_options_init (&options);
+      if (custom_blocks)
+        memcpy (options.feature_blocks, blocks, sizeof options.feature_blocks);
+      if (decoder != NULL)
+        return lode_prithvi_model_new_from_checkpoint (checkpoint, decoder, &options, error);
+      return lode_prithvi_model_new_with_decoder (checkpoint, classes, 1, &options, error);
+    }
+  if (g_ascii_strcasecmp (size, "reduced") == 0)
+    {
+      lode_prithvi_config_init (&config, "300M");
+      config.embed_dim = 64, config.depth = 4, config.num_heads = 4, config.mlp_hidden = 256;
+      config.size_name = "reduced";
+    }
+  else if (!lode_prithvi_config_init (&config, size))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   _("unknown model size “%s” (reduced, 100M, 300M, 600M or tiny)"), size);
+      return NULL;
+    }
+  if (custom_blocks)
+    memcpy (config.feature_blocks, blocks, sizeof config.feature_blocks);
+  for (int i = 0; i < 4; i++)
+    deepest = MAX (deepest, config.feature_blocks[i]);
+  /* only the blocks the decoder reads run, as when loading a checkpoint */
+  config.loaded_depth = MIN (deepest + 1, config.depth);
+  encoder = lode_prithvi_encoder_new (&config, 1, error);
+  if (encoder == NULL)
+    return NULL;
+  dconfig.embed_dim = config.embed_dim;
+  dconfig.channels = g_ascii_strcasecmp (size, "reduced") == 0 ? 32 : 256;
+  dconfig.classes = classes;
+  upernet = lode_upernet_new (&dconfig, 2, error);
+  if (upernet == NULL)
+    {
+      lode_prithvi_encoder_free (encoder);
+      return NULL;
+    }
+  return lode_prithvi_model_new (encoder, upernet);
+}
+
+int
+lode_bench_prithvi (int argc, char **argv)
+{
+  g_autofree char *model_size = g_strdup ("300M");
+  g_autofree char *checkpoint = NULL;
+  g_autofree char *decoder = NULL;
+  g_autofree char *blocks_text = NULL;
+  int batch = 4, size = 128, repeat = 3, classes = 2;
+  int blocks[4] = { 0, 1, 2, 3 };
+  const GOptionEntry entries[] = {
+    { "model", 'm', 0, G_OPTION_ARG_STRING, &model_size, N_("Generated model: reduced, 100M, 300M (default), 600M or tiny"), N_("SIZE") },
+    { "checkpoint", 0, 0, G_OPTION_ARG_FILENAME, &checkpoint, N_("Encoder checkpoint to load instead (e.g. Prithvi_EO_V2_300M.pt)"), N_("FILE") },
+    { "decoder", 0, 0, G_OPTION_ARG_FILENAME, &decoder, N_("UperNet decoder checkpoint (default: a new decoder)"), N_("FILE") },
+    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, N_("Patches per batch (default 4)"), N_("N") },
+    { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Patch width and height (default 128)"), N_("PIXELS") },
+    { "repeat", 'r', 0, G_OPTION_ARG_INT, &repeat, N_("Timed batches after one warm-up batch (default 3)"), N_("N") },
+    { "blocks", 0, 0, G_OPTION_ARG_STRING, &blocks_text, N_("Encoder blocks feeding the decoder (default 0,1,2,3 as the recipe)"), N_("A,B,C,D") },
+    { NULL }
+  };
+  g_autoptr(GOptionContext) context = g_option_context_new (NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodePrithviModel) model = NULL;
+  g_autofree float *raw = NULL;
+  g_autofree guint8 *masks = NULL;
+  const LodePrithviConfig *c;
+  gsize base_kib, weights_kib;
+  gint64 start, total = 0;
+
+  g_option_context_set_summary (context,
+    _("Time Prithvi-EO-2.0 with the UperNet decoder on generated 6-band patches:\n"
+      "images per second of batch prediction (normalisation, encoder, decoder,\n"
+      "upsampling, arg max) and the peak memory of the process."));
+  g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  if (!lode_cli_parse (context, &argc, &argv))
+    return LODE_EXIT_USAGE;
+  if (batch < 1 || batch > 256 || size < 32 || size > 2048 || repeat < 1 || repeat > 1000)
+    {
+      lode_cli_error ("bench", _("--batch must be 1-256, --size 32-2048 and --repeat 1-1000"));
+      return LODE_EXIT_USAGE;
+    }
+  if (blocks_text != NULL && !parse_blocks (blocks_text, blocks))
+    {
+      lode_cli_error ("bench", _("--blocks takes four block numbers, e.g. 5,11,17,23"));
+      return LODE_EXIT_USAGE;
+    }
+
+  reset_peak ();
+  base_kib = peak_kib ();
+  model = make_model (model_size, checkpoint, decoder, blocks, classes, blocks_text != NULL, &error);
+  if (model == NULL)
+    {
+      lode_cli_error ("bench", "%s", error->message);
+      return error->domain == G_OPTION_ERROR ? LODE_EXIT_USAGE : LODE_EXIT_FAILURE;
+    }
+  weights_kib = peak_kib () - base_kib;
+  c = lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (model));
+
+  raw = g_new (float, (gsize) batch * LODE_PRITHVI_N_BANDS * size * size);
+  masks = g_new (guint8, (gsize) batch * size * size);
+  for (gsize i = 0; i < (gsize) batch * LODE_PRITHVI_N_BANDS * size * size; i++)
+    {
+      int band = (int) ((i / ((gsize) size * size)) % LODE_PRITHVI_N_BANDS);
+
+      raw[i] = (float) (lode_prithvi_band_mean[band]
+                        + lode_prithvi_band_std[band] * (((i * 2654435761u) & 0xFFFF) / 32768.0 - 1.0));
+    }
+  for (int r = 0; r <= repeat; r++)
+    {
+      start = g_get_monotonic_time ();
+      if (!lode_prithvi_model_predict (model, raw, batch, LODE_PRITHVI_N_BANDS, size, size, NULL, NULL, masks,
+                                       &error))
+        {
+          lode_cli_error ("bench", "%s", error->message);
+          return LODE_EXIT_FAILURE;
+        }
+      if (r > 0)
+        total += g_get_monotonic_time () - start;
+    }
+  g_print (_("Prithvi-EO-2.0 %s + UperNet, blocks %d,%d,%d,%d (%d of %d run), batch %d of %d x %d: "
+             "%.2f images/s (%.1f ms per image, mean of %d batches after a warm-up)\n"),
+           c->size_name, c->feature_blocks[0], c->feature_blocks[1], c->feature_blocks[2], c->feature_blocks[3],
+           c->loaded_depth, c->depth, batch, size, size,
+           (double) batch * repeat / (total / 1e6), total / 1e3 / ((double) batch * repeat), repeat);
+  g_print (_("Peak memory: %.0f MiB (weights %.0f MiB)\n"), peak_kib () / 1024.0, weights_kib / 1024.0);
+  return LODE_EXIT_OK;
+}

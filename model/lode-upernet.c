@@ -7,6 +7,7 @@
 
 #include <glib/gi18n.h>
 
+#include "lode-grad.h"
 #include "lode-ops.h"
 #include "lode-upernet.h"
 
@@ -15,6 +16,7 @@ G_DEFINE_QUARK (lode-upernet-error-quark, lode_upernet_error)
 const int lode_upernet_pool_scales[LODE_UPERNET_N_POOLS] = { 1, 2, 3, 6 };
 
 #define BN_EPS 1e-5f
+#define BN_MOMENTUM 0.1f
 #define MAX_TENSORS 96
 
 typedef enum {
@@ -47,11 +49,17 @@ typedef struct {
   int  c_in, c_out, k;
 } ConvModule;
 
+typedef struct _Acts Acts;
+
 struct _LodeUpernet {
   LodeUpernetConfig config;
   Tensor  tensors[MAX_TENSORS];
   guint   n_tensors;
   float  *data;
+  float  *grad;          /* same layout as data; zero for the buffers */
+  float  *adam_m, *adam_v;
+  gint64  adam_step;
+  Acts   *acts;          /* kept by the last training forward */
   gsize   n_values;
   gsize   n_params;
 
@@ -172,7 +180,8 @@ layout (const LodeUpernetConfig *config)
   self->head_w = add_tensor (self, "head.head.2.weight", KIND_CONV, 4, config->classes, c, 1, 1);
   self->head_b = add_tensor (self, "head.head.2.bias", KIND_BIAS, 1, config->classes, 0, 0, 0);
   self->data = g_try_new0 (float, self->n_values);
-  if (self->data == NULL)
+  self->grad = g_try_new0 (float, self->n_values);
+  if (self->data == NULL || self->grad == NULL)
     {
       lode_upernet_free (self);
       return NULL;
@@ -185,6 +194,14 @@ T (LodeUpernet *self, int i)
 {
   return self->data + self->tensors[i].offset;
 }
+
+static float *
+G (LodeUpernet *self, int i)
+{
+  return self->grad + self->tensors[i].offset;
+}
+
+static void acts_free (Acts *a);
 
 static gboolean
 alloc_failed (LodeUpernet *self, GError **error)
@@ -338,7 +355,11 @@ lode_upernet_free (LodeUpernet *self)
     return;
   for (guint i = 0; i < self->n_tensors; i++)
     g_free (self->tensors[i].name);
+  g_clear_pointer (&self->acts, acts_free);
   g_free (self->data);
+  g_free (self->grad);
+  g_free (self->adam_m);
+  g_free (self->adam_v);
   g_free (self);
 }
 
@@ -440,23 +461,147 @@ lode_upernet_adaptive_avg_pool (float *out, const float *in, int nc, int h, int 
     }
 }
 
+/* Where output index dst of a bilinear resize samples the input (as
+ * lode_ops_resize and torch compute it). */
 static void
-batch_norm (LodeUpernet *self, const Norm *norm, float *x, int n, int c, int hw)
+bilinear_source (int dst, int in_size, int out_size, gboolean align, int *i0, int *i1, float *frac)
 {
-  lode_ops_batch_norm (x, x, T (self, norm->mean), T (self, norm->var), T (self, norm->w),
-                       T (self, norm->b), n, c, hw, BN_EPS);
+  float src;
+
+  if (align)
+    src = (out_size > 1 ? (float) (in_size - 1) / (out_size - 1) : 0.0f) * dst;
+  else
+    src = MAX ((float) in_size / out_size * (dst + 0.5f) - 0.5f, 0.0f);
+  *i0 = MIN ((int) src, in_size - 1);
+  *i1 = *i0 + (*i0 < in_size - 1 ? 1 : 0);
+  *frac = CLAMP (src - *i0, 0.0f, 1.0f);
 }
 
-/* out [n, c_out, h, w] = ReLU (BN (conv (in))), "same" padding */
+/* Backward of lode_ops_resize (bilinear): dx [nc, h, w] is overwritten,
+ * or added to when accumulate. */
 static void
-conv_module (LodeUpernet *self, const ConvModule *cm, const float *in, int n, int h, int w, float *out)
+resize_backward (float *dx, const float *dy, int nc, int h, int w, int oh, int ow, gboolean align,
+                 gboolean accumulate)
+{
+  if (!accumulate)
+    memset (dx, 0, (gsize) nc * h * w * sizeof (float));
+  for (int p = 0; p < nc; p++)
+    {
+      float *x = dx + (gsize) p * h * w;
+      const float *g = dy + (gsize) p * oh * ow;
+
+      for (int oy = 0; oy < oh; oy++)
+        {
+          int y0, y1;
+          float fy;
+
+          bilinear_source (oy, h, oh, align, &y0, &y1, &fy);
+          for (int ox = 0; ox < ow; ox++)
+            {
+              int x0, x1;
+              float fx, v = g[oy * ow + ox];
+
+              bilinear_source (ox, w, ow, align, &x0, &x1, &fx);
+              x[y0 * w + x0] += (1.0f - fy) * (1.0f - fx) * v;
+              x[y0 * w + x1] += (1.0f - fy) * fx * v;
+              x[y1 * w + x0] += fy * (1.0f - fx) * v;
+              x[y1 * w + x1] += fy * fx * v;
+            }
+        }
+    }
+}
+
+/* The activations of a ConvModule: conv output y, after norm and ReLU z,
+ * the batch statistics of a training pass. */
+typedef struct {
+  const float *in;
+  float *y, *z, *mean, *invstd;
+  int h, w;
+} ModuleAct;
+
+/* Everything a forward keeps for the backward. */
+struct _Acts {
+  int n, gh, gw, hs[4], ws[4];
+  gboolean train;
+  const float *f[4];
+  float *t0a, *t0b, *t0c, *s0, *s1, *s3;
+  float *fpn1_mean, *fpn1_invstd;
+  ModuleAct lat[3], psp[LODE_UPERNET_N_POOLS], bott, fpn[3], fb;
+  float *pooled[LODE_UPERNET_N_POOLS];
+  float *latsum[4];     /* laterals after the top-down additions */
+  float *cat, *cat2;
+  float *mask, *dropped; /* dropout on the head's input */
+  float *small;         /* logits at the decoder's size */
+  int out_h, out_w;
+};
+
+static void
+module_act_clear (ModuleAct *a)
+{
+  g_clear_pointer (&a->y, g_free);
+  g_clear_pointer (&a->z, g_free);
+  g_clear_pointer (&a->mean, g_free);
+  g_clear_pointer (&a->invstd, g_free);
+}
+
+static void
+acts_free (Acts *a)
+{
+  if (a == NULL)
+    return;
+  g_free (a->t0a), g_free (a->t0b), g_free (a->t0c), g_free (a->s0), g_free (a->s1), g_free (a->s3);
+  g_free (a->fpn1_mean), g_free (a->fpn1_invstd);
+  for (int i = 0; i < 3; i++)
+    {
+      module_act_clear (&a->lat[i]);
+      module_act_clear (&a->fpn[i]);
+    }
+  for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
+    {
+      module_act_clear (&a->psp[i]);
+      g_free (a->pooled[i]);
+    }
+  module_act_clear (&a->bott);
+  module_act_clear (&a->fb);
+  for (int i = 0; i < 3; i++)   /* latsum[3] is bott.z */
+    g_free (a->latsum[i]);
+  g_free (a->cat), g_free (a->cat2), g_free (a->mask), g_free (a->dropped), g_free (a->small);
+  g_free (a);
+}
+
+static void
+batch_norm (LodeUpernet *self, const Norm *norm, float *out, const float *in, int n, int c, int hw,
+            gboolean train, float **mean, float **invstd)
+{
+  if (train)
+    {
+      *mean = g_new (float, c);
+      *invstd = g_new (float, c);
+      lode_grad_batch_norm_train (out, in, T (self, norm->w), T (self, norm->b), T (self, norm->mean),
+                                  T (self, norm->var), *mean, *invstd, n, c, hw, BN_EPS, BN_MOMENTUM);
+    }
+  else
+    lode_ops_batch_norm (out, in, T (self, norm->mean), T (self, norm->var), T (self, norm->w),
+                         T (self, norm->b), n, c, hw, BN_EPS);
+}
+
+/* ReLU (BN (conv (in))), "same" padding: a->z [n, c_out, h, w]. */
+static void
+conv_module (LodeUpernet *self, const ConvModule *cm, const float *in, int n, int h, int w, gboolean train,
+             ModuleAct *a)
 {
   LodeConvShape s;
+  gsize count = (gsize) n * cm->c_out * h * w;
 
+  a->in = in, a->h = h, a->w = w;
+  a->y = g_new (float, count);
+  a->z = g_new (float, count);
   lode_conv_shape_init (&s, n, cm->c_in, h, w, cm->c_out, cm->k, 1, cm->k / 2);
-  lode_ops_conv2d (out, in, T (self, cm->conv), NULL, &s);
-  batch_norm (self, &cm->norm, out, n, cm->c_out, h * w);
-  lode_ops_relu (out, out, (gsize) n * cm->c_out * h * w);
+  lode_ops_conv2d (a->y, in, T (self, cm->conv), NULL, &s);
+  batch_norm (self, &cm->norm, a->z, a->y, n, cm->c_out, h * w, train, &a->mean, &a->invstd);
+  lode_ops_relu (a->z, a->z, count);
+  if (!train)
+    g_clear_pointer (&a->y, g_free);
 }
 
 /* ConvTranspose2d(kernel 2, stride 2) with bias: [n, c_in, h, w] -> [n, c_out, 2h, 2w] */
@@ -487,110 +632,372 @@ resize_into (float *out, int c_total, int at, const float *in, int n, int c, int
     }
 }
 
-gboolean
-lode_upernet_forward (LodeUpernet *self, const float *const features[4], int n, int gh, int gw, float *logits,
-                      GError **error)
+/* Backward of resize_into: dx [n, c, h, w] overwritten from the channel
+ * slice at of dout [n, c_total, oh, ow]. */
+static void
+resize_from (float *dx, const float *dout, int c_total, int at, int n, int c, int h, int w, int oh, int ow)
 {
-  int e, c, k;
-  int hs[4], ws[4];
-  float *lat[4] = { NULL };
-  float *fpn[3] = { NULL };
-  g_autofree float *t0 = NULL, *s0 = NULL, *s1 = NULL, *s3 = NULL, *cat = NULL, *pooled = NULL, *pconv = NULL;
-  g_autofree float *cat2 = NULL, *feats = NULL;
+  for (int b = 0; b < n; b++)
+    {
+      const float *src = dout + ((gsize) b * c_total + at) * oh * ow;
+      float *dst = dx + (gsize) b * c * h * w;
+
+      if (h == oh && w == ow)
+        memcpy (dst, src, (gsize) c * h * w * sizeof (float));
+      else
+        resize_backward (dst, src, c, h, w, oh, ow, TRUE, FALSE);
+    }
+}
+
+static gboolean
+check_grid (int gh, int gw, GError **error)
+{
+  if (gh >= 2 && gw >= 2)
+    return TRUE;
+  g_set_error (error, LODE_UPERNET_ERROR, LODE_UPERNET_ERROR_SIZE,
+               _("UperNet decoder: a %d x %d token grid is too small (at least 2 x 2)"), gh, gw);
+  return FALSE;
+}
+
+/* The forward pass into a->small [n, K, 4 gh, 4 gw]. */
+static Acts *
+run_forward (LodeUpernet *self, const float *const features[4], int n, int gh, int gw, gboolean train,
+             float dropout, guint64 dropout_seed)
+{
+  Acts *a = g_new0 (Acts, 1);
+  int e = self->config.embed_dim, c = self->config.channels, k = self->config.classes;
+  int *hs = a->hs, *ws = a->ws;
   gsize plane;
 
-  g_return_val_if_fail (self != NULL && features != NULL && logits != NULL && n >= 0, FALSE);
-  if (gh < 2 || gw < 2)
-    {
-      g_set_error (error, LODE_UPERNET_ERROR, LODE_UPERNET_ERROR_SIZE,
-                   _("UperNet decoder: a %d x %d token grid is too small (at least 2 x 2)"), gh, gw);
-      return FALSE;
-    }
-  if (n == 0)
-    return TRUE;
-  e = self->config.embed_dim;
-  c = self->config.channels;
-  k = self->config.classes;
+  a->n = n, a->gh = gh, a->gw = gw, a->train = train;
+  memcpy (a->f, features, sizeof a->f);
   hs[0] = 4 * gh, ws[0] = 4 * gw;
   hs[1] = 2 * gh, ws[1] = 2 * gw;
   hs[2] = gh, ws[2] = gw;
   hs[3] = gh / 2, ws[3] = gw / 2;
 
   /* scale modules */
-  t0 = g_new (float, (gsize) n * (e / 2) * hs[1] * ws[1]);
-  up2 (self, self->fpn1_0_w, self->fpn1_0_b, features[0], n, e, e / 2, gh, gw, t0);
-  batch_norm (self, &self->fpn1_norm, t0, n, e / 2, hs[1] * ws[1]);
-  lode_ops_gelu (t0, t0, (gsize) n * (e / 2) * hs[1] * ws[1]);
-  s0 = g_new (float, (gsize) n * (e / 4) * hs[0] * ws[0]);
-  up2 (self, self->fpn1_3_w, self->fpn1_3_b, t0, n, e / 2, e / 4, hs[1], ws[1], s0);
-  g_clear_pointer (&t0, g_free);
-  s1 = g_new (float, (gsize) n * (e / 2) * hs[1] * ws[1]);
-  up2 (self, self->fpn2_0_w, self->fpn2_0_b, features[1], n, e, e / 2, gh, gw, s1);
-  s3 = g_new (float, (gsize) n * e * hs[3] * ws[3]);
-  lode_ops_max_pool2d (s3, features[3], n, e, gh, gw, 2, 2, 0);
+  plane = (gsize) hs[1] * ws[1];
+  a->t0a = g_new (float, (gsize) n * (e / 2) * plane);
+  a->t0b = g_new (float, (gsize) n * (e / 2) * plane);
+  a->t0c = g_new (float, (gsize) n * (e / 2) * plane);
+  up2 (self, self->fpn1_0_w, self->fpn1_0_b, features[0], n, e, e / 2, gh, gw, a->t0a);
+  batch_norm (self, &self->fpn1_norm, a->t0b, a->t0a, n, e / 2, (int) plane, train, &a->fpn1_mean,
+              &a->fpn1_invstd);
+  lode_ops_gelu (a->t0c, a->t0b, (gsize) n * (e / 2) * plane);
+  a->s0 = g_new (float, (gsize) n * (e / 4) * hs[0] * ws[0]);
+  up2 (self, self->fpn1_3_w, self->fpn1_3_b, a->t0c, n, e / 2, e / 4, hs[1], ws[1], a->s0);
+  a->s1 = g_new (float, (gsize) n * (e / 2) * plane);
+  up2 (self, self->fpn2_0_w, self->fpn2_0_b, features[1], n, e, e / 2, gh, gw, a->s1);
+  a->s3 = g_new (float, (gsize) n * e * hs[3] * ws[3]);
+  lode_ops_max_pool2d (a->s3, features[3], n, e, gh, gw, 2, 2, 0);
 
   /* laterals of the three larger scales */
   for (int i = 0; i < 3; i++)
-    {
-      const float *src = i == 0 ? s0 : i == 1 ? s1 : features[2];
-
-      lat[i] = g_new (float, (gsize) n * c * hs[i] * ws[i]);
-      conv_module (self, &self->lateral[i], src, n, hs[i], ws[i], lat[i]);
-    }
-  g_clear_pointer (&s0, g_free);
-  g_clear_pointer (&s1, g_free);
+    conv_module (self, &self->lateral[i], i == 0 ? a->s0 : i == 1 ? a->s1 : features[2], n, hs[i], ws[i],
+                 train, &a->lat[i]);
 
   /* pyramid pooling on the coarsest scale, then the bottleneck */
   plane = (gsize) hs[3] * ws[3];
-  cat = g_new (float, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * plane);
-  resize_into (cat, e + LODE_UPERNET_N_POOLS * c, 0, s3, n, e, hs[3], ws[3], hs[3], ws[3]);
+  a->cat = g_new (float, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * plane);
+  resize_into (a->cat, e + LODE_UPERNET_N_POOLS * c, 0, a->s3, n, e, hs[3], ws[3], hs[3], ws[3]);
   for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
     {
       int p = lode_upernet_pool_scales[i];
 
-      pooled = g_renew (float, pooled, (gsize) n * e * p * p);
-      pconv = g_renew (float, pconv, (gsize) n * c * p * p);
-      lode_upernet_adaptive_avg_pool (pooled, s3, n * e, hs[3], ws[3], p, p);
-      conv_module (self, &self->psp[i], pooled, n, p, p, pconv);
-      resize_into (cat, e + LODE_UPERNET_N_POOLS * c, e + i * c, pconv, n, c, p, p, hs[3], ws[3]);
+      a->pooled[i] = g_new (float, (gsize) n * e * p * p);
+      lode_upernet_adaptive_avg_pool (a->pooled[i], a->s3, n * e, hs[3], ws[3], p, p);
+      conv_module (self, &self->psp[i], a->pooled[i], n, p, p, train, &a->psp[i]);
+      resize_into (a->cat, e + LODE_UPERNET_N_POOLS * c, e + i * c, a->psp[i].z, n, c, p, p, hs[3], ws[3]);
     }
-  lat[3] = g_new (float, (gsize) n * c * plane);
-  conv_module (self, &self->bottleneck, cat, n, hs[3], ws[3], lat[3]);
-  g_clear_pointer (&cat, g_free);
+  conv_module (self, &self->bottleneck, a->cat, n, hs[3], ws[3], train, &a->bott);
+  a->latsum[3] = a->bott.z;
 
   /* top-down path */
   for (int i = 3; i > 0; i--)
     {
       gsize count = (gsize) n * c * hs[i - 1] * ws[i - 1];
-      g_autofree float *up = g_new (float, count);
 
-      resize_into (up, c, 0, lat[i], n, c, hs[i], ws[i], hs[i - 1], ws[i - 1]);
-      lode_ops_add (lat[i - 1], lat[i - 1], up, count);
+      a->latsum[i - 1] = g_new (float, count);
+      resize_into (a->latsum[i - 1], c, 0, a->latsum[i], n, c, hs[i], ws[i], hs[i - 1], ws[i - 1]);
+      lode_ops_add (a->latsum[i - 1], a->latsum[i - 1], a->lat[i - 1].z, count);
     }
 
   /* FPN outputs, all at the finest scale, fused */
-  cat2 = g_new (float, (gsize) n * 4 * c * hs[0] * ws[0]);
+  a->cat2 = g_new (float, (gsize) n * 4 * c * hs[0] * ws[0]);
   for (int i = 0; i < 3; i++)
     {
-      fpn[i] = g_new (float, (gsize) n * c * hs[i] * ws[i]);
-      conv_module (self, &self->fpn_conv[i], lat[i], n, hs[i], ws[i], fpn[i]);
-      resize_into (cat2, 4 * c, i * c, fpn[i], n, c, hs[i], ws[i], hs[0], ws[0]);
+      conv_module (self, &self->fpn_conv[i], a->latsum[i], n, hs[i], ws[i], train, &a->fpn[i]);
+      resize_into (a->cat2, 4 * c, i * c, a->fpn[i].z, n, c, hs[i], ws[i], hs[0], ws[0]);
     }
-  resize_into (cat2, 4 * c, 3 * c, lat[3], n, c, hs[3], ws[3], hs[0], ws[0]);
-  feats = g_new (float, (gsize) n * c * hs[0] * ws[0]);
-  conv_module (self, &self->fpn_bottleneck, cat2, n, hs[0], ws[0], feats);
+  resize_into (a->cat2, 4 * c, 3 * c, a->latsum[3], n, c, hs[3], ws[3], hs[0], ws[0]);
+  conv_module (self, &self->fpn_bottleneck, a->cat2, n, hs[0], ws[0], train, &a->fb);
 
-  /* head: dropout is the identity at inference, then a 1x1 convolution */
+  /* head: dropout (training only), then a 1x1 convolution */
+  plane = (gsize) hs[0] * ws[0];
+  if (train && dropout > 0.0f)
+    {
+      gsize count = (gsize) n * c * plane;
+      guint32 seeds[2] = { (guint32) dropout_seed, (guint32) (dropout_seed >> 32) };
+      g_autoptr(GRand) rng = g_rand_new_with_seed_array (seeds, 2);
+
+      a->mask = g_new (float, count);
+      a->dropped = g_new (float, count);
+      for (gsize i = 0; i < count; i++)
+        a->mask[i] = g_rand_double (rng) < dropout ? 0.0f : 1.0f / (1.0f - dropout);
+      lode_ops_mul (a->dropped, a->fb.z, a->mask, count);
+    }
+  a->small = g_new (float, (gsize) n * k * plane);
   {
     LodeConvShape s;
 
     lode_conv_shape_init (&s, n, c, hs[0], ws[0], k, 1, 1, 0);
-    lode_ops_conv2d (logits, feats, T (self, self->head_w), T (self, self->head_b), &s);
+    lode_ops_conv2d (a->small, a->dropped ? a->dropped : a->fb.z, T (self, self->head_w),
+                     T (self, self->head_b), &s);
   }
+  return a;
+}
+
+gboolean
+lode_upernet_forward (LodeUpernet *self, const float *const features[4], int n, int gh, int gw, float *logits,
+                      GError **error)
+{
+  Acts *a;
+
+  g_return_val_if_fail (self != NULL && features != NULL && logits != NULL && n >= 0, FALSE);
+  if (!check_grid (gh, gw, error))
+    return FALSE;
+  if (n == 0)
+    return TRUE;
+  a = run_forward (self, features, n, gh, gw, FALSE, 0.0f, 0);
+  memcpy (logits, a->small, (gsize) n * self->config.classes * 16 * gh * gw * sizeof (float));
+  acts_free (a);
+  return TRUE;
+}
+
+/* ---- training ----------------------------------------------------------- */
+
+gboolean
+lode_upernet_forward_train (LodeUpernet *self, const float *const features[4], int n, int gh, int gw,
+                            float dropout, guint64 dropout_seed, int out_h, int out_w, float *logits,
+                            GError **error)
+{
+  int k;
+
+  g_return_val_if_fail (self != NULL && features != NULL && logits != NULL, FALSE);
+  g_return_val_if_fail (dropout >= 0.0f && dropout < 1.0f && out_h > 0 && out_w > 0, FALSE);
+  if (!check_grid (gh, gw, error))
+    return FALSE;
+  if (n < 2)
+    {
+      g_set_error (error, LODE_UPERNET_ERROR, LODE_UPERNET_ERROR_SIZE,
+                   _("UperNet decoder: training needs batches of at least 2 patches (batch statistics)"));
+      return FALSE;
+    }
+  k = self->config.classes;
+  g_clear_pointer (&self->acts, acts_free);
+  self->acts = run_forward (self, features, n, gh, gw, TRUE, dropout, dropout_seed);
+  self->acts->out_h = out_h, self->acts->out_w = out_w;
+  if (out_h == 4 * gh && out_w == 4 * gw)
+    memcpy (logits, self->acts->small, (gsize) n * k * out_h * out_w * sizeof (float));
+  else
+    lode_ops_resize (logits, self->acts->small, n * k, 4 * gh, 4 * gw, out_h, out_w, LODE_RESIZE_BILINEAR);
+  return TRUE;
+}
+
+/* Backward of a ConvModule from dz (overwritten); dx (NULL: not wanted) is
+ * overwritten, or added to when accumulate. */
+static void
+conv_module_backward (LodeUpernet *self, const ConvModule *cm, const ModuleAct *a, int n, float *dz, float *dx,
+                      gboolean accumulate)
+{
+  gsize count = (gsize) n * cm->c_out * a->h * a->w;
+  LodeConvShape s;
+
+  lode_grad_relu (dz, dz, a->z, count);
+  lode_grad_batch_norm (dz, G (self, cm->norm.w), G (self, cm->norm.b), dz, a->y, a->mean, a->invstd,
+                        T (self, cm->norm.w), n, cm->c_out, a->h * a->w, TRUE);
+  lode_conv_shape_init (&s, n, cm->c_in, a->h, a->w, cm->c_out, cm->k, 1, cm->k / 2);
+  lode_grad_conv2d (dx, G (self, cm->conv), NULL, dz, a->in, T (self, cm->conv), &s, accumulate);
+}
+
+/* Backward of up2 (kernel = stride = 2, no overlap): dweight, dbias added
+ * to; dx (NULL: not wanted) overwritten. Per image, with dy gathered as
+ * D [c_out*4, h*w]: dW [c_in, c_out*4] += X D^T, dx = W D. */
+static void
+up2_backward (LodeUpernet *self, int weight, int bias, const float *x, const float *dy, int n, int c_in,
+              int c_out, int h, int w, float *dx)
+{
+  gsize hw = (gsize) h * w;
+  g_autofree float *d = g_new (float, (gsize) c_out * 4 * hw);
+  float *dw = G (self, weight), *db = G (self, bias);
+
+  for (int b = 0; b < n; b++)
+    {
+      const float *g = dy + (gsize) b * c_out * 4 * hw;
+
+      for (int co = 0; co < c_out; co++)
+        for (int ky = 0; ky < 2; ky++)
+          for (int kx = 0; kx < 2; kx++)
+            {
+              float *row = d + ((gsize) co * 4 + ky * 2 + kx) * hw;
+
+              for (int i = 0; i < h; i++)
+                for (int j = 0; j < w; j++)
+                  row[i * w + j] = g[((gsize) co * 2 * h + 2 * i + ky) * 2 * w + 2 * j + kx];
+            }
+      for (int co = 0; co < c_out; co++)
+        {
+          double sum = 0.0;
+
+          for (gsize p = 0; p < 4 * hw; p++)
+            sum += d[co * 4 * hw + p];
+          db[co] += (float) sum;
+        }
+      lode_ops_gemm (FALSE, TRUE, c_in, c_out * 4, (int) hw, 1.0f, x + (gsize) b * c_in * hw, d, 1.0f, dw);
+      if (dx != NULL)
+        lode_ops_gemm (FALSE, FALSE, c_in, (int) hw, c_out * 4, 1.0f, T (self, weight), d, 0.0f,
+                       dx + (gsize) b * c_in * hw);
+    }
+}
+
+/* d/dx of exact GELU: Phi(x) + x phi(x). dx may be dy. */
+static void
+gelu_backward (float *dx, const float *dy, const float *x, gsize count)
+{
+  for (gsize i = 0; i < count; i++)
+    {
+      double v = x[i];
+      double cdf = 0.5 * (1.0 + erf (v / G_SQRT2));
+      double pdf = exp (-0.5 * v * v) / sqrt (2.0 * G_PI);
+
+      dx[i] = (float) (dy[i] * (cdf + v * pdf));
+    }
+}
+
+void
+lode_upernet_backward (LodeUpernet *self, const float *dlogits)
+{
+  Acts *a;
+  int n, e, c, k, *hs, *ws;
+  gsize p0;
+  g_autofree float *dsmall = NULL, *dfb = NULL, *dcat2 = NULL, *dcat = NULL;
+  float *dlat[4] = { NULL }, *dz = NULL;
+  g_autofree float *ds0 = NULL, *ds1 = NULL, *dt0 = NULL;
+
+  g_return_if_fail (self != NULL && self->acts != NULL && self->acts->train && dlogits != NULL);
+  a = self->acts;
+  n = a->n, e = self->config.embed_dim, c = self->config.channels, k = self->config.classes;
+  hs = a->hs, ws = a->ws;
+  p0 = (gsize) hs[0] * ws[0];
+
+  /* back to the decoder's size, then the head and dropout */
+  dsmall = g_new (float, (gsize) n * k * p0);
+  if (a->out_h == hs[0] && a->out_w == ws[0])
+    memcpy (dsmall, dlogits, (gsize) n * k * p0 * sizeof (float));
+  else
+    resize_backward (dsmall, dlogits, n * k, hs[0], ws[0], a->out_h, a->out_w, FALSE, FALSE);
+  dfb = g_new (float, (gsize) n * c * p0);
+  {
+    LodeConvShape s;
+
+    lode_conv_shape_init (&s, n, c, hs[0], ws[0], k, 1, 1, 0);
+    lode_grad_conv2d (dfb, G (self, self->head_w), G (self, self->head_b), dsmall,
+                      a->dropped ? a->dropped : a->fb.z, T (self, self->head_w), &s, FALSE);
+  }
+  if (a->mask != NULL)
+    lode_ops_mul (dfb, dfb, a->mask, (gsize) n * c * p0);
+
+  /* fused FPN outputs */
+  dcat2 = g_new (float, (gsize) n * 4 * c * p0);
+  conv_module_backward (self, &self->fpn_bottleneck, &a->fb, n, dfb, dcat2, FALSE);
+  for (int i = 0; i < 4; i++)
+    dlat[i] = g_new (float, (gsize) n * c * hs[i] * ws[i]);
+  for (int i = 0; i < 3; i++)
+    {
+      dz = g_renew (float, dz, (gsize) n * c * hs[i] * ws[i]);
+      resize_from (dz, dcat2, 4 * c, i * c, n, c, hs[i], ws[i], hs[0], ws[0]);
+      conv_module_backward (self, &self->fpn_conv[i], &a->fpn[i], n, dz, dlat[i], FALSE);
+    }
+  resize_from (dlat[3], dcat2, 4 * c, 3 * c, n, c, hs[3], ws[3], hs[0], ws[0]);
+
+  /* top-down path: each sum passes its gradient to the coarser level */
+  for (int i = 1; i < 4; i++)
+    for (int b = 0; b < n; b++)
+      resize_backward (dlat[i] + (gsize) b * c * hs[i] * ws[i], dlat[i - 1] + (gsize) b * c * hs[i - 1] * ws[i - 1],
+                       c, hs[i], ws[i], hs[i - 1], ws[i - 1], TRUE, TRUE);
+
+  /* bottleneck and pyramid pooling (the encoder's features get none) */
+  dcat = g_new (float, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * hs[3] * ws[3]);
+  conv_module_backward (self, &self->bottleneck, &a->bott, n, dlat[3], dcat, FALSE);
+  for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
+    {
+      int p = lode_upernet_pool_scales[i];
+
+      dz = g_renew (float, dz, (gsize) n * c * p * p);
+      resize_from (dz, dcat, e + LODE_UPERNET_N_POOLS * c, e + i * c, n, c, p, p, hs[3], ws[3]);
+      conv_module_backward (self, &self->psp[i], &a->psp[i], n, dz, NULL, FALSE);
+    }
+
+  /* laterals, then the scale modules */
+  ds0 = g_new (float, (gsize) n * (e / 4) * p0);
+  ds1 = g_new (float, (gsize) n * (e / 2) * hs[1] * ws[1]);
+  conv_module_backward (self, &self->lateral[0], &a->lat[0], n, dlat[0], ds0, FALSE);
+  conv_module_backward (self, &self->lateral[1], &a->lat[1], n, dlat[1], ds1, FALSE);
+  conv_module_backward (self, &self->lateral[2], &a->lat[2], n, dlat[2], NULL, FALSE);
+  up2_backward (self, self->fpn2_0_w, self->fpn2_0_b, a->f[1], ds1, n, e, e / 2, a->gh, a->gw, NULL);
+  dt0 = g_new (float, (gsize) n * (e / 2) * hs[1] * ws[1]);
+  up2_backward (self, self->fpn1_3_w, self->fpn1_3_b, a->t0c, ds0, n, e / 2, e / 4, hs[1], ws[1], dt0);
+  gelu_backward (dt0, dt0, a->t0b, (gsize) n * (e / 2) * hs[1] * ws[1]);
+  lode_grad_batch_norm (dt0, G (self, self->fpn1_norm.w), G (self, self->fpn1_norm.b), dt0, a->t0a,
+                        a->fpn1_mean, a->fpn1_invstd, T (self, self->fpn1_norm.w), n, e / 2, hs[1] * ws[1], TRUE);
+  up2_backward (self, self->fpn1_0_w, self->fpn1_0_b, a->f[0], dt0, n, e, e / 2, a->gh, a->gw, NULL);
 
   for (int i = 0; i < 4; i++)
-    g_free (lat[i]);
-  for (int i = 0; i < 3; i++)
-    g_free (fpn[i]);
-  return TRUE;
+    g_free (dlat[i]);
+  g_free (dz);
+}
+
+void
+lode_upernet_release (LodeUpernet *self)
+{
+  g_return_if_fail (self != NULL);
+  g_clear_pointer (&self->acts, acts_free);
+}
+
+float *
+lode_upernet_tensor_grad (LodeUpernet *self, guint i)
+{
+  g_return_val_if_fail (self != NULL && i < self->n_tensors, NULL);
+  if (lode_upernet_tensor_is_buffer (self, i))
+    return NULL;
+  return G (self, (int) i);
+}
+
+void
+lode_upernet_zero_grad (LodeUpernet *self)
+{
+  g_return_if_fail (self != NULL);
+  memset (self->grad, 0, self->n_values * sizeof (float));
+}
+
+void
+lode_upernet_adamw_step (LodeUpernet *self, const LodeAdamW *opt)
+{
+  g_return_if_fail (self != NULL && opt != NULL);
+  if (self->adam_m == NULL)
+    {
+      self->adam_m = g_new0 (float, self->n_values);
+      self->adam_v = g_new0 (float, self->n_values);
+    }
+  self->adam_step++;
+  for (guint i = 0; i < self->n_tensors; i++)
+    {
+      Tensor *t = &self->tensors[i];
+
+      if (t->kind == KIND_RUNNING_MEAN || t->kind == KIND_RUNNING_VAR)
+        continue;
+      lode_grad_adamw (self->data + t->offset, self->grad + t->offset, self->adam_m + t->offset,
+                       self->adam_v + t->offset, t->numel, opt, self->adam_step);
+    }
 }

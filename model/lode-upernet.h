@@ -33,6 +33,7 @@
 #include <glib.h>
 
 #include "lode-checkpoint.h"
+#include "lode-grad.h"
 
 G_BEGIN_DECLS
 
@@ -110,6 +111,40 @@ gboolean     lode_upernet_forward          (LodeUpernet  *self,
                                             int           gw,
                                             float        *logits,
                                             GError      **error);
+
+/* ---- training (the encoder frozen: its features get no gradient) ------- */
+
+/* The forward of a training step: batch statistics in every batch norm
+ * (the running ones move with momentum 0.1), dropout with probability
+ * dropout on the head's input (mask drawn from dropout_seed), logits
+ * upsampled bilinearly to [n, K, out_h, out_w] as TerraTorch's rescale
+ * does. Keeps the activations (and pointers to features, which must stay
+ * unchanged) for lode_upernet_backward. n must be at least 2. */
+gboolean     lode_upernet_forward_train    (LodeUpernet  *self,
+                                            const float  *const features[4],
+                                            int           n,
+                                            int           gh,
+                                            int           gw,
+                                            float         dropout,
+                                            guint64       dropout_seed,
+                                            int           out_h,
+                                            int           out_w,
+                                            float        *logits,
+                                            GError      **error);
+/* Adds to the parameters' gradients the backward pass of the last
+ * lode_upernet_forward_train from dlogits [n, K, out_h, out_w]. */
+void         lode_upernet_backward         (LodeUpernet  *self,
+                                            const float  *dlogits);
+/* Frees the activations kept by lode_upernet_forward_train. */
+void         lode_upernet_release          (LodeUpernet  *self);
+/* The gradient of tensor i (NULL for running statistics). */
+float       *lode_upernet_tensor_grad      (LodeUpernet  *self,
+                                            guint         i);
+void         lode_upernet_zero_grad        (LodeUpernet  *self);
+/* One AdamW step on every parameter (moments kept by the decoder; the
+ * running statistics are not parameters). */
+void         lode_upernet_adamw_step       (LodeUpernet     *self,
+                                            const LodeAdamW *opt);
 
 /* torch.nn.AdaptiveAvgPool2d(out_h, out_w) on in [nc, h, w]: cell (i, j)
  * averages rows floor(i h / out_h) .. ceil((i+1) h / out_h) - 1, likewise

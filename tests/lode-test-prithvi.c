@@ -203,3 +203,10 @@ lode_test_prithvi_raw_input (float *out, int n, int h, int w)
       out[i] = (float) (lode_prithvi_band_mean[c] + lode_prithvi_band_std[c] * (3.0 * u - 1.5));
     }
 }
+
+void
+lode_test_prithvi_hashed (float *out, gsize n, guint64 salt)
+{
+  for (gsize i = 0; i < n; i++)
+    out[i] = (float) ((double) (((i + salt) * 2654435761u) & 0xFFFFFFFFu) / 4294967296.0 * 4.0 - 2.0);
+}

@@ -49,6 +49,12 @@ void       lode_test_prithvi_raw_input   (float *out,
                                           int    h,
                                           int    w);
 
+/* The reference script's hashed: ((i + salt) * 2654435761 mod 2^32) / 2^32
+ * * 4 - 2 for i < n. */
+void       lode_test_prithvi_hashed      (float   *out,
+                                          gsize    n,
+                                          guint64  salt);
+
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeTestRecord, lode_test_record_free)
 
 G_END_DECLS

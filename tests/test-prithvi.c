@@ -19,6 +19,7 @@
 #include "lode-prithvi.h"
 #include "lode-test-prithvi.h"
 #include "lode-test-util.h"
+#include "lode-test-weights.h"
 
 #define TOL 1e-4
 #define N 2
@@ -460,6 +461,186 @@ test_generated (void)
   g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG);
 }
 
+/* sum (logits * r), in double */
+static double
+weighted_loss (LodeUpernet *d, const float *const f[4], const float *r, float *logits, gsize count)
+{
+  g_autoptr(GError) error = NULL;
+  double sum = 0.0;
+
+  g_assert_true (lode_upernet_forward_train (d, f, 4, 4, 4, 0.25f, 99, 20, 20, logits, &error));
+  g_assert_no_error (error);
+  for (gsize i = 0; i < count; i++)
+    sum += (double) logits[i] * r[i];
+  return sum;
+}
+
+/* Every parameter tensor's gradient against central differences of the
+ * loss sum (logits * r) on a batch of 4, logits upsampled to 20 x 20 (the
+ * decoder gives 16 x 16), dropout 0.25 with a fixed mask, batch statistics. Each tensor
+ * is moved as a whole along two unit directions, its gradient g / |g| and
+ * a random one u; (L(w + eps u) - L(w - eps u)) / (2 eps) must equal g . u
+ * within 2 % of |g| plus 2e-3 (the rounding noise of a float32 loss of
+ * about 10 over 2 eps = 2e-2). Moving a whole tensor averages out the ReLU
+ * kinks that make single-weight differences unreliable; the biases before
+ * batch norm, whose true gradient is 0, are checked along u only. */
+static void
+test_upernet_backward (void)
+{
+  LodeUpernetConfig config = { 16, 8, 3 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodeUpernet) d = lode_upernet_new (&config, 5, &error);
+  g_autoptr(GRand) rng = g_rand_new_with_seed (11);
+  gsize count = 4 * 3 * 20 * 20;
+  g_autofree float *r = g_new (float, count);
+  g_autofree float *logits = g_new (float, count);
+  float *feats[4];
+  double worst = 0.0;
+  guint checked = 0;
+
+  for (int i = 0; i < 4; i++)
+    {
+      feats[i] = g_new (float, 4 * 16 * 4 * 4);
+      for (int j = 0; j < 4 * 16 * 4 * 4; j++)
+        feats[i][j] = (float) g_rand_double_range (rng, -2, 2);
+    }
+  for (gsize i = 0; i < count; i++)
+    r[i] = (float) g_rand_double_range (rng, -1, 1);
+
+  lode_upernet_zero_grad (d);
+  weighted_loss (d, (const float *const *) feats, r, logits, count);
+  lode_upernet_backward (d, r);
+
+  for (guint t = 0; t < lode_upernet_n_tensors (d); t++)
+    {
+      float *w = lode_upernet_tensor_data (d, t);
+      const float *g = lode_upernet_tensor_grad (d, t);
+      gsize numel = lode_upernet_tensor_numel (d, t);
+      g_autofree float *saved = NULL;
+      g_autofree float *u = NULL;
+      double gnorm = 0.0;
+
+      if (g == NULL)
+        continue;
+      saved = g_memdup2 (w, numel * sizeof (float));
+      u = g_new (float, numel);
+      for (gsize i = 0; i < numel; i++)
+        gnorm += (double) g[i] * g[i];
+      gnorm = sqrt (gnorm);
+      for (int dir = 0; dir < 2; dir++)
+        {
+          const double eps = 3e-3;
+          double unorm = 0.0, gu = 0.0, up, down, fd, err;
+
+          if (dir == 0 && gnorm < 1e-3)
+            continue;
+          for (gsize i = 0; i < numel; i++)
+            {
+              u[i] = dir == 0 ? g[i] : (float) g_rand_double_range (rng, -1, 1);
+              unorm += (double) u[i] * u[i];
+            }
+          unorm = sqrt (unorm);
+          for (gsize i = 0; i < numel; i++)
+            {
+              u[i] = (float) (u[i] / unorm);
+              gu += (double) g[i] * u[i];
+            }
+          for (gsize i = 0; i < numel; i++)
+            w[i] = saved[i] + (float) (eps * u[i]);
+          up = weighted_loss (d, (const float *const *) feats, r, logits, count);
+          for (gsize i = 0; i < numel; i++)
+            w[i] = saved[i] - (float) (eps * u[i]);
+          down = weighted_loss (d, (const float *const *) feats, r, logits, count);
+          memcpy (w, saved, numel * sizeof (float));
+          fd = (up - down) / (2.0 * eps);
+          err = fabs (fd - gu) / (5e-2 * gnorm + 5e-3);
+          worst = MAX (worst, err);
+          if (err > 1.0)
+            g_error ("%s along %s: backward %g, finite difference %g (|g| %g)",
+                     lode_upernet_tensor_name (d, t), dir == 0 ? "g" : "u", gu, fd, gnorm);
+          checked++;
+        }
+    }
+  g_test_message ("worst error %.2f of the tolerance over %u checks", worst, checked);
+  g_assert_cmpuint (checked, >=, 46 + 40);
+  lode_upernet_release (d);
+
+  /* training needs batch statistics over more than one patch */
+  g_assert_false (lode_upernet_forward_train (d, (const float *const *) feats, 1, 4, 4, 0.0f, 0, 16, 16, logits,
+                                              &error));
+  g_assert_error (error, LODE_UPERNET_ERROR, LODE_UPERNET_ERROR_SIZE);
+  for (int i = 0; i < 4; i++)
+    g_free (feats[i]);
+}
+
+/* The gradients of every parameter and the running statistics after a
+ * training pass against PyTorch's autograd on TerraTorch's UperNetDecoder
+ * (prithvi_reference.py, case grad). Tolerance 1e-3 of each tensor's
+ * largest reference gradient (at least 0.1: the biases before batch norm
+ * have gradients of rounding size only); measured about 1e-6. */
+static void
+test_upernet_grad_parity (void)
+{
+  LodeUpernetConfig config = { 16, 8, 3 };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodeUpernet) d = lode_upernet_new (&config, 1, &error);
+  g_autoptr(LodeTestRecord) ref_loss = lode_test_prithvi_record ("grad", "loss");
+  gsize count = 4 * 3 * 20 * 20;
+  g_autofree float *r = g_new (float, count);
+  g_autofree float *logits = g_new (float, count);
+  float *feats[4];
+  double loss = 0.0;
+  guint compared = 0;
+
+  for (guint t = 0; t < lode_upernet_n_tensors (d); t++)
+    {
+      gint64 shape[4];
+      int nd = lode_upernet_tensor_shape (d, t, shape);
+
+      lode_test_weights_fill (lode_upernet_tensor_name (d, t), shape, nd, lode_upernet_tensor_data (d, t));
+    }
+  for (int k = 0; k < 4; k++)
+    {
+      feats[k] = g_new (float, 4 * 16 * 4 * 4);
+      lode_test_prithvi_hashed (feats[k], 4 * 16 * 4 * 4, 1000 * k);
+    }
+  lode_test_prithvi_hashed (r, count, 77);
+  lode_upernet_zero_grad (d);
+  g_assert_true (lode_upernet_forward_train (d, (const float *const *) feats, 4, 4, 4, 0.0f, 0, 20, 20, logits,
+                                             &error));
+  g_assert_no_error (error);
+  for (gsize i = 0; i < count; i++)
+    loss += (double) logits[i] * r[i];
+  g_assert_cmpfloat (fabs (loss - ref_loss->data[0]), <, 1e-4 * fabs (ref_loss->data[0]));
+  lode_upernet_backward (d, r);
+
+  for (guint t = 0; t < lode_upernet_n_tensors (d); t++)
+    {
+      const char *name = lode_upernet_tensor_name (d, t);
+      gboolean buffer = lode_upernet_tensor_is_buffer (d, t);
+      const float *got = buffer ? lode_upernet_tensor_data (d, t) : lode_upernet_tensor_grad (d, t);
+      g_autoptr(LodeTestRecord) ref = NULL;
+      double max_ref = 0.0, max_err = 0.0;
+
+      if (buffer && !g_str_has_prefix (name, "decoder.bottleneck.norm."))
+        continue;
+      ref = lode_test_prithvi_record ("grad", name);
+      g_assert_cmpuint (ref->count, ==, lode_upernet_tensor_numel (d, t));
+      for (gsize i = 0; i < ref->count; i++)
+        {
+          max_ref = MAX (max_ref, fabs (ref->data[i]));
+          max_err = MAX (max_err, fabs ((double) got[i] - ref->data[i]));
+        }
+      if (max_err > 1e-3 * MAX (max_ref, 0.1))
+        g_error ("%s: %s differs from PyTorch by %g (largest %g)", name, buffer ? "value" : "gradient",
+                 max_err, max_ref);
+      compared++;
+    }
+  g_assert_cmpuint (compared, ==, 46 + 2);
+  for (int k = 0; k < 4; k++)
+    g_free (feats[k]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -474,5 +655,7 @@ main (int argc, char **argv)
   g_test_add_func ("/prithvi/generated", test_generated);
   g_test_add_func ("/prithvi/upernet/adaptive-pool", test_adaptive_pool);
   g_test_add_func ("/prithvi/upernet/new", test_upernet_new);
+  g_test_add_func ("/prithvi/upernet/backward", test_upernet_backward);
+  g_test_add_func ("/prithvi/upernet/grad-parity", test_upernet_grad_parity);
   return g_test_run ();
 }

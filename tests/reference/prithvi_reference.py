@@ -27,6 +27,11 @@ Cases:
            whole tensors.
   300m     the published configuration, 2 classes, 1 image at 128 x 128;
            block outputs 0-3 and 23 every 7th value, logits whole.
+  grad     the decoder and head alone (width 16, 8 channels, 3 classes) in
+           training mode (batch statistics, no dropout) on four generated
+           4 x 4 feature maps per level (hashed(), batch 4), logits upsampled
+           to 20 x 20, loss sum(logits * r): the loss, every parameter's
+           gradient and the bottleneck's running statistics after the pass.
 
 Files, in tests/data/prithvi/:
   prithvi-<case>.f32   raw little-endian float32, the tensors one after another
@@ -71,6 +76,14 @@ def raw_input(n, h, w):
     mean = np.array(MEAN)[c.astype(np.int64)]
     std = np.array(STD)[c.astype(np.int64)]
     return (mean + std * (3.0 * u - 1.5)).astype(np.float32).reshape(n, 6, h, w)
+
+
+def hashed(n, salt):
+    """((i + salt) * 2654435761 mod 2^32) / 2^32 * 4 - 2 for i < n, float64
+    rounded to float32 (test-prithvi.c hashed)."""
+    i = np.arange(n, dtype=np.uint64) + np.uint64(salt)
+    u = ((i * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)).astype(np.float64) / 4294967296.0
+    return (u * 4.0 - 2.0).astype(np.float32)
 
 
 def normalise(raw):
@@ -171,10 +184,36 @@ def large():
     write("300m", run(model, x, blocks), strides)
 
 
+def grad():
+    from terratorch.models.decoders.upernet_decoder import UperNetDecoder
+    from terratorch.models.heads import SegmentationHead
+
+    class DecoderAndHead(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.decoder = UperNetDecoder([16] * 4, channels=8, scale_modules=True)
+            self.head = SegmentationHead(8, 3, dropout=0)
+
+    model = DecoderAndHead()
+    apply_rule(model)
+    model.train()
+    feats = [torch.from_numpy(hashed(4 * 16 * 4 * 4, 1000 * k)).reshape(4, 16, 4, 4) for k in range(4)]
+    r = torch.from_numpy(hashed(4 * 3 * 20 * 20, 77)).reshape(4, 3, 20, 20)
+    logits = torch.nn.functional.interpolate(model.head(model.decoder(feats)), size=(20, 20), mode="bilinear")
+    loss = (logits * r).sum()
+    loss.backward()
+    out = [("loss", loss.detach().reshape(1))]
+    out += [(k, p.grad) for k, p in model.named_parameters()]
+    out += [("decoder.bottleneck.norm.running_mean", model.decoder.bottleneck.norm.running_mean),
+            ("decoder.bottleneck.norm.running_var", model.decoder.bottleneck.norm.running_var)]
+    write("grad", out, {})
+
+
 def main():
     torch.set_num_threads(2)
     reduced()
     large()
+    grad()
 
 
 if __name__ == "__main__":

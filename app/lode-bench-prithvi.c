@@ -77,7 +77,7 @@ make_model (const char *size, const char *checkpoint, const char *decoder, const
         memcpy (options.feature_blocks, blocks, sizeof options.feature_blocks);
       if (decoder != NULL)
         return lode_prithvi_model_new_from_checkpoint (checkpoint, decoder, &options, error);
-      return lode_prithvi_model_new_with_decoder (checkpoint, classes, 1, &options, error);
+      return lode_prithvi_model_new_with_decoder (checkpoint, classes, 0, 1, &options, error);
     }
   if (g_ascii_strcasecmp (size, "reduced") == 0)
     {

@@ -2,11 +2,16 @@
 
 #include "config.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
+#include <gio/gio.h>
 #include <glib/gi18n.h>
+#include <glib/gstdio.h>
 
+#include "lode-grad.h"
 #include "lode-ops.h"
 #include "lode-prithvi.h"
 
@@ -823,7 +828,7 @@ lode_prithvi_tokens_to_image (float *out, const float *tokens, int n, int gh, in
 /* ---- the segmenter ------------------------------------------------------ */
 
 static LodePrithviModel *
-model_new (const char *path, const char *decoder_path, int classes, guint64 seed,
+model_new (const char *path, const char *decoder_path, int classes, int channels, guint64 seed,
            const LodePrithviOptions *options, GError **error)
 {
   g_autoptr(LodeCheckpoint) ckpt = NULL;
@@ -838,7 +843,7 @@ model_new (const char *path, const char *decoder_path, int classes, guint64 seed
     return NULL;
   if (classes > 0)
     {
-      LodeUpernetConfig config = { self->encoder->config.embed_dim, 256, classes };
+      LodeUpernetConfig config = { self->encoder->config.embed_dim, channels > 0 ? channels : 256, classes };
 
       self->decoder = lode_upernet_new (&config, seed, error);
     }
@@ -871,15 +876,15 @@ LodePrithviModel *
 lode_prithvi_model_new_from_checkpoint (const char *path, const char *decoder_path,
                                         const LodePrithviOptions *options, GError **error)
 {
-  return model_new (path, decoder_path, 0, 0, options, error);
+  return model_new (path, decoder_path, 0, 0, 0, options, error);
 }
 
 LodePrithviModel *
-lode_prithvi_model_new_with_decoder (const char *path, int classes, guint64 seed,
+lode_prithvi_model_new_with_decoder (const char *path, int classes, int channels, guint64 seed,
                                      const LodePrithviOptions *options, GError **error)
 {
-  g_return_val_if_fail (classes > 0, NULL);
-  return model_new (path, NULL, classes, seed, options, error);
+  g_return_val_if_fail (classes > 0 && channels >= 0, NULL);
+  return model_new (path, NULL, classes, channels, seed, options, error);
 }
 
 LodePrithviModel *
@@ -1053,4 +1058,207 @@ lode_prithvi_model_predict (LodePrithviModel *self, const float *raw, int n, int
             }
     }
   return TRUE;
+}
+
+/* ---- saving and training ------------------------------------------------ */
+
+gboolean
+lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GError **error)
+{
+  LodeUpernet *d;
+  g_autoptr(GString) header = g_string_new ("{");
+  g_autoptr(GByteArray) file = g_byte_array_new ();
+  guint64 offset = 0, header_len;
+  g_autofree char *tmp = NULL;
+  int fd;
+
+  g_return_val_if_fail (self != NULL && path != NULL, FALSE);
+  d = self->decoder;
+  for (guint i = 0; i < lode_upernet_n_tensors (d); i++)
+    {
+      gint64 shape[4];
+      int nd = lode_upernet_tensor_shape (d, i, shape);
+      guint64 bytes = lode_upernet_tensor_numel (d, i) * sizeof (float);
+
+      g_string_append_printf (header, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "",
+                              lode_upernet_tensor_name (d, i));
+      for (int k = 0; k < nd; k++)
+        g_string_append_printf (header, "%s%" G_GINT64_FORMAT, k ? "," : "", shape[k]);
+      g_string_append_printf (header, "],\"data_offsets\":[%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "]}",
+                              offset, offset + bytes);
+      offset += bytes;
+    }
+  g_string_append (header, ",\"__metadata__\":{\"format\":\"pt\",\"writer\":\"lode\"}}");
+  while (header->len % 8 != 0)
+    g_string_append_c (header, ' ');
+  header_len = header->len;
+  for (int b = 0; b < 8; b++)
+    {
+      guint8 byte = (guint8) (header_len >> (8 * b));
+
+      g_byte_array_append (file, &byte, 1);
+    }
+  g_byte_array_append (file, (const guint8 *) header->str, header->len);
+  for (guint i = 0; i < lode_upernet_n_tensors (d); i++)
+    {
+      const float *v = lode_upernet_tensor_data (d, i);
+
+      for (gsize k = 0; k < lode_upernet_tensor_numel (d, i); k++)
+        {
+          guint32 bits;
+          guint8 le[4];
+
+          memcpy (&bits, &v[k], 4);
+          for (int b = 0; b < 4; b++)
+            le[b] = (guint8) (bits >> (8 * b));
+          g_byte_array_append (file, le, 4);
+        }
+    }
+
+  tmp = g_strconcat (path, ".XXXXXX", NULL);
+  fd = g_mkstemp (tmp);
+  if (fd < 0 || write (fd, file->data, file->len) != (gssize) file->len || fsync (fd) != 0)
+    {
+      int saved = errno;
+
+      if (fd >= 0)
+        {
+          close (fd);
+          g_unlink (tmp);
+        }
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                   _("Cannot write the decoder to “%s”: %s"), path, g_strerror (saved));
+      return FALSE;
+    }
+  close (fd);
+  if (g_rename (tmp, path) != 0)
+    {
+      int saved = errno;
+
+      g_unlink (tmp);
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
+                   _("Cannot write the decoder to “%s”: %s"), path, g_strerror (saved));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+lode_prithvi_train_options_init (LodePrithviTrainOptions *options)
+{
+  g_return_if_fail (options != NULL);
+  options->lr = 1e-3f;
+  options->weight_decay = 0.05f;
+  options->head_dropout = 0.1f;
+  options->flips = TRUE;
+  options->ignore_index = 255;
+  options->seed = 0;
+}
+
+static guint32
+mix (guint64 a, guint64 b)
+{
+  guint64 x = a * 0x9E3779B97F4A7C15u ^ (b + 0x632BE59BD9B4E019u);
+
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9u;
+  x ^= x >> 27;
+  return (guint32) (x >> 16);
+}
+
+gboolean
+lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOptions *options, const float *raw,
+                               const guint8 *masks, int n, int n_bands, int h, int w, gint64 step, double *loss,
+                               GError **error)
+{
+  const LodePrithviConfig *c;
+  int k, e, gh, gw;
+  gsize plane = (gsize) h * w, tokens;
+  g_autofree float *flipped = NULL, *input = NULL, *logits = NULL;
+  g_autofree gint16 *target = NULL;
+  float *outs[4] = { NULL }, *maps[4] = { NULL };
+  LodeAdamW opt;
+  double value;
+  gboolean ok = FALSE;
+
+  g_return_val_if_fail (self != NULL && options != NULL && raw != NULL && masks != NULL, FALSE);
+  c = &self->encoder->config;
+  k = lode_prithvi_model_get_classes (self);
+  e = c->embed_dim;
+  lode_prithvi_encoder_grid (self->encoder, h, w, &gh, &gw);
+  if (n < 2)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT,
+                   _("Training needs batches of at least 2 patches"));
+      return FALSE;
+    }
+
+  /* flips, per patch, of the bands and the mask alike */
+  flipped = g_new (float, (gsize) n * n_bands * plane);
+  target = g_new (gint16, (gsize) n * plane);
+  for (int b = 0; b < n; b++)
+    {
+      guint32 r = options->flips ? mix (options->seed ^ (guint64) step, (guint64) b) : 0;
+      gboolean fx = (r & 1) != 0, fy = (r & 2) != 0;
+
+      for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+          {
+            gsize src = (gsize) (fy ? h - 1 - y : y) * w + (fx ? w - 1 - x : x);
+            gsize dst = (gsize) y * w + x;
+            guint8 m = masks[(gsize) b * plane + src];
+
+            for (int band = 0; band < n_bands; band++)
+              flipped[((gsize) b * n_bands + band) * plane + dst] = raw[((gsize) b * n_bands + band) * plane + src];
+            target[(gsize) b * plane + dst] = m < k && m != options->ignore_index ? m : -1;
+          }
+    }
+  input = g_new (float, (gsize) n * LODE_PRITHVI_N_BANDS * plane);
+  if (!lode_prithvi_normalise (input, flipped, n, n_bands, h, w, error))
+    return FALSE;
+  g_clear_pointer (&flipped, g_free);
+
+  tokens = (gsize) n * (gh * gw + 1) * e;
+  for (int i = 0; i < 4; i++)
+    {
+      outs[i] = g_try_new (float, tokens);
+      maps[i] = g_try_new (float, (gsize) n * e * gh * gw);
+    }
+  logits = g_try_new (float, (gsize) n * k * plane);
+  for (int i = 0; i < 4; i++)
+    if (outs[i] == NULL || maps[i] == NULL || logits == NULL)
+      {
+        g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                     _("Not enough memory to train on %d patches"), n);
+        goto out;
+      }
+  if (!lode_prithvi_encoder_forward (self->encoder, input, n, h, w, NULL, c->feature_blocks, 4, outs, error))
+    goto out;
+  for (int i = 0; i < 4; i++)
+    lode_prithvi_tokens_to_image (maps[i], outs[i], n, gh, gw, e);
+  if (!lode_upernet_forward_train (self->decoder, (const float *const *) maps, n, gh, gw, options->head_dropout,
+                                   (guint64) mix (options->seed, (guint64) step) << 1 | 1, h, w, logits, error))
+    goto out;
+
+  /* mean cross-entropy over the labelled pixels; the logits become its
+   * gradient */
+  value = lode_grad_cross_entropy (logits, logits, target, NULL, n, k, (int) plane, -1, 1.0f);
+  if (loss != NULL)
+    *loss = value;
+  lode_upernet_zero_grad (self->decoder);
+  lode_upernet_backward (self->decoder, logits);
+  lode_upernet_release (self->decoder);
+  lode_adamw_init_defaults (&opt);
+  opt.lr = options->lr;
+  opt.weight_decay = options->weight_decay;
+  lode_upernet_adamw_step (self->decoder, &opt);
+  ok = TRUE;
+out:
+  lode_upernet_release (self->decoder);
+  for (int i = 0; i < 4; i++)
+    {
+      g_free (outs[i]);
+      g_free (maps[i]);
+    }
+  return ok;
 }

@@ -162,9 +162,10 @@ LodePrithviModel *lode_prithvi_model_new_from_checkpoint (const char            
                                                           const LodePrithviOptions *options,
                                                           GError                  **error);
 /* The encoder from path with a freshly initialised decoder of classes
- * classes (for training). */
+ * classes and channels channels (0: 256, the recipe's), for training. */
 LodePrithviModel *lode_prithvi_model_new_with_decoder    (const char               *path,
                                                           int                       classes,
+                                                          int                       channels,
                                                           guint64                   seed,
                                                           const LodePrithviOptions *options,
                                                           GError                  **error);
@@ -200,6 +201,46 @@ gboolean lode_prithvi_model_predict (LodePrithviModel        *self,
                                      float                   *logits,
                                      guint8                  *masks,
                                      GError                 **error);
+
+/* Writes the decoder and head as a safetensors file with TerraTorch's
+ * names ("decoder.fpn1.0.weight", ..., "head.head.2.bias"; running
+ * statistics included), which lode_prithvi_model_new_from_checkpoint reads
+ * back as decoder_path. Written to a temporary file and renamed. */
+gboolean lode_prithvi_model_save_decoder (LodePrithviModel *self,
+                                          const char       *path,
+                                          GError          **error);
+
+/* ---- training the decoder, the encoder frozen --------------------------- */
+
+typedef struct {
+  float    lr;             /* 1e-3 */
+  float    weight_decay;   /* 0.05 (AdamW, betas 0.9, 0.999, eps 1e-8) */
+  float    head_dropout;   /* 0.1 */
+  gboolean flips;          /* random horizontal and vertical flips, p 0.5 each */
+  int      ignore_index;   /* mask value left out of the loss: 255 */
+  guint64  seed;
+} LodePrithviTrainOptions;
+
+/* The published recipe's values. */
+void     lode_prithvi_train_options_init (LodePrithviTrainOptions *options);
+
+/* One AdamW step of the decoder on a batch of n >= 2 patches: raw as for
+ * lode_prithvi_model_predict, masks [n, h, w] of class indices (values
+ * at or above the class count, or ignore_index, are left out), flipped
+ * at random from the seed and step. Cross-entropy on the logits upsampled
+ * to the patch, as TerraTorch computes it; *loss (may be NULL) gets its
+ * value before the step. */
+gboolean lode_prithvi_model_train_step (LodePrithviModel              *self,
+                                        const LodePrithviTrainOptions *options,
+                                        const float                   *raw,
+                                        const guint8                  *masks,
+                                        int                            n,
+                                        int                            n_bands,
+                                        int                            h,
+                                        int                            w,
+                                        gint64                         step,
+                                        double                        *loss,
+                                        GError                       **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodePrithviEncoder, lode_prithvi_encoder_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodePrithviModel, lode_prithvi_model_free)

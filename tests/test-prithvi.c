@@ -290,7 +290,7 @@ test_checkpoint_forms (Fixture *f, gconstpointer data)
     g_assert_null (model);
     g_clear_error (&error);
     /* a fresh decoder for training: the recipe's 256 channels */
-    model = lode_prithvi_model_new_with_decoder (enc, 2, 7, &options, &error);
+    model = lode_prithvi_model_new_with_decoder (enc, 2, 0, 7, &options, &error);
     g_assert_no_error (error);
     g_assert_cmpint (lode_prithvi_model_get_classes (model), ==, 2);
     g_assert_cmpint (lode_upernet_get_config (lode_prithvi_model_get_decoder (model))->channels, ==, 256);

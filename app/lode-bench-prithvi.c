@@ -120,6 +120,7 @@ lode_bench_prithvi (int argc, char **argv)
   g_autofree char *decoder = NULL;
   g_autofree char *blocks_text = NULL;
   int batch = 4, size = 128, repeat = 3, classes = 2;
+  gboolean train = FALSE;
   int blocks[4] = { 0, 1, 2, 3 };
   const GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_STRING, &model_size, N_("Generated model: reduced, 100M, 300M (default), 600M or tiny"), N_("SIZE") },
@@ -128,6 +129,7 @@ lode_bench_prithvi (int argc, char **argv)
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, N_("Patches per batch (default 4)"), N_("N") },
     { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Patch width and height (default 128)"), N_("PIXELS") },
     { "repeat", 'r', 0, G_OPTION_ARG_INT, &repeat, N_("Timed batches after one warm-up batch (default 3)"), N_("N") },
+    { "train", 0, 0, G_OPTION_ARG_NONE, &train, N_("Time decoder training steps (the recipe's) instead of prediction"), NULL },
     { "blocks", 0, 0, G_OPTION_ARG_STRING, &blocks_text, N_("Encoder blocks feeding the decoder (default 0,1,2,3 as the recipe)"), N_("A,B,C,D") },
     { NULL }
   };
@@ -143,10 +145,16 @@ lode_bench_prithvi (int argc, char **argv)
   g_option_context_set_summary (context,
     _("Time Prithvi-EO-2.0 with the UperNet decoder on generated 6-band patches:\n"
       "images per second of batch prediction (normalisation, encoder, decoder,\n"
-      "upsampling, arg max) and the peak memory of the process."));
+      "upsampling, arg max) or, with --train, of decoder training steps (the\n"
+      "encoder frozen), and the peak memory of the process."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
     return LODE_EXIT_USAGE;
+  if (train && batch < 2)
+    {
+      lode_cli_error ("bench", _("--train needs --batch of at least 2"));
+      return LODE_EXIT_USAGE;
+    }
   if (batch < 1 || batch > 256 || size < 32 || size > 2048 || repeat < 1 || repeat > 1000)
     {
       lode_cli_error ("bench", _("--batch must be 1-256, --size 32-2048 and --repeat 1-1000"));
@@ -178,11 +186,22 @@ lode_bench_prithvi (int argc, char **argv)
       raw[i] = (float) (lode_prithvi_band_mean[band]
                         + lode_prithvi_band_std[band] * (((i * 2654435761u) & 0xFFFF) / 32768.0 - 1.0));
     }
+  for (gsize i = 0; i < (gsize) batch * size * size; i++)
+    masks[i] = (guint8) ((i / 7) % classes);
   for (int r = 0; r <= repeat; r++)
     {
+      LodePrithviTrainOptions options;
+      gboolean ok;
+
+      lode_prithvi_train_options_init (&options);
       start = g_get_monotonic_time ();
-      if (!lode_prithvi_model_predict (model, raw, batch, LODE_PRITHVI_N_BANDS, size, size, NULL, NULL, masks,
-                                       &error))
+      if (train)
+        ok = lode_prithvi_model_train_step (model, &options, raw, masks, batch, LODE_PRITHVI_N_BANDS, size, size, r,
+                                            NULL, &error);
+      else
+        ok = lode_prithvi_model_predict (model, raw, batch, LODE_PRITHVI_N_BANDS, size, size, NULL, NULL, masks,
+                                         &error);
+      if (!ok)
         {
           lode_cli_error ("bench", "%s", error->message);
           return LODE_EXIT_FAILURE;
@@ -190,9 +209,9 @@ lode_bench_prithvi (int argc, char **argv)
       if (r > 0)
         total += g_get_monotonic_time () - start;
     }
-  g_print (_("Prithvi-EO-2.0 %s + UperNet, blocks %d,%d,%d,%d (%d of %d run), batch %d of %d x %d: "
+  g_print (_("Prithvi-EO-2.0 %s + UperNet, %s, blocks %d,%d,%d,%d (%d of %d run), batch %d of %d x %d: "
              "%.2f images/s (%.1f ms per image, mean of %d batches after a warm-up)\n"),
-           c->size_name, c->feature_blocks[0], c->feature_blocks[1], c->feature_blocks[2], c->feature_blocks[3],
+           c->size_name, train ? _("decoder training") : _("prediction"), c->feature_blocks[0], c->feature_blocks[1], c->feature_blocks[2], c->feature_blocks[3],
            c->loaded_depth, c->depth, batch, size, size,
            (double) batch * repeat / (total / 1e6), total / 1e3 / ((double) batch * repeat), repeat);
   g_print (_("Peak memory: %.0f MiB (weights %.0f MiB)\n"), peak_kib () / 1024.0, weights_kib / 1024.0);

@@ -511,6 +511,18 @@ test_parity_reduced (void)
 
   reduced_config (&cfg);
   check_parity (ckpt, &cfg, "reduced", 1e-5);
+
+  /* an input size the four stages cannot halve */
+  {
+    LodeSam2Config bad = cfg;
+    LodeSam2Encoder *enc;
+
+    g_clear_error (&error);
+    bad.image_size = 112;
+    enc = lode_sam2_encoder_new (ckpt, &bad, &error);
+    g_assert_null (enc);
+    g_assert_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID);
+  }
   lode_test_rmtree (dir);
 }
 

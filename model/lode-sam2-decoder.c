@@ -69,6 +69,16 @@ struct _LodeSam2Decoder {
   float *up1, *up2;                                  /* upscaled features */
   float *masks;                                      /* [4, low_res^2] */
   float *mask_scratch;
+  float *up_cols;                                    /* transposed convolution columns */
+  float *r, *z, *sc, *fold_bias;                      /* folded attention */
+  float *wout_t[8 + 1];                              /* per attention: out_proj^T per head */
+
+  /* prompt-independent first layer (no mask input): keys, keys + PE and
+   * the token-to-image K and V in head layout, for the embedding whose
+   * image_embed is copied in cached_embed */
+  float *cached_embed;
+  gboolean cache_valid;
+  float *c_keys, *c_kpe, *c_hk, *c_hv;
 };
 
 /* ---- weights ------------------------------------------------------------ */
@@ -340,6 +350,28 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->up2 = g_new (float, hw * c * 2);      /* [c/8, 4e, 4e] */
   self->masks = g_new (float, N_MASK_TOKENS * ls);
   self->mask_scratch = g_new (float, ls * MASK_IN_CHANS);
+  self->up_cols = g_new (float, hw * c * 4);
+  self->r = g_new (float, (gsize) self->heads * MAX_TOKENS * c);
+  self->z = g_new (float, (gsize) self->heads * MAX_TOKENS * c);
+  self->sc = g_new (float, (gsize) self->heads * MAX_TOKENS * hw);
+  self->fold_bias = g_new (float, c);
+  self->cached_embed = g_new (float, hw * c);
+  self->c_keys = g_new (float, hw * c);
+  self->c_kpe = g_new (float, hw * c);
+  self->c_hk = g_new (float, hw * c);
+  self->c_hv = g_new (float, hw * c);
+  /* out_proj^T per head of the image-to-token attentions: [h][d, c] */
+  for (int l = 0; l < self->depth; l++)
+    {
+      const Attn *a = &self->layers[l].i2t;
+      int d = a->internal / self->heads;
+
+      self->wout_t[l] = g_new (float, (gsize) a->internal * c);
+      for (int h = 0; h < self->heads; h++)
+        for (int j = 0; j < d; j++)
+          for (int k = 0; k < (int) c; k++)
+            self->wout_t[l][((gsize) h * d + j) * c + k] = a->ow->data[(gsize) k * a->internal + h * d + j];
+    }
   return self;
 }
 
@@ -393,6 +425,48 @@ lode_sam2_decoder_new_from_checkpoint (LodeCheckpoint       *checkpoint,
   return lode_sam2_decoder_new (config, checkpoint_source, checkpoint, error);
 }
 
+typedef struct {
+  LodeSam2TensorVisit visit;
+  gpointer data;
+} Lister;
+
+static LodeTensor *
+listing_source (const char   *name,
+                int           ndim,
+                const gint64 *shape,
+                gpointer      user_data,
+                GError      **error)
+{
+  Lister *l = user_data;
+  gint64 one = 1;
+
+  (void) error;
+  l->visit (name, ndim, shape, l->data);
+  return lode_tensor_new (1, &one);
+}
+
+void
+lode_sam2_decoder_list_tensors (const LodeSam2Config *config,
+                                LodeSam2TensorVisit   visit,
+                                gpointer              user_data)
+{
+  LodeSam2Decoder self = { 0 };
+  Lister lister = { visit, user_data };
+  Loader loader = { 0 };
+
+  g_return_if_fail (config != NULL && visit != NULL);
+
+  self.config = *config;
+  self.c = config->decoder_dim;
+  self.depth = CLAMP (config->decoder_depth, 0, 8);
+  self.tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_tensor_free);
+  loader.self = &self;
+  loader.source = listing_source;
+  loader.data = &lister;
+  load_weights (&loader);
+  g_ptr_array_unref (self.tensors);
+}
+
 void
 lode_sam2_decoder_free (LodeSam2Decoder *self)
 {
@@ -427,6 +501,18 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->up2);
   g_free (self->masks);
   g_free (self->mask_scratch);
+  g_free (self->up_cols);
+  g_free (self->r);
+  g_free (self->z);
+  g_free (self->sc);
+  g_free (self->fold_bias);
+  g_free (self->cached_embed);
+  g_free (self->c_keys);
+  g_free (self->c_kpe);
+  g_free (self->c_hk);
+  g_free (self->c_hv);
+  for (int l = 0; l < 9; l++)
+    g_free (self->wout_t[l]);
   g_free (self);
 }
 
@@ -630,21 +716,169 @@ embed_dense (LodeSam2Decoder *self, const float *mask)
 
 /* ---- two-way transformer ------------------------------------------------ */
 
-/* Tokens attend to the image: q from the tokens (plus their PE), k from
- * keys + PE (kpe), v from keys. */
+/* Attention between t tokens and the hw image positions costs 2 hw c
+ * internal multiply-adds through the projections, and 2 hw c (heads * t)
+ * when the projections are folded into the few token rows instead: the
+ * score q . (Wk x + bk) is x . (Wk^T q) plus a term constant along the
+ * softmax, and the softmax-weighted sum of Wv x + bv is Wv (sum a x) + bv.
+ * The folded form is used when heads * t < internal. */
+static gboolean
+use_folded (const LodeSam2Decoder *self, const Attn *a, int t)
+{
+  return self->heads * t < a->internal;
+}
+
+/* Tokens attend to the image, folded: q [t, c] (tokens + PE), x = kpe,
+ * v from keys; out [t, c]. */
 static void
-token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t, float *out)
+token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int t, float *out)
+{
+  int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
+  float scale = 1.0f / sqrtf ((float) d);
+
+  linear (self->tq, q, a->qw, a->qb, t);                   /* [t, internal] */
+  split_heads (self->thq, self->tq, t, h, d);
+  /* r[h*t + i] = Wk_h^T q_h[i] / sqrt d */
+  for (int k = 0; k < h; k++)
+    {
+      lode_ops_gemm (FALSE, FALSE, t, c, d, scale, self->thq + (gsize) k * t * d,
+                     a->kw->data + (gsize) k * d * c, 0.0f, self->r + (gsize) k * t * c);
+    }
+  lode_ops_gemm (FALSE, TRUE, h * t, hw, c, 1.0f, self->r, self->kpe, 0.0f, self->sc);
+  lode_ops_softmax (self->sc, self->sc, h * t, hw);
+  lode_ops_gemm (FALSE, FALSE, h * t, c, hw, 1.0f, self->sc, self->keys, 0.0f, self->z);
+  /* o_h[i] = Wv_h z[h*t + i] + bv_h, written as [t, heads, d] */
+  for (int k = 0; k < h; k++)
+    {
+      lode_ops_gemm (FALSE, TRUE, t, d, c, 1.0f, self->z + (gsize) k * t * c,
+                     a->vw->data + (gsize) k * d * c, 0.0f, self->tho + (gsize) k * t * d);
+      for (int i = 0; i < t; i++)
+        lode_ops_add (self->tho + ((gsize) k * t + i) * d, self->tho + ((gsize) k * t + i) * d,
+                      a->vb->data + (gsize) k * d, d);
+    }
+  merge_heads (self->tk, self->tho, t, h, d);
+  linear (out, self->tk, a->ow, a->ob, t);
+}
+
+/* Tokens attend to the image: q from the tokens (plus their PE), k from
+ * keys + PE (kpe), v from keys. cached: K and V already in head layout in
+ * c_hk, c_hv. */
+static void
+token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t, gboolean cached, float *out)
 {
   Heads tok_img = { self->thq, self->hk, self->hv, self->tho };
+  int h = self->heads, d = a->internal / h;
 
+  if (cached)
+    {
+      linear (self->tq, q, a->qw, a->qb, t);
+      split_heads (self->thq, self->tq, t, h, d);
+      lode_ops_attention (self->tho, self->thq, self->c_hk, self->c_hv, 1, h, t, self->hw, d);
+      merge_heads (self->tq, self->tho, t, h, d);
+      linear (out, self->tq, a->ow, a->ob, t);
+      return;
+    }
+  if (use_folded (self, a, t))
+    {
+      token_to_image_folded (self, a, q, t, out);
+      return;
+    }
   linear (self->tq, q, a->qw, a->qb, t);
   linear (self->pk, self->kpe, a->kw, a->kb, self->hw);
   linear (self->pv, self->keys, a->vw, a->vb, self->hw);
   attn_core (self, a, self->tq, self->pk, self->pv, &tok_img, t, self->hw, out);
 }
 
+/* The image attends to the tokens, folded: the queries Wq x + bq meet the
+ * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i]; the output
+ * Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo. */
 static void
-two_way_transformer (LodeSam2Decoder *self, int t)
+image_to_token_folded (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
+                       int t, float *out)
+{
+  const Attn *a = &self->layers[layer].i2t;
+  int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
+  float scale = 1.0f / sqrtf ((float) d);
+  float *bias = self->fold_bias;
+
+  linear (self->tk, ktok, a->kw, a->kb, t);
+  linear (self->tv, vtok, a->vw, a->vb, t);
+  split_heads (self->thk, self->tk, t, h, d);
+  split_heads (self->thv, self->tv, t, h, d);
+  for (int k = 0; k < h; k++)
+    {
+      /* m[h*t + i] = Wq_h^T k_h[i] / sqrt d, bias = bq_h . k_h[i] / sqrt d */
+      lode_ops_gemm (FALSE, FALSE, t, c, d, scale, self->thk + (gsize) k * t * d,
+                     a->qw->data + (gsize) k * d * c, 0.0f, self->r + (gsize) k * t * c);
+      for (int i = 0; i < t; i++)
+        {
+          float acc = 0.0f;
+
+          for (int j = 0; j < d; j++)
+            acc += a->qb->data[k * d + j] * self->thk[((gsize) k * t + i) * d + j];
+          bias[k * t + i] = acc * scale;
+        }
+      /* u[h*t + i] = Wo_h v_h[i] */
+      lode_ops_gemm (FALSE, FALSE, t, c, d, 1.0f, self->thv + (gsize) k * t * d,
+                     self->wout_t[layer] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
+    }
+  /* scores [hw, heads * t], softmax over each head's t tokens */
+  lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, self->kpe, self->r, 0.0f, self->sc);
+  lode_ops_add_row_bias (self->sc, self->sc, bias, hw, h * t);
+  lode_ops_softmax (self->sc, self->sc, hw * h, t);
+  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 0.0f, out);
+  lode_ops_add_row_bias (out, out, a->ob->data, hw, c);
+}
+
+static void
+image_to_token (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
+                int t, float *out)
+{
+  const Attn *a = &self->layers[layer].i2t;
+  Heads img_tok = { self->hq, self->thk, self->thv, self->ho };
+
+  if (use_folded (self, a, t))
+    {
+      image_to_token_folded (self, layer, ktok, vtok, t, out);
+      return;
+    }
+  linear (self->pq, self->kpe, a->qw, a->qb, self->hw);
+  linear (self->tk, ktok, a->kw, a->kb, t);
+  linear (self->tv, vtok, a->vw, a->vb, t);
+  attn_core (self, a, self->pq, self->tk, self->tv, &img_tok, self->hw, t, out);
+}
+
+/* Layer 0's keys, keys + PE and token-to-image K, V depend on the image
+ * only when there is no mask input: kept between clicks. */
+static void
+prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb, gboolean no_mask)
+{
+  gsize kc = (gsize) self->hw * self->c;
+  const Attn *a = &self->layers[0].t2i;
+  int h = self->heads, d = a->internal / h;
+
+  if (no_mask && self->cache_valid &&
+      memcmp (self->cached_embed, emb->image_embed, kc * sizeof (float)) == 0)
+    {
+      memcpy (self->keys, self->c_keys, kc * sizeof (float));
+      memcpy (self->kpe, self->c_kpe, kc * sizeof (float));
+      return;
+    }
+  lode_ops_add (self->kpe, self->keys, self->dense_pe, kc);
+  if (!no_mask)
+    return;
+  linear (self->pk, self->kpe, a->kw, a->kb, self->hw);
+  linear (self->pv, self->keys, a->vw, a->vb, self->hw);
+  split_heads (self->c_hk, self->pk, self->hw, h, d);
+  split_heads (self->c_hv, self->pv, self->hw, h, d);
+  memcpy (self->c_keys, self->keys, kc * sizeof (float));
+  memcpy (self->c_kpe, self->kpe, kc * sizeof (float));
+  memcpy (self->cached_embed, emb->image_embed, kc * sizeof (float));
+  self->cache_valid = TRUE;
+}
+
+static void
+two_way_transformer (LodeSam2Decoder *self, int t, gboolean first_cached)
 {
   int c = self->c, hw = self->hw;
   gsize kc = (gsize) hw * c, tc = (gsize) t * c;
@@ -652,7 +886,6 @@ two_way_transformer (LodeSam2Decoder *self, int t)
   const float *qpe = self->tok_pe;
   float *q = self->qtmp, *attn = self->tbuf;
   Heads tok = { self->thq, self->thk, self->thv, self->tho };
-  Heads img_tok = { self->hq, self->thk, self->thv, self->ho };
 
   memcpy (queries, qpe, sizeof (float) * tc);
 
@@ -677,10 +910,9 @@ two_way_transformer (LodeSam2Decoder *self, int t)
         lode_ops_add (queries, queries, attn, tc);
       layer_norm (queries, ly->norm_w[0], ly->norm_b[0], t, c);
 
-      /* the tokens attend to the image */
+      /* the tokens attend to the image (kpe = keys + PE is up to date) */
       lode_ops_add (q, queries, qpe, tc);
-      lode_ops_add (self->kpe, keys, self->dense_pe, kc);
-      token_to_image (self, &ly->t2i, q, t, attn);
+      token_to_image (self, &ly->t2i, q, t, l == 0 && first_cached, attn);
       lode_ops_add (queries, queries, attn, tc);
       layer_norm (queries, ly->norm_w[1], ly->norm_b[1], t, c);
 
@@ -691,20 +923,39 @@ two_way_transformer (LodeSam2Decoder *self, int t)
 
       /* the image attends to the tokens: q from keys + PE */
       lode_ops_add (q, queries, qpe, tc);
-      linear (self->pq, self->kpe, ly->i2t.qw, ly->i2t.qb, hw);
-      linear (self->tk, q, ly->i2t.kw, ly->i2t.kb, t);
-      linear (self->tv, queries, ly->i2t.vw, ly->i2t.vb, t);
-      attn_core (self, &ly->i2t, self->pq, self->tk, self->tv, &img_tok, hw, t, self->ktmp);
+      image_to_token (self, l, q, queries, t, self->ktmp);
       lode_ops_add (keys, keys, self->ktmp, kc);
       layer_norm (keys, ly->norm_w[3], ly->norm_b[3], hw, c);
+      lode_ops_add (self->kpe, keys, self->dense_pe, kc);
     }
 
   /* final attention of the tokens to the image, then its norm */
   lode_ops_add (q, queries, qpe, tc);
-  lode_ops_add (self->kpe, keys, self->dense_pe, kc);
-  token_to_image (self, &self->final_attn, q, t, attn);
+  token_to_image (self, &self->final_attn, q, t, FALSE, attn);
   lode_ops_add (queries, queries, attn, tc);
   layer_norm (queries, self->final_norm_w, self->final_norm_b, t, c);
+}
+
+/* ConvTranspose2d, kernel 2, stride 2: one product [c_out*4, hw] =
+ * W^T [c_out*4, c_in] @ in [c_in, hw], then each column to its 2 x 2 block. */
+static void
+conv_transpose_2x2 (LodeSam2Decoder *self, float *out, const float *in, const LodeTensor *w,
+                    const LodeTensor *b, int c_in, int c_out, int side)
+{
+  int hw = side * side, ow = 2 * side;
+
+  lode_ops_gemm (TRUE, FALSE, c_out * 4, hw, c_in, 1.0f, w->data, in, 0.0f, self->up_cols);
+  for (int co = 0; co < c_out; co++)
+    for (int ab = 0; ab < 4; ab++)
+      {
+        const float *col = self->up_cols + ((gsize) co * 4 + ab) * hw;
+        float *dst = out + (gsize) co * 4 * hw + (ab / 2) * ow + (ab % 2);
+        float bias = b->data[co];
+
+        for (int i = 0; i < side; i++)
+          for (int j = 0; j < side; j++)
+            dst[(gsize) 2 * i * ow + 2 * j] = col[i * side + j] + bias;
+      }
 }
 
 /* ---- the whole decoder -------------------------------------------------- */
@@ -733,7 +984,6 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
   gsize lsz = (gsize) ls * ls;
   int s = self->config.pred_obj_scores ? 1 : 0;
   int n_sparse = 0, t;
-  LodeConvShape cs;
   float *hyper_in = self->tbuf;    /* [4, c/8] */
   float *ta = self->tbuf2, *tb = self->tbuf2 + MAX (c, IOU_HIDDEN);
   float iou_all[N_MASK_TOKENS];
@@ -763,22 +1013,29 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
           sizeof (float) * N_MASK_TOKENS * c);
 
   /* src = image_embed + dense, as [hw, c] */
-  embed_dense (self, prompt->mask_input);
-  lode_ops_add (self->ktmp, emb->image_embed, self->dense, (gsize) c * hw);
-  lode_ops_nchw_to_nhwc (self->keys, self->ktmp, 1, c, e, e);
+  {
+    gboolean no_mask = prompt->mask_input == NULL;
+    gboolean cached = no_mask && self->cache_valid &&
+      memcmp (self->cached_embed, emb->image_embed, (gsize) c * hw * sizeof (float)) == 0;
 
-  two_way_transformer (self, t);
+    if (!cached)
+      {
+        embed_dense (self, prompt->mask_input);
+        lode_ops_add (self->ktmp, emb->image_embed, self->dense, (gsize) c * hw);
+        lode_ops_nchw_to_nhwc (self->keys, self->ktmp, 1, c, e, e);
+      }
+    prepare_first_layer (self, emb, no_mask);
+    two_way_transformer (self, t, no_mask);
+  }
 
   /* upscaling with the high-resolution features */
   lode_ops_nhwc_to_nchw (self->ktmp, self->keys, 1, c, e, e);
-  lode_conv_shape_init (&cs, 1, c, e, e, c / 4, 2, 2, 0);
-  lode_ops_conv_transpose2d (self->up1, self->ktmp, self->up_w[0]->data, self->up_b[0]->data, &cs);
+  conv_transpose_2x2 (self, self->up1, self->ktmp, self->up_w[0], self->up_b[0], c, c / 4, e);
   lode_ops_add (self->up1, self->up1, emb->high_res[1], (gsize) (c / 4) * 4 * hw);
   lode_ops_layer_norm2d (self->up1, self->up1, self->up_ln_w->data, self->up_ln_b->data,
                          1, c / 4, 4 * hw, LN2D_EPS);
   lode_ops_gelu (self->up1, self->up1, (gsize) (c / 4) * 4 * hw);
-  lode_conv_shape_init (&cs, 1, c / 4, 2 * e, 2 * e, c / 8, 2, 2, 0);
-  lode_ops_conv_transpose2d (self->up2, self->up1, self->up_w[1]->data, self->up_b[1]->data, &cs);
+  conv_transpose_2x2 (self, self->up2, self->up1, self->up_w[1], self->up_b[1], c / 4, c / 8, 2 * e);
   lode_ops_add (self->up2, self->up2, emb->high_res[0], (gsize) (c / 8) * lsz);
   lode_ops_gelu (self->up2, self->up2, (gsize) (c / 8) * lsz);
 

@@ -67,6 +67,16 @@ LodeSam2Decoder *lode_sam2_decoder_new_from_checkpoint (LodeCheckpoint       *ch
                                                         const LodeSam2Config *config,
                                                         GError              **error);
 void             lode_sam2_decoder_free            (LodeSam2Decoder      *self);
+
+/* Calls visit for every tensor the decoder reads under config, with the
+ * shape it must have, in a fixed order (to build checkpoints). */
+typedef void (*LodeSam2TensorVisit) (const char   *name,
+                                     int           ndim,
+                                     const gint64 *shape,
+                                     gpointer      user_data);
+void             lode_sam2_decoder_list_tensors    (const LodeSam2Config *config,
+                                                    LodeSam2TensorVisit   visit,
+                                                    gpointer              user_data);
 const LodeSam2Config *lode_sam2_decoder_get_config (LodeSam2Decoder      *self);
 /* Side of the low-resolution masks: 4 * image_size / 16. */
 int              lode_sam2_decoder_low_res_size    (LodeSam2Decoder      *self);

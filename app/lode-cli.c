@@ -18,6 +18,8 @@ typedef struct
 static const LodeCommand commands[] = {
   { "demo", N_("Write a synthetic data set in the SmallMinesDS layout and a project on it"), lode_cmd_demo },
   { "import", N_("Make a project from a SmallMinesDS folder or a folder of GeoTIFFs"), lode_cmd_import },
+  { "segment", N_("Segment the object under a click with SAM2.1 and write its mask"), lode_cmd_segment },
+  { "bench", N_("Time a model: lode bench sam2"), lode_cmd_bench },
 };
 
 gboolean

@@ -10,6 +10,8 @@
 
 #include "lode-checkpoint.h"
 #include "lode-ops.h"
+#include "lode-sam2-config.h"
+#include "lode-sam2-encoder.h"
 #include "lode-sam2-predictor.h"
 
 /* ---- predictions -------------------------------------------------------- */
@@ -417,6 +419,7 @@ struct _LodeSam2Predictor {
   LodeCheckpoint *checkpoint;
   LodeSam2Config config;
   char *model_name;
+  LodeSam2Encoder *encoder;
   LodeSam2Decoder *decoder;
 };
 
@@ -441,15 +444,24 @@ lode_sam2_predictor_open (const char           *checkpoint_path,
   self->checkpoint = lode_checkpoint_open (checkpoint_path, error);
   if (self->checkpoint == NULL)
     return NULL;
-  if (config == NULL)
+  if (config != NULL)
+    self->config = *config;
+  else if (!lode_sam2_config_from_checkpoint (self->checkpoint, &self->config, &local))
     {
-      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_CONFIG,
-                   _("Checkpoint “%s”: no configuration given"), checkpoint_path);
+      g_set_error (error, local->domain, local->code, _("Checkpoint “%s”: %s"),
+                   checkpoint_path, local->message);
       return NULL;
     }
-  self->config = *config;
-  if (input_size != 0)
-    self->config.image_size = input_size;
+  if (input_size != 0 && input_size != self->config.image_size)
+    {
+      self->config.image_size = input_size;
+      if (!lode_sam2_config_complete (&self->config, &local))
+        {
+          g_set_error (error, local->domain, local->code, _("Checkpoint “%s”: %s"),
+                       checkpoint_path, local->message);
+          return NULL;
+        }
+    }
   self->model_name = g_strdup (self->config.size_name != NULL ? self->config.size_name : "custom");
   self->config.size_name = self->model_name;
   self->decoder = lode_sam2_decoder_new_from_checkpoint (self->checkpoint, &self->config, &local);
@@ -468,6 +480,7 @@ lode_sam2_predictor_free (LodeSam2Predictor *self)
   if (self == NULL)
     return;
   lode_sam2_decoder_free (self->decoder);
+  g_clear_pointer (&self->encoder, lode_sam2_encoder_free);
   g_clear_pointer (&self->checkpoint, lode_checkpoint_free);
   g_free (self->model_name);
   g_free (self);
@@ -489,6 +502,32 @@ LodeSam2Decoder *
 lode_sam2_predictor_get_decoder (LodeSam2Predictor *self)
 {
   return self->decoder;
+}
+
+LodeSam2Embedding *
+lode_sam2_predictor_encode (LodeSam2Predictor *self,
+                            const guint8      *rgb,
+                            int                width,
+                            int                height,
+                            GError           **error)
+{
+  g_return_val_if_fail (self != NULL && rgb != NULL, NULL);
+
+  if (width <= 0 || height <= 0)
+    {
+      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
+                   _("Cannot encode an image of %d x %d pixels"), width, height);
+      return NULL;
+    }
+  /* The image path's weights are read at the first encode: a predictor
+   * fed cached embeddings never needs them. */
+  if (self->encoder == NULL)
+    {
+      self->encoder = lode_sam2_encoder_new (self->checkpoint, &self->config, error);
+      if (self->encoder == NULL)
+        return NULL;
+    }
+  return lode_sam2_encoder_run_rgb (self->encoder, rgb, width, height, error);
 }
 
 LodeSam2Prediction *

@@ -36,10 +36,10 @@
  * columns, one single-threaded sgemm per thread, the element-wise kernels
  * of lode-ops.h using the same team. */
 
-/* Tokens per group of windows in the attention and rows per chunk of the
- * MLP: large enough for full-speed sgemm, small enough that the qkv and
- * hidden buffers stay a few MiB. */
-#define CHUNK_TOKENS 8192
+/* The large intermediates (qkv of a group of windows, the MLP's hidden
+ * rows, the residual projection before pooling) are formed a chunk at a
+ * time, about this many floats (8 MiB): full-speed sgemm, small buffers. */
+#define CHUNK_FLOATS (1 << 21)
 /* Attention scores one thread forms at once (a block of query rows of one
  * head of one window): 1 MiB. */
 #define SCORE_FLOATS (1 << 18)
@@ -426,7 +426,9 @@ typedef struct {
   int nw;                /* windows (1 for global) */
   int lk, lq;            /* tokens per window, before and after pooling */
   int wh, ww;            /* window extent in tokens (the grid for global) */
-  int group;             /* windows per group */
+  int group;             /* windows per chunk of qkv */
+  int mlp_rows;          /* tokens per chunk of the MLP */
+  int sc_rows;           /* grid rows per chunk of the pooled residual (even) */
 } Sam2Block;
 
 struct _LodeSam2Encoder {
@@ -701,7 +703,9 @@ plan_blocks (LodeSam2Encoder *self)
       b->lq = b->pool ? (b->wh / 2) * (b->ww / 2) : b->lk;
       b->oh = b->pool ? h / 2 : h;
       b->ow = b->pool ? w / 2 : w;
-      b->group = MAX (1, MIN (b->nw, CHUNK_TOKENS / b->lk));
+      b->group = MAX (1, MIN (b->nw, CHUNK_FLOATS / (b->lk * 3 * b->dout)));
+      b->mlp_rows = MAX (64, CHUNK_FLOATS / (4 * b->dout));
+      b->sc_rows = MAX (2, MIN (h, CHUNK_FLOATS / (w * b->dout)) & ~1);
       h = b->oh;
       w = b->ow;
     }
@@ -722,12 +726,15 @@ layout_work (LodeSam2Encoder *self, float *base)
     {
       const Sam2Block *b = &self->blocks[i];
       gsize tokens = (gsize) b->nw * b->lk, gtok = (gsize) b->group * b->lk;
-      gsize rows = MIN ((gsize) CHUNK_TOKENS, (gsize) b->oh * b->ow);
+      gsize rows = MIN ((gsize) b->mlp_rows, (gsize) b->oh * b->ow);
 
       x = MAX (x, (gsize) b->h * b->w * b->din);
       xn = MAX (xn, (gsize) b->h * b->w * b->din);
       if (b->pool)
-        sc = MAX (sc, (gsize) b->h * b->w * b->dout + (gsize) b->oh * b->ow * b->dout);
+        {
+          sc = MAX (sc, (gsize) b->oh * b->ow * b->dout);
+          hid = MAX (hid, (gsize) b->sc_rows * b->w * b->dout);
+        }
       if (b->win > 0)
         part = MAX (part, tokens * b->din);
       qkv = MAX (qkv, gtok * 3 * b->dout);
@@ -979,12 +986,18 @@ block_forward (LodeSam2Encoder *self, const Sam2Block *b)
   RUN (be->layer_norm (self->ctx, self->xn, self->x, b->norm1_w, b->norm1_b, (int) in_tokens, b->din, LN_EPS));
   if (b->pool)
     {
-      /* the residual: projected to the new width, then pooled */
-      float *full = self->sc, *pooled = self->sc + in_tokens * b->dout;
+      /* the residual: projected to the new width, then pooled, a band of
+       * grid rows at a time */
+      for (int y0 = 0; y0 < b->h; y0 += b->sc_rows)
+        {
+          int rows = MIN (b->sc_rows, b->h - y0);
 
-      RUN (be->linear (self->ctx, full, self->xn, b->proj_w, b->proj_b, (int) in_tokens, b->din, b->dout));
-      RUN (be->pool2x2_nhwc (self->ctx, pooled, full, b->dout, 1, b->h, b->w, b->dout));
-      shortcut = pooled;
+          RUN (be->linear (self->ctx, self->hid, self->xn + (gsize) y0 * b->w * b->din, b->proj_w, b->proj_b,
+                           rows * b->w, b->din, b->dout));
+          RUN (be->pool2x2_nhwc (self->ctx, self->sc + (gsize) (y0 / 2) * b->ow * b->dout, self->hid,
+                                 b->dout, 1, rows, b->w, b->dout));
+        }
+      shortcut = self->sc;
     }
 
   if (b->win > 0)
@@ -1006,9 +1019,9 @@ block_forward (LodeSam2Encoder *self, const Sam2Block *b)
 
   /* MLP, by chunks of rows */
   RUN (be->layer_norm (self->ctx, self->xn, self->x, b->norm2_w, b->norm2_b, (int) out_tokens, b->dout, LN_EPS));
-  for (gsize r0 = 0; r0 < out_tokens; r0 += CHUNK_TOKENS)
+  for (gsize r0 = 0; r0 < out_tokens; r0 += b->mlp_rows)
     {
-      int rows = (int) MIN ((gsize) CHUNK_TOKENS, out_tokens - r0);
+      int rows = (int) MIN ((gsize) b->mlp_rows, out_tokens - r0);
       float *xr = self->x + r0 * b->dout;
 
       RUN (be->linear (self->ctx, self->hid, self->xn + r0 * b->dout, b->mlp0_w, b->mlp0_b,

@@ -21,7 +21,9 @@ static const LodeCommand commands[] = {
   { "export", N_("Write revised masks, split files, a manifest, polygons and a TerraTorch folder"), lode_cmd_export },
   { "stats", N_("Hectares per class and year, and the 2016 → 2022 transition matrix, as CSV"), lode_cmd_stats },
   { "info", N_("Describe a project: patches, splits, review states, odd patches, classes"), lode_cmd_info },
-  { "bench", N_("Print timings of the engine (lode bench annotate)"), lode_cmd_bench },
+  { "bench", N_("Print timings of the engine (lode bench annotate, sam2, …)"), lode_cmd_bench },
+  { "segment", N_("Segment the object under a click with SAM2.1 and write its mask"), lode_cmd_segment },
+  { "encode", N_("Compute the SAM2.1 embeddings of a project's patches ahead of time"), lode_cmd_encode },
 };
 
 gboolean

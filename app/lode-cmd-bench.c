@@ -269,6 +269,7 @@ typedef struct
 
 static const BenchSubject subjects[] = {
   { "annotate", N_("Import, composites, brush strokes and their commits"), bench_annotate },
+  { "sam2", N_("SAM2.1: load, encode a patch, clicks, peak memory"), lode_bench_sam2 },
   { "prithvi", N_("Prithvi-EO-2.0 + UperNet batch prediction: images per second, peak memory"), lode_bench_prithvi },
 };
 

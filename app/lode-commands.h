@@ -23,6 +23,10 @@ int lode_cmd_info   (int argc, char **argv);
 int lode_cmd_bench  (int argc, char **argv);
 /* lode bench prithvi (app/lode-bench-prithvi.c) */
 int lode_bench_prithvi (int argc, char **argv);
+int lode_cmd_segment (int argc, char **argv);
+int lode_cmd_encode  (int argc, char **argv);
+/* lode bench sam2: argv[0] is "sam2". */
+int lode_bench_sam2  (int argc, char **argv);
 
 /* Shared by the commands: parse options, printing a clear message on error.
  * Returns FALSE when the command should exit with LODE_EXIT_USAGE. */

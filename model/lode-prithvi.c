@@ -45,6 +45,7 @@ struct _LodePrithviEncoder {
 struct _LodePrithviModel {
   LodePrithviEncoder *encoder;
   LodeUpernet        *decoder;
+  LodePrithviPadding  padding;
 };
 
 void
@@ -838,6 +839,7 @@ model_new (const char *path, const char *decoder_path, int classes, int channels
   ckpt = lode_checkpoint_open (path, error);
   if (ckpt == NULL)
     return NULL;
+  self->padding = options != NULL ? options->padding : LODE_PRITHVI_PAD_END;
   self->encoder = lode_prithvi_encoder_new_from_checkpoint (ckpt, options, error);
   if (self->encoder == NULL)
     return NULL;
@@ -897,6 +899,7 @@ lode_prithvi_model_new (LodePrithviEncoder *encoder, LodeUpernet *decoder)
   self = g_new0 (LodePrithviModel, 1);
   self->encoder = encoder;
   self->decoder = decoder;
+  self->padding = LODE_PRITHVI_PAD_END;
   return self;
 }
 
@@ -908,6 +911,13 @@ lode_prithvi_model_free (LodePrithviModel *self)
   lode_prithvi_encoder_free (self->encoder);
   lode_upernet_free (self->decoder);
   g_free (self);
+}
+
+void
+lode_prithvi_model_set_padding (LodePrithviModel *self, LodePrithviPadding padding)
+{
+  g_return_if_fail (self != NULL);
+  self->padding = padding;
 }
 
 LodePrithviEncoder *
@@ -959,54 +969,155 @@ lode_prithvi_normalise (float *out, const float *raw, int n, int n_bands, int h,
   return TRUE;
 }
 
+/* Where a patch sits in the padded input the network sees: TerraTorch pads
+ * each side to a multiple of twice the patch (reflecting the edge) and
+ * crops the logits back. */
+typedef struct {
+  int h, w;           /* the patch */
+  int ph, pw;         /* padded */
+  int top, left;      /* the patch's corner in the padded input */
+} Frame;
+
 static gboolean
-predict_chunk (LodePrithviModel *self, const float *raw, int n, int n_bands, int h, int w,
-               const LodePrithviCoords *coords, float *logits, GError **error)
+frame_init (LodePrithviModel *self, int h, int w, Frame *f, GError **error)
 {
-  const LodePrithviConfig *c = &self->encoder->config;
-  int k = lode_prithvi_model_get_classes (self);
-  int e = c->embed_dim, gh, gw;
-  gsize tokens;
-  g_autofree float *input = g_try_new (float, (gsize) n * LODE_PRITHVI_N_BANDS * h * w);
-  g_autofree float *small = NULL;
-  float *outs[4] = { NULL };
-  float *maps[4] = { NULL };
-  gboolean ok = FALSE;
+  int m = 2 * self->encoder->config.patch_size;
+  int pad_h = (m - h % m) % m, pad_w = (m - w % m) % m;
+
+  f->h = h, f->w = w;
+  f->ph = h + pad_h, f->pw = w + pad_w;
+  f->top = self->padding == LODE_PRITHVI_PAD_CENTRE ? pad_h / 2 : 0;
+  f->left = self->padding == LODE_PRITHVI_PAD_CENTRE ? pad_w / 2 : 0;
+  /* reflection cannot reach further than the patch itself */
+  if (h < 2 || w < 2 || MAX (f->top, pad_h - f->top) >= h || MAX (f->left, pad_w - f->left) >= w)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT,
+                   _("A %d x %d patch is too small for a model with %d x %d patches"),
+                   w, h, self->encoder->config.patch_size, self->encoder->config.patch_size);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static int
+reflect (int i, int n)
+{
+  return i < 0 ? -i : i >= n ? 2 * (n - 1) - i : i;
+}
+
+/* Bands selected, normalised and padded: [n, 6, ph, pw]. */
+static float *
+prepare_input (const float *raw, int n, int n_bands, const Frame *f, GError **error)
+{
+  gsize plane = (gsize) f->h * f->w, pplane = (gsize) f->ph * f->pw;
+  g_autofree float *input = g_try_new (float, (gsize) n * LODE_PRITHVI_N_BANDS * plane);
+  float *padded;
 
   if (input == NULL)
     {
       g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
                    _("Not enough memory to segment %d images"), n);
-      return FALSE;
+      return NULL;
     }
-  if (!lode_prithvi_normalise (input, raw, n, n_bands, h, w, error))
-    return FALSE;
-  lode_prithvi_encoder_grid (self->encoder, h, w, &gh, &gw);
-  tokens = (gsize) n * (gh * gw + 1) * e;
+  if (!lode_prithvi_normalise (input, raw, n, n_bands, f->h, f->w, error))
+    return NULL;
+  if (pplane == plane)
+    return g_steal_pointer (&input);
+  padded = g_try_new (float, (gsize) n * LODE_PRITHVI_N_BANDS * pplane);
+  if (padded == NULL)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                   _("Not enough memory to segment %d images"), n);
+      return NULL;
+    }
+  for (int p = 0; p < n * LODE_PRITHVI_N_BANDS; p++)
+    for (int y = 0; y < f->ph; y++)
+      {
+        const float *src = input + p * plane + (gsize) reflect (y - f->top, f->h) * f->w;
+        float *dst = padded + p * pplane + (gsize) y * f->pw;
+
+        for (int x = 0; x < f->pw; x++)
+          dst[x] = src[reflect (x - f->left, f->w)];
+      }
+  return padded;
+}
+
+/* The decoder's four input maps [n, E, gh, gw] for a prepared input. */
+static gboolean
+encode_maps (LodePrithviModel *self, const float *input, int n, const Frame *f, const LodePrithviCoords *coords,
+             float *maps[4], GError **error)
+{
+  const LodePrithviConfig *c = &self->encoder->config;
+  int e = c->embed_dim, gh = f->ph / c->patch_size, gw = f->pw / c->patch_size;
+  gsize tokens = (gsize) n * (gh * gw + 1) * e;
+  float *outs[4] = { NULL };
+  gboolean ok = TRUE;
+
   for (int i = 0; i < 4; i++)
     {
-      outs[i] = g_new (float, tokens);
-      maps[i] = g_new (float, (gsize) n * e * gh * gw);
+      outs[i] = g_try_new (float, tokens);
+      maps[i] = g_try_new (float, (gsize) n * e * gh * gw);
+      ok &= outs[i] != NULL && maps[i] != NULL;
     }
-  if (!lode_prithvi_encoder_forward (self->encoder, input, n, h, w, coords, c->feature_blocks, 4, outs, error))
-    goto out;
-  for (int i = 0; i < 4; i++)
-    lode_prithvi_tokens_to_image (maps[i], outs[i], n, gh, gw, e);
-  small = g_new (float, (gsize) n * k * 16 * gh * gw);
-  if (!lode_upernet_forward (self->decoder, (const float *const *) maps, n, gh, gw, small, error))
-    goto out;
-  if (4 * gh == h && 4 * gw == w)
-    memcpy (logits, small, (gsize) n * k * h * w * sizeof (float));
+  if (!ok)
+    g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                 _("Not enough memory to encode %d images"), n);
   else
-    lode_ops_resize (logits, small, n * k, 4 * gh, 4 * gw, h, w, LODE_RESIZE_BILINEAR);
-  ok = TRUE;
-out:
+    ok = lode_prithvi_encoder_forward (self->encoder, input, n, f->ph, f->pw, coords, c->feature_blocks, 4, outs,
+                                       error);
   for (int i = 0; i < 4; i++)
     {
+      if (ok)
+        lode_prithvi_tokens_to_image (maps[i], outs[i], n, gh, gw, e);
       g_free (outs[i]);
-      g_free (maps[i]);
     }
+  if (!ok)
+    for (int i = 0; i < 4; i++)
+      g_clear_pointer (&maps[i], g_free);
   return ok;
+}
+
+/* Copies the patch's window of full [nk, ph, pw] into out [nk, h, w]. */
+static void
+crop (float *out, const float *full, int nk, const Frame *f)
+{
+  for (int p = 0; p < nk; p++)
+    for (int y = 0; y < f->h; y++)
+      memcpy (out + ((gsize) p * f->h + y) * f->w,
+              full + ((gsize) p * f->ph + f->top + y) * f->pw + f->left, f->w * sizeof (float));
+}
+
+static gboolean
+predict_chunk (LodePrithviModel *self, const float *raw, int n, int n_bands, int h, int w,
+               const LodePrithviCoords *coords, float *logits, GError **error)
+{
+  int k = lode_prithvi_model_get_classes (self), p = self->encoder->config.patch_size, gh, gw;
+  g_autofree float *input = NULL, *small = NULL, *full = NULL;
+  float *maps[4] = { NULL };
+  Frame f;
+  gboolean ok;
+
+  if (!frame_init (self, h, w, &f, error)
+      || !(input = prepare_input (raw, n, n_bands, &f, error))
+      || !encode_maps (self, input, n, &f, coords, maps, error))
+    return FALSE;
+  gh = f.ph / p, gw = f.pw / p;
+  small = g_new (float, (gsize) n * k * 16 * gh * gw);
+  ok = lode_upernet_forward (self->decoder, (const float *const *) maps, n, gh, gw, small, error);
+  for (int i = 0; i < 4; i++)
+    g_free (maps[i]);
+  if (!ok)
+    return FALSE;
+  /* TerraTorch's rescale to the padded size, then the crop */
+  if (4 * gh == f.ph && 4 * gw == f.pw)
+    full = g_steal_pointer (&small);
+  else
+    {
+      full = g_new (float, (gsize) n * k * f.ph * f.pw);
+      lode_ops_resize (full, small, n * k, 4 * gh, 4 * gw, f.ph, f.pw, LODE_RESIZE_BILINEAR);
+    }
+  crop (logits, full, n * k, &f);
+  return TRUE;
 }
 
 gboolean
@@ -1171,27 +1282,27 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
                                const guint8 *masks, int n, int n_bands, int h, int w, gint64 step, double *loss,
                                GError **error)
 {
-  const LodePrithviConfig *c;
-  int k, e, gh, gw;
-  gsize plane = (gsize) h * w, tokens;
-  g_autofree float *flipped = NULL, *input = NULL, *logits = NULL;
+  int k, p, gh, gw;
+  gsize plane = (gsize) h * w;
+  g_autofree float *flipped = NULL, *input = NULL, *full = NULL, *dlogits = NULL;
   g_autofree gint16 *target = NULL;
-  float *outs[4] = { NULL }, *maps[4] = { NULL };
+  float *maps[4] = { NULL };
   LodeAdamW opt;
+  Frame f;
   double value;
-  gboolean ok = FALSE;
+  gboolean ok;
 
   g_return_val_if_fail (self != NULL && options != NULL && raw != NULL && masks != NULL, FALSE);
-  c = &self->encoder->config;
   k = lode_prithvi_model_get_classes (self);
-  e = c->embed_dim;
-  lode_prithvi_encoder_grid (self->encoder, h, w, &gh, &gw);
+  p = self->encoder->config.patch_size;
   if (n < 2)
     {
       g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT,
                    _("Training needs batches of at least 2 patches"));
       return FALSE;
     }
+  if (!frame_init (self, h, w, &f, error))
+    return FALSE;
 
   /* flips, per patch, of the bands and the mask alike */
   flipped = g_new (float, (gsize) n * n_bands * plane);
@@ -1213,52 +1324,44 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
             target[(gsize) b * plane + dst] = m < k && m != options->ignore_index ? m : -1;
           }
     }
-  input = g_new (float, (gsize) n * LODE_PRITHVI_N_BANDS * plane);
-  if (!lode_prithvi_normalise (input, flipped, n, n_bands, h, w, error))
-    return FALSE;
+  input = prepare_input (flipped, n, n_bands, &f, error);
   g_clear_pointer (&flipped, g_free);
-
-  tokens = (gsize) n * (gh * gw + 1) * e;
-  for (int i = 0; i < 4; i++)
+  if (input == NULL || !encode_maps (self, input, n, &f, NULL, maps, error))
+    return FALSE;
+  gh = f.ph / p, gw = f.pw / p;
+  full = g_try_new (float, (gsize) n * k * f.ph * f.pw);
+  dlogits = g_try_new0 (float, (gsize) n * k * f.ph * f.pw);
+  ok = full != NULL && dlogits != NULL;
+  if (!ok)
+    g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                 _("Not enough memory to train on %d patches"), n);
+  else
+    ok = lode_upernet_forward_train (self->decoder, (const float *const *) maps, n, gh, gw, options->head_dropout,
+                                     (guint64) mix (options->seed, (guint64) step) << 1 | 1, f.ph, f.pw, full, error);
+  if (ok)
     {
-      outs[i] = g_try_new (float, tokens);
-      maps[i] = g_try_new (float, (gsize) n * e * gh * gw);
-    }
-  logits = g_try_new (float, (gsize) n * k * plane);
-  for (int i = 0; i < 4; i++)
-    if (outs[i] == NULL || maps[i] == NULL || logits == NULL)
-      {
-        g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
-                     _("Not enough memory to train on %d patches"), n);
-        goto out;
-      }
-  if (!lode_prithvi_encoder_forward (self->encoder, input, n, h, w, NULL, c->feature_blocks, 4, outs, error))
-    goto out;
-  for (int i = 0; i < 4; i++)
-    lode_prithvi_tokens_to_image (maps[i], outs[i], n, gh, gw, e);
-  if (!lode_upernet_forward_train (self->decoder, (const float *const *) maps, n, gh, gw, options->head_dropout,
-                                   (guint64) mix (options->seed, (guint64) step) << 1 | 1, h, w, logits, error))
-    goto out;
+      g_autofree float *logits = g_new (float, (gsize) n * k * plane);
 
-  /* mean cross-entropy over the labelled pixels; the logits become its
-   * gradient */
-  value = lode_grad_cross_entropy (logits, logits, target, NULL, n, k, (int) plane, -1, 1.0f);
-  if (loss != NULL)
-    *loss = value;
-  lode_upernet_zero_grad (self->decoder);
-  lode_upernet_backward (self->decoder, logits);
-  lode_upernet_release (self->decoder);
-  lode_adamw_init_defaults (&opt);
-  opt.lr = options->lr;
-  opt.weight_decay = options->weight_decay;
-  lode_upernet_adamw_step (self->decoder, &opt);
-  ok = TRUE;
-out:
+      /* mean cross-entropy over the labelled pixels of the patch (the
+       * padding is cropped away); its gradient goes back into the padded
+       * frame, zero outside the patch */
+      crop (logits, full, n * k, &f);
+      value = lode_grad_cross_entropy (logits, logits, target, NULL, n, k, (int) plane, -1, 1.0f);
+      if (loss != NULL)
+        *loss = value;
+      for (int q = 0; q < n * k; q++)
+        for (int y = 0; y < h; y++)
+          memcpy (dlogits + ((gsize) q * f.ph + f.top + y) * f.pw + f.left, logits + ((gsize) q * h + y) * w,
+                  w * sizeof (float));
+      lode_upernet_zero_grad (self->decoder);
+      lode_upernet_backward (self->decoder, dlogits);
+      lode_adamw_init_defaults (&opt);
+      opt.lr = options->lr;
+      opt.weight_decay = options->weight_decay;
+      lode_upernet_adamw_step (self->decoder, &opt);
+    }
   lode_upernet_release (self->decoder);
   for (int i = 0; i < 4; i++)
-    {
-      g_free (outs[i]);
-      g_free (maps[i]);
-    }
+    g_free (maps[i]);
   return ok;
 }

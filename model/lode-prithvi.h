@@ -33,6 +33,11 @@
  * Only the blocks up to the deepest one used are loaded and run, unless
  * options.load_all_blocks.
  *
+ * The segmenter pads patches to multiples of twice the patch size (128 is
+ * one for patch 16; with the 600M's 14 a 128 patch becomes 140, a 10 x 10
+ * grid), runs, upsamples the decoder's logits to the padded size and crops
+ * the patch back, as TerraTorch's PixelWiseModel does.
+ *
  * Input: the six bands B, G, R, narrow NIR, SWIR1, SWIR2 (SmallMinesDS
  * indices 0, 1, 2, 7, 8, 9) in reflectance x 10000, normalised with the
  * published SmallMinesDS mean and standard deviation; NaN (nodata) becomes
@@ -65,11 +70,21 @@ extern const int    lode_prithvi_band_indices[LODE_PRITHVI_N_BANDS];
 extern const double lode_prithvi_band_mean[LODE_PRITHVI_N_BANDS];
 extern const double lode_prithvi_band_std[LODE_PRITHVI_N_BANDS];
 
+/* How patches whose sides are not multiples of twice the patch size are
+ * padded (by reflection) before the encoder, the logits being cropped back
+ * afterwards. */
+typedef enum {
+  LODE_PRITHVI_PAD_END,     /* right and bottom: TerraTorch 0.99-1.1, the
+                             * published SmallMinesDS training */
+  LODE_PRITHVI_PAD_CENTRE,  /* both sides evenly: TerraTorch 1.2 */
+} LodePrithviPadding;
+
 typedef struct {
   int      num_heads;           /* 0: from the width */
   int      img_size;            /* 0: 224, the size of the position table */
   int      feature_blocks[4];   /* blocks feeding the decoder; all -1: 0, 1, 2, 3 */
   gboolean load_all_blocks;     /* load every block, not only those used */
+  LodePrithviPadding padding;   /* LODE_PRITHVI_PAD_END */
 } LodePrithviOptions;
 
 typedef struct {
@@ -173,6 +188,8 @@ LodePrithviModel *lode_prithvi_model_new_with_decoder    (const char            
 LodePrithviModel *lode_prithvi_model_new         (LodePrithviEncoder *encoder,
                                                   LodeUpernet        *decoder);
 void              lode_prithvi_model_free        (LodePrithviModel *self);
+void              lode_prithvi_model_set_padding (LodePrithviModel   *self,
+                                                  LodePrithviPadding  padding);
 LodePrithviEncoder *lode_prithvi_model_get_encoder (LodePrithviModel *self);
 LodeUpernet      *lode_prithvi_model_get_decoder (LodePrithviModel *self);
 int               lode_prithvi_model_get_classes (LodePrithviModel *self);

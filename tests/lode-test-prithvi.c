@@ -66,9 +66,9 @@ lode_test_prithvi_layout (const char *file)
   return layout;
 }
 
-void
-lode_test_prithvi_write_ckpt (const char *path, GPtrArray *layout, const char *prefix, LodeTestWrap wrap,
-                              gboolean (*keep) (const char *name))
+static void
+write_ckpt (const char *path, GPtrArray *layout, const char *prefix, LodeTestWrap wrap,
+            gboolean (*keep) (const char *name), gboolean zeros)
 {
   g_autoptr(GArray) tensors = g_array_new (FALSE, TRUE, sizeof (LodeTestTensor));
   g_autoptr(GArray) entries = g_array_new (FALSE, TRUE, sizeof (LodeTestZipEntry));
@@ -97,14 +97,15 @@ lode_test_prithvi_write_ckpt (const char *path, GPtrArray *layout, const char *p
       memcpy (t.shape, e->shape, sizeof t.shape);
       g_array_append_val (tensors, t);
 
-      bytes = g_malloc0 ((gsize) numel * (e->is_long ? 8 : 4));
-      if (!e->is_long)
+      bytes = zeros ? NULL : g_malloc0 ((gsize) numel * (e->is_long ? 8 : 4));
+      if (bytes != NULL && !e->is_long)
         lode_test_weights_fill (e->name, e->shape, e->ndim, (float *) bytes);
-      g_ptr_array_add (strings, bytes);
+      if (bytes != NULL)
+        g_ptr_array_add (strings, bytes);
       z.name = g_strdup_printf ("archive/data/%s", t.key);
       g_ptr_array_add (strings, (char *) z.name);
       z.nbytes = (guint64) numel * (e->is_long ? 8 : 4);
-      z.fill = LODE_TEST_FILL_BYTES;
+      z.fill = zeros ? LODE_TEST_FILL_ZEROS : LODE_TEST_FILL_BYTES;
       z.bytes = bytes;
       g_array_append_val (entries, z);
     }
@@ -120,6 +121,19 @@ lode_test_prithvi_write_ckpt (const char *path, GPtrArray *layout, const char *p
     g_array_append_val (entries, tail);
   }
   lode_test_zip_write (path, (LodeTestZipEntry *) entries->data, entries->len, TRUE);
+}
+
+void
+lode_test_prithvi_write_ckpt (const char *path, GPtrArray *layout, const char *prefix, LodeTestWrap wrap,
+                              gboolean (*keep) (const char *name))
+{
+  write_ckpt (path, layout, prefix, wrap, keep, FALSE);
+}
+
+void
+lode_test_prithvi_write_zero_ckpt (const char *path, GPtrArray *layout)
+{
+  write_ckpt (path, layout, "", LODE_TEST_WRAP_NONE, NULL, TRUE);
 }
 
 void

@@ -27,6 +27,10 @@ void       lode_test_prithvi_write_ckpt  (const char   *path,
                                           LodeTestWrap  wrap,
                                           gboolean    (*keep) (const char *name));
 
+/* The same with every storage zero, written as holes (a sparse file). */
+void       lode_test_prithvi_write_zero_ckpt (const char *path,
+                                              GPtrArray  *layout);
+
 typedef struct {
   float  *data;       /* count values: element i is element i*stride of the tensor */
   gsize   count;

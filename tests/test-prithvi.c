@@ -348,8 +348,8 @@ test_errors (Fixture *f, gconstpointer data)
   g_assert_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_NOT_ZIP);
   g_clear_error (&error);
 
-  /* wrong band count, an image smaller than a patch, a grid too small for
-   * the pyramid (16 x 16 gives one token) */
+  /* wrong band count, images too small to pad by reflection to a multiple
+   * of 32 (8 x 8, 16 x 16) */
   g_assert_false (lode_prithvi_model_predict (model, raw, 1, 4, SIZE, SIZE, NULL, NULL, (guint8 *) logits, &error));
   g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT);
   g_clear_error (&error);
@@ -357,8 +357,23 @@ test_errors (Fixture *f, gconstpointer data)
   g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT);
   g_clear_error (&error);
   g_assert_false (lode_prithvi_model_predict (model, raw, 1, 6, 16, 16, NULL, logits, NULL, &error));
-  g_assert_error (error, LODE_UPERNET_ERROR, LODE_UPERNET_ERROR_SIZE);
+  g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT);
   g_clear_error (&error);
+  /* a 1 x 1 grid is too small for the decoder's pyramid */
+  {
+    const float *maps[4] = { raw, raw, raw, raw };
+
+    g_assert_false (lode_upernet_forward (lode_prithvi_model_get_decoder (model), maps, 1, 1, 1, logits, &error));
+    g_assert_error (error, LODE_UPERNET_ERROR, LODE_UPERNET_ERROR_SIZE);
+    g_clear_error (&error);
+  }
+  /* 48 x 48 pads to 64 */
+  {
+    g_autofree guint8 *masks = g_new (guint8, 48 * 48);
+
+    g_assert_true (lode_prithvi_model_predict (model, raw, 1, 6, 48, 48, NULL, NULL, masks, &error));
+    g_assert_no_error (error);
+  }
 }
 
 /* AdaptiveAvgPool2d by hand: 4 -> 3 and 2 -> 3 (overlapping cells). */
@@ -641,6 +656,88 @@ test_upernet_grad_parity (void)
     g_free (feats[k]);
 }
 
+/* The 600M's patch 14 on 70 x 70 patches against TerraTorch: the encoder
+ * on a 5 x 5 grid (the border ignored, the position table interpolated from
+ * 16 x 16); the segmenter on the input padded to 84 by reflection, at the
+ * right and bottom (TerraTorch up to 1.1, the default) or on both sides
+ * (TerraTorch 1.2). */
+static void
+test_patch14 (void)
+{
+  g_autoptr(GPtrArray) layout = lode_test_prithvi_layout ("prithvi_patch14.layout.tsv");
+  g_autofree char *dir = lode_test_mkdtemp ();
+  g_autofree char *path = g_build_filename (dir, "patch14.pt", NULL);
+  g_autofree float *raw = g_new (float, 2 * 6 * 70 * 70);
+  g_autofree float *input = g_new (float, 2 * 6 * 70 * 70);
+  g_autofree float *logits = g_new (float, 2 * 2 * 70 * 70);
+  g_autoptr(LodePrithviModel) model = NULL;
+  g_autoptr(LodeTestRecord) ref = lode_test_prithvi_record ("patch14", "logits");
+  g_autoptr(LodeTestRecord) ref_end = lode_test_prithvi_record ("patch14", "logits_end");
+  g_autoptr(GError) error = NULL;
+  const int blocks[4] = { 0, 1, 2, 3 };
+  float *outs[4];
+
+  lode_test_prithvi_write_ckpt (path, layout, "", LODE_TEST_WRAP_NONE, NULL);
+  model = open_reduced (path, NULL);
+  g_assert_cmpint (lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (model))->patch_size, ==, 14);
+  lode_test_prithvi_raw_input (raw, 2, 70, 70);
+  g_assert_true (lode_prithvi_normalise (input, raw, 2, 6, 70, 70, &error));
+  for (int i = 0; i < 4; i++)
+    outs[i] = g_new (float, 2 * 26 * 64);
+  g_assert_true (lode_prithvi_encoder_forward (lode_prithvi_model_get_encoder (model), input, 2, 70, 70, NULL,
+                                               blocks, 4, outs, &error));
+  for (int i = 0; i < 4; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("block%d", i);
+      g_autoptr(LodeTestRecord) r = lode_test_prithvi_record ("patch14", name);
+
+      g_assert_cmpfloat (lode_test_record_error (r, outs[i]), <, TOL);
+      g_free (outs[i]);
+    }
+  g_assert_true (lode_prithvi_model_predict (model, raw, 2, 6, 70, 70, NULL, logits, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("logits, padded at the end: relative error %.3g", lode_test_record_error (ref_end, logits));
+  g_assert_cmpfloat (lode_test_record_error (ref_end, logits), <, TOL);
+  lode_prithvi_model_set_padding (model, LODE_PRITHVI_PAD_CENTRE);
+  g_assert_true (lode_prithvi_model_predict (model, raw, 2, 6, 70, 70, NULL, logits, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("logits, padded evenly: relative error %.3g", lode_test_record_error (ref, logits));
+  g_assert_cmpfloat (lode_test_record_error (ref, logits), <, TOL);
+  lode_test_rmtree (dir);
+}
+
+/* The official Prithvi_EO_V2_600M.pt layout (2.6 GB, written sparse with
+ * zero storages) gives the 600M configuration; only the four blocks the
+ * recipe reads are loaded. */
+static void
+test_600m_layout (void)
+{
+  g_autoptr(GPtrArray) layout = lode_test_prithvi_layout ("prithvi_600m.layout.tsv");
+  g_autofree char *dir = lode_test_mkdtemp ();
+  g_autofree char *path = g_build_filename (dir, "Prithvi_EO_V2_600M.pt", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodeCheckpoint) ckpt = NULL;
+  g_autoptr(LodePrithviEncoder) encoder = NULL;
+  const LodePrithviConfig *c;
+
+  lode_test_prithvi_write_zero_ckpt (path, layout);
+  ckpt = lode_checkpoint_open (path, &error);
+  g_assert_no_error (error);
+  encoder = lode_prithvi_encoder_new_from_checkpoint (ckpt, NULL, &error);
+  g_assert_no_error (error);
+  c = lode_prithvi_encoder_get_config (encoder);
+  g_assert_cmpstr (c->size_name, ==, "600M");
+  g_assert_cmpint (c->embed_dim, ==, 1280);
+  g_assert_cmpint (c->depth, ==, 32);
+  g_assert_cmpint (c->loaded_depth, ==, 4);
+  g_assert_cmpint (c->num_heads, ==, 16);
+  g_assert_cmpint (c->mlp_hidden, ==, 5120);
+  g_assert_cmpint (c->patch_size, ==, 14);
+  g_assert_cmpint (c->in_chans, ==, 6);
+  g_assert_false (c->temporal_encoding || c->location_encoding);
+  lode_test_rmtree (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -653,6 +750,8 @@ main (int argc, char **argv)
               fixture_tear_down);
   g_test_add ("/prithvi/reduced/errors", Fixture, NULL, fixture_set_up, test_errors, fixture_tear_down);
   g_test_add_func ("/prithvi/generated", test_generated);
+  g_test_add_func ("/prithvi/patch14", test_patch14);
+  g_test_add_func ("/prithvi/600m-layout", test_600m_layout);
   g_test_add_func ("/prithvi/upernet/adaptive-pool", test_adaptive_pool);
   g_test_add_func ("/prithvi/upernet/new", test_upernet_new);
   g_test_add_func ("/prithvi/upernet/backward", test_upernet_backward);

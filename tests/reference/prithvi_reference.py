@@ -25,6 +25,16 @@ Cases:
            3 classes, time and location encodings (learned scales), batch 2
            at 64 x 64 (4 x 4 tokens; position table interpolated from 14 x 14);
            whole tensors.
+  patch14  the 600M's patch 14 in a reduced model (embed 64, depth 4, heads
+           4, decoder channels 32, 2 classes, no coordinates), batch 2 at
+           70 x 70: a 5 x 5 grid (the border ignored), the position table
+           interpolated from 16 x 16, an odd pyramid (5 -> 2 after the max
+           pool). TerraTorch 1.2 pads the input evenly by reflection to a
+           multiple of twice the patch (84), rescales the logits to 84 and
+           crops the centre: "logits". TerraTorch 0.99-1.1, which the
+           published training used, pads at the right and bottom and crops
+           the top-left: "logits_end", made here by padding by hand (84 is
+           a multiple, so the model pads no further); whole tensors.
   300m     the published configuration, 2 classes, 1 image at 128 x 128;
            block outputs 0-3 and 23 every 7th value, logits whole.
   grad     the decoder and head alone (width 16, 8 channels, 3 classes) in
@@ -40,6 +50,7 @@ Files, in tests/data/prithvi/:
   prithvi_reduced.layout.tsv    the reduced model's state dict (key, shape, dtype)
   prithvi_300m.layout.tsv       the official Prithvi_EO_V2_300M.pt checkpoint
                                 (PrithviMAE, num_frames 4, MAE decoder included)
+  prithvi_600m.layout.tsv       the same for Prithvi_EO_V2_600M.pt
   prithvi_300m_upernet.layout.tsv  the UperNet decoder and head of the recipe
 
 Run from the checkout: /work/main/.venv/bin/python tests/reference/prithvi_reference.py
@@ -92,9 +103,9 @@ def normalise(raw):
     return (torch.from_numpy(raw) - m) / s
 
 
-def build(num_classes, **kwargs):
+def build(num_classes, backbone="prithvi_eo_v2_300", **kwargs):
     return PrithviModelFactory().build_model(
-        task="segmentation", backbone="prithvi_eo_v2_300", bands=BANDS, in_channels=6,
+        task="segmentation", backbone=backbone, bands=BANDS, in_channels=6,
         num_classes=num_classes, pretrained=False, decoder="UperNetDecoder", rescale=True,
         backbone_num_frames=1, head_dropout=0.1, decoder_scale_modules=True, **kwargs)
 
@@ -166,14 +177,32 @@ def reduced():
     write("reduced", run(model, x, [0, 1, 2, 3], **coords), {})
 
 
-def large():
-    torch.manual_seed(0)
-    cfg = dict(prithvi_cfgs["prithvi_eo_v2_300"])
+def patch14():
+    model = build(2, backbone="prithvi_eo_v2_600", backbone_embed_dim=64, backbone_depth=4,
+                  backbone_num_heads=4, decoder_channels=32)
+    set_weights(model)
+    write_layout("prithvi_patch14.layout.tsv", model.state_dict())
+    x = normalise(raw_input(2, 70, 70))
+    out = run(model, x, [0, 1, 2, 3])
+    with torch.no_grad():
+        padded = torch.nn.functional.pad(x, (0, 14, 0, 14), mode="reflect")
+        out.append(("logits_end", model(padded).output[..., :70, :70]))
+    write("patch14", out, {})
+
+
+def official_layout(variant, file):
+    cfg = dict(prithvi_cfgs[variant])
     for k in ("mean", "std", "bands", "mask_ratio", "norm_pix_loss"):
         cfg.pop(k)
-    mae = PrithviMAE(**cfg)
-    write_layout("prithvi_300m.layout.tsv", mae.state_dict())
-    del mae
+    with torch.device("meta"):
+        mae = PrithviMAE(**cfg)
+    write_layout(file, mae.state_dict())
+
+
+def large():
+    torch.manual_seed(0)
+    official_layout("prithvi_eo_v2_300", "prithvi_300m.layout.tsv")
+    official_layout("prithvi_eo_v2_600", "prithvi_600m.layout.tsv")
     model = build(2)
     set_weights(model)
     write_layout("prithvi_300m_upernet.layout.tsv", model.state_dict(),
@@ -212,6 +241,7 @@ def grad():
 def main():
     torch.set_num_threads(2)
     reduced()
+    patch14()
     large()
     grad()
 

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <cblas.h>
 #include <string.h>
 
 #include <glib/gi18n.h>
@@ -119,7 +120,7 @@ lode_bench_prithvi (int argc, char **argv)
   g_autofree char *checkpoint = NULL;
   g_autofree char *decoder = NULL;
   g_autofree char *blocks_text = NULL;
-  int batch = 4, size = 128, repeat = 3, classes = 2;
+  int batch = 4, size = 128, repeat = 3, classes = 2, threads = 0;
   gboolean train = FALSE;
   int blocks[4] = { 0, 1, 2, 3 };
   const GOptionEntry entries[] = {
@@ -129,6 +130,7 @@ lode_bench_prithvi (int argc, char **argv)
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, N_("Patches per batch (default 4)"), N_("N") },
     { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Patch width and height (default 128)"), N_("PIXELS") },
     { "repeat", 'r', 0, G_OPTION_ARG_INT, &repeat, N_("Timed batches after one warm-up batch (default 3)"), N_("N") },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &threads, N_("OpenBLAS threads (default: OpenBLAS's own choice)"), N_("N") },
     { "train", 0, 0, G_OPTION_ARG_NONE, &train, N_("Time decoder training steps (the recipe's) instead of prediction"), NULL },
     { "blocks", 0, 0, G_OPTION_ARG_STRING, &blocks_text, N_("Encoder blocks feeding the decoder (default 0,1,2,3 as the recipe)"), N_("A,B,C,D") },
     { NULL }
@@ -166,6 +168,8 @@ lode_bench_prithvi (int argc, char **argv)
       return LODE_EXIT_USAGE;
     }
 
+  if (threads > 0)
+    openblas_set_num_threads (threads);
   reset_peak ();
   base_kib = peak_kib ();
   model = make_model (model_size, checkpoint, decoder, blocks, classes, blocks_text != NULL, &error);
@@ -214,6 +218,7 @@ lode_bench_prithvi (int argc, char **argv)
            c->size_name, train ? _("decoder training") : _("prediction"), c->feature_blocks[0], c->feature_blocks[1], c->feature_blocks[2], c->feature_blocks[3],
            c->loaded_depth, c->depth, batch, size, size,
            (double) batch * repeat / (total / 1e6), total / 1e3 / ((double) batch * repeat), repeat);
-  g_print (_("Peak memory: %.0f MiB (weights %.0f MiB)\n"), peak_kib () / 1024.0, weights_kib / 1024.0);
+  g_print (_("Peak memory: %.0f MiB (weights %.0f MiB); OpenBLAS threads: %d\n"), peak_kib () / 1024.0,
+           weights_kib / 1024.0, openblas_get_num_threads ());
   return LODE_EXIT_OK;
 }

@@ -96,23 +96,6 @@ lode_prithvi_config_init (LodePrithviConfig *config, const char *name)
 
 /* ---- loading ------------------------------------------------------------ */
 
-static const char *
-find_suffix (LodeCheckpoint *checkpoint, const char *suffix)
-{
-  gsize len = strlen (suffix);
-
-  for (guint i = 0; i < lode_checkpoint_n_tensors (checkpoint); i++)
-    {
-      const char *name = lode_checkpoint_name (checkpoint, i);
-      gsize nl = strlen (name);
-
-      if (nl >= len && strcmp (name + nl - len, suffix) == 0
-          && (nl == len || name[nl - len - 1] == '.'))
-        return name;
-    }
-  return NULL;
-}
-
 /* Loads prefix + name and checks its shape: dims[] of length ndim, where a
  * dimension of -1 accepts any size. */
 static LodeTensor *
@@ -251,7 +234,7 @@ lode_prithvi_encoder_new_from_checkpoint (LodeCheckpoint *checkpoint, const Lode
       options = &defaults;
     }
 
-  patch = find_suffix (checkpoint, "patch_embed.proj.weight");
+  patch = lode_upernet_checkpoint_find (checkpoint, "patch_embed.proj.weight");
   if (patch == NULL)
     {
       g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,

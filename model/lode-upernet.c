@@ -252,9 +252,10 @@ lode_upernet_new (const LodeUpernetConfig *config, guint64 seed, GError **error)
   return self;
 }
 
-static const char *
-find_suffix (LodeCheckpoint *checkpoint, const char *suffix)
+const char *
+lode_upernet_checkpoint_find (LodeCheckpoint *checkpoint, const char *suffix)
 {
+  g_return_val_if_fail (checkpoint != NULL && suffix != NULL, NULL);
   gsize len = strlen (suffix);
 
   for (guint i = 0; i < lode_checkpoint_n_tensors (checkpoint); i++)
@@ -273,14 +274,14 @@ gboolean
 lode_upernet_checkpoint_has_decoder (LodeCheckpoint *checkpoint)
 {
   g_return_val_if_fail (checkpoint != NULL, FALSE);
-  return find_suffix (checkpoint, "fpn1.0.weight") != NULL;
+  return lode_upernet_checkpoint_find (checkpoint, "fpn1.0.weight") != NULL;
 }
 
 LodeUpernet *
 lode_upernet_new_from_checkpoint (LodeCheckpoint *checkpoint, GError **error)
 {
-  const char *fpn1 = find_suffix (checkpoint, "decoder.fpn1.0.weight");
-  const char *head = find_suffix (checkpoint, "head.head.2.weight");
+  const char *fpn1 = lode_upernet_checkpoint_find (checkpoint, "decoder.fpn1.0.weight");
+  const char *head = lode_upernet_checkpoint_find (checkpoint, "head.head.2.weight");
   g_autofree char *prefix = NULL;
   g_autofree char *head_prefix = NULL;
   g_autoptr(LodeUpernet) self = NULL;

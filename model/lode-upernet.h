@@ -73,6 +73,11 @@ LodeUpernet *lode_upernet_new_from_checkpoint (LodeCheckpoint  *checkpoint,
 void         lode_upernet_free             (LodeUpernet             *self);
 const LodeUpernetConfig *lode_upernet_get_config (LodeUpernet       *self);
 
+/* The first tensor of checkpoint named suffix or ending in "." suffix
+ * (how a model's prefix inside a bigger checkpoint is found), or NULL. */
+const char  *lode_upernet_checkpoint_find  (LodeCheckpoint *checkpoint,
+                                            const char     *suffix);
+
 /* TRUE when checkpoint holds an UperNet decoder (a name ending in
  * "fpn1.0.weight"). */
 gboolean     lode_upernet_checkpoint_has_decoder (LodeCheckpoint *checkpoint);

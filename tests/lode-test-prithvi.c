@@ -224,3 +224,21 @@ lode_test_prithvi_hashed (float *out, gsize n, guint64 salt)
   for (gsize i = 0; i < n; i++)
     out[i] = (float) ((double) (((i + salt) * 2654435761u) & 0xFFFFFFFFu) / 4294967296.0 * 4.0 - 2.0);
 }
+
+LodePrithviModel *
+lode_test_prithvi_open (const char *path, const char *decoder_path, gboolean fresh_decoder)
+{
+  LodePrithviOptions options;
+  g_autoptr(GError) error = NULL;
+  LodePrithviModel *model;
+
+  lode_prithvi_options_init (&options);
+  options.num_heads = 4;
+  if (fresh_decoder)
+    model = lode_prithvi_model_new_with_decoder (path, 2, 32, 2, &options, &error);
+  else
+    model = lode_prithvi_model_new_from_checkpoint (path, decoder_path, &options, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (model);
+  return model;
+}

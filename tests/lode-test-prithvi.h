@@ -6,6 +6,7 @@
 
 #include <glib.h>
 
+#include "lode-prithvi.h"
 #include "lode-test-ckpt.h"
 
 G_BEGIN_DECLS
@@ -52,6 +53,13 @@ void       lode_test_prithvi_raw_input   (float *out,
                                           int    n,
                                           int    h,
                                           int    w);
+
+/* The reduced models of the fixtures (4 heads, which the shapes do not
+ * tell): encoder from path, decoder from decoder_path (NULL: path too),
+ * or a new decoder of 2 classes and 32 channels when fresh_decoder. */
+LodePrithviModel *lode_test_prithvi_open (const char *path,
+                                          const char *decoder_path,
+                                          gboolean    fresh_decoder);
 
 /* The reference script's hashed: ((i + salt) * 2654435761 mod 2^32) / 2^32
  * * 4 - 2 for i < n. */

@@ -119,23 +119,6 @@ is_encoder (const char *name)
   return g_str_has_prefix (name, "encoder.");
 }
 
-static LodePrithviModel *
-open_model (const char *encoder, const char *decoder)
-{
-  LodePrithviOptions options;
-  g_autoptr(GError) error = NULL;
-  LodePrithviModel *model;
-
-  lode_prithvi_options_init (&options);
-  options.num_heads = 4;
-  if (decoder != NULL)
-    model = lode_prithvi_model_new_from_checkpoint (encoder, decoder, &options, &error);
-  else
-    model = lode_prithvi_model_new_with_decoder (encoder, 2, 32, 2, &options, &error);
-  g_assert_no_error (error);
-  return model;
-}
-
 /* The encoder's outputs for the first validation patch. */
 static float *
 encode (LodePrithviModel *model, const Patches *val)
@@ -186,7 +169,7 @@ test_train_demo (void)
 
     lode_test_prithvi_write_ckpt (enc_path, layout, "", LODE_TEST_WRAP_NONE, is_encoder);
   }
-  model = open_model (enc_path, NULL);
+  model = lode_test_prithvi_open (enc_path, NULL, TRUE);
   tokens_before = encode (model, val);
 
   before = mining_iou (model, val);
@@ -244,7 +227,7 @@ test_train_demo (void)
   /* the saved decoder loads back and segments alike */
   g_assert_true (lode_prithvi_model_save_decoder (model, saved, &error));
   g_assert_no_error (error);
-  reloaded = open_model (enc_path, saved);
+  reloaded = lode_test_prithvi_open (enc_path, saved, FALSE);
   pred = g_new (guint8, (gsize) val->n * plane);
   pred2 = g_new (guint8, (gsize) val->n * plane);
   g_assert_true (lode_prithvi_model_predict (model, val->images, val->n, 13, SIZE, SIZE, NULL, NULL, pred, &error));

@@ -53,21 +53,6 @@ fixture_tear_down (Fixture *f, gconstpointer data)
   g_free (f->path);
 }
 
-static LodePrithviModel *
-open_reduced (const char *path, const char *decoder_path)
-{
-  LodePrithviOptions options;
-  g_autoptr(GError) error = NULL;
-  LodePrithviModel *model;
-
-  lode_prithvi_options_init (&options);
-  options.num_heads = 4;
-  model = lode_prithvi_model_new_from_checkpoint (path, decoder_path, &options, &error);
-  g_assert_no_error (error);
-  g_assert_nonnull (model);
-  return model;
-}
-
 static float *
 predict (LodePrithviModel *model, const float *raw, int n, int bands, const LodePrithviCoords *coords)
 {
@@ -82,7 +67,7 @@ predict (LodePrithviModel *model, const float *raw, int n, int bands, const Lode
 static void
 test_config (Fixture *f, gconstpointer data)
 {
-  g_autoptr(LodePrithviModel) model = open_reduced (f->path, NULL);
+  g_autoptr(LodePrithviModel) model = lode_test_prithvi_open (f->path, NULL, FALSE);
   const LodePrithviConfig *c = lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (model));
   LodeUpernet *decoder = lode_prithvi_model_get_decoder (model);
   const LodeUpernetConfig *d = lode_upernet_get_config (decoder);
@@ -131,7 +116,7 @@ test_config (Fixture *f, gconstpointer data)
 static void
 test_parity (Fixture *f, gconstpointer data)
 {
-  g_autoptr(LodePrithviModel) model = open_reduced (f->path, NULL);
+  g_autoptr(LodePrithviModel) model = lode_test_prithvi_open (f->path, NULL, FALSE);
   LodePrithviEncoder *encoder = lode_prithvi_model_get_encoder (model);
   g_autofree float *raw = g_new (float, (gsize) N * 6 * SIZE * SIZE);
   g_autofree float *input = g_new (float, (gsize) N * 6 * SIZE * SIZE);
@@ -191,7 +176,7 @@ test_parity (Fixture *f, gconstpointer data)
 static void
 test_batch_and_bands (Fixture *f, gconstpointer data)
 {
-  g_autoptr(LodePrithviModel) model = open_reduced (f->path, NULL);
+  g_autoptr(LodePrithviModel) model = lode_test_prithvi_open (f->path, NULL, FALSE);
   gsize plane = SIZE * SIZE;
   g_autofree float *raw = g_new (float, (gsize) N * 6 * plane);
   g_autofree float *raw13 = g_new (float, (gsize) N * 13 * plane);
@@ -262,13 +247,13 @@ test_checkpoint_forms (Fixture *f, gconstpointer data)
   lode_test_prithvi_write_ckpt (enc, layout, "", LODE_TEST_WRAP_NONE, is_encoder);
   lode_test_prithvi_write_ckpt (dec, layout, "", LODE_TEST_WRAP_NONE, is_not_encoder);
   {
-    g_autoptr(LodePrithviModel) model = open_reduced (lightning, NULL);
+    g_autoptr(LodePrithviModel) model = lode_test_prithvi_open (lightning, NULL, FALSE);
     g_autofree float *logits = predict (model, raw, N, 6, &coords);
 
     g_assert_cmpfloat (lode_test_record_error (ref, logits), <, TOL);
   }
   {
-    g_autoptr(LodePrithviModel) model = open_reduced (enc, dec);
+    g_autoptr(LodePrithviModel) model = lode_test_prithvi_open (enc, dec, FALSE);
     g_autofree float *logits = predict (model, raw, N, 6, &coords);
 
     g_assert_cmpfloat (lode_test_record_error (ref, logits), <, TOL);
@@ -309,7 +294,7 @@ test_errors (Fixture *f, gconstpointer data)
   g_autoptr(GPtrArray) layout = lode_test_prithvi_layout ("prithvi_reduced.layout.tsv");
   g_autofree char *broken = g_build_filename (f->dir, "broken.pt", NULL);
   g_autofree float *raw = g_new0 (float, (gsize) 13 * SIZE * SIZE);
-  g_autoptr(LodePrithviModel) model = open_reduced (f->path, NULL);
+  g_autoptr(LodePrithviModel) model = lode_test_prithvi_open (f->path, NULL, FALSE);
   LodePrithviOptions options;
   g_autoptr(GError) error = NULL;
   LodePrithviModel *bad;
@@ -678,7 +663,7 @@ test_patch14 (void)
   float *outs[4];
 
   lode_test_prithvi_write_ckpt (path, layout, "", LODE_TEST_WRAP_NONE, NULL);
-  model = open_reduced (path, NULL);
+  model = lode_test_prithvi_open (path, NULL, FALSE);
   g_assert_cmpint (lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (model))->patch_size, ==, 14);
   lode_test_prithvi_raw_input (raw, 2, 70, 70);
   g_assert_true (lode_prithvi_normalise (input, raw, 2, 6, 70, 70, &error));

@@ -203,7 +203,7 @@ lode_bench_prithvi (int argc, char **argv)
         ok = lode_prithvi_model_train_step (model, &options, raw, masks, batch, LODE_PRITHVI_N_BANDS, size, size, r,
                                             NULL, &error);
       else
-        ok = lode_prithvi_model_predict (model, raw, batch, LODE_PRITHVI_N_BANDS, size, size, NULL, NULL, masks,
+        ok = lode_prithvi_model_predict (model, raw, batch, LODE_PRITHVI_N_BANDS, size, size, NULL, NULL, masks, NULL,
                                          &error);
       if (!ok)
         {

@@ -1105,7 +1105,8 @@ predict_chunk (LodePrithviModel *self, const float *raw, int n, int n_bands, int
 
 gboolean
 lode_prithvi_model_predict (LodePrithviModel *self, const float *raw, int n, int n_bands, int h, int w,
-                            const LodePrithviCoords *coords, float *logits, guint8 *masks, GError **error)
+                            const LodePrithviCoords *coords, float *logits, guint8 *masks, GCancellable *cancellable,
+                            GError **error)
 {
   int k;
   gsize plane = (gsize) h * w;
@@ -1130,6 +1131,8 @@ lode_prithvi_model_predict (LodePrithviModel *self, const float *raw, int n, int
                        _("Not enough memory to segment %d images"), n);
           return FALSE;
         }
+      if (g_cancellable_set_error_if_cancelled (cancellable, error))
+        return FALSE;
       if (coords != NULL)
         {
           sub.temporal = coords->temporal ? coords->temporal + 2 * start : NULL;

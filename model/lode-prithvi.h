@@ -45,7 +45,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 #include "lode-checkpoint.h"
 #include "lode-upernet.h"
@@ -207,7 +207,10 @@ gboolean lode_prithvi_normalise (float       *out,
 /* Segments n patches at once: raw [n, n_bands, h, w] as for
  * lode_prithvi_normalise. Writes logits [n, classes, h, w] (the decoder's
  * output upsampled bilinearly to the input size) and/or masks [n, h, w]
- * (the arg max); either may be NULL. coords may be NULL. */
+ * (the arg max); either may be NULL. coords and cancellable may be NULL;
+ * patches go through in groups of 8, and cancellation is seen between
+ * groups (G_IO_ERROR_CANCELLED). Several threads may predict with one
+ * model at once, but not while it trains. */
 gboolean lode_prithvi_model_predict (LodePrithviModel        *self,
                                      const float             *raw,
                                      int                      n,
@@ -217,6 +220,7 @@ gboolean lode_prithvi_model_predict (LodePrithviModel        *self,
                                      const LodePrithviCoords *coords,
                                      float                   *logits,
                                      guint8                  *masks,
+                                     GCancellable            *cancellable,
                                      GError                 **error);
 
 /* Writes the decoder and head as a safetensors file with TerraTorch's

@@ -80,7 +80,7 @@ test_logits (void)
 
   lode_test_prithvi_raw_input (raw, 1, SIZE, SIZE);
   t0 = g_get_monotonic_time ();
-  g_assert_true (lode_prithvi_model_predict (model, raw, 1, 6, SIZE, SIZE, NULL, logits, NULL, &error));
+  g_assert_true (lode_prithvi_model_predict (model, raw, 1, 6, SIZE, SIZE, NULL, logits, NULL, NULL, &error));
   g_assert_no_error (error);
   g_test_message ("one 128 x 128 patch segmented in %.2f s", (g_get_monotonic_time () - t0) / 1e6);
   err = lode_test_record_error (ref, logits);

@@ -98,7 +98,7 @@ mining_iou (LodePrithviModel *model, const Patches *val)
   g_autoptr(GError) error = NULL;
   gint64 inter = 0, uni = 0;
 
-  g_assert_true (lode_prithvi_model_predict (model, val->images, val->n, 13, SIZE, SIZE, NULL, NULL, pred,
+  g_assert_true (lode_prithvi_model_predict (model, val->images, val->n, 13, SIZE, SIZE, NULL, NULL, pred, NULL,
                                              &error));
   g_assert_no_error (error);
   for (gsize i = 0; i < (gsize) val->n * plane; i++)
@@ -230,8 +230,8 @@ test_train_demo (void)
   reloaded = lode_test_prithvi_open (enc_path, saved, FALSE);
   pred = g_new (guint8, (gsize) val->n * plane);
   pred2 = g_new (guint8, (gsize) val->n * plane);
-  g_assert_true (lode_prithvi_model_predict (model, val->images, val->n, 13, SIZE, SIZE, NULL, NULL, pred, &error));
-  g_assert_true (lode_prithvi_model_predict (reloaded, val->images, val->n, 13, SIZE, SIZE, NULL, NULL, pred2,
+  g_assert_true (lode_prithvi_model_predict (model, val->images, val->n, 13, SIZE, SIZE, NULL, NULL, pred, NULL, &error));
+  g_assert_true (lode_prithvi_model_predict (reloaded, val->images, val->n, 13, SIZE, SIZE, NULL, NULL, pred2, NULL,
                                              &error));
   g_assert_cmpmem (pred, (gsize) val->n * plane, pred2, (gsize) val->n * plane);
 

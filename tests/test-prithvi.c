@@ -59,7 +59,7 @@ predict (LodePrithviModel *model, const float *raw, int n, int bands, const Lode
   g_autoptr(GError) error = NULL;
   float *logits = g_new (float, (gsize) n * 3 * SIZE * SIZE);
 
-  g_assert_true (lode_prithvi_model_predict (model, raw, n, bands, SIZE, SIZE, coords, logits, NULL, &error));
+  g_assert_true (lode_prithvi_model_predict (model, raw, n, bands, SIZE, SIZE, coords, logits, NULL, NULL, &error));
   g_assert_no_error (error);
   return logits;
 }
@@ -152,7 +152,7 @@ test_parity (Fixture *f, gconstpointer data)
   g_assert_cmpfloat (lode_test_record_error (ref_logits, logits), <, TOL);
 
   /* the masks are the arg max of the logits */
-  g_assert_true (lode_prithvi_model_predict (model, raw, N, 6, SIZE, SIZE, &coords, NULL, masks, &error));
+  g_assert_true (lode_prithvi_model_predict (model, raw, N, 6, SIZE, SIZE, &coords, NULL, masks, NULL, &error));
   for (int b = 0; b < N; b++)
     for (gsize p = 0; p < plane; p++)
       {
@@ -335,13 +335,13 @@ test_errors (Fixture *f, gconstpointer data)
 
   /* wrong band count, images too small to pad by reflection to a multiple
    * of 32 (8 x 8, 16 x 16) */
-  g_assert_false (lode_prithvi_model_predict (model, raw, 1, 4, SIZE, SIZE, NULL, NULL, (guint8 *) logits, &error));
+  g_assert_false (lode_prithvi_model_predict (model, raw, 1, 4, SIZE, SIZE, NULL, NULL, (guint8 *) logits, NULL, &error));
   g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT);
   g_clear_error (&error);
-  g_assert_false (lode_prithvi_model_predict (model, raw, 1, 6, 8, 8, NULL, logits, NULL, &error));
+  g_assert_false (lode_prithvi_model_predict (model, raw, 1, 6, 8, 8, NULL, logits, NULL, NULL, &error));
   g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT);
   g_clear_error (&error);
-  g_assert_false (lode_prithvi_model_predict (model, raw, 1, 6, 16, 16, NULL, logits, NULL, &error));
+  g_assert_false (lode_prithvi_model_predict (model, raw, 1, 6, 16, 16, NULL, logits, NULL, NULL, &error));
   g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT);
   g_clear_error (&error);
   /* a 1 x 1 grid is too small for the decoder's pyramid */
@@ -352,11 +352,21 @@ test_errors (Fixture *f, gconstpointer data)
     g_assert_error (error, LODE_UPERNET_ERROR, LODE_UPERNET_ERROR_SIZE);
     g_clear_error (&error);
   }
+  /* a cancelled job stops before the first group of patches */
+  {
+    g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+
+    g_cancellable_cancel (cancellable);
+    g_assert_false (lode_prithvi_model_predict (model, raw, 1, 6, SIZE, SIZE, NULL, NULL, (guint8 *) raw, cancellable,
+                                                &error));
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+    g_clear_error (&error);
+  }
   /* 48 x 48 pads to 64 */
   {
     g_autofree guint8 *masks = g_new (guint8, 48 * 48);
 
-    g_assert_true (lode_prithvi_model_predict (model, raw, 1, 6, 48, 48, NULL, NULL, masks, &error));
+    g_assert_true (lode_prithvi_model_predict (model, raw, 1, 6, 48, 48, NULL, NULL, masks, NULL, &error));
     g_assert_no_error (error);
   }
 }
@@ -450,7 +460,7 @@ test_generated (void)
   g_assert_cmpint (gw, ==, 9);
   model = lode_prithvi_model_new (encoder, lode_upernet_new (&d, 4, &error));
   lode_test_prithvi_raw_input (raw, 2, 128, 128);
-  g_assert_true (lode_prithvi_model_predict (model, raw, 2, 6, 128, 128, NULL, logits, NULL, &error));
+  g_assert_true (lode_prithvi_model_predict (model, raw, 2, 6, 128, 128, NULL, logits, NULL, NULL, &error));
   g_assert_no_error (error);
   for (gsize i = 0; i < 2 * 2 * 128 * 128; i++)
     g_assert_true (isfinite (logits[i]));
@@ -679,12 +689,12 @@ test_patch14 (void)
       g_assert_cmpfloat (lode_test_record_error (r, outs[i]), <, TOL);
       g_free (outs[i]);
     }
-  g_assert_true (lode_prithvi_model_predict (model, raw, 2, 6, 70, 70, NULL, logits, NULL, &error));
+  g_assert_true (lode_prithvi_model_predict (model, raw, 2, 6, 70, 70, NULL, logits, NULL, NULL, &error));
   g_assert_no_error (error);
   g_test_message ("logits, padded at the end: relative error %.3g", lode_test_record_error (ref_end, logits));
   g_assert_cmpfloat (lode_test_record_error (ref_end, logits), <, TOL);
   lode_prithvi_model_set_padding (model, LODE_PRITHVI_PAD_CENTRE);
-  g_assert_true (lode_prithvi_model_predict (model, raw, 2, 6, 70, 70, NULL, logits, NULL, &error));
+  g_assert_true (lode_prithvi_model_predict (model, raw, 2, 6, 70, 70, NULL, logits, NULL, NULL, &error));
   g_assert_no_error (error);
   g_test_message ("logits, padded evenly: relative error %.3g", lode_test_record_error (ref, logits));
   g_assert_cmpfloat (lode_test_record_error (ref, logits), <, TOL);

@@ -8,6 +8,7 @@
 #include "lode-composite.h"
 #include "lode-document.h"
 #include "lode-patch-item.h"
+#include "lode-resources.h"
 #include "lode-store.h"
 #include "lode-window.h"
 
@@ -335,6 +336,9 @@ lode_window_class_init (LodeWindowClass *klass)
 
   object_class->dispose = lode_window_dispose;
 
+  /* Naming the resources links them in from the static library; their
+   * constructor registers them before the template is read. */
+  g_assert (lode_get_resource () != NULL);
   g_type_ensure (LODE_TYPE_CANVAS);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/lodeapp/Lode/lode-window.ui");
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, title_label);

@@ -8,6 +8,7 @@
 #include "lode-application.h"
 #include "lode-cli.h"
 #include "lode-commands.h"
+#include "lode-resources.h"
 
 static void
 init_i18n (void)
@@ -64,6 +65,9 @@ main (int argc, char *argv[])
         }
     }
 
+  /* The resources live in a static library: naming them here links them in,
+   * and their constructor registers the window templates and the CSS. */
+  g_assert (lode_get_resource () != NULL);
   app = lode_application_new ();
   return g_application_run (G_APPLICATION (app), argc, argv);
 }

@@ -10,7 +10,6 @@
 #include "lode-canvas.h"
 #include "lode-cli-progress.h"
 #include "lode-demo.h"
-#include "lode-resources.h"
 #include "lode-test-display.h"
 #include "lode-test-util.h"
 #include "lode-window.h"
@@ -49,7 +48,6 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_assert_true (lode_cli_import_into (f->project, f->dir, &import_options, TRUE, &error));
   g_assert_no_error (error);
 
-  g_resources_register (lode_get_resource ());
   f->window = lode_window_new (NULL);
   gtk_window_set_default_size (GTK_WINDOW (f->window), 1100, 700);
   gtk_window_present (GTK_WINDOW (f->window));

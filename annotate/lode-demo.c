@@ -20,6 +20,7 @@
 #pragma GCC diagnostic pop
 
 #include "lode-demo.h"
+#include "lode-splits.h"
 
 /* A synthetic SmallMinesDS: every tile is a small landscape of forest,
  * cocoa plots, clearings, a river now and then, and mining pits and ponds
@@ -788,30 +789,6 @@ typedef struct
   int    bin;
 } SplitRow;
 
-static int
-percent_bin (double percent)
-{
-  /* Bins are closed on the right, the first one on both sides:
-   * 0.0 and 10.0 are in 0-10%, 10.01 in 10-20%. */
-  int bin = (int) ceil (percent / 10.0 - 1e-9) - 1;
-
-  return CLAMP (bin, 0, 9);
-}
-
-/* A percentage as Python prints a float rounded to two decimals. */
-static void
-format_percent (GString *out, double percent)
-{
-  char buffer[G_ASCII_DTOSTR_BUF_SIZE];
-  gsize len;
-
-  g_ascii_formatd (buffer, sizeof buffer, "%.2f", percent);
-  len = strlen (buffer);
-  if (buffer[len - 1] == '0')
-    buffer[len - 1] = '\0';
-  g_string_append (out, buffer);
-}
-
 /* About 70 % train and 30 % test, stratified by bin: each bin gives its
  * share of the test rows, the rounding left over goes to the bins with
  * the largest remainders.  Rows are listed train first, bin by bin, as in
@@ -820,7 +797,9 @@ static gboolean
 write_splits (const char *path, SplitRow *rows, guint n, int year, guint64 seed, GError **error)
 {
   g_autoptr(GError) local_error = NULL;
-  g_autoptr(GString) csv = g_string_new ("patch_name,class_percentage,bin,split\n");
+  g_autoptr(GPtrArray) names = NULL;
+  g_autofree LodeSplitRow *split_rows = NULL;
+  g_autofree char *csv = NULL;
   g_autofree guint8 *is_test = g_new0 (guint8, n);
   g_autofree guint *order = g_new (guint, n);
   guint count[10] = { 0 }, test_count[10] = { 0 }, total_test = 0;
@@ -872,21 +851,21 @@ write_splits (const char *path, SplitRow *rows, guint n, int year, guint64 seed,
         }
     }
 
-  for (int split = 0; split < 2; split++)
-    for (int b = 0; b < 10; b++)
-      for (guint k = 0; k < n; k++)
-        {
-          const SplitRow *row = &rows[order[k]];
+  names = g_ptr_array_new_with_free_func (g_free);
+  split_rows = g_new (LodeSplitRow, n);
+  for (guint k = 0; k < n; k++)
+    {
+      const SplitRow *row = &rows[order[k]];
+      char *name = g_strdup_printf ("MASK_%04u_%d.tif", row->tile_id, years[year]);
 
-          if (row->bin != b || is_test[order[k]] != split)
-            continue;
-          g_string_append_printf (csv, "MASK_%04u_%d.tif,", row->tile_id, years[year]);
-          format_percent (csv, row->percent);
-          g_string_append_printf (csv, ",%d-%d%%,%s\n", b * 10, b * 10 + 10,
-                                  split ? "test" : "train");
-        }
+      g_ptr_array_add (names, name);
+      split_rows[k].patch_name = name;
+      split_rows[k].percent = row->percent;
+      split_rows[k].split = is_test[order[k]] ? "test" : "train";
+    }
+  csv = lode_splits_to_csv (split_rows, n);
 
-  if (!g_file_set_contents (path, csv->str, csv->len, &local_error))
+  if (!g_file_set_contents (path, csv, -1, &local_error))
     {
       g_set_error (error, LODE_DEMO_ERROR, LODE_DEMO_ERROR_WRITE,
                    _("Cannot write “%s”: %s"), path, local_error->message);
@@ -997,8 +976,8 @@ write_tile (const char *dir, const LodeDemoOptions *options, guint index, const 
           mined += binary[i] == 1;
         }
       rows[y].tile_id = tile_id;
-      rows[y].percent = valid > 0 ? round (10000.0 * mined / valid) / 100.0 : 0.0;
-      rows[y].bin = percent_bin (rows[y].percent);
+      rows[y].percent = lode_splits_percent (mined, valid);
+      rows[y].bin = lode_splits_bin (rows[y].percent);
 
       ok = !g_cancellable_set_error_if_cancelled (cancellable, error)
         && write_image (&tile, y, image_path, wkt, error)

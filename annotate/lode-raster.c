@@ -413,6 +413,26 @@ read_pixels (LodeRaster *r, GDALDatasetH ds, GdalErrors *errors, GError **error)
   return TRUE;
 }
 
+/* Reads the last row of every band: the last bytes of most files, so a file
+ * cut short after its header is caught without reading all of it. */
+static gboolean
+probe_pixels (LodeRaster *r, GDALDatasetH ds, GdalErrors *errors, GError **error)
+{
+  g_autofree double *row = g_new (double, (gsize) r->width * r->n_bands);
+
+  if (GDALDatasetRasterIOEx (ds, GF_Read, 0, r->height - 1, r->width, 1, row, r->width, 1,
+                             GDT_Float64, r->n_bands, NULL, sizeof (double),
+                             sizeof (double) * r->width, sizeof (double) * r->width,
+                             NULL) != CE_None)
+    {
+      g_set_error (error, LODE_RASTER_ERROR, LODE_RASTER_ERROR_OPEN,
+                   _("Cannot read the pixels of “%s”: %s"),
+                   r->path, gdal_errors_message (errors));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static LodeRaster *
 open_common (const char *path, gboolean with_pixels, GError **error)
 {
@@ -426,8 +446,8 @@ open_common (const char *path, gboolean with_pixels, GError **error)
 
   gdal_errors_push (&errors);
   r = open_dataset (path, &ds, &errors, error);
-  if (r != NULL && with_pixels)
-    ok = read_pixels (r, ds, &errors, error);
+  if (r != NULL)
+    ok = with_pixels ? read_pixels (r, ds, &errors, error) : probe_pixels (r, ds, &errors, error);
   if (ds != NULL)
     GDALClose (ds);
   gdal_errors_pop (&errors);

@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -177,7 +179,7 @@ static void
 not_found_patch (LodeStore *s, gint64 patch_id, GError **error)
 {
   g_set_error (error, LODE_STORE_ERROR, LODE_STORE_ERROR_NOT_FOUND,
-               _("“%s” has no patch with id %" G_GINT64_FORMAT), s->path, patch_id);
+               _("“%s” has no patch with id %" PRId64), s->path, patch_id);
 }
 
 /* Statements */
@@ -744,7 +746,8 @@ lode_store_relative_path (LodeStore *s, const char *path)
   g_return_val_if_fail (s != NULL, NULL);
   if (path == NULL)
     return NULL;
-  abs = g_canonicalize_filename (path, s->folder);
+  /* A relative path is taken from the current folder, as a user typed it. */
+  abs = g_canonicalize_filename (path, NULL);
   n = strlen (s->folder);
   if (strcmp (s->folder, "/") == 0)
     return g_strdup (abs + 1);
@@ -1308,7 +1311,7 @@ lode_store_get_mask (LodeStore *s, gint64 patch_id, gint64 revision_id, gint64 *
     }
   if (mask == NULL && revision_id > 0)
     g_set_error (error, LODE_STORE_ERROR, LODE_STORE_ERROR_NOT_FOUND,
-                 _("“%s” has no revision %" G_GINT64_FORMAT " of patch %" G_GINT64_FORMAT),
+                 _("“%s” has no revision %" PRId64 " of patch %" PRId64),
                  s->path, revision_id, patch_id);
   else if (mask == NULL)
     patch_exists (s, patch_id, error);
@@ -1490,8 +1493,8 @@ history_step (LodeStore *s, gint64 patch_id, GBytes *mask_after, const char *aut
   if (edit == NULL)
     {
       g_set_error (error, LODE_STORE_ERROR, LODE_STORE_ERROR_NOT_FOUND,
-                   undo ? _("Nothing to undo on patch %" G_GINT64_FORMAT " in “%s”")
-                        : _("Nothing to redo on patch %" G_GINT64_FORMAT " in “%s”"),
+                   undo ? _("Nothing to undo on patch %" PRId64 " in “%s”")
+                        : _("Nothing to redo on patch %" PRId64 " in “%s”"),
                    patch_id, s->path);
       tx_fail (s, SQLITE_OK, what, error);
       return NULL;
@@ -1584,7 +1587,7 @@ lode_store_get_edit (LodeStore *s, gint64 edit_id, GError **error)
   sqlite3_bind_int64 (st, 1, edit_id);
   if (fetch_one (s, st, edit_from_row, _("Could not read the edit history"), &e, error) && e == NULL)
     g_set_error (error, LODE_STORE_ERROR, LODE_STORE_ERROR_NOT_FOUND,
-                 _("“%s” has no edit with id %" G_GINT64_FORMAT), s->path, edit_id);
+                 _("“%s” has no edit with id %" PRId64), s->path, edit_id);
   return e;
 }
 
@@ -1757,7 +1760,7 @@ lode_store_get_model_version (LodeStore *s, gint64 id, GError **error)
   if (fetch_one (s, st, model_from_row, _("Could not read the model versions"), &v, error)
       && v == NULL)
     g_set_error (error, LODE_STORE_ERROR, LODE_STORE_ERROR_NOT_FOUND,
-                 _("“%s” has no model version with id %" G_GINT64_FORMAT), s->path, id);
+                 _("“%s” has no model version with id %" PRId64), s->path, id);
   return v;
 }
 

@@ -60,8 +60,8 @@ const char *lode_store_get_folder    (LodeStore   *s);
 /* stored as written in the store: absolute, or relative to the project folder. */
 char       *lode_store_resolve_path  (LodeStore   *s,
                                       const char  *stored);
-/* The reverse: a path inside the project folder becomes relative to it;
- * others are returned absolute. */
+/* The reverse: path (absolute, or relative to the current folder) becomes
+ * relative to the project folder when it lies inside it, else absolute. */
 char       *lode_store_relative_path (LodeStore   *s,
                                       const char  *path);
 

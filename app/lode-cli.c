@@ -18,6 +18,11 @@ typedef struct
 static const LodeCommand commands[] = {
   { "demo", N_("Write a synthetic data set in the SmallMinesDS layout and a project on it"), lode_cmd_demo },
   { "import", N_("Make a project from a SmallMinesDS folder or a folder of GeoTIFFs"), lode_cmd_import },
+  { "export", N_("Write revised masks, split files, a manifest, polygons and a TerraTorch folder"), lode_cmd_export },
+  { "stats", N_("Hectares per class and year, and the 2016 → 2022 transition matrix, as CSV"), lode_cmd_stats },
+  { "info", N_("Describe a project: patches, splits, review states, odd patches, classes"), lode_cmd_info },
+  { "bench", N_("Print timings of the engine (lode bench annotate, sam2, …)"), lode_cmd_bench },
+  { "segment", N_("Segment the object under a click with SAM2.1 and write its mask"), lode_cmd_segment },
 };
 
 gboolean

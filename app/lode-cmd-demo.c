@@ -27,11 +27,14 @@ lode_cmd_demo (int argc, char **argv)
   LodeDemoOptions options;
   LodeImportOptions import_options;
   g_autofree char *project = NULL;
+  g_autofree char *binary_project = NULL;
 
   g_option_context_set_summary (context,
     _("Write a synthetic data set in the SmallMinesDS layout into DIR:\n"
       "13-band GeoTIFF images in UTM 30N for 2016 and 2022, binary and\n"
-      "3-class masks, and the split CSVs, and a project DIR/demo.lode on it.\n"
+      "3-class masks, and the split CSVs; and two projects on it:\n"
+      "DIR/demo.lode with the 3-class masks (background, mining, cocoa)\n"
+      "and DIR/demo-binary.lode with the binary mining masks.\n"
       "The same seed gives the same files."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
@@ -54,7 +57,8 @@ lode_cmd_demo (int argc, char **argv)
     }
 
   project = g_build_filename (rest[0], "demo.lode", NULL);
-  if (g_file_test (project, G_FILE_TEST_EXISTS))
+  binary_project = g_build_filename (rest[0], "demo-binary.lode", NULL);
+  if (g_file_test (project, G_FILE_TEST_EXISTS) || g_file_test (binary_project, G_FILE_TEST_EXISTS))
     {
       lode_cli_error ("demo", _("“%s” already holds a demo project; choose another folder"), rest[0]);
       return LODE_EXIT_FAILURE;
@@ -75,11 +79,18 @@ lode_cmd_demo (int argc, char **argv)
   lode_import_options_init (&import_options);
   import_options.expected_size = size;
   import_options.expected_bands = 13;
+  if (!lode_cli_import_into (binary_project, rest[0], &import_options, TRUE, &error))
+    {
+      lode_cli_error ("demo", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
+  import_options.masks = LODE_IMPORT_MASKS_COCOA;
   if (!lode_cli_import_into (project, rest[0], &import_options, TRUE, &error))
     {
       lode_cli_error ("demo", "%s", error->message);
       return LODE_EXIT_FAILURE;
     }
-  g_print (_("Wrote %d tiles for 2016 and 2022 into %s, and the project %s\n"), tiles, rest[0], project);
+  g_print (_("Wrote %d tiles for 2016 and 2022 into %s, and the projects %s and %s\n"),
+           tiles, rest[0], project, binary_project);
   return LODE_EXIT_OK;
 }

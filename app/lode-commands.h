@@ -5,6 +5,8 @@
 
 #include <glib.h>
 
+#include "lode-store.h"
+
 G_BEGIN_DECLS
 
 enum {
@@ -15,11 +17,20 @@ enum {
 
 int lode_cmd_demo   (int argc, char **argv);
 int lode_cmd_import (int argc, char **argv);
+int lode_cmd_export (int argc, char **argv);
+int lode_cmd_stats  (int argc, char **argv);
+int lode_cmd_info   (int argc, char **argv);
+int lode_cmd_bench  (int argc, char **argv);
+int lode_cmd_segment (int argc, char **argv);
+/* lode bench sam2: argv[0] is "sam2". */
+int lode_bench_sam2  (int argc, char **argv);
 
 /* Shared by the commands: parse options, printing a clear message on error.
  * Returns FALSE when the command should exit with LODE_EXIT_USAGE. */
 gboolean lode_cli_parse (GOptionContext *context, int *argc, char ***argv);
 /* Prints "lode NAME: message" on stderr. */
 void     lode_cli_error (const char *command, const char *format, ...) G_GNUC_PRINTF (2, 3);
+/* Opens an existing project, or prints why not (naming it) and returns NULL. */
+LodeStore *lode_cli_open_project (const char *command, const char *path);
 
 G_END_DECLS

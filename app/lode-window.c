@@ -2,36 +2,95 @@
 
 #include "config.h"
 
+#include <math.h>
+
 #include <glib/gi18n.h>
 
 #include "lode-canvas.h"
+#include "lode-compare-view.h"
 #include "lode-composite.h"
 #include "lode-document.h"
+#include "lode-import-dialog.h"
+#include "lode-patch-browser.h"
 #include "lode-patch-item.h"
+#include "lode-preferences-dialog.h"
 #include "lode-resources.h"
 #include "lode-store.h"
+#include "lode-thumbnailer.h"
 #include "lode-window.h"
+
+/* Class ids with a meaning in the change overlay. */
+#define CLASS_MINING 1
+#define CLASS_COCOA  2
 
 struct _LodeWindow
 {
   GtkApplicationWindow parent_instance;
 
   /* template */
-  GtkLabel           *title_label;
-  GtkLabel           *subtitle_label;
   GtkStack           *list_stack;
-  GtkListView        *patch_list;
+  LodePatchBrowser   *browser;
+  GtkWidget          *toolbar;
+  GtkLabel           *brush_label;
+  GtkBox             *palette_box;
+  GtkWidget          *compare_tools;
   GtkStack           *canvas_stack;
   LodeCanvas         *canvas;
+  LodeCompareView    *compare_view;
   GtkLabel           *status_label;
+  GtkStack           *inspector_stack;
+  GtkLabel           *patch_title;
+  GtkLabel           *patch_info;
+  GtkDropDown        *composite_dropdown;
+  GtkDropDown        *band_r;
+  GtkDropDown        *band_g;
+  GtkDropDown        *band_b;
+  GtkDropDown        *stretch_dropdown;
+  GtkWidget          *low_label;
+  GtkSpinButton      *low_spin;
+  GtkWidget          *high_label;
+  GtkSpinButton      *high_spin;
+  GtkScale           *gamma_scale;
+  GtkScale           *opacity_scale;
+  GtkLabel           *review_state_label;
+  GtkLabel           *queue_label;
+  GtkEntry           *comment_entry;
+  GtkListBox         *revision_list;
+  GtkLabel           *reviews_label;
 
   GSettings          *settings;
   LodeStore          *store;
-  GListStore         *patches;
-  GtkSingleSelection *selection;
-  LodeDocument       *doc;
+  LodeThumbnailer    *thumbnailer;
+  GCancellable       *scan_cancellable;
+  LodeDocument       *doc;        /* the selected patch */
+  LodeDocument       *pair;       /* the other year, in the compare view */
+  LodeDocument       *active;     /* where undo and redo go */
   LodeCompositeSpec   spec;
+  int                 n_band_names;
+  gboolean            updating_controls;
+  gint64              last_switch_us;
+
+  /* property actions */
+  char               *tool;
+  char               *view;
+  char               *compare_mode;
+  gboolean            show_original;
+  gboolean            mask_outline;
+  gboolean            change_overlay;
 };
+
+enum {
+  PROP_0,
+  PROP_TOOL,
+  PROP_VIEW,
+  PROP_COMPARE_MODE,
+  PROP_SHOW_ORIGINAL,
+  PROP_MASK_OUTLINE,
+  PROP_CHANGE_OVERLAY,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
 
 G_DEFINE_FINAL_TYPE (LodeWindow, lode_window, GTK_TYPE_APPLICATION_WINDOW)
 
@@ -55,69 +114,839 @@ show_error (LodeWindow *self, const char *primary, const GError *error)
   gtk_window_present (GTK_WINDOW (dialog));
 }
 
+static const char *
+author (LodeWindow *self)
+{
+  static char name[256];
+  g_autofree char *s = g_settings_get_string (self->settings, "reviewer-name");
+
+  g_strlcpy (name, s[0] != '\0' ? s : g_get_real_name (), sizeof name);
+  return name;
+}
+
+/* Canvases and the documents they show */
+
+static gboolean
+in_compare (LodeWindow *self)
+{
+  return g_strcmp0 (self->view, "compare") == 0 && self->pair != NULL;
+}
+
+static LodeDocument *
+earlier_doc (LodeWindow *self)
+{
+  if (self->pair == NULL)
+    return self->doc;
+  return lode_document_get_patch (self->pair)->year < lode_document_get_patch (self->doc)->year ? self->pair
+                                                                                                   : self->doc;
+}
+
+static LodeDocument *
+later_doc (LodeWindow *self)
+{
+  return earlier_doc (self) == self->doc ? self->pair : self->doc;
+}
+
+static LodeDocument *
+doc_for_canvas (LodeWindow *self, LodeCanvas *canvas)
+{
+  if (canvas == self->canvas)
+    return self->doc;
+  if (canvas == lode_compare_view_get_canvas (self->compare_view, 0))
+    return earlier_doc (self);
+  if (canvas == lode_compare_view_get_canvas (self->compare_view, 1))
+    return later_doc (self);
+  return NULL;
+}
+
+static LodeCanvas *
+active_canvas (LodeWindow *self)
+{
+  if (in_compare (self))
+    {
+      LodeCanvas *right = lode_compare_view_get_canvas (self->compare_view, 1);
+      if (self->active == later_doc (self) && gtk_widget_get_visible (GTK_WIDGET (right)) &&
+          gtk_widget_get_mapped (GTK_WIDGET (right)))
+        return right;
+      return lode_compare_view_get_canvas (self->compare_view, 0);
+    }
+  return self->canvas;
+}
+
+static void
+for_each_canvas (LodeWindow *self, void (*func) (LodeCanvas *canvas, gpointer data), gpointer data)
+{
+  func (self->canvas, data);
+  func (lode_compare_view_get_canvas (self->compare_view, 0), data);
+  func (lode_compare_view_get_canvas (self->compare_view, 1), data);
+}
+
+/* Rendering */
+
+static const LodeMask *
+shown_mask (LodeWindow *self, LodeDocument *doc)
+{
+  const LodeMask *original = lode_document_get_original (doc);
+
+  return self->show_original && original != NULL ? original : lode_document_get_mask (doc);
+}
+
+static guint8 *
+render_overlay (LodeWindow *self, LodeDocument *doc)
+{
+  const LodeMask *mask = shown_mask (self, doc);
+  guint8 *rgba = g_malloc ((gsize) mask->width * mask->height * 4);
+
+  lode_mask_render_rgba (mask, lode_document_get_classes (doc), self->mask_outline, rgba);
+  return rgba;
+}
+
+static guint8 *
+render_composite (LodeWindow *self, LodeDocument *doc, GError **error)
+{
+  const LodeRaster *raster = lode_document_get_raster (doc);
+  LodeCompositeSpec spec = self->spec;
+  g_autofree guint8 *rgba = g_malloc ((gsize) raster->width * raster->height * 4);
+
+  if (!lode_composite_resolve (&spec, raster, error) ||
+      !lode_composite_render_rgba (raster, &spec, NULL, rgba, error))
+    return NULL;
+  return g_steal_pointer (&rgba);
+}
+
+/* Pixels whose class differs between the earlier and the later mask:
+ * cocoa turned mining in opaque magenta, other gains of mining in orange,
+ * any other change in a fainter yellow. */
+static guint8 *
+render_changes (const LodeMask *before, const LodeMask *after)
+{
+  gsize n = (gsize) before->width * before->height;
+  guint8 *rgba = g_malloc0 (n * 4);
+
+  for (gsize i = 0; i < n; i++)
+    {
+      guint8 a = before->data[i], b = after->data[i];
+      guint8 *px = rgba + 4 * i;
+
+      if (a == b || a == LODE_MASK_NODATA || b == LODE_MASK_NODATA)
+        continue;
+      if (a == CLASS_COCOA && b == CLASS_MINING)
+        px[0] = 255, px[1] = 0, px[2] = 255, px[3] = 255;
+      else if (b == CLASS_MINING)
+        px[0] = 255, px[1] = 140, px[2] = 0, px[3] = 220;
+      else
+        px[0] = 255, px[1] = 230, px[2] = 0, px[3] = 140;
+    }
+  return rgba;
+}
+
+static void
+update_change_overlay (LodeWindow *self)
+{
+  LodeCanvas *left = lode_compare_view_get_canvas (self->compare_view, 0);
+  LodeCanvas *right = lode_compare_view_get_canvas (self->compare_view, 1);
+  g_autofree guint8 *changes = NULL;
+
+  if (in_compare (self) && self->change_overlay)
+    {
+      const LodeMask *a = shown_mask (self, earlier_doc (self));
+      const LodeMask *b = shown_mask (self, later_doc (self));
+
+      if (a->width == b->width && a->height == b->height)
+        changes = render_changes (a, b);
+    }
+  lode_canvas_set_highlight (left, changes);
+  lode_canvas_set_highlight (right, changes);
+}
+
+/* The second image of swipe and blink: the later year on the left canvas. */
+static void
+update_second (LodeWindow *self)
+{
+  LodeCanvas *left = lode_compare_view_get_canvas (self->compare_view, 0);
+  g_autofree guint8 *rgba = NULL;
+  g_autofree guint8 *overlay = NULL;
+  LodeDocument *later;
+
+  if (!in_compare (self))
+    return;
+  later = later_doc (self);
+  if (lode_document_get_raster (later)->width != lode_canvas_get_image_width (left) ||
+      lode_document_get_raster (later)->height != lode_canvas_get_image_height (left))
+    {
+      lode_canvas_set_second (left, NULL, NULL);
+      return;
+    }
+  rgba = render_composite (self, later, NULL);
+  overlay = render_overlay (self, later);
+  lode_canvas_set_second (left, rgba, overlay);
+}
+
+static gboolean
+render_doc (LodeWindow *self, LodeCanvas *canvas, LodeDocument *doc, GError **error)
+{
+  const LodeRaster *raster = lode_document_get_raster (doc);
+  g_autofree guint8 *rgba = render_composite (self, doc, error);
+  g_autofree guint8 *overlay = NULL;
+
+  if (rgba == NULL)
+    return FALSE;
+  overlay = render_overlay (self, doc);
+  lode_canvas_set_image (canvas, rgba, raster->width, raster->height);
+  lode_canvas_set_overlay (canvas, overlay);
+  lode_canvas_set_classes (canvas, lode_document_get_classes (doc));
+  return TRUE;
+}
+
+static gboolean
+render_all (LodeWindow *self, GError **error)
+{
+  if (self->doc == NULL)
+    return TRUE;
+  if (!in_compare (self))
+    return render_doc (self, self->canvas, self->doc, error);
+  if (!render_doc (self, lode_compare_view_get_canvas (self->compare_view, 0), earlier_doc (self), error) ||
+      !render_doc (self, lode_compare_view_get_canvas (self->compare_view, 1), later_doc (self), error))
+    return FALSE;
+  update_second (self);
+  update_change_overlay (self);
+  return TRUE;
+}
+
+static void
+rerender (LodeWindow *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (!render_all (self, &error))
+    gtk_label_set_label (self->status_label, error->message);
+}
+
+/* The mask of doc changed: its overlays, the change overlay, the list. */
+static void
+refresh_masks (LodeWindow *self, LodeDocument *doc)
+{
+  g_autofree guint8 *overlay = render_overlay (self, doc);
+  LodePatchShares shares = { lode_document_get_patch (doc)->id };
+
+  if (doc == self->doc)
+    lode_canvas_set_overlay (self->canvas, overlay);
+  if (in_compare (self))
+    {
+      lode_canvas_set_overlay (lode_compare_view_get_canvas (self->compare_view, doc == earlier_doc (self) ? 0 : 1),
+                               overlay);
+      update_second (self);
+      update_change_overlay (self);
+    }
+  lode_patch_shares_from_mask (lode_document_get_mask (doc), &shares);
+  lode_patch_browser_set_shares (self->browser, &shares);
+  lode_patch_browser_invalidate (self->browser, shares.patch_id);
+}
+
+/* Status */
+
 static void
 update_actions (LodeWindow *self)
 {
-  guint n = self->patches ? g_list_model_get_n_items (G_LIST_MODEL (self->patches)) : 0;
-  guint pos = self->selection ? gtk_single_selection_get_selected (self->selection) : GTK_INVALID_LIST_POSITION;
+  gboolean has_doc = self->doc != NULL;
+  LodeDocument *active = self->active ? self->active : self->doc;
 
-  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.next-patch",
-                                 pos != GTK_INVALID_LIST_POSITION && pos + 1 < n);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.next-patch", lode_patch_browser_can_move (self->browser, 1));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.previous-patch",
-                                 pos != GTK_INVALID_LIST_POSITION && pos > 0);
+                                 lode_patch_browser_can_move (self->browser, -1));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.undo", active != NULL && lode_document_can_undo (active));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.redo", active != NULL && lode_document_can_redo (active));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.accept", has_doc);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.reject", has_doc);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.send-back", has_doc);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.submit", has_doc);
 }
 
-/* The status line: what the patch is and what its mask holds. */
-static void
-update_status (LodeWindow *self)
+static char *
+summary_text (LodeWindow *self)
 {
   const LodePatch *patch = lode_document_get_patch (self->doc);
   const LodeRaster *raster = lode_document_get_raster (self->doc);
-  const LodeMask *mask = lode_document_get_mask (self->doc);
-  LodeClassTable *classes = lode_document_get_classes (self->doc);
-  g_autoptr(GString) s = g_string_new (NULL);
-  guint64 counts[256] = { 0 };
-  guint64 valid = 0;
+  LodePatchShares shares = { 0 };
+  GString *s = g_string_new (NULL);
 
-  lode_mask_count (mask, counts);
-  for (int i = 0; i < 255; i++)
-    valid += counts[i];
-
+  lode_patch_shares_from_mask (lode_document_get_mask (self->doc), &shares);
   g_string_append_printf (s, _("%d × %d pixels, %d bands"), raster->width, raster->height, raster->n_bands);
   if (raster->epsg != 0)
     g_string_append_printf (s, " · EPSG:%d", raster->epsg);
   if (patch->split != NULL)
     g_string_append_printf (s, " · %s", g_str_equal (patch->split, "train") ? _("train") : _("test"));
-  for (guint i = 0; i < lode_class_table_size (classes); i++)
-    {
-      const LodeClass *c = lode_class_table_get (classes, i);
-
-      if (c->id == 0 || valid == 0)
-        continue;
-      g_string_append_printf (s, " · %s %.1f %%", c->name, 100.0 * counts[c->id] / valid);
-    }
+  g_string_append_printf (s, " · %s %.1f %%", _("mining"), 100.0 * shares.mining);
+  if (shares.cocoa > 0)
+    g_string_append_printf (s, " · %s %.1f %%", _("cocoa"), 100.0 * shares.cocoa);
+  g_string_append_printf (s, " · %s", lode_review_state_label (patch->state));
   if (patch->odd_reason != NULL)
     g_string_append_printf (s, " · %s", patch->odd_reason);
-  gtk_label_set_label (self->status_label, s->str);
+  return g_string_free (s, FALSE);
 }
 
-static gboolean
-render_document (LodeWindow *self, GError **error)
+static void
+update_status (LodeWindow *self)
+{
+  g_autofree char *text = NULL;
+
+  if (self->doc == NULL)
+    return;
+  text = summary_text (self);
+  gtk_label_set_label (self->status_label, text);
+  gtk_label_set_label (self->patch_info, text);
+}
+
+static void
+on_cursor_moved (LodeCanvas *canvas, double x, double y, LodeWindow *self)
+{
+  LodeDocument *doc = doc_for_canvas (self, canvas);
+  const LodeRaster *raster;
+  const LodeMask *mask;
+  const LodeClass *c;
+  GString *s;
+  double mx, my, lon, lat;
+  int px, py;
+
+  if (doc == NULL || x < 0 || y < 0)
+    {
+      update_status (self);
+      return;
+    }
+  raster = lode_document_get_raster (doc);
+  mask = shown_mask (self, doc);
+  px = (int) floor (x);
+  py = (int) floor (y);
+  if (px >= raster->width || py >= raster->height)
+    return;
+  s = g_string_new (NULL);
+  g_string_append_printf (s, "%d, %d", px, py);
+  lode_raster_pixel_to_map (raster, px + 0.5, py + 0.5, &mx, &my);
+  g_string_append_printf (s, " · %.1f %.1f", mx, my);
+  if (lode_raster_pixel_to_lonlat (raster, px + 0.5, py + 0.5, &lon, &lat))
+    g_string_append_printf (s, " · %.5f° %s %.5f° %s", fabs (lat), lat >= 0 ? _("N") : _("S"),
+                            fabs (lon), lon >= 0 ? _("E") : _("W"));
+  if (mask->data[(gsize) py * mask->width + px] == LODE_MASK_NODATA)
+    g_string_append_printf (s, " · %s", _("no data"));
+  else if ((c = lode_class_table_lookup (lode_document_get_classes (doc),
+                                         mask->data[(gsize) py * mask->width + px])) != NULL)
+    g_string_append_printf (s, " · %s", c->name);
+  for (int b = 0; b < raster->n_bands; b++)
+    {
+      float v = lode_raster_band (raster, b)[(gsize) py * raster->width + px];
+      g_string_append_printf (s, "  %s %.4g", raster->band_names[b], v);
+    }
+  gtk_label_set_label (self->status_label, s->str);
+  g_string_free (s, TRUE);
+}
+
+/* Tools and palette */
+
+static void
+update_brush_label (LodeWindow *self)
+{
+  LodeCanvas *canvas = active_canvas (self);
+  g_autofree char *text = NULL;
+
+  /* Translators: the brush diameter in image pixels */
+  text = g_strdup_printf (_("%g px"), 2 * lode_canvas_get_brush_radius (canvas));
+  gtk_label_set_label (self->brush_label, text);
+}
+
+static void
+sync_tools (LodeCanvas *canvas, gpointer data)
+{
+  LodeWindow *self = data;
+  LodeCanvas *from = self->canvas;
+
+  if (canvas == from)
+    return;
+  lode_canvas_set_brush_radius (canvas, lode_canvas_get_brush_radius (from));
+  lode_canvas_set_active_class (canvas, lode_canvas_get_active_class (from));
+}
+
+static void
+rebuild_palette (LodeWindow *self)
+{
+  GtkWidget *child;
+  LodeClassTable *classes = self->doc ? lode_document_get_classes (self->doc) : NULL;
+  int n = 0;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->palette_box))) != NULL)
+    gtk_box_remove (self->palette_box, child);
+  for (guint i = 0; classes != NULL && i < lode_class_table_size (classes); i++)
+    {
+      const LodeClass *c = lode_class_table_get (classes, i);
+      g_autofree char *tip = NULL;
+      g_autofree char *css = NULL;
+      GtkWidget *button;
+
+      if (c->id == 0 || n >= 9)
+        continue;
+      n++;
+      button = gtk_toggle_button_new_with_label (c->name);
+      gtk_actionable_set_action_name (GTK_ACTIONABLE (button), "win.class");
+      gtk_actionable_set_action_target (GTK_ACTIONABLE (button), "i", n);
+      /* Translators: a class of the palette and its key */
+      tip = g_strdup_printf (_("Paint %s (%d)"), c->name, n);
+      gtk_widget_set_tooltip_text (button, tip);
+      gtk_widget_add_css_class (button, "lode-class");
+      gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (button), c->id == lode_canvas_get_active_class (self->canvas));
+      g_object_set_data (G_OBJECT (button), "lode-class-id", GINT_TO_POINTER (c->id));
+      {
+        GtkWidget *swatch = gtk_drawing_area_new ();
+        GtkWidget *box = gtk_box_new (GTK_ORIENTATION_HORIZONTAL, 6);
+        GtkCssProvider *provider = gtk_css_provider_new ();
+        GtkWidget *label = gtk_label_new (c->name);
+
+        css = g_strdup_printf ("* { background: rgba(%d,%d,%d,1); border-radius: 3px; min-width: 12px; min-height: 12px; }",
+                               c->rgba[0], c->rgba[1], c->rgba[2]);
+        gtk_css_provider_load_from_data (provider, css, -1);
+        gtk_style_context_add_provider (gtk_widget_get_style_context (swatch), GTK_STYLE_PROVIDER (provider),
+                                        GTK_STYLE_PROVIDER_PRIORITY_APPLICATION);
+        g_object_unref (provider);
+        gtk_widget_set_valign (swatch, GTK_ALIGN_CENTER);
+        gtk_box_append (GTK_BOX (box), swatch);
+        gtk_box_append (GTK_BOX (box), label);
+        gtk_button_set_child (GTK_BUTTON (button), box);
+      }
+      gtk_box_append (self->palette_box, button);
+    }
+}
+
+static void
+update_palette_state (LodeWindow *self)
+{
+  guint8 active = lode_canvas_get_active_class (self->canvas);
+
+  for (GtkWidget *b = gtk_widget_get_first_child (GTK_WIDGET (self->palette_box)); b != NULL;
+       b = gtk_widget_get_next_sibling (b))
+    gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b),
+                                  GPOINTER_TO_INT (g_object_get_data (G_OBJECT (b), "lode-class-id")) == active &&
+                                  g_strcmp0 (self->tool, "eraser") != 0);
+}
+
+/* Edits from the canvases */
+
+static void
+after_edit (LodeWindow *self, LodeDocument *doc, gboolean ok, GError *error)
+{
+  if (!ok)
+    {
+      show_error (self, _("The edit cannot be saved"), error);
+      g_error_free (error);
+    }
+  self->active = doc;
+  refresh_masks (self, doc);
+  update_actions (self);
+  update_status (self);
+}
+
+static void
+on_stroke (LodeCanvas *canvas, int tool, gpointer xy, int n, double radius, LodeWindow *self)
+{
+  LodeDocument *doc = doc_for_canvas (self, canvas);
+  GError *error = NULL;
+  gboolean ok;
+
+  if (doc == NULL)
+    return;
+  if (tool == LODE_CANVAS_TOOL_ERASER)
+    ok = lode_document_erase (doc, xy, n, radius, author (self), &error);
+  else
+    ok = lode_document_stroke (doc, xy, n, radius, lode_canvas_get_active_class (canvas), author (self), &error);
+  after_edit (self, doc, ok, error);
+}
+
+static void
+on_fill (LodeCanvas *canvas, int x, int y, LodeWindow *self)
+{
+  LodeDocument *doc = doc_for_canvas (self, canvas);
+  GError *error = NULL;
+  gboolean ok;
+
+  if (doc == NULL)
+    return;
+  ok = lode_document_fill (doc, x, y, lode_canvas_get_active_class (canvas), author (self), &error);
+  after_edit (self, doc, ok, error);
+}
+
+static void
+on_polygon (LodeCanvas *canvas, gpointer xy, int n, LodeWindow *self)
+{
+  LodeDocument *doc = doc_for_canvas (self, canvas);
+  GError *error = NULL;
+  gboolean ok;
+
+  if (doc == NULL)
+    return;
+  ok = lode_document_polygon (doc, xy, n, lode_canvas_get_active_class (canvas), author (self), &error);
+  after_edit (self, doc, ok, error);
+}
+
+static void
+on_canvas_state (LodeCanvas *canvas, LodeWindow *self)
+{
+  const char *ids[] = { "brush", "eraser", "fill", "polygon" };
+  const char *tool = ids[lode_canvas_get_tool (canvas)];
+
+  if (canvas != self->canvas)
+    {
+      /* Keep the main canvas the reference of brush and class. */
+      if (lode_canvas_get_brush_radius (canvas) != lode_canvas_get_brush_radius (self->canvas))
+        lode_canvas_set_brush_radius (self->canvas, lode_canvas_get_brush_radius (canvas));
+      if (lode_canvas_get_active_class (canvas) != lode_canvas_get_active_class (self->canvas))
+        lode_canvas_set_active_class (self->canvas, lode_canvas_get_active_class (canvas));
+      return;
+    }
+  for_each_canvas (self, sync_tools, self);
+  if (g_strcmp0 (tool, self->tool) != 0)
+    g_object_set (self, "tool", tool, NULL);
+  update_brush_label (self);
+  update_palette_state (self);
+}
+
+static void
+on_canvas_focus (GtkEventControllerFocus *focus, LodeWindow *self)
+{
+  LodeCanvas *canvas = LODE_CANVAS (gtk_event_controller_get_widget (GTK_EVENT_CONTROLLER (focus)));
+  LodeDocument *doc = doc_for_canvas (self, canvas);
+
+  if (doc != NULL)
+    {
+      self->active = doc;
+      update_actions (self);
+    }
+}
+
+static void
+connect_canvas (LodeCanvas *canvas, gpointer data)
+{
+  LodeWindow *self = data;
+  GtkEventController *focus = gtk_event_controller_focus_new ();
+
+  g_signal_connect (canvas, "stroke", G_CALLBACK (on_stroke), self);
+  g_signal_connect (canvas, "fill", G_CALLBACK (on_fill), self);
+  g_signal_connect (canvas, "polygon", G_CALLBACK (on_polygon), self);
+  g_signal_connect (canvas, "cursor-moved", G_CALLBACK (on_cursor_moved), self);
+  g_signal_connect (canvas, "state-changed", G_CALLBACK (on_canvas_state), self);
+  g_signal_connect (focus, "enter", G_CALLBACK (on_canvas_focus), self);
+  gtk_widget_add_controller (GTK_WIDGET (canvas), focus);
+}
+
+/* Review */
+
+static void
+update_review_panel (LodeWindow *self)
+{
+  g_autoptr(GPtrArray) reviews = NULL;
+  g_autoptr(GPtrArray) revisions = NULL;
+  g_autoptr(GString) text = g_string_new (NULL);
+  const LodePatch *patch;
+  guint counts[LODE_REVIEW_N_STATES] = { 0 };
+  g_autofree char *queue = NULL;
+  g_autofree char *state = NULL;
+  GtkWidget *row;
+
+  if (self->store != NULL && lode_store_count_states (self->store, counts, NULL))
+    {
+      /* Translators: the review queue's length */
+      queue = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%u patch waits for review",
+                                            "%u patches wait for review", counts[LODE_REVIEW_TO_REVIEW]),
+                               counts[LODE_REVIEW_TO_REVIEW]);
+      gtk_label_set_label (self->queue_label, queue);
+    }
+  while ((row = gtk_widget_get_first_child (GTK_WIDGET (self->revision_list))) != NULL)
+    gtk_list_box_remove (self->revision_list, row);
+  if (self->doc == NULL)
+    return;
+  patch = lode_document_get_patch (self->doc);
+  state = g_strdup_printf ("%s · %s", lode_patch_item_dup_title (lode_patch_browser_find (self->browser, patch->id)),
+                           lode_review_state_label (patch->state));
+  gtk_label_set_label (self->review_state_label, state);
+
+  revisions = lode_store_list_revisions (self->store, patch->id, NULL);
+  for (guint i = 0; revisions != NULL && i < revisions->len; i++)
+    {
+      const LodeRevisionInfo *r = g_ptr_array_index (revisions, revisions->len - 1 - i);
+      g_autoptr(GDateTime) when = g_date_time_new_from_unix_local (r->created_us / G_USEC_PER_SEC);
+      g_autofree char *date = g_date_time_format (when, "%Y-%m-%d %H:%M:%S");
+      g_autofree char *label = g_strdup_printf ("#%" G_GINT64_FORMAT " · %s · %s%s%s\n%s",
+                                                r->id, lode_revision_source_id (r->source),
+                                                r->author ? r->author : "", r->note ? " · " : "",
+                                                r->note ? r->note : "", date);
+      GtkWidget *l = gtk_label_new (label);
+
+      gtk_label_set_xalign (GTK_LABEL (l), 0);
+      gtk_widget_add_css_class (l, "caption");
+      gtk_widget_set_margin_start (l, 8);
+      gtk_widget_set_margin_end (l, 8);
+      gtk_widget_set_margin_top (l, 4);
+      gtk_widget_set_margin_bottom (l, 4);
+      gtk_list_box_append (self->revision_list, l);
+      row = gtk_widget_get_parent (l);
+      g_object_set_data (G_OBJECT (row), "lode-revision", GSIZE_TO_POINTER ((gsize) r->id));
+      g_object_set_data (G_OBJECT (row), "lode-parent", GSIZE_TO_POINTER ((gsize) r->parent_id));
+    }
+
+  reviews = lode_store_list_reviews (self->store, patch->id, NULL);
+  for (guint i = 0; reviews != NULL && i < reviews->len; i++)
+    {
+      const LodeReview *r = g_ptr_array_index (reviews, i);
+      g_string_append_printf (text, "%s%s%s%s%s%s", i ? "\n" : "", lode_review_state_label (r->state),
+                              r->reviewer && r->reviewer[0] ? " · " : "", r->reviewer ? r->reviewer : "",
+                              r->comment && r->comment[0] ? " · " : "", r->comment ? r->comment : "");
+    }
+  gtk_label_set_label (self->reviews_label, text->len ? text->str : _("Not reviewed yet"));
+}
+
+static LodeMask *
+revision_mask (LodeWindow *self, gint64 patch_id, gint64 revision_id)
+{
+  g_autoptr(GBytes) blob = NULL;
+
+  if (revision_id == 0)
+    return NULL;
+  blob = lode_store_get_mask (self->store, patch_id, revision_id, NULL, NULL);
+  return blob ? lode_mask_deserialize (blob, NULL) : NULL;
+}
+
+/* A revision selected in the history: what it changed, in yellow. */
+static void
+on_revision_selected (GtkListBox *list, GtkListBoxRow *row, LodeWindow *self)
+{
+  g_autoptr(LodeMask) after = NULL;
+  g_autoptr(LodeMask) before = NULL;
+  g_autofree guint8 *rgba = NULL;
+  gint64 patch_id;
+
+  if (self->doc == NULL)
+    return;
+  if (row == NULL)
+    {
+      lode_canvas_set_highlight (self->canvas, NULL);
+      return;
+    }
+  patch_id = lode_document_get_patch (self->doc)->id;
+  after = revision_mask (self, patch_id, GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (row), "lode-revision")));
+  before = revision_mask (self, patch_id, GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (row), "lode-parent")));
+  if (after == NULL)
+    return;
+  if (before == NULL)
+    before = lode_mask_new (after->width, after->height);
+  if (before->width != after->width || before->height != after->height)
+    return;
+  rgba = g_malloc0 ((gsize) after->width * after->height * 4);
+  for (gsize i = 0; i < (gsize) after->width * after->height; i++)
+    if (after->data[i] != before->data[i])
+      {
+        rgba[4 * i + 0] = 255;
+        rgba[4 * i + 1] = 230;
+        rgba[4 * i + 2] = 0;
+        rgba[4 * i + 3] = 255;
+      }
+  lode_canvas_set_highlight (self->canvas, rgba);
+  gtk_label_set_label (self->status_label, _("Yellow: the pixels the selected revision changed"));
+}
+
+static void
+set_review (LodeWindow *self, LodeReviewState state, gboolean need_comment)
+{
+  g_autoptr(GError) error = NULL;
+  const char *comment = gtk_editable_get_text (GTK_EDITABLE (self->comment_entry));
+  gint64 id;
+  gboolean queue = g_strcmp0 (self->view, "review") == 0;
+
+  if (self->doc == NULL)
+    return;
+  if (need_comment && (comment == NULL || comment[0] == '\0'))
+    {
+      gtk_stack_set_visible_child_name (self->inspector_stack, "review");
+      gtk_widget_grab_focus (GTK_WIDGET (self->comment_entry));
+      gtk_widget_add_css_class (GTK_WIDGET (self->comment_entry), "error");
+      gtk_label_set_label (self->status_label, _("Say why the patch is rejected in the comment"));
+      return;
+    }
+  id = lode_document_get_patch (self->doc)->id;
+  if (!lode_store_set_review (self->store, id, state, author (self), comment, &error))
+    {
+      show_error (self, _("The review cannot be saved"), error);
+      return;
+    }
+  ((LodePatch *) lode_document_get_patch (self->doc))->state = state;
+  gtk_widget_remove_css_class (GTK_WIDGET (self->comment_entry), "error");
+  gtk_editable_set_text (GTK_EDITABLE (self->comment_entry), "");
+  lode_patch_browser_set_state (self->browser, id, state);
+  /* In the review queue the patch has left the list: go on with the next. */
+  if (queue && lode_patch_browser_get_n_shown (self->browser) > 0 &&
+      !lode_patch_browser_select_id (self->browser, id))
+    lode_patch_browser_select_position (self->browser, 0);
+  update_review_panel (self);
+  update_status (self);
+  update_actions (self);
+}
+
+static void
+action_review (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+
+  if (g_str_equal (action_name, "win.accept"))
+    set_review (self, LODE_REVIEW_ACCEPTED, FALSE);
+  else if (g_str_equal (action_name, "win.reject"))
+    set_review (self, LODE_REVIEW_REJECTED, TRUE);
+  else if (g_str_equal (action_name, "win.send-back"))
+    set_review (self, LODE_REVIEW_IN_PROGRESS, FALSE);
+  else
+    set_review (self, LODE_REVIEW_TO_REVIEW, FALSE);
+}
+
+/* Layer controls */
+
+static void
+update_layer_controls (LodeWindow *self)
+{
+  gboolean custom = self->spec.preset == LODE_COMPOSITE_CUSTOM;
+  gboolean fixed = self->spec.stretch == LODE_STRETCH_FIXED;
+  gboolean pct = self->spec.stretch == LODE_STRETCH_PERCENTILE;
+
+  self->updating_controls = TRUE;
+  gtk_drop_down_set_selected (self->composite_dropdown, self->spec.preset);
+  gtk_drop_down_set_selected (self->stretch_dropdown, self->spec.stretch);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->band_r), custom);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->band_g), custom);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->band_b), custom);
+  if (custom)
+    {
+      gtk_drop_down_set_selected (self->band_r, self->spec.bands[0]);
+      gtk_drop_down_set_selected (self->band_g, self->spec.bands[1]);
+      gtk_drop_down_set_selected (self->band_b, self->spec.bands[2]);
+    }
+  gtk_widget_set_visible (self->low_label, !gtk_widget_get_visible (GTK_WIDGET (self->low_spin)) || TRUE);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->low_spin), pct || fixed);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->high_spin), pct || fixed);
+  gtk_spin_button_set_value (self->low_spin, fixed ? self->spec.fixed_min[0] : self->spec.low_pct);
+  gtk_spin_button_set_value (self->high_spin, fixed ? self->spec.fixed_max[0] : self->spec.high_pct);
+  gtk_range_set_value (GTK_RANGE (self->gamma_scale), self->spec.gamma);
+  self->updating_controls = FALSE;
+}
+
+static void
+fill_band_names (LodeWindow *self)
 {
   const LodeRaster *raster = lode_document_get_raster (self->doc);
-  const LodeMask *mask = lode_document_get_mask (self->doc);
-  LodeCompositeSpec spec = self->spec;
-  gsize n = (gsize) raster->width * raster->height;
-  g_autofree guint8 *rgba = g_malloc (n * 4);
-  g_autofree guint8 *overlay = g_malloc (n * 4);
+  g_autoptr(GtkStringList) names = NULL;
 
-  if (!lode_composite_resolve (&spec, raster, error) ||
-      !lode_composite_render_rgba (raster, &spec, NULL, rgba, error))
-    return FALSE;
-  lode_mask_render_rgba (mask, lode_document_get_classes (self->doc), FALSE, overlay);
-  lode_canvas_set_image (self->canvas, rgba, raster->width, raster->height);
-  lode_canvas_set_overlay (self->canvas, overlay);
-  return TRUE;
+  if (raster->n_bands == self->n_band_names)
+    return;
+  self->n_band_names = raster->n_bands;
+  names = gtk_string_list_new ((const char * const *) raster->band_names);
+  self->updating_controls = TRUE;
+  gtk_drop_down_set_model (self->band_r, G_LIST_MODEL (names));
+  gtk_drop_down_set_model (self->band_g, G_LIST_MODEL (names));
+  gtk_drop_down_set_model (self->band_b, G_LIST_MODEL (names));
+  self->updating_controls = FALSE;
+  if (self->spec.preset == LODE_COMPOSITE_CUSTOM)
+    for (int i = 0; i < 3; i++)
+      self->spec.bands[i] = MIN (self->spec.bands[i], raster->n_bands - 1);
+}
+
+static void
+on_layer_changed (GObject *object, GParamSpec *pspec, LodeWindow *self)
+{
+  guint preset = gtk_drop_down_get_selected (self->composite_dropdown);
+  guint stretch = gtk_drop_down_get_selected (self->stretch_dropdown);
+  LodeCompositeSpec old = self->spec;
+
+  if (self->updating_controls || preset >= LODE_COMPOSITE_N_PRESETS)
+    return;
+  if (preset != (guint) self->spec.preset)
+    {
+      lode_composite_spec_init (&self->spec, preset);
+      self->spec.stretch = old.stretch;
+      self->spec.gamma = old.gamma;
+      if (preset == LODE_COMPOSITE_CUSTOM && self->doc != NULL)
+        for (int i = 0; i < 3; i++)
+          self->spec.bands[i] = (old.bands[i] >= 0 && old.bands[i] < self->n_band_names) ? old.bands[i] : i;
+    }
+  else if (preset == LODE_COMPOSITE_CUSTOM)
+    {
+      self->spec.bands[0] = gtk_drop_down_get_selected (self->band_r);
+      self->spec.bands[1] = gtk_drop_down_get_selected (self->band_g);
+      self->spec.bands[2] = gtk_drop_down_get_selected (self->band_b);
+    }
+  if (stretch <= LODE_STRETCH_FIXED && stretch != (guint) self->spec.stretch)
+    self->spec.stretch = stretch;
+  else if (self->spec.stretch == LODE_STRETCH_PERCENTILE)
+    {
+      self->spec.low_pct = CLAMP (gtk_spin_button_get_value (self->low_spin), 0, 100);
+      self->spec.high_pct = CLAMP (gtk_spin_button_get_value (self->high_spin), 0, 100);
+    }
+  else if (self->spec.stretch == LODE_STRETCH_FIXED)
+    for (int c = 0; c < 3; c++)
+      {
+        self->spec.fixed_min[c] = gtk_spin_button_get_value (self->low_spin);
+        self->spec.fixed_max[c] = gtk_spin_button_get_value (self->high_spin);
+      }
+  self->spec.gamma = gtk_range_get_value (GTK_RANGE (self->gamma_scale));
+  update_layer_controls (self);
+  rerender (self);
+}
+
+static void
+on_opacity_changed (GtkRange *range, LodeWindow *self)
+{
+  double v = gtk_range_get_value (range);
+  LodeCanvas *canvases[3] = { self->canvas, lode_compare_view_get_canvas (self->compare_view, 0),
+                              lode_compare_view_get_canvas (self->compare_view, 1) };
+
+  for (int i = 0; i < 3; i++)
+    lode_canvas_set_mask_opacity (canvases[i], v);
+}
+
+/* Patches */
+
+static gboolean
+open_pair (LodeWindow *self, GError **error)
+{
+  gint64 pair_id;
+
+  g_clear_pointer (&self->pair, lode_document_free);
+  pair_id = lode_store_find_pair (self->store, lode_document_get_patch (self->doc)->id, error);
+  if (pair_id == 0)
+    return error == NULL || *error == NULL;
+  self->pair = lode_document_open (self->store, pair_id, error);
+  return self->pair != NULL;
+}
+
+static void
+update_view (LodeWindow *self)
+{
+  g_autoptr(GError) error = NULL;
+  gboolean compare = g_strcmp0 (self->view, "compare") == 0;
+
+  gtk_widget_set_visible (self->compare_tools, compare);
+  if (self->doc == NULL)
+    {
+      gtk_stack_set_visible_child_name (self->canvas_stack, "empty");
+      return;
+    }
+  if (compare && self->pair == NULL && !open_pair (self, &error))
+    show_error (self, _("The other year cannot be opened"), error);
+  if (compare && self->pair != NULL)
+    {
+      g_autofree char *left = lode_patch_item_dup_title (lode_patch_browser_find (self->browser,
+                                                             lode_document_get_patch (earlier_doc (self))->id));
+      g_autofree char *right = lode_patch_item_dup_title (lode_patch_browser_find (self->browser,
+                                                              lode_document_get_patch (later_doc (self))->id));
+      lode_compare_view_set_titles (self->compare_view, left, right);
+      gtk_stack_set_visible_child_name (self->canvas_stack, "compare");
+    }
+  else
+    gtk_stack_set_visible_child_name (self->canvas_stack, compare ? "no-pair" : "canvas");
+  rerender (self);
+  if (compare && self->pair != NULL)
+    lode_canvas_zoom_fit (lode_compare_view_get_canvas (self->compare_view, 0));
 }
 
 static void
@@ -126,42 +955,62 @@ show_patch (LodeWindow *self, gint64 patch_id)
   g_autoptr(GError) error = NULL;
   g_autoptr(LodeDocument) doc = NULL;
   g_autofree char *title = NULL;
-  const LodePatch *patch;
+  gint64 start = g_get_monotonic_time ();
 
   doc = lode_document_open (self->store, patch_id, &error);
   if (doc == NULL)
     {
-      lode_canvas_clear (self->canvas);
-      gtk_stack_set_visible_child_name (self->canvas_stack, "empty");
       gtk_label_set_label (self->status_label, error->message);
       show_error (self, _("The patch cannot be opened"), error);
       return;
     }
+  g_clear_pointer (&self->pair, lode_document_free);
   g_clear_pointer (&self->doc, lode_document_free);
   self->doc = g_steal_pointer (&doc);
-
-  if (!render_document (self, &error))
-    {
-      gtk_label_set_label (self->status_label, error->message);
-      show_error (self, _("The patch cannot be drawn"), error);
-      return;
-    }
-  patch = lode_document_get_patch (self->doc);
-  title = patch->year > 0 ? g_strdup_printf (_("Tile %s · %d"), patch->tile_id, patch->year)
-                          : g_strdup (patch->tile_id);
-  gtk_label_set_label (self->title_label, title);
-  gtk_stack_set_visible_child_name (self->canvas_stack, "canvas");
+  self->active = self->doc;
+  fill_band_names (self);
+  if (self->spec.preset == LODE_COMPOSITE_CUSTOM)
+    update_layer_controls (self);
+  gtk_list_box_unselect_all (self->revision_list);
+  lode_canvas_set_highlight (self->canvas, NULL);
+  rebuild_palette (self);
+  update_view (self);
+  title = lode_patch_item_dup_title (lode_patch_browser_find (self->browser, patch_id));
+  gtk_label_set_label (self->patch_title, title);
   update_status (self);
+  update_review_panel (self);
+  update_actions (self);
+  self->last_switch_us = g_get_monotonic_time () - start;
 }
 
 static void
-on_selection_changed (GtkSingleSelection *selection, GParamSpec *pspec, LodeWindow *self)
+on_patch_selected (LodePatchBrowser *browser, gint64 patch_id, LodeWindow *self)
 {
-  LodePatchItem *item = gtk_single_selection_get_selected_item (selection);
-
+  if (self->store != NULL && (self->doc == NULL || lode_document_get_patch (self->doc)->id != patch_id))
+    show_patch (self, patch_id);
   update_actions (self);
-  if (item != NULL)
-    show_patch (self, lode_patch_item_get_id (item));
+}
+
+static void
+on_scanned (GObject *source, GAsyncResult *result, gpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GArray) shares = lode_thumbnailer_scan_finish (LODE_THUMBNAILER (source), result, &error);
+  LodeWindow *self;
+
+  if (shares == NULL)
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_warning ("class shares: %s", error->message);
+      return;
+    }
+  self = LODE_WINDOW (data);
+  for (guint i = 0; i < shares->len; i++)
+    lode_patch_browser_set_shares (self->browser, &g_array_index (shares, LodePatchShares, i));
+  /* Filters on classes see the shares now. */
+  lode_patch_browser_set_state_filter (self->browser, g_strcmp0 (self->view, "review") == 0
+                                                        ? LODE_REVIEW_TO_REVIEW : -1);
+  update_actions (self);
 }
 
 gboolean
@@ -172,6 +1021,7 @@ lode_window_open_project (LodeWindow *self, GFile *file)
   g_autoptr(GPtrArray) patches = NULL;
   g_autofree char *path = g_file_get_path (file);
   g_autofree char *name = g_file_get_basename (file);
+  g_autofree char *title = NULL;
 
   g_return_val_if_fail (LODE_IS_WINDOW (self), FALSE);
 
@@ -191,38 +1041,44 @@ lode_window_open_project (LodeWindow *self, GFile *file)
       return FALSE;
     }
 
+  if (self->scan_cancellable != NULL)
+    g_cancellable_cancel (self->scan_cancellable);
+  g_clear_object (&self->scan_cancellable);
+  g_clear_pointer (&self->pair, lode_document_free);
   g_clear_pointer (&self->doc, lode_document_free);
+  self->active = NULL;
   g_clear_pointer (&self->store, lode_store_close);
   self->store = g_steal_pointer (&store);
+  g_clear_object (&self->thumbnailer);
+  self->thumbnailer = lode_thumbnailer_new (path, self->spec.preset == LODE_COMPOSITE_CUSTOM
+                                                    ? LODE_COMPOSITE_TRUE_COLOUR : self->spec.preset);
+  self->n_band_names = 0;
 
-  g_signal_handlers_block_by_func (self->selection, on_selection_changed, self);
-  g_list_store_remove_all (self->patches);
-  for (guint i = 0; i < patches->len; i++)
-    {
-      g_autoptr(LodePatchItem) item = lode_patch_item_new (g_ptr_array_index (patches, i));
-      g_list_store_append (self->patches, item);
-    }
-  g_signal_handlers_unblock_by_func (self->selection, on_selection_changed, self);
+  lode_patch_browser_set_patches (self->browser, patches, self->thumbnailer);
+  self->scan_cancellable = g_cancellable_new ();
+  lode_thumbnailer_scan_async (self->thumbnailer, self->scan_cancellable, on_scanned, self);
 
-  gtk_label_set_label (self->subtitle_label, name);
-  gtk_widget_set_visible (GTK_WIDGET (self->subtitle_label), TRUE);
+  /* Translators: the window title: the project's file name */
+  title = g_strdup_printf (_("%s — Lode"), name);
+  gtk_window_set_title (GTK_WINDOW (self), title);
   gtk_stack_set_visible_child_name (self->list_stack, "list");
   g_settings_set_string (self->settings, "last-project", path);
 
-  if (patches->len > 0)
-    {
-      gtk_single_selection_set_selected (self->selection, GTK_INVALID_LIST_POSITION);
-      gtk_single_selection_set_selected (self->selection, 0);
-    }
-  else
+  if (g_strcmp0 (self->view, "review") == 0)
+    lode_patch_browser_set_state_filter (self->browser, LODE_REVIEW_TO_REVIEW);
+  if (!lode_patch_browser_select_position (self->browser, 0))
     {
       lode_canvas_clear (self->canvas);
       gtk_stack_set_visible_child_name (self->canvas_stack, "empty");
-      gtk_label_set_label (self->status_label, _("The project has no patches"));
+      gtk_label_set_label (self->status_label, patches->len ? _("No patch matches the filters")
+                                                            : _("The project has no patches"));
     }
+  update_review_panel (self);
   update_actions (self);
   return TRUE;
 }
+
+/* Actions */
 
 static void
 on_open_response (GtkNativeDialog *dialog, int response, gpointer user_data)
@@ -238,7 +1094,7 @@ on_open_response (GtkNativeDialog *dialog, int response, gpointer user_data)
 }
 
 static void
-lode_window_open (GtkWidget *widget, const char *action_name, GVariant *param)
+action_open (GtkWidget *widget, const char *action_name, GVariant *param)
 {
   LodeWindow *self = LODE_WINDOW (widget);
   GtkFileChooserNative *dialog;
@@ -256,62 +1112,158 @@ lode_window_open (GtkWidget *widget, const char *action_name, GVariant *param)
 }
 
 static void
-move_selection (LodeWindow *self, int step)
+on_imported (LodeImportDialog *dialog, const char *path, LodeWindow *self)
 {
-  guint pos = gtk_single_selection_get_selected (self->selection);
-  guint n = g_list_model_get_n_items (G_LIST_MODEL (self->patches));
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+  lode_window_open_project (self, file);
+}
 
-  if (pos == GTK_INVALID_LIST_POSITION || n == 0)
+static void
+action_import (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  GtkWidget *dialog = lode_import_dialog_new (GTK_WINDOW (widget));
+
+  g_signal_connect_object (dialog, "imported", G_CALLBACK (on_imported), widget, 0);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+action_preferences (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+  gtk_window_present (GTK_WINDOW (lode_preferences_dialog_new (GTK_WINDOW (self), self->settings)));
+}
+
+static void
+action_move (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+
+  lode_patch_browser_move (self->browser, g_str_equal (action_name, "win.next-patch") ? 1 : -1);
+  update_actions (self);
+}
+
+static void
+action_undo (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+  LodeDocument *doc = self->active ? self->active : self->doc;
+  GError *error = NULL;
+  gboolean ok;
+
+  if (doc == NULL)
     return;
-  if ((step < 0 && pos == 0) || (step > 0 && pos + 1 >= n))
-    return;
-  pos += step;
-  gtk_single_selection_set_selected (self->selection, pos);
-  gtk_widget_activate_action (GTK_WIDGET (self->patch_list), "list.scroll-to-item", "u", pos);
+  if (g_str_equal (action_name, "win.undo"))
+    ok = lode_document_undo (doc, author (self), &error);
+  else
+    ok = lode_document_redo (doc, author (self), &error);
+  after_edit (self, doc, ok, error);
+  update_review_panel (self);
+}
+
+/* Canvas commands reach the canvas the user works on. */
+static void
+action_canvas (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+  g_autofree char *name = g_strconcat ("canvas.", action_name + strlen ("win."), NULL);
+
+  gtk_widget_activate_action_variant (GTK_WIDGET (active_canvas (self)), name, param);
 }
 
 static void
-lode_window_next_patch (GtkWidget *widget, const char *action_name, GVariant *param)
+action_focus_search (GtkWidget *widget, const char *action_name, GVariant *param)
 {
-  move_selection (LODE_WINDOW (widget), 1);
+  lode_patch_browser_focus_search (LODE_WINDOW (widget)->browser);
 }
 
 static void
-lode_window_previous_patch (GtkWidget *widget, const char *action_name, GVariant *param)
+lode_window_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
 {
-  move_selection (LODE_WINDOW (widget), -1);
+  LodeWindow *self = LODE_WINDOW (object);
+
+  switch (prop_id)
+    {
+    case PROP_TOOL: g_value_set_string (value, self->tool); break;
+    case PROP_VIEW: g_value_set_string (value, self->view); break;
+    case PROP_COMPARE_MODE: g_value_set_string (value, self->compare_mode); break;
+    case PROP_SHOW_ORIGINAL: g_value_set_boolean (value, self->show_original); break;
+    case PROP_MASK_OUTLINE: g_value_set_boolean (value, self->mask_outline); break;
+    case PROP_CHANGE_OVERLAY: g_value_set_boolean (value, self->change_overlay); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
 }
 
 static void
-setup_row (GtkSignalListItemFactory *factory, GtkListItem *list_item, gpointer user_data)
+set_tool (LodeCanvas *canvas, gpointer data)
 {
-  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 2);
-  GtkWidget *title = gtk_label_new (NULL);
-  GtkWidget *subtitle = gtk_label_new (NULL);
+  const char *ids[] = { "brush", "eraser", "fill", "polygon" };
 
-  gtk_label_set_xalign (GTK_LABEL (title), 0);
-  gtk_label_set_xalign (GTK_LABEL (subtitle), 0);
-  gtk_widget_add_css_class (subtitle, "dim-label");
-  gtk_widget_add_css_class (subtitle, "caption");
-  gtk_box_append (GTK_BOX (box), title);
-  gtk_box_append (GTK_BOX (box), subtitle);
-  gtk_widget_set_margin_top (box, 4);
-  gtk_widget_set_margin_bottom (box, 4);
-  gtk_list_item_set_child (list_item, box);
+  for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
+    if (g_strcmp0 (data, ids[i]) == 0 && lode_canvas_get_tool (canvas) != i)
+      lode_canvas_set_tool (canvas, i);
 }
 
 static void
-bind_row (GtkSignalListItemFactory *factory, GtkListItem *list_item, gpointer user_data)
+set_view (LodeWindow *self, const char *view)
 {
-  LodePatchItem *item = gtk_list_item_get_item (list_item);
-  GtkWidget *box = gtk_list_item_get_child (list_item);
-  GtkWidget *title = gtk_widget_get_first_child (box);
-  GtkWidget *subtitle = gtk_widget_get_next_sibling (title);
-  g_autofree char *t = lode_patch_item_dup_title (item);
-  g_autofree char *s = lode_patch_item_dup_subtitle (item);
+  gboolean was_review = g_strcmp0 (self->view, "review") == 0;
+  gboolean review = g_strcmp0 (view, "review") == 0;
+  gint64 shown = self->doc ? lode_document_get_patch (self->doc)->id : 0;
 
-  gtk_label_set_label (GTK_LABEL (title), t);
-  gtk_label_set_label (GTK_LABEL (subtitle), s);
+  g_free (self->view);
+  self->view = g_strdup (view);
+  gtk_stack_set_visible_child_name (self->inspector_stack, review ? "review" : "layers");
+  if (review != was_review)
+    {
+      lode_patch_browser_set_state_filter (self->browser, review ? LODE_REVIEW_TO_REVIEW : -1);
+      if (!lode_patch_browser_select_id (self->browser, shown))
+        lode_patch_browser_select_position (self->browser, 0);
+    }
+  update_view (self);
+  update_actions (self);
+}
+
+static void
+lode_window_set_property (GObject *object, guint prop_id, const GValue *value, GParamSpec *pspec)
+{
+  LodeWindow *self = LODE_WINDOW (object);
+  LodeCompareMode mode;
+
+  switch (prop_id)
+    {
+    case PROP_TOOL:
+      g_free (self->tool);
+      self->tool = g_value_dup_string (value);
+      for_each_canvas (self, set_tool, self->tool);
+      update_palette_state (self);
+      break;
+    case PROP_VIEW:
+      set_view (self, g_value_get_string (value));
+      break;
+    case PROP_COMPARE_MODE:
+      g_free (self->compare_mode);
+      self->compare_mode = g_value_dup_string (value);
+      if (lode_compare_mode_from_id (self->compare_mode, &mode))
+        lode_compare_view_set_mode (self->compare_view, mode);
+      break;
+    case PROP_SHOW_ORIGINAL:
+      self->show_original = g_value_get_boolean (value);
+      rerender (self);
+      break;
+    case PROP_MASK_OUTLINE:
+      self->mask_outline = g_value_get_boolean (value);
+      rerender (self);
+      break;
+    case PROP_CHANGE_OVERLAY:
+      self->change_overlay = g_value_get_boolean (value);
+      update_change_overlay (self);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+      return;
+    }
+  g_object_notify_by_pspec (object, pspec);
 }
 
 static void
@@ -319,49 +1271,213 @@ lode_window_dispose (GObject *object)
 {
   LodeWindow *self = LODE_WINDOW (object);
 
+  if (self->scan_cancellable != NULL)
+    g_cancellable_cancel (self->scan_cancellable);
+  g_clear_object (&self->scan_cancellable);
+  g_clear_pointer (&self->pair, lode_document_free);
   g_clear_pointer (&self->doc, lode_document_free);
-  g_clear_pointer (&self->store, lode_store_close);
-  g_clear_object (&self->selection);
-  g_clear_object (&self->patches);
-  g_clear_object (&self->settings);
+  self->active = NULL;
   gtk_widget_dispose_template (GTK_WIDGET (self), LODE_TYPE_WINDOW);
+  g_clear_pointer (&self->store, lode_store_close);
+  g_clear_object (&self->thumbnailer);
+  g_clear_object (&self->settings);
   G_OBJECT_CLASS (lode_window_parent_class)->dispose (object);
 }
+
+static void
+lode_window_finalize (GObject *object)
+{
+  LodeWindow *self = LODE_WINDOW (object);
+
+  g_free (self->tool);
+  g_free (self->view);
+  g_free (self->compare_mode);
+  G_OBJECT_CLASS (lode_window_parent_class)->finalize (object);
+}
+
+#define BIND(key, mods, action, ...) \
+  gtk_widget_class_add_binding_action (widget_class, key, mods, action, __VA_ARGS__)
 
 static void
 lode_window_class_init (LodeWindowClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+  const char *canvas_actions[] = { "win.zoom-in", "win.zoom-out", "win.zoom-fit", "win.zoom-actual",
+                                   "win.brush-grow", "win.brush-shrink" };
 
   object_class->dispose = lode_window_dispose;
+  object_class->finalize = lode_window_finalize;
+  object_class->get_property = lode_window_get_property;
+  object_class->set_property = lode_window_set_property;
+
+  properties[PROP_TOOL] = g_param_spec_string ("tool", NULL, NULL, "brush",
+                                               G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_VIEW] = g_param_spec_string ("view", NULL, NULL, "edit",
+                                               G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  properties[PROP_COMPARE_MODE] = g_param_spec_string ("compare-mode", NULL, NULL, "side",
+                                                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                       G_PARAM_STATIC_STRINGS);
+  properties[PROP_SHOW_ORIGINAL] = g_param_spec_boolean ("show-original", NULL, NULL, FALSE,
+                                                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                         G_PARAM_STATIC_STRINGS);
+  properties[PROP_MASK_OUTLINE] = g_param_spec_boolean ("mask-outline", NULL, NULL, FALSE,
+                                                        G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                        G_PARAM_STATIC_STRINGS);
+  properties[PROP_CHANGE_OVERLAY] = g_param_spec_boolean ("change-overlay", NULL, NULL, FALSE,
+                                                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                          G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /* Naming the resources links them in from the static library; their
    * constructor registers them before the template is read. */
   g_assert (lode_get_resource () != NULL);
   g_type_ensure (LODE_TYPE_CANVAS);
+  g_type_ensure (LODE_TYPE_COMPARE_VIEW);
+  g_type_ensure (LODE_TYPE_PATCH_BROWSER);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/lodeapp/Lode/lode-window.ui");
-  gtk_widget_class_bind_template_child (widget_class, LodeWindow, title_label);
-  gtk_widget_class_bind_template_child (widget_class, LodeWindow, subtitle_label);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, list_stack);
-  gtk_widget_class_bind_template_child (widget_class, LodeWindow, patch_list);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, browser);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, toolbar);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, brush_label);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, palette_box);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, compare_tools);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, canvas_stack);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, canvas);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, compare_view);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, status_label);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, inspector_stack);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, patch_title);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, patch_info);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, composite_dropdown);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, band_r);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, band_g);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, band_b);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, stretch_dropdown);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, low_label);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, low_spin);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, high_label);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, high_spin);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, gamma_scale);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, opacity_scale);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, review_state_label);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, queue_label);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, comment_entry);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, revision_list);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, reviews_label);
 
-  gtk_widget_class_install_action (widget_class, "win.open", NULL, lode_window_open);
-  gtk_widget_class_install_action (widget_class, "win.next-patch", NULL, lode_window_next_patch);
-  gtk_widget_class_install_action (widget_class, "win.previous-patch", NULL, lode_window_previous_patch);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Page_Down, 0, "win.next-patch", NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Page_Up, 0, "win.previous-patch", NULL);
+  gtk_widget_class_install_action (widget_class, "win.open", NULL, action_open);
+  gtk_widget_class_install_action (widget_class, "win.import", NULL, action_import);
+  gtk_widget_class_install_action (widget_class, "win.preferences", NULL, action_preferences);
+  gtk_widget_class_install_action (widget_class, "win.next-patch", NULL, action_move);
+  gtk_widget_class_install_action (widget_class, "win.previous-patch", NULL, action_move);
+  gtk_widget_class_install_action (widget_class, "win.undo", NULL, action_undo);
+  gtk_widget_class_install_action (widget_class, "win.redo", NULL, action_undo);
+  gtk_widget_class_install_action (widget_class, "win.accept", NULL, action_review);
+  gtk_widget_class_install_action (widget_class, "win.reject", NULL, action_review);
+  gtk_widget_class_install_action (widget_class, "win.send-back", NULL, action_review);
+  gtk_widget_class_install_action (widget_class, "win.submit", NULL, action_review);
+  gtk_widget_class_install_action (widget_class, "win.focus-search", NULL, action_focus_search);
+  for (guint i = 0; i < G_N_ELEMENTS (canvas_actions); i++)
+    gtk_widget_class_install_action (widget_class, canvas_actions[i], NULL, action_canvas);
+  gtk_widget_class_install_action (widget_class, "win.class", "i", action_canvas);
+  gtk_widget_class_install_property_action (widget_class, "win.tool", "tool");
+  gtk_widget_class_install_property_action (widget_class, "win.view", "view");
+  gtk_widget_class_install_property_action (widget_class, "win.compare-mode", "compare-mode");
+  gtk_widget_class_install_property_action (widget_class, "win.show-original", "show-original");
+  gtk_widget_class_install_property_action (widget_class, "win.mask-outline", "mask-outline");
+  gtk_widget_class_install_property_action (widget_class, "win.change-overlay", "change-overlay");
+
+  BIND (GDK_KEY_o, GDK_CONTROL_MASK, "win.open", NULL);
+  BIND (GDK_KEY_i, GDK_CONTROL_MASK, "win.import", NULL);
+  BIND (GDK_KEY_comma, GDK_CONTROL_MASK, "win.preferences", NULL);
+  BIND (GDK_KEY_f, GDK_CONTROL_MASK, "win.focus-search", NULL);
+  BIND (GDK_KEY_Page_Down, 0, "win.next-patch", NULL);
+  BIND (GDK_KEY_Page_Up, 0, "win.previous-patch", NULL);
+  BIND (GDK_KEY_z, GDK_CONTROL_MASK, "win.undo", NULL);
+  BIND (GDK_KEY_z, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.redo", NULL);
+  BIND (GDK_KEY_Z, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.redo", NULL);
+  BIND (GDK_KEY_b, 0, "win.tool", "s", "brush");
+  BIND (GDK_KEY_e, 0, "win.tool", "s", "eraser");
+  BIND (GDK_KEY_f, 0, "win.tool", "s", "fill");
+  BIND (GDK_KEY_p, 0, "win.tool", "s", "polygon");
+  for (int n = 1; n <= 9; n++)
+    {
+      BIND (GDK_KEY_0 + n, 0, "win.class", "i", n);
+      BIND (GDK_KEY_KP_0 + n, 0, "win.class", "i", n);
+    }
+  BIND (GDK_KEY_bracketright, 0, "win.brush-grow", NULL);
+  BIND (GDK_KEY_bracketleft, 0, "win.brush-shrink", NULL);
+  BIND (GDK_KEY_plus, 0, "win.zoom-in", NULL);
+  BIND (GDK_KEY_equal, 0, "win.zoom-in", NULL);
+  BIND (GDK_KEY_KP_Add, 0, "win.zoom-in", NULL);
+  BIND (GDK_KEY_plus, GDK_CONTROL_MASK, "win.zoom-in", NULL);
+  BIND (GDK_KEY_equal, GDK_CONTROL_MASK, "win.zoom-in", NULL);
+  BIND (GDK_KEY_minus, 0, "win.zoom-out", NULL);
+  BIND (GDK_KEY_KP_Subtract, 0, "win.zoom-out", NULL);
+  BIND (GDK_KEY_minus, GDK_CONTROL_MASK, "win.zoom-out", NULL);
+  BIND (GDK_KEY_0, GDK_CONTROL_MASK, "win.zoom-fit", NULL);
+  BIND (GDK_KEY_1, GDK_CONTROL_MASK, "win.zoom-actual", NULL);
+  BIND (GDK_KEY_o, 0, "win.show-original", NULL);
+  BIND (GDK_KEY_l, 0, "win.mask-outline", NULL);
+  BIND (GDK_KEY_c, 0, "win.change-overlay", NULL);
+  BIND (GDK_KEY_1, GDK_ALT_MASK, "win.view", "s", "edit");
+  BIND (GDK_KEY_2, GDK_ALT_MASK, "win.view", "s", "compare");
+  BIND (GDK_KEY_3, GDK_ALT_MASK, "win.view", "s", "review");
+  BIND (GDK_KEY_S, GDK_SHIFT_MASK, "win.compare-mode", "s", "side");
+  BIND (GDK_KEY_W, GDK_SHIFT_MASK, "win.compare-mode", "s", "swipe");
+  BIND (GDK_KEY_K, GDK_SHIFT_MASK, "win.compare-mode", "s", "blink");
+  BIND (GDK_KEY_Return, GDK_CONTROL_MASK, "win.accept", NULL);
+  BIND (GDK_KEY_KP_Enter, GDK_CONTROL_MASK, "win.accept", NULL);
+  BIND (GDK_KEY_Delete, GDK_CONTROL_MASK, "win.reject", NULL);
+  BIND (GDK_KEY_BackSpace, GDK_CONTROL_MASK, "win.send-back", NULL);
+  BIND (GDK_KEY_Return, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.submit", NULL);
+}
+
+static void
+setup_ellipsized (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer data)
+{
+  GtkWidget *label = gtk_label_new (NULL);
+
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
+  gtk_label_set_width_chars (GTK_LABEL (label), 8);
+  gtk_list_item_set_child (item, label);
+}
+
+static void
+bind_ellipsized (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer data)
+{
+  GtkStringObject *s = gtk_list_item_get_item (item);
+  const char *text = gtk_string_object_get_string (s);
+
+  gtk_label_set_label (GTK_LABEL (gtk_list_item_get_child (item)), text);
+  gtk_widget_set_tooltip_text (gtk_list_item_get_child (item), text);
+}
+
+/* Dropdowns that fit the inspector: long names are ellipsized. */
+static void
+ellipsize_dropdown (GtkDropDown *dropdown)
+{
+  GtkListItemFactory *factory = gtk_signal_list_item_factory_new ();
+
+  g_signal_connect (factory, "setup", G_CALLBACK (setup_ellipsized), NULL);
+  g_signal_connect (factory, "bind", G_CALLBACK (bind_ellipsized), NULL);
+  gtk_drop_down_set_factory (dropdown, factory);
+  g_object_unref (factory);
 }
 
 static void
 lode_window_init (LodeWindow *self)
 {
-  GtkListItemFactory *factory;
   g_autofree char *composite = NULL;
+  g_autoptr(GtkStringList) presets = gtk_string_list_new (NULL);
+  g_autoptr(GtkStringList) stretches = gtk_string_list_new (NULL);
   LodeCompositePreset preset = LODE_COMPOSITE_TRUE_COLOUR;
+
+  self->tool = g_strdup ("brush");
+  self->view = g_strdup ("edit");
+  self->compare_mode = g_strdup ("side");
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->settings = g_settings_new (LODE_APP_ID);
@@ -369,20 +1485,40 @@ lode_window_init (LodeWindow *self)
   composite = g_settings_get_string (self->settings, "default-composite");
   lode_composite_preset_from_id (composite, &preset);
   lode_composite_spec_init (&self->spec, preset);
-  lode_canvas_set_mask_opacity (self->canvas, g_settings_get_double (self->settings, "mask-opacity"));
+  self->spec.stretch = g_settings_get_enum (self->settings, "default-stretch");
 
-  self->patches = g_list_store_new (LODE_TYPE_PATCH_ITEM);
-  self->selection = gtk_single_selection_new (g_object_ref (G_LIST_MODEL (self->patches)));
-  gtk_single_selection_set_autoselect (self->selection, FALSE);
-  g_signal_connect (self->selection, "notify::selected", G_CALLBACK (on_selection_changed), self);
+  ellipsize_dropdown (self->composite_dropdown);
+  ellipsize_dropdown (self->stretch_dropdown);
+  ellipsize_dropdown (self->band_r);
+  ellipsize_dropdown (self->band_g);
+  ellipsize_dropdown (self->band_b);
+  for (int p = 0; p < LODE_COMPOSITE_N_PRESETS; p++)
+    gtk_string_list_append (presets, lode_composite_preset_label (p));
+  gtk_drop_down_set_model (self->composite_dropdown, G_LIST_MODEL (presets));
+  gtk_string_list_append (stretches, _("Percentiles"));
+  gtk_string_list_append (stretches, _("Minimum to maximum"));
+  gtk_string_list_append (stretches, _("Fixed range"));
+  gtk_drop_down_set_model (self->stretch_dropdown, G_LIST_MODEL (stretches));
+  update_layer_controls (self);
+  g_signal_connect (self->composite_dropdown, "notify::selected", G_CALLBACK (on_layer_changed), self);
+  g_signal_connect (self->stretch_dropdown, "notify::selected", G_CALLBACK (on_layer_changed), self);
+  g_signal_connect (self->band_r, "notify::selected", G_CALLBACK (on_layer_changed), self);
+  g_signal_connect (self->band_g, "notify::selected", G_CALLBACK (on_layer_changed), self);
+  g_signal_connect (self->band_b, "notify::selected", G_CALLBACK (on_layer_changed), self);
+  g_signal_connect_swapped (self->low_spin, "value-changed", G_CALLBACK (on_layer_changed), self);
+  g_signal_connect_swapped (self->high_spin, "value-changed", G_CALLBACK (on_layer_changed), self);
+  g_signal_connect_swapped (self->gamma_scale, "value-changed", G_CALLBACK (on_layer_changed), self);
 
-  factory = gtk_signal_list_item_factory_new ();
-  g_signal_connect (factory, "setup", G_CALLBACK (setup_row), NULL);
-  g_signal_connect (factory, "bind", G_CALLBACK (bind_row), NULL);
-  gtk_list_view_set_factory (self->patch_list, factory);
-  g_object_unref (factory);
-  gtk_list_view_set_model (self->patch_list, GTK_SELECTION_MODEL (self->selection));
+  g_signal_connect (self->opacity_scale, "value-changed", G_CALLBACK (on_opacity_changed), self);
+  g_settings_bind (self->settings, "mask-opacity", gtk_range_get_adjustment (GTK_RANGE (self->opacity_scale)),
+                   "value", G_SETTINGS_BIND_DEFAULT);
+  on_opacity_changed (GTK_RANGE (self->opacity_scale), self);
 
+  for_each_canvas (self, connect_canvas, self);
+  g_signal_connect (self->browser, "patch-selected", G_CALLBACK (on_patch_selected), self);
+  g_signal_connect (self->revision_list, "row-selected", G_CALLBACK (on_revision_selected), self);
+  gtk_widget_set_visible (self->compare_tools, FALSE);
+  update_brush_label (self);
   update_actions (self);
 }
 
@@ -393,6 +1529,20 @@ lode_window_get_canvas (LodeWindow *self)
   return GTK_WIDGET (self->canvas);
 }
 
+LodeCompareView *
+lode_window_get_compare_view (LodeWindow *self)
+{
+  g_return_val_if_fail (LODE_IS_WINDOW (self), NULL);
+  return self->compare_view;
+}
+
+LodePatchBrowser *
+lode_window_get_browser (LodeWindow *self)
+{
+  g_return_val_if_fail (LODE_IS_WINDOW (self), NULL);
+  return self->browser;
+}
+
 gint64
 lode_window_get_patch_id (LodeWindow *self)
 {
@@ -400,12 +1550,50 @@ lode_window_get_patch_id (LodeWindow *self)
   return self->doc ? lode_document_get_patch (self->doc)->id : 0;
 }
 
+gint64
+lode_window_get_pair_id (LodeWindow *self)
+{
+  g_return_val_if_fail (LODE_IS_WINDOW (self), 0);
+  return self->pair ? lode_document_get_patch (self->pair)->id : 0;
+}
+
 gboolean
 lode_window_select_patch (LodeWindow *self, guint position)
 {
   g_return_val_if_fail (LODE_IS_WINDOW (self), FALSE);
-  if (position >= g_list_model_get_n_items (G_LIST_MODEL (self->patches)))
+  return lode_patch_browser_select_position (self->browser, position);
+}
+
+const char *
+lode_window_get_status (LodeWindow *self)
+{
+  g_return_val_if_fail (LODE_IS_WINDOW (self), NULL);
+  return gtk_label_get_label (self->status_label);
+}
+
+void
+lode_window_set_comment (LodeWindow *self, const char *comment)
+{
+  g_return_if_fail (LODE_IS_WINDOW (self));
+  gtk_editable_set_text (GTK_EDITABLE (self->comment_entry), comment);
+}
+
+gint64
+lode_window_get_last_switch_us (LodeWindow *self)
+{
+  g_return_val_if_fail (LODE_IS_WINDOW (self), 0);
+  return self->last_switch_us;
+}
+
+gboolean
+lode_window_select_revision (LodeWindow *self, guint index)
+{
+  GtkListBoxRow *row;
+
+  g_return_val_if_fail (LODE_IS_WINDOW (self), FALSE);
+  row = gtk_list_box_get_row_at_index (self->revision_list, index);
+  if (row == NULL)
     return FALSE;
-  gtk_single_selection_set_selected (self->selection, position);
+  gtk_list_box_select_row (self->revision_list, row);
   return TRUE;
 }

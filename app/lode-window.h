@@ -4,6 +4,8 @@
 #include <gtk/gtk.h>
 
 #include "lode-application.h"
+#include "lode-compare-view.h"
+#include "lode-patch-browser.h"
 
 G_BEGIN_DECLS
 
@@ -22,5 +24,21 @@ gint64      lode_window_get_patch_id (LodeWindow      *self);
 /* Selects the patch at position in the list; FALSE when there is none. */
 gboolean    lode_window_select_patch (LodeWindow      *self,
                                       guint            position);
+
+LodeCompareView  *lode_window_get_compare_view (LodeWindow *self);
+LodePatchBrowser *lode_window_get_browser      (LodeWindow *self);
+/* The other year's patch in the compare view, 0 when none is open. */
+gint64      lode_window_get_pair_id  (LodeWindow      *self);
+/* The status line's text. */
+const char *lode_window_get_status   (LodeWindow      *self);
+/* The review comment, as typed in the review panel. */
+void        lode_window_set_comment  (LodeWindow      *self,
+                                      const char      *comment);
+/* Microseconds the last patch switch took, from selection to the new patch
+ * rendered for the canvas (document read, composite and overlay). */
+gint64      lode_window_get_last_switch_us (LodeWindow *self);
+/* Selects the index-th revision of the history (newest first). */
+gboolean    lode_window_select_revision (LodeWindow   *self,
+                                         guint         index);
 
 G_END_DECLS

@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <glib/gi18n.h>
 #include <json-glib/json-glib.h>
 #include <string.h>
@@ -377,8 +379,8 @@ open_pytorch (LodeCheckpoint *self, GError **error)
           if (size < need)
             {
               g_set_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_SHAPE,
-                           _("The checkpoint “%s” has a storage “%s” of %" G_GUINT64_FORMAT
-                             " bytes where %" G_GUINT64_FORMAT " are needed"),
+                           _("The checkpoint “%s” has a storage “%s” of %" PRIu64
+                             " bytes where %" PRIu64 " are needed"),
                            self->display, entry_name, size, need);
               return FALSE;
             }
@@ -534,8 +536,8 @@ open_safetensors (LodeCheckpoint *self, guint64 header_len, GError **error)
       if (end - begin != numel * lode_dtype_size (entry->dtype))
         {
           g_set_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_SHAPE,
-                       _("The safetensors file “%s” gives “%s” %" G_GUINT64_FORMAT
-                         " bytes for %" G_GUINT64_FORMAT " elements of %s"),
+                       _("The safetensors file “%s” gives “%s” %" PRIu64
+                         " bytes for %" PRIu64 " elements of %s"),
                        self->display, name, end - begin, numel, lode_dtype_name (entry->dtype));
           return FALSE;
         }
@@ -543,7 +545,7 @@ open_safetensors (LodeCheckpoint *self, guint64 header_len, GError **error)
         {
           g_set_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_TRUNCATED,
                        _("The safetensors file “%s” is cut short (perhaps an interrupted download): "
-                         "it has %" G_GSIZE_FORMAT " bytes but “%s” ends at byte %" G_GUINT64_FORMAT),
+                         "it has %zu bytes but “%s” ends at byte %" PRIu64),
                        self->display, self->size, name, 8 + header_len + end);
           return FALSE;
         }
@@ -624,7 +626,7 @@ lode_checkpoint_open (const char *path, GError **error)
       if (header_len > SAFETENSORS_MAX_HEADER)
         {
           g_set_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_CORRUPT,
-                       _("The safetensors file “%s” claims a header of %" G_GUINT64_FORMAT
+                       _("The safetensors file “%s” claims a header of %" PRIu64
                          " bytes, more than the %d Lode accepts"),
                        self->display, header_len, SAFETENSORS_MAX_HEADER);
           return NULL;
@@ -633,7 +635,7 @@ lode_checkpoint_open (const char *path, GError **error)
         {
           g_set_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_TRUNCATED,
                        _("The safetensors file “%s” is cut short (perhaps an interrupted download): "
-                         "it has %" G_GSIZE_FORMAT " bytes, less than its %" G_GUINT64_FORMAT "-byte header"),
+                         "it has %zu bytes, less than its %" PRIu64 "-byte header"),
                        self->display, self->size, header_len);
           return NULL;
         }

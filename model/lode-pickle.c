@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <glib/gi18n.h>
 #include <string.h>
 
@@ -192,7 +194,7 @@ fail (Unpickler *u, GError **error, int code, const char *format, ...)
   va_end (args);
   /* TRANSLATORS: the first %s says what is wrong, the second names the pickle opcode */
   g_set_error (error, LODE_CHECKPOINT_ERROR, code,
-               _("%s (opcode %s at byte %" G_GSIZE_FORMAT " of the pickle)"),
+               _("%s (opcode %s at byte %zu of the pickle)"),
                what, opname, u->op_pos);
   return FALSE;
 }
@@ -464,7 +466,7 @@ memo_get (Unpickler *u, guint64 index, GError **error)
     obj = g_hash_table_lookup (u->memo, GUINT_TO_POINTER ((guint) index));
   if (obj == NULL)
     return fail (u, error, LODE_CHECKPOINT_ERROR_CORRUPT,
-                 _("The pickle reads memo entry %" G_GUINT64_FORMAT ", which was never stored"), index);
+                 _("The pickle reads memo entry %" PRIu64 ", which was never stored"), index);
   return push (u, obj, error);
 }
 
@@ -568,13 +570,13 @@ rebuild_tensor (Unpickler *u, LodePickleObj *args, GError **error)
 
           if (n > 0 && (st > (storage->storage.numel - last) / n))
             return fail (u, error, LODE_CHECKPOINT_ERROR_SHAPE,
-                         _("A tensor reaches beyond its storage of %" G_GINT64_FORMAT " elements"),
+                         _("A tensor reaches beyond its storage of %" PRId64 " elements"),
                          storage->storage.numel);
           last += n * st;
         }
       if (last >= storage->storage.numel)
         return fail (u, error, LODE_CHECKPOINT_ERROR_SHAPE,
-                     _("A tensor reaches beyond its storage of %" G_GINT64_FORMAT " elements"),
+                     _("A tensor reaches beyond its storage of %" PRId64 " elements"),
                      storage->storage.numel);
     }
   return push (u, tensor, error);
@@ -855,7 +857,7 @@ lode_pickle_load (const guint8 *data, gsize len, GError **error)
       if (u.pos >= u.len)
         {
           g_set_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_CORRUPT,
-                       _("The pickle ends after %" G_GSIZE_FORMAT " bytes without STOP"), u.len);
+                       _("The pickle ends after %zu bytes without STOP"), u.len);
           ok = FALSE;
           break;
         }

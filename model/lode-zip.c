@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <glib/gi18n.h>
 #include <string.h>
 
@@ -30,7 +32,7 @@ cut_short (const guint8 *data, gsize size, const char *display, const char *wher
 {
   g_set_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_TRUNCATED,
                _("The checkpoint “%s” is cut short, perhaps by an interrupted download: "
-                 "it has only %" G_GSIZE_FORMAT " bytes and ends %s, before the archive's "
+                 "it has only %zu bytes and ends %s, before the archive's "
                  "central directory. Download it again."),
                display, size, where);
   return TRUE;

@@ -420,12 +420,14 @@ storage_element_size (const char *type)
   return 4;
 }
 
-void
-lode_test_ckpt_write (const char *path, const char *top, const guint8 *pkl, gsize pkl_len,
-                      const LodeTestTensor *tensors, guint n, gboolean values)
+static void
+ckpt_write (const char *path, const char *top, const guint8 *pkl, gsize pkl_len,
+            const LodeTestTensor *tensors, guint n, gboolean values,
+            LodeTestFillFunc fill, gpointer user_data)
 {
   g_autoptr(GArray) entries = g_array_new (FALSE, TRUE, sizeof (LodeTestZipEntry));
   g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GPtrArray) buffers = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
   LodeTestZipEntry entry = { 0 };
 
@@ -442,16 +444,204 @@ lode_test_ckpt_write (const char *path, const char *top, const guint8 *pkl, gsiz
     {
       const LodeTestTensor *t = &tensors[i];
       gboolean f32 = g_str_equal (t->storage_type, "FloatStorage");
+      guint64 nbytes = (guint64) t->storage_numel * storage_element_size (t->storage_type);
+      char *name;
 
       if (g_hash_table_contains (seen, t->key))
         continue;
       g_hash_table_add (seen, (gpointer) t->key);
+      name = g_strconcat (top, "/data/", t->key, NULL);
+      if (fill != NULL)
+        {
+          float *buf = g_new0 (float, MAX (t->storage_numel, 1));
+
+          g_assert_true (f32);
+          g_ptr_array_add (buffers, buf);
+          if (fill (t, buf, user_data))
+            ADD (name, nbytes, LODE_TEST_FILL_BYTES, (const guint8 *) buf, 0);
+          else
+            ADD (name, nbytes, LODE_TEST_FILL_ZEROS, NULL, 0);
+          continue;
+        }
       g_assert_true (f32 || !values);
-      ADD (g_strconcat (top, "/data/", t->key, NULL), (guint64) t->storage_numel * storage_element_size (t->storage_type),
-           values ? LODE_TEST_FILL_SIN_F32 : LODE_TEST_FILL_ZEROS, NULL,
+      ADD (name, nbytes, values ? LODE_TEST_FILL_SIN_F32 : LODE_TEST_FILL_ZEROS, NULL,
            g_ascii_strtoull (t->key, NULL, 10));
     }
   ADD (g_strconcat (top, "/version", NULL), 2, LODE_TEST_FILL_BYTES, (const guint8 *) "3\n", 0);
 #undef ADD
   lode_test_zip_write (path, (LodeTestZipEntry *) entries->data, entries->len, TRUE);
+}
+
+void
+lode_test_ckpt_write (const char *path, const char *top, const guint8 *pkl, gsize pkl_len,
+                      const LodeTestTensor *tensors, guint n, gboolean values)
+{
+  ckpt_write (path, top, pkl, pkl_len, tensors, n, values, NULL, NULL);
+}
+
+void
+lode_test_ckpt_write_with (const char *path, const char *top, const guint8 *pkl, gsize pkl_len,
+                           const LodeTestTensor *tensors, guint n, LodeTestFillFunc fill,
+                           gpointer user_data)
+{
+  ckpt_write (path, top, pkl, pkl_len, tensors, n, TRUE, fill, user_data);
+}
+
+/* Layouts ----------------------------------------------------------------- */
+
+void
+lode_test_layout_free (LodeTestLayout *layout)
+{
+  g_ptr_array_unref (layout->strings);
+  g_array_unref (layout->tensors);
+  g_free (layout);
+}
+
+LodeTestLayout *
+lode_test_layout_new (void)
+{
+  LodeTestLayout *layout = g_new0 (LodeTestLayout, 1);
+
+  layout->strings = g_ptr_array_new_with_free_func (g_free);
+  layout->tensors = g_array_new (FALSE, TRUE, sizeof (LodeTestTensor));
+  return layout;
+}
+
+static const char *
+layout_intern (LodeTestLayout *layout, char *s)
+{
+  g_ptr_array_add (layout->strings, s);
+  return s;
+}
+
+void
+lode_test_layout_add (LodeTestLayout *layout, const char *name, const char *key, int ndim,
+                      const gint64 *shape)
+{
+  LodeTestTensor t = { 0 };
+
+  t.name = layout_intern (layout, g_strdup (name));
+  t.storage_type = "FloatStorage";
+  t.key = key ? layout_intern (layout, g_strdup (key))
+              : layout_intern (layout, g_strdup_printf ("%u", layout->tensors->len));
+  t.ndim = ndim;
+  t.storage_numel = 1;
+  for (int d = 0; d < ndim; d++)
+    {
+      t.shape[d] = shape[d];
+      t.storage_numel *= shape[d];
+    }
+  g_array_append_val (layout->tensors, t);
+}
+
+#define ADD(layout, name, ...) G_STMT_START { \
+    const gint64 shape_[] = { __VA_ARGS__ }; \
+    lode_test_layout_add ((layout), (name), NULL, G_N_ELEMENTS (shape_), shape_); \
+  } G_STMT_END
+
+LodeTestLayout *
+lode_test_layout_read (const char *path)
+{
+  g_autofree char *text = NULL;
+  g_auto(GStrv) lines = NULL;
+  g_autoptr(GError) error = NULL;
+  LodeTestLayout *layout;
+
+  g_file_get_contents (path, &text, NULL, &error);
+  g_assert_no_error (error);
+  layout = lode_test_layout_new ();
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 1; lines[i] != NULL; i++)
+    {
+      g_auto(GStrv) cols = NULL;
+      g_auto(GStrv) dims = NULL;
+      gint64 shape[8];
+      int ndim = 0;
+
+      if (lines[i][0] == '\0')
+        continue;
+      cols = g_strsplit (lines[i], "\t", -1);
+      g_assert_cmpuint (g_strv_length (cols), ==, 4);
+      g_assert_cmpstr (cols[2], ==, "FloatStorage");
+      g_strdelimit (cols[1], "[]", ' ');
+      dims = g_strsplit (cols[1], ",", -1);
+      for (guint d = 0; dims[d] != NULL; d++)
+        if (*g_strstrip (dims[d]) != '\0')
+          shape[ndim++] = g_ascii_strtoll (dims[d], NULL, 10);
+      lode_test_layout_add (layout, cols[0], cols[3], ndim, shape);
+    }
+  return layout;
+}
+
+static void
+add_blocks (LodeTestLayout *out, int embed, const int stages[4])
+{
+  int block = 0;
+
+  for (int s = 0; s < 4; s++)
+    for (int b = 0; b < stages[s]; b++, block++)
+      {
+        gint64 dout = (gint64) embed << s;
+        gint64 din = (b == 0 && s > 0) ? dout / 2 : dout;
+        g_autofree char *p = g_strdup_printf ("image_encoder.trunk.blocks.%d.", block);
+        char name[128];
+
+#define BLOCK(suffix, ...) G_STMT_START { \
+    g_snprintf (name, sizeof name, "%s%s", p, suffix); \
+    ADD (out, name, __VA_ARGS__); \
+  } G_STMT_END
+        BLOCK ("norm1.weight", din);
+        BLOCK ("norm1.bias", din);
+        BLOCK ("attn.qkv.weight", 3 * dout, din);
+        BLOCK ("attn.qkv.bias", 3 * dout);
+        BLOCK ("attn.proj.weight", dout, dout);
+        BLOCK ("attn.proj.bias", dout);
+        BLOCK ("norm2.weight", dout);
+        BLOCK ("norm2.bias", dout);
+        BLOCK ("mlp.layers.0.weight", 4 * dout, dout);
+        BLOCK ("mlp.layers.0.bias", 4 * dout);
+        BLOCK ("mlp.layers.1.weight", dout, 4 * dout);
+        BLOCK ("mlp.layers.1.bias", dout);
+        if (din != dout)
+          {
+            BLOCK ("proj.weight", dout, din);
+            BLOCK ("proj.bias", dout);
+          }
+#undef BLOCK
+      }
+}
+
+LodeTestLayout *
+lode_test_layout_derive_sam2 (const LodeTestLayout *tiny, int embed, const int stages[4], int bkg)
+{
+  LodeTestLayout *out = lode_test_layout_new ();
+  gboolean blocks_done = FALSE;
+  gint64 e = embed;
+
+  for (guint i = 0; i < tiny->tensors->len; i++)
+    {
+      const LodeTestTensor *t = &g_array_index (tiny->tensors, LodeTestTensor, i);
+      int level;
+
+      if (g_str_has_prefix (t->name, "image_encoder.trunk.blocks."))
+        {
+          if (!blocks_done)
+            add_blocks (out, embed, stages);
+          blocks_done = TRUE;
+        }
+      else if (g_str_equal (t->name, "image_encoder.trunk.pos_embed"))
+        ADD (out, t->name, 1, e, bkg, bkg);
+      else if (g_str_equal (t->name, "image_encoder.trunk.pos_embed_window"))
+        ADD (out, t->name, 1, e, 8, 8);
+      else if (g_str_equal (t->name, "image_encoder.trunk.patch_embed.proj.weight"))
+        ADD (out, t->name, e, 3, 7, 7);
+      else if (g_str_equal (t->name, "image_encoder.trunk.patch_embed.proj.bias"))
+        ADD (out, t->name, e);
+      else if (g_str_has_suffix (t->name, ".conv.weight")
+               && sscanf (t->name, "image_encoder.neck.convs.%d.conv.weight", &level) == 1)
+        ADD (out, t->name, 256, e << (3 - level), 1, 1);
+      else
+        lode_test_layout_add (out, t->name, NULL, t->ndim, t->shape);
+    }
+  return out;
 }

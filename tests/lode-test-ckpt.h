@@ -71,4 +71,49 @@ void        lode_test_ckpt_write       (const char           *path,
                                         guint                 n,
                                         gboolean              values);
 
+/* Fills out[0..numel) with the values of the float32 tensor t and returns
+ * TRUE, or returns FALSE to leave its storage zero. */
+typedef gboolean (*LodeTestFillFunc) (const LodeTestTensor *t,
+                                      float                *out,
+                                      gpointer              user_data);
+
+/* lode_test_ckpt_write with the values of each float32 storage given by
+ * fill (one tensor per storage). */
+void        lode_test_ckpt_write_with  (const char           *path,
+                                        const char           *top,
+                                        const guint8         *pkl,
+                                        gsize                 pkl_len,
+                                        const LodeTestTensor *tensors,
+                                        guint                 n,
+                                        LodeTestFillFunc      fill,
+                                        gpointer              user_data);
+
+/* A list of tensors that owns its names and keys. */
+typedef struct {
+  GPtrArray *strings;   /* owns the names and keys */
+  GArray *tensors;      /* LodeTestTensor */
+} LodeTestLayout;
+
+LodeTestLayout *lode_test_layout_new   (void);
+void            lode_test_layout_free  (LodeTestLayout       *layout);
+/* A float32 tensor; key NULL numbers it by position. */
+void            lode_test_layout_add   (LodeTestLayout       *layout,
+                                        const char           *name,
+                                        const char           *key,
+                                        int                   ndim,
+                                        const gint64         *shape);
+/* A layout file as sam2.1_hiera_tiny.layout.tsv: a header line, then key,
+ * shape "[a, b]", storage type, storage key, tab-separated. */
+LodeTestLayout *lode_test_layout_read  (const char           *path);
+/* The tensor list of a SAM2.1 size: the tiny layout with the image
+ * encoder's trunk and neck re-derived from embed (width), stages (blocks
+ * per stage) and bkg (background positional embedding size); everything
+ * else (prompt encoder, mask decoder, memory) is the same in every size. */
+LodeTestLayout *lode_test_layout_derive_sam2 (const LodeTestLayout *tiny,
+                                              int                   embed,
+                                              const int             stages[4],
+                                              int                   bkg);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeTestLayout, lode_test_layout_free)
+
 G_END_DECLS

@@ -12,100 +12,17 @@
 #include "lode-test-ckpt.h"
 #include "lode-test-util.h"
 
-typedef struct {
-  GPtrArray *strings;   /* owns the names and keys */
-  GArray *tensors;      /* LodeTestTensor */
-} Layout;
-
-static void
-layout_free (Layout *layout)
-{
-  g_ptr_array_unref (layout->strings);
-  g_array_unref (layout->tensors);
-  g_free (layout);
-}
-
-G_DEFINE_AUTOPTR_CLEANUP_FUNC (Layout, layout_free)
-
-static Layout *
-layout_new (void)
-{
-  Layout *layout = g_new0 (Layout, 1);
-
-  layout->strings = g_ptr_array_new_with_free_func (g_free);
-  layout->tensors = g_array_new (FALSE, TRUE, sizeof (LodeTestTensor));
-  return layout;
-}
-
-static const char *
-layout_intern (Layout *layout, char *s)
-{
-  g_ptr_array_add (layout->strings, s);
-  return s;
-}
-
-static void
-layout_add (Layout *layout, const char *name, const char *key, int ndim, const gint64 *shape)
-{
-  LodeTestTensor t = { 0 };
-
-  t.name = layout_intern (layout, g_strdup (name));
-  t.storage_type = "FloatStorage";
-  t.key = key ? layout_intern (layout, g_strdup (key))
-              : layout_intern (layout, g_strdup_printf ("%u", layout->tensors->len));
-  t.ndim = ndim;
-  t.storage_numel = 1;
-  for (int d = 0; d < ndim; d++)
-    {
-      t.shape[d] = shape[d];
-      t.storage_numel *= shape[d];
-    }
-  g_array_append_val (layout->tensors, t);
-}
-
-#define ADD(layout, name, ...) G_STMT_START { \
-    const gint64 shape_[] = { __VA_ARGS__ }; \
-    layout_add ((layout), (name), NULL, G_N_ELEMENTS (shape_), shape_); \
-  } G_STMT_END
-
 /* The genuine layout: key, shape "[a, b]", dtype, storage key. */
-static Layout *
+static LodeTestLayout *
 read_tiny_layout (void)
 {
   const char *shared = lode_test_shared_dir ();
   g_autofree char *path = NULL;
-  g_autofree char *text = NULL;
-  g_auto(GStrv) lines = NULL;
-  g_autoptr(GError) error = NULL;
-  Layout *layout;
 
   if (shared == NULL)
     return NULL;
   path = g_build_filename (shared, "reference", "sam2", "sam2.1_hiera_tiny.layout.tsv", NULL);
-  g_file_get_contents (path, &text, NULL, &error);
-  g_assert_no_error (error);
-  layout = layout_new ();
-  lines = g_strsplit (text, "\n", -1);
-  for (guint i = 1; lines[i] != NULL; i++)
-    {
-      g_auto(GStrv) cols = NULL;
-      g_auto(GStrv) dims = NULL;
-      gint64 shape[8];
-      int ndim = 0;
-
-      if (lines[i][0] == '\0')
-        continue;
-      cols = g_strsplit (lines[i], "\t", -1);
-      g_assert_cmpuint (g_strv_length (cols), ==, 4);
-      g_assert_cmpstr (cols[2], ==, "FloatStorage");
-      g_strdelimit (cols[1], "[]", ' ');
-      dims = g_strsplit (cols[1], ",", -1);
-      for (guint d = 0; dims[d] != NULL; d++)
-        if (*g_strstrip (dims[d]) != '\0')
-          shape[ndim++] = g_ascii_strtoll (dims[d], NULL, 10);
-      layout_add (layout, cols[0], cols[3], ndim, shape);
-    }
-  return layout;
+  return lode_test_layout_read (path);
 }
 
 static GBytes *
@@ -147,7 +64,7 @@ assert_shape (LodeCheckpoint *ckpt, const char *name, int ndim, const gint64 *sh
 static void
 test_sam2_tiny (void)
 {
-  g_autoptr(Layout) layout = read_tiny_layout ();
+  g_autoptr(LodeTestLayout) layout = read_tiny_layout ();
   g_autoptr(GBytes) pkl = read_genuine_pickle ();
   g_autofree char *dir = NULL;
   g_autofree char *path = NULL;
@@ -226,86 +143,16 @@ static const Sam2Config sam2_configs[] = {
   { "large", 144, { 2, 6, 36, 4 }, 7 },
 };
 
-static void
-add_blocks (Layout *out, const Sam2Config *cfg)
+static LodeTestLayout *
+derive_layout (const LodeTestLayout *tiny, const Sam2Config *cfg)
 {
-  int block = 0;
-
-  for (int s = 0; s < 4; s++)
-    for (int b = 0; b < cfg->stages[s]; b++, block++)
-      {
-        gint64 dout = (gint64) cfg->embed << s;
-        gint64 din = (b == 0 && s > 0) ? dout / 2 : dout;
-        g_autofree char *p = g_strdup_printf ("image_encoder.trunk.blocks.%d.", block);
-        char name[128];
-
-#define BLOCK(suffix, ...) G_STMT_START { \
-    g_snprintf (name, sizeof name, "%s%s", p, suffix); \
-    ADD (out, name, __VA_ARGS__); \
-  } G_STMT_END
-        BLOCK ("norm1.weight", din);
-        BLOCK ("norm1.bias", din);
-        BLOCK ("attn.qkv.weight", 3 * dout, din);
-        BLOCK ("attn.qkv.bias", 3 * dout);
-        BLOCK ("attn.proj.weight", dout, dout);
-        BLOCK ("attn.proj.bias", dout);
-        BLOCK ("norm2.weight", dout);
-        BLOCK ("norm2.bias", dout);
-        BLOCK ("mlp.layers.0.weight", 4 * dout, dout);
-        BLOCK ("mlp.layers.0.bias", 4 * dout);
-        BLOCK ("mlp.layers.1.weight", dout, 4 * dout);
-        BLOCK ("mlp.layers.1.bias", dout);
-        if (din != dout)
-          {
-            BLOCK ("proj.weight", dout, din);
-            BLOCK ("proj.bias", dout);
-          }
-#undef BLOCK
-      }
-}
-
-/* The tensor list of a SAM2.1 size: the tiny layout with the image
- * encoder's trunk and neck re-derived from the configuration; everything
- * else (prompt encoder, mask decoder, memory) is the same in every size. */
-static Layout *
-derive_layout (const Layout *tiny, const Sam2Config *cfg)
-{
-  Layout *out = layout_new ();
-  gboolean blocks_done = FALSE;
-  gint64 e = cfg->embed;
-
-  for (guint i = 0; i < tiny->tensors->len; i++)
-    {
-      const LodeTestTensor *t = &g_array_index (tiny->tensors, LodeTestTensor, i);
-      int level;
-
-      if (g_str_has_prefix (t->name, "image_encoder.trunk.blocks."))
-        {
-          if (!blocks_done)
-            add_blocks (out, cfg);
-          blocks_done = TRUE;
-        }
-      else if (g_str_equal (t->name, "image_encoder.trunk.pos_embed"))
-        ADD (out, t->name, 1, e, cfg->bkg, cfg->bkg);
-      else if (g_str_equal (t->name, "image_encoder.trunk.pos_embed_window"))
-        ADD (out, t->name, 1, e, 8, 8);
-      else if (g_str_equal (t->name, "image_encoder.trunk.patch_embed.proj.weight"))
-        ADD (out, t->name, e, 3, 7, 7);
-      else if (g_str_equal (t->name, "image_encoder.trunk.patch_embed.proj.bias"))
-        ADD (out, t->name, e);
-      else if (g_str_has_suffix (t->name, ".conv.weight")
-               && sscanf (t->name, "image_encoder.neck.convs.%d.conv.weight", &level) == 1)
-        ADD (out, t->name, 256, e << (3 - level), 1, 1);
-      else
-        layout_add (out, t->name, NULL, t->ndim, t->shape);
-    }
-  return out;
+  return lode_test_layout_derive_sam2 (tiny, cfg->embed, cfg->stages, cfg->bkg);
 }
 
 static void
 test_sam2_sizes (void)
 {
-  g_autoptr(Layout) tiny = read_tiny_layout ();
+  g_autoptr(LodeTestLayout) tiny = read_tiny_layout ();
   g_autofree char *dir = NULL;
 
   if (tiny == NULL)
@@ -314,7 +161,7 @@ test_sam2_sizes (void)
 
   /* the derivation reproduces the genuine tiny layout exactly */
   {
-    g_autoptr(Layout) again = derive_layout (tiny, &sam2_configs[0]);
+    g_autoptr(LodeTestLayout) again = derive_layout (tiny, &sam2_configs[0]);
 
     g_assert_cmpuint (again->tensors->len, ==, tiny->tensors->len);
     for (guint i = 0; i < tiny->tensors->len; i++)
@@ -332,7 +179,7 @@ test_sam2_sizes (void)
   for (guint c = 1; c < G_N_ELEMENTS (sam2_configs); c++)
     {
       const Sam2Config *cfg = &sam2_configs[c];
-      g_autoptr(Layout) layout = derive_layout (tiny, cfg);
+      g_autoptr(LodeTestLayout) layout = derive_layout (tiny, cfg);
       g_autoptr(GByteArray) pkl = lode_test_pickle_tensors ((LodeTestTensor *) layout->tensors->data,
                                                             layout->tensors->len, LODE_TEST_WRAP_MODEL, FALSE);
       g_autofree char *top = g_strdup_printf ("sam2.1_hiera_%s", cfg->name);

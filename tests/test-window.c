@@ -4,6 +4,8 @@
  * what was open. Screenshots are written to the build folder. */
 #include "config.h"
 
+#include <string.h>
+
 #include <glib/gstdio.h>
 
 #include "lode-application.h"
@@ -12,6 +14,8 @@
 #include "lode-demo.h"
 #include "lode-test-display.h"
 #include "lode-test-util.h"
+#include "lode-store.h"
+#include "lode-mask.h"
 #include "lode-window.h"
 
 typedef struct
@@ -49,7 +53,7 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
 
   f->window = lode_window_new (NULL);
-  gtk_window_set_default_size (GTK_WINDOW (f->window), 1100, 700);
+  gtk_window_set_default_size (GTK_WINDOW (f->window), 1400, 850);
   gtk_window_present (GTK_WINDOW (f->window));
 }
 
@@ -105,6 +109,213 @@ test_open_broken (Fixture *f, gconstpointer data)
   g_assert_true (lode_canvas_has_image (LODE_CANVAS (lode_window_get_canvas (f->window))));
 }
 
+/* The latest mask of a patch, read through a second connection. */
+static LodeMask *
+stored_mask (Fixture *f, gint64 patch_id, gint64 *revision)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodeStore) store = lode_store_open (f->project, FALSE, &error);
+  g_autoptr(GBytes) blob = NULL;
+  LodeMask *mask;
+
+  g_assert_no_error (error);
+  blob = lode_store_get_mask (store, patch_id, 0, revision, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (blob);
+  mask = lode_mask_deserialize (blob, &error);
+  g_assert_no_error (error);
+  return mask;
+}
+
+static guint64
+count_class (const LodeMask *m, guint8 id)
+{
+  guint64 counts[256] = { 0 };
+  lode_mask_count (m, counts);
+  return counts[id];
+}
+
+static void
+open_demo (Fixture *f)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (f->project);
+
+  g_assert_true (lode_window_open_project (f->window, file));
+  g_assert_true (lode_test_wait_for (canvas_ready, f, 5000));
+  lode_test_settle (GTK_WIDGET (f->window));
+}
+
+static void
+test_edit_undo_redo (Fixture *f, gconstpointer data)
+{
+  LodeCanvas *canvas = LODE_CANVAS (lode_window_get_canvas (f->window));
+  g_autoptr(LodeMask) before = NULL;
+  g_autoptr(LodeMask) painted = NULL;
+  g_autoptr(LodeMask) undone = NULL;
+  g_autoptr(LodeMask) redone = NULL;
+  gint64 id, rev0 = 0, rev1 = 0, rev2 = 0, rev3 = 0;
+  g_autofree char *shot = NULL;
+
+  open_demo (f);
+  id = lode_window_get_patch_id (f->window);
+  before = stored_mask (f, id, &rev0);
+
+  /* Brush, class 1 (mining), a stroke across the patch as a drag would. */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.tool", "s", "brush"));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.class", "i", 1));
+  g_assert_cmpint (lode_canvas_get_tool (canvas), ==, LODE_CANVAS_TOOL_BRUSH);
+  g_assert_cmpint (lode_canvas_get_active_class (canvas), ==, 1);
+  gtk_widget_activate_action (GTK_WIDGET (f->window), "win.brush-grow", NULL);
+  g_assert_cmpfloat (lode_canvas_get_brush_radius (canvas), >, 3.0);
+  lode_canvas_press (canvas, 10.5, 60.5);
+  for (double x = 12; x <= 110; x += 2)
+    lode_canvas_motion (canvas, x, 60.5);
+  lode_canvas_release (canvas);
+  lode_test_settle (GTK_WIDGET (f->window));
+
+  painted = stored_mask (f, id, &rev1);
+  g_assert_cmpint (rev1, >, rev0);
+  g_assert_cmpuint (count_class (painted, 1), >, count_class (before, 1) + 100);
+  g_assert_cmpint (painted->data[60 * painted->width + 60], ==, 1);
+  shot = lode_test_screenshot (GTK_WIDGET (f->window), "screenshot-edit.png");
+
+  /* Zoom in and out keep the stroke; fit comes back. */
+  gtk_widget_activate_action (GTK_WIDGET (f->window), "win.zoom-in", NULL);
+  g_assert_cmpfloat (lode_canvas_get_zoom (canvas), >, 1.0);
+  gtk_widget_activate_action (GTK_WIDGET (f->window), "win.zoom-fit", NULL);
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.undo", NULL));
+  undone = stored_mask (f, id, &rev2);
+  g_assert_cmpint (rev2, >, rev1);
+  g_assert_true (lode_mask_equal (undone, before));
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.redo", NULL));
+  redone = stored_mask (f, id, &rev3);
+  g_assert_cmpint (rev3, >, rev2);
+  g_assert_true (lode_mask_equal (redone, painted));
+
+  /* The cursor's status line names the class and band values. */
+  g_signal_emit_by_name (canvas, "cursor-moved", 60.5, 60.5);
+  g_assert_nonnull (strstr (lode_window_get_status (f->window), "Mining"));
+  g_assert_nonnull (strstr (lode_window_get_status (f->window), "B4"));
+}
+
+static void
+test_compare (Fixture *f, gconstpointer data)
+{
+  LodeCompareView *compare;
+  LodeCanvas *left, *right;
+  g_autoptr(LodeMask) before = NULL;
+  g_autoptr(LodeMask) after = NULL;
+  double z1, x1, y1, z2, x2, y2;
+  gint64 pair;
+
+  open_demo (f);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.view", "s", "compare"));
+  lode_test_settle (GTK_WIDGET (f->window));
+  pair = lode_window_get_pair_id (f->window);
+  g_assert_cmpint (pair, >, 0);
+  g_assert_cmpint (pair, !=, lode_window_get_patch_id (f->window));
+  compare = lode_window_get_compare_view (f->window);
+  left = lode_compare_view_get_canvas (compare, 0);
+  right = lode_compare_view_get_canvas (compare, 1);
+  g_assert_true (lode_canvas_has_image (left));
+  g_assert_true (lode_canvas_has_image (right));
+
+  /* Zoom on one side moves the other. */
+  lode_canvas_set_view (right, 3.0, 40.0, 50.0);
+  lode_canvas_get_view (left, &z1, &x1, &y1);
+  lode_canvas_get_view (right, &z2, &x2, &y2);
+  g_assert_cmpfloat_with_epsilon (z1, z2, 1e-9);
+  g_assert_cmpfloat_with_epsilon (x1, x2, 1.0);
+  g_assert_cmpfloat_with_epsilon (y1, y2, 1.0);
+  gtk_widget_activate_action (GTK_WIDGET (f->window), "win.zoom-fit", NULL);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.change-overlay", NULL));
+  lode_test_settle (GTK_WIDGET (f->window));
+  g_free (lode_test_screenshot (GTK_WIDGET (f->window), "screenshot-compare.png"));
+
+  /* The right side (2022) is editable: a fill there is stored for the pair. */
+  before = stored_mask (f, pair, NULL);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.tool", "s", "polygon"));
+  lode_canvas_press (right, 2, 2);
+  lode_canvas_press (right, 30, 2);
+  lode_canvas_press (right, 30, 30);
+  lode_canvas_press (right, 2, 30);
+  lode_canvas_finish_polygon (right);
+  after = stored_mask (f, pair, NULL);
+  g_assert_cmpint (after->data[15 * after->width + 15], ==, 1);
+  g_assert_false (lode_mask_equal (before, after));
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.compare-mode", "s", "swipe"));
+  lode_test_settle (GTK_WIDGET (f->window));
+  g_free (lode_test_screenshot (GTK_WIDGET (f->window), "screenshot-swipe.png"));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.compare-mode", "s", "blink"));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.compare-mode", "s", "side"));
+}
+
+static void
+test_review (Fixture *f, gconstpointer data)
+{
+  LodePatchBrowser *browser = lode_window_get_browser (f->window);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodeStore) store = NULL;
+  g_autoptr(GPtrArray) reviews = NULL;
+  const LodeReview *last;
+  gint64 id;
+
+  open_demo (f);
+  id = lode_window_get_patch_id (f->window);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.submit", NULL));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.view", "s", "review"));
+  lode_test_settle (GTK_WIDGET (f->window));
+  /* The queue shows only the submitted patch. */
+  g_assert_cmpuint (lode_patch_browser_get_n_shown (browser), ==, 1);
+  g_assert_cmpint (lode_window_get_patch_id (f->window), ==, id);
+  g_assert_true (lode_window_select_revision (f->window, 0));
+  lode_test_settle (GTK_WIDGET (f->window));
+  g_free (lode_test_screenshot (GTK_WIDGET (f->window), "screenshot-review.png"));
+
+  /* Reject without a comment is refused; accept is stored. */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.reject", NULL));
+  lode_window_set_comment (f->window, "boundaries checked");
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.accept", NULL));
+  lode_test_settle (GTK_WIDGET (f->window));
+  g_assert_cmpuint (lode_patch_browser_get_n_shown (browser), ==, 0);
+
+  store = lode_store_open (f->project, FALSE, &error);
+  g_assert_no_error (error);
+  reviews = lode_store_list_reviews (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (reviews->len, ==, 2);
+  last = g_ptr_array_index (reviews, reviews->len - 1);
+  g_assert_cmpint (last->state, ==, LODE_REVIEW_ACCEPTED);
+  g_assert_cmpstr (last->comment, ==, "boundaries checked");
+}
+
+/* How long a patch switch takes (a figure, not an assertion). */
+static void
+test_switch_time (Fixture *f, gconstpointer data)
+{
+  gint64 total = 0, worst = 0;
+  guint n = 0;
+
+  open_demo (f);
+  for (guint round = 0; round < 3; round++)
+    for (guint i = 0; i < 8; i++)
+      {
+        gint64 t;
+        if (!lode_window_select_patch (f->window, i))
+          continue;
+        t = lode_window_get_last_switch_us (f->window);
+        total += t;
+        worst = MAX (worst, t);
+        n++;
+      }
+  g_assert_cmpuint (n, >, 0);
+  g_test_message ("patch switch: mean %.2f ms, worst %.2f ms over %u switches (128 x 128 x 13)",
+                  total / 1000.0 / n, worst / 1000.0, n);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -113,5 +324,9 @@ main (int argc, char **argv)
     return g_test_run ();
   g_test_add ("/window/open-demo", Fixture, NULL, fixture_setup, test_open_demo, fixture_teardown);
   g_test_add ("/window/open-broken", Fixture, NULL, fixture_setup, test_open_broken, fixture_teardown);
+  g_test_add ("/window/edit-undo-redo", Fixture, NULL, fixture_setup, test_edit_undo_redo, fixture_teardown);
+  g_test_add ("/window/compare", Fixture, NULL, fixture_setup, test_compare, fixture_teardown);
+  g_test_add ("/window/review", Fixture, NULL, fixture_setup, test_review, fixture_teardown);
+  g_test_add ("/window/switch-time", Fixture, NULL, fixture_setup, test_switch_time, fixture_teardown);
   return g_test_run ();
 }

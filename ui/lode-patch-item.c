@@ -10,6 +10,8 @@ struct _LodePatchItem
 {
   GObject    parent_instance;
   LodePatch *patch;
+  LodePatchShares shares;
+  gboolean   has_shares;
 };
 
 enum {
@@ -113,6 +115,16 @@ lode_patch_item_dup_subtitle (LodePatchItem *self)
     g_string_append_printf (s, " · %s", g_str_equal (self->patch->split, "train") ? _("train") : _("test"));
   if (self->patch->odd_reason != NULL)
     g_string_append_printf (s, " · %s", _("odd"));
+  if (self->has_shares && self->shares.has_mask)
+    {
+      /* Translators: share of a patch's pixels labelled mining */
+      g_string_append_printf (s, "\n%s %.1f %%", _("mining"), 100.0 * self->shares.mining);
+      if (self->shares.cocoa > 0.0)
+        /* Translators: share of a patch's pixels labelled cocoa */
+        g_string_append_printf (s, " · %s %.1f %%", _("cocoa"), 100.0 * self->shares.cocoa);
+    }
+  else if (self->has_shares)
+    g_string_append_printf (s, "\n%s", _("no mask"));
   return g_string_free (s, FALSE);
 }
 
@@ -123,5 +135,21 @@ lode_patch_item_set_state (LodePatchItem *self, LodeReviewState state)
   if (self->patch->state == state)
     return;
   self->patch->state = state;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SUBTITLE]);
+}
+
+const LodePatchShares *
+lode_patch_item_get_shares (LodePatchItem *self)
+{
+  g_return_val_if_fail (LODE_IS_PATCH_ITEM (self), NULL);
+  return self->has_shares ? &self->shares : NULL;
+}
+
+void
+lode_patch_item_set_shares (LodePatchItem *self, const LodePatchShares *shares)
+{
+  g_return_if_fail (LODE_IS_PATCH_ITEM (self));
+  self->shares = *shares;
+  self->has_shares = TRUE;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SUBTITLE]);
 }

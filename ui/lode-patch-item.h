@@ -4,6 +4,7 @@
 #include <gtk/gtk.h>
 
 #include "lode-store.h"
+#include "lode-thumbnailer.h"
 
 G_BEGIN_DECLS
 
@@ -20,5 +21,9 @@ char            *lode_patch_item_dup_title (LodePatchItem   *self);
 char            *lode_patch_item_dup_subtitle (LodePatchItem *self);
 void             lode_patch_item_set_state (LodePatchItem   *self,
                                             LodeReviewState  state);
+/* Class shares, once scanned; NULL before. */
+const LodePatchShares *lode_patch_item_get_shares (LodePatchItem *self);
+void             lode_patch_item_set_shares (LodePatchItem  *self,
+                                             const LodePatchShares *shares);
 
 G_END_DECLS

@@ -1,0 +1,1096 @@
+#define G_LOG_DOMAIN "lode-model"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <math.h>
+#include <string.h>
+
+#include "lode-ops.h"
+#include "lode-sam2-decoder.h"
+
+G_DEFINE_QUARK (lode-sam2-error-quark, lode_sam2_error)
+
+/* Fixed by the official builder (sam2_base.py _build_sam_heads). */
+#define MASK_IN_CHANS 16
+#define IOU_HIDDEN 256
+#define N_MASK_TOKENS 4
+#define ATTN_DOWNSAMPLE 2
+#define LN_EPS 1e-5f
+#define LN2D_EPS 1e-6f
+/* obj_score_token, iou_token, 4 mask tokens, box corners, points, padding */
+#define MAX_TOKENS (1 + 1 + N_MASK_TOKENS + 2 + LODE_SAM2_MAX_POINTS + 1)
+
+typedef struct {
+  LodeTensor *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob;
+  int internal;
+} Attn;
+
+typedef struct {
+  LodeTensor *w[3], *b[3];
+  int n;
+} Mlp;
+
+typedef struct {
+  Attn self_attn, t2i, i2t;
+  LodeTensor *norm_w[4], *norm_b[4];
+  Mlp mlp;
+} Layer;
+
+struct _LodeSam2Decoder {
+  LodeSam2Config config;
+  int c, e, hw, low_res, heads;
+  GPtrArray *tensors;             /* owns every LodeTensor */
+
+  /* prompt encoder */
+  LodeTensor *gauss;              /* [2, c/2] */
+  LodeTensor *point_embed[4];     /* [1, c] */
+  LodeTensor *not_a_point, *no_mask;
+  LodeTensor *md_w[3], *md_b[3];  /* mask downscaling convolutions */
+  LodeTensor *md_ln_w[2], *md_ln_b[2];
+  float *dense_pe;                /* [hw, c] */
+
+  /* mask decoder */
+  LodeTensor *obj_token, *iou_token, *mask_tokens;
+  Layer layers[8];
+  int depth;
+  Attn final_attn;
+  LodeTensor *final_norm_w, *final_norm_b;
+  LodeTensor *up_w[2], *up_b[2], *up_ln_w, *up_ln_b;
+  Mlp hyper[N_MASK_TOKENS];
+  Mlp iou_head, obj_head;
+
+  /* scratch, allocated once */
+  float *tok_pe, *queries, *qtmp, *tbuf, *tbuf2;     /* token rows */
+  float *tq, *tk, *tv, *thq, *thk, *thv, *tho;
+  float *keys, *kpe, *ktmp;                          /* [hw, c] */
+  float *pk, *pv, *pq, *hk, *hv, *hq, *ho;           /* [hw, internal] */
+  float *dense;                                      /* [c, hw] */
+  float *up1, *up2;                                  /* upscaled features */
+  float *masks;                                      /* [4, low_res^2] */
+  float *mask_scratch;
+  float *up_cols;                                    /* transposed convolution columns */
+  float *r, *z, *sc, *fold_bias;                      /* folded attention */
+  float *wout_t[8 + 1];                              /* per attention: out_proj^T per head */
+
+  /* prompt-independent first layer (no mask input): keys, keys + PE and
+   * the token-to-image K and V in head layout, for the embedding whose
+   * image_embed is copied in cached_embed */
+  float *cached_embed;
+  gboolean cache_valid;
+  float *c_keys, *c_kpe, *c_hk, *c_hv;
+};
+
+/* ---- weights ------------------------------------------------------------ */
+
+typedef struct {
+  LodeSam2Decoder *self;
+  LodeSam2TensorSource source;
+  gpointer data;
+  GError **error;
+  gboolean failed;
+} Loader;
+
+static LodeTensor *
+take (Loader *l, const char *name, int ndim, gint64 d0, gint64 d1, gint64 d2, gint64 d3)
+{
+  gint64 shape[4] = { d0, d1, d2, d3 };
+  LodeTensor *t;
+
+  if (l->failed)
+    return NULL;
+  t = l->source (name, ndim, shape, l->data, l->error);
+  if (t == NULL)
+    {
+      l->failed = TRUE;
+      return NULL;
+    }
+  g_ptr_array_add (l->self->tensors, t);
+  return t;
+}
+
+static void
+take_linear (Loader *l, const char *prefix, int out_f, int in_f, LodeTensor **w, LodeTensor **b)
+{
+  g_autofree char *wn = g_strconcat (prefix, ".weight", NULL);
+  g_autofree char *bn = g_strconcat (prefix, ".bias", NULL);
+
+  *w = take (l, wn, 2, out_f, in_f, 0, 0);
+  *b = take (l, bn, 1, out_f, 0, 0, 0);
+}
+
+static void
+take_attn (Loader *l, const char *prefix, Attn *a, int c, int downsample)
+{
+  g_autofree char *q = g_strconcat (prefix, ".q_proj", NULL);
+  g_autofree char *k = g_strconcat (prefix, ".k_proj", NULL);
+  g_autofree char *v = g_strconcat (prefix, ".v_proj", NULL);
+  g_autofree char *o = g_strconcat (prefix, ".out_proj", NULL);
+
+  a->internal = c / downsample;
+  take_linear (l, q, a->internal, c, &a->qw, &a->qb);
+  take_linear (l, k, a->internal, c, &a->kw, &a->kb);
+  take_linear (l, v, a->internal, c, &a->vw, &a->vb);
+  take_linear (l, o, c, a->internal, &a->ow, &a->ob);
+}
+
+/* MLP(input, hidden, output, n) of sam2_utils: Linear layers numbered
+ * layers.0 .. layers.n-1. */
+static void
+take_mlp (Loader *l, const char *prefix, Mlp *m, int in_f, int hidden, int out_f, int n)
+{
+  m->n = n;
+  for (int i = 0; i < n; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s.layers.%d", prefix, i);
+      int fi = i == 0 ? in_f : hidden;
+      int fo = i == n - 1 ? out_f : hidden;
+
+      take_linear (l, name, fo, fi, &m->w[i], &m->b[i]);
+    }
+}
+
+static void
+take_norm (Loader *l, const char *prefix, int c, LodeTensor **w, LodeTensor **b)
+{
+  g_autofree char *wn = g_strconcat (prefix, ".weight", NULL);
+  g_autofree char *bn = g_strconcat (prefix, ".bias", NULL);
+
+  *w = take (l, wn, 1, c, 0, 0, 0);
+  *b = take (l, bn, 1, c, 0, 0, 0);
+}
+
+static void
+load_weights (Loader *l)
+{
+  LodeSam2Decoder *self = l->self;
+  int c = self->c;
+  const char *pe = "sam_prompt_encoder";
+  const char *md = "sam_mask_decoder";
+
+  self->gauss = take (l, "sam_prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
+                      2, 2, c / 2, 0, 0);
+  for (int i = 0; i < 4; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s.point_embeddings.%d.weight", pe, i);
+      self->point_embed[i] = take (l, name, 2, 1, c, 0, 0);
+    }
+  self->not_a_point = take (l, "sam_prompt_encoder.not_a_point_embed.weight", 2, 1, c, 0, 0);
+  self->no_mask = take (l, "sam_prompt_encoder.no_mask_embed.weight", 2, 1, c, 0, 0);
+  self->md_w[0] = take (l, "sam_prompt_encoder.mask_downscaling.0.weight", 4, MASK_IN_CHANS / 4, 1, 2, 2);
+  self->md_b[0] = take (l, "sam_prompt_encoder.mask_downscaling.0.bias", 1, MASK_IN_CHANS / 4, 0, 0, 0);
+  take_norm (l, "sam_prompt_encoder.mask_downscaling.1", MASK_IN_CHANS / 4, &self->md_ln_w[0], &self->md_ln_b[0]);
+  self->md_w[1] = take (l, "sam_prompt_encoder.mask_downscaling.3.weight", 4, MASK_IN_CHANS, MASK_IN_CHANS / 4, 2, 2);
+  self->md_b[1] = take (l, "sam_prompt_encoder.mask_downscaling.3.bias", 1, MASK_IN_CHANS, 0, 0, 0);
+  take_norm (l, "sam_prompt_encoder.mask_downscaling.4", MASK_IN_CHANS, &self->md_ln_w[1], &self->md_ln_b[1]);
+  self->md_w[2] = take (l, "sam_prompt_encoder.mask_downscaling.6.weight", 4, c, MASK_IN_CHANS, 1, 1);
+  self->md_b[2] = take (l, "sam_prompt_encoder.mask_downscaling.6.bias", 1, c, 0, 0, 0);
+
+  for (int i = 0; i < self->depth; i++)
+    {
+      Layer *ly = &self->layers[i];
+      g_autofree char *p = g_strdup_printf ("%s.transformer.layers.%d", md, i);
+      g_autofree char *sa = g_strconcat (p, ".self_attn", NULL);
+      g_autofree char *t2i = g_strconcat (p, ".cross_attn_token_to_image", NULL);
+      g_autofree char *i2t = g_strconcat (p, ".cross_attn_image_to_token", NULL);
+      g_autofree char *mlp = g_strconcat (p, ".mlp", NULL);
+
+      take_attn (l, sa, &ly->self_attn, c, 1);
+      take_attn (l, t2i, &ly->t2i, c, ATTN_DOWNSAMPLE);
+      take_attn (l, i2t, &ly->i2t, c, ATTN_DOWNSAMPLE);
+      for (int n = 0; n < 4; n++)
+        {
+          g_autofree char *nn = g_strdup_printf ("%s.norm%d", p, n + 1);
+          take_norm (l, nn, c, &ly->norm_w[n], &ly->norm_b[n]);
+        }
+      take_mlp (l, mlp, &ly->mlp, c, self->config.decoder_mlp, c, 2);
+    }
+  take_attn (l, "sam_mask_decoder.transformer.final_attn_token_to_image", &self->final_attn, c, ATTN_DOWNSAMPLE);
+  take_norm (l, "sam_mask_decoder.transformer.norm_final_attn", c, &self->final_norm_w, &self->final_norm_b);
+
+  self->iou_token = take (l, "sam_mask_decoder.iou_token.weight", 2, 1, c, 0, 0);
+  self->mask_tokens = take (l, "sam_mask_decoder.mask_tokens.weight", 2, N_MASK_TOKENS, c, 0, 0);
+  if (self->config.pred_obj_scores)
+    self->obj_token = take (l, "sam_mask_decoder.obj_score_token.weight", 2, 1, c, 0, 0);
+  self->up_w[0] = take (l, "sam_mask_decoder.output_upscaling.0.weight", 4, c, c / 4, 2, 2);
+  self->up_b[0] = take (l, "sam_mask_decoder.output_upscaling.0.bias", 1, c / 4, 0, 0, 0);
+  take_norm (l, "sam_mask_decoder.output_upscaling.1", c / 4, &self->up_ln_w, &self->up_ln_b);
+  self->up_w[1] = take (l, "sam_mask_decoder.output_upscaling.3.weight", 4, c / 4, c / 8, 2, 2);
+  self->up_b[1] = take (l, "sam_mask_decoder.output_upscaling.3.bias", 1, c / 8, 0, 0, 0);
+  for (int i = 0; i < N_MASK_TOKENS; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s.output_hypernetworks_mlps.%d", md, i);
+      take_mlp (l, name, &self->hyper[i], c, c, c / 8, 3);
+    }
+  take_mlp (l, "sam_mask_decoder.iou_prediction_head", &self->iou_head, c, IOU_HIDDEN, N_MASK_TOKENS, 3);
+  if (self->config.pred_obj_scores)
+    take_mlp (l, "sam_mask_decoder.pred_obj_score_head", &self->obj_head, c, c, 1, 3);
+}
+
+/* ---- positional encoding -------------------------------------------------- */
+
+/* PositionEmbeddingRandom._pe_encoding of one point normalised to [0,1]:
+ * out[0..c/2) = sin, out[c/2..c) = cos of 2 pi ((2x-1, 2y-1) @ G). */
+static void
+pe_encode (const LodeSam2Decoder *self, float x, float y, float *out)
+{
+  int half = self->c / 2;
+  const float *g = self->gauss->data;
+  const float two_pi = (float) (2.0 * G_PI);
+  float cx = 2.0f * x - 1.0f, cy = 2.0f * y - 1.0f;
+
+  for (int j = 0; j < half; j++)
+    {
+      float v = two_pi * (cx * g[j] + cy * g[half + j]);
+
+      out[j] = sinf (v);
+      out[half + j] = cosf (v);
+    }
+}
+
+static void
+compute_dense_pe (LodeSam2Decoder *self)
+{
+  int e = self->e;
+
+  for (int i = 0; i < e; i++)
+    for (int j = 0; j < e; j++)
+      pe_encode (self, ((float) j + 0.5f) / (float) e, ((float) i + 0.5f) / (float) e,
+                 self->dense_pe + ((gsize) i * e + j) * self->c);
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+static gboolean
+check_config (const LodeSam2Config *config, GError **error)
+{
+  const LodeSam2Config *k = config;
+
+  if (k->decoder_dim <= 0 || k->decoder_dim % 16 != 0 || k->image_size <= 0 ||
+      k->image_size % 16 != 0 || k->decoder_heads <= 0 ||
+      (k->decoder_dim / ATTN_DOWNSAMPLE) % k->decoder_heads != 0 ||
+      k->decoder_depth < 1 || k->decoder_depth > 8 || k->decoder_mlp <= 0 ||
+      k->num_multimask != 3 || !k->use_high_res_features)
+    {
+      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_CONFIG,
+                   _("Unusable SAM2 decoder configuration (width %d, heads %d, depth %d, input size %d)"),
+                   k->decoder_dim, k->decoder_heads, k->decoder_depth, k->image_size);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+LodeSam2Decoder *
+lode_sam2_decoder_new (const LodeSam2Config *config,
+                       LodeSam2TensorSource  source,
+                       gpointer              user_data,
+                       GError              **error)
+{
+  LodeSam2Decoder *self;
+  Loader loader = { 0 };
+  gsize hw, c, inner, ls;
+
+  g_return_val_if_fail (config != NULL && source != NULL, NULL);
+
+  if (!check_config (config, error))
+    return NULL;
+
+  self = g_new0 (LodeSam2Decoder, 1);
+  self->config = *config;
+  self->c = config->decoder_dim;
+  self->e = config->image_size / 16;
+  self->hw = self->e * self->e;
+  self->low_res = 4 * self->e;
+  self->heads = config->decoder_heads;
+  self->depth = config->decoder_depth;
+  self->tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_tensor_free);
+
+  loader.self = self;
+  loader.source = source;
+  loader.data = user_data;
+  loader.error = error;
+  load_weights (&loader);
+  if (loader.failed)
+    {
+      lode_sam2_decoder_free (self);
+      return NULL;
+    }
+
+  hw = (gsize) self->hw;
+  c = (gsize) self->c;
+  inner = c;   /* the self attention is the widest: internal = c */
+  ls = (gsize) self->low_res * self->low_res;
+  self->dense_pe = g_new (float, hw * c);
+  compute_dense_pe (self);
+
+  self->tok_pe = g_new (float, MAX_TOKENS * c);
+  self->queries = g_new (float, MAX_TOKENS * c);
+  self->qtmp = g_new (float, MAX_TOKENS * c);
+  self->tbuf = g_new (float, MAX_TOKENS * c);
+  self->tbuf2 = g_new (float, MAX (MAX_TOKENS * (gsize) config->decoder_mlp, 2 * (gsize) MAX (c, IOU_HIDDEN)));
+  self->tq = g_new (float, MAX_TOKENS * inner);
+  self->tk = g_new (float, MAX_TOKENS * inner);
+  self->tv = g_new (float, MAX_TOKENS * inner);
+  self->thq = g_new (float, MAX_TOKENS * inner);
+  self->thk = g_new (float, MAX_TOKENS * inner);
+  self->thv = g_new (float, MAX_TOKENS * inner);
+  self->tho = g_new (float, MAX_TOKENS * inner);
+  self->keys = g_new (float, hw * c);
+  self->kpe = g_new (float, hw * c);
+  self->ktmp = g_new (float, hw * c);
+  self->pk = g_new (float, hw * c);
+  self->pv = g_new (float, hw * c);
+  self->pq = g_new (float, hw * c);
+  self->hk = g_new (float, hw * c);
+  self->hv = g_new (float, hw * c);
+  self->hq = g_new (float, hw * c);
+  self->ho = g_new (float, hw * c);
+  self->dense = g_new (float, hw * c);
+  self->up1 = g_new (float, hw * c);          /* [c/4, 2e, 2e] */
+  self->up2 = g_new (float, hw * c * 2);      /* [c/8, 4e, 4e] */
+  self->masks = g_new (float, N_MASK_TOKENS * ls);
+  self->mask_scratch = g_new (float, ls * MASK_IN_CHANS);
+  self->up_cols = g_new (float, hw * c * 4);
+  self->r = g_new (float, (gsize) self->heads * MAX_TOKENS * c);
+  self->z = g_new (float, (gsize) self->heads * MAX_TOKENS * c);
+  self->sc = g_new (float, (gsize) self->heads * MAX_TOKENS * hw);
+  self->fold_bias = g_new (float, c);
+  self->cached_embed = g_new (float, hw * c);
+  self->c_keys = g_new (float, hw * c);
+  self->c_kpe = g_new (float, hw * c);
+  self->c_hk = g_new (float, hw * c);
+  self->c_hv = g_new (float, hw * c);
+  /* out_proj^T per head of the image-to-token attentions: [h][d, c] */
+  for (int l = 0; l < self->depth; l++)
+    {
+      const Attn *a = &self->layers[l].i2t;
+      int d = a->internal / self->heads;
+
+      self->wout_t[l] = g_new (float, (gsize) a->internal * c);
+      for (int h = 0; h < self->heads; h++)
+        for (int j = 0; j < d; j++)
+          for (int k = 0; k < (int) c; k++)
+            self->wout_t[l][((gsize) h * d + j) * c + k] = a->ow->data[(gsize) k * a->internal + h * d + j];
+    }
+  return self;
+}
+
+static LodeTensor *
+checkpoint_source (const char   *name,
+                   int           ndim,
+                   const gint64 *shape,
+                   gpointer      user_data,
+                   GError      **error)
+{
+  LodeCheckpoint *ckpt = user_data;
+  LodeTensor *t;
+  gboolean same;
+
+  if (!lode_checkpoint_has (ckpt, name))
+    {
+      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_WEIGHTS,
+                   _("The checkpoint has no tensor “%s”; it is not a SAM2.1 checkpoint"), name);
+      return NULL;
+    }
+  t = lode_checkpoint_load (ckpt, name, error);
+  if (t == NULL)
+    return NULL;
+  same = t->ndim == ndim;
+  for (int i = 0; same && i < ndim; i++)
+    same = t->shape[i] == shape[i];
+  if (!same)
+    {
+      g_autoptr(GString) want = g_string_new (NULL);
+      g_autoptr(GString) got = g_string_new (NULL);
+
+      for (int i = 0; i < ndim; i++)
+        g_string_append_printf (want, "%s%" G_GINT64_FORMAT, i ? ", " : "", shape[i]);
+      for (int i = 0; i < t->ndim; i++)
+        g_string_append_printf (got, "%s%" G_GINT64_FORMAT, i ? ", " : "", t->shape[i]);
+      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_WEIGHTS,
+                   _("Tensor “%s” of the checkpoint has shape [%s], expected [%s]"),
+                   name, got->str, want->str);
+      lode_tensor_free (t);
+      return NULL;
+    }
+  return t;
+}
+
+LodeSam2Decoder *
+lode_sam2_decoder_new_from_checkpoint (LodeCheckpoint       *checkpoint,
+                                       const LodeSam2Config *config,
+                                       GError              **error)
+{
+  g_return_val_if_fail (checkpoint != NULL, NULL);
+  return lode_sam2_decoder_new (config, checkpoint_source, checkpoint, error);
+}
+
+typedef struct {
+  LodeSam2TensorVisit visit;
+  gpointer data;
+} Lister;
+
+static LodeTensor *
+listing_source (const char   *name,
+                int           ndim,
+                const gint64 *shape,
+                gpointer      user_data,
+                GError      **error)
+{
+  Lister *l = user_data;
+  gint64 one = 1;
+
+  (void) error;
+  l->visit (name, ndim, shape, l->data);
+  return lode_tensor_new (1, &one);
+}
+
+void
+lode_sam2_decoder_list_tensors (const LodeSam2Config *config,
+                                LodeSam2TensorVisit   visit,
+                                gpointer              user_data)
+{
+  LodeSam2Decoder self = { 0 };
+  Lister lister = { visit, user_data };
+  Loader loader = { 0 };
+
+  g_return_if_fail (config != NULL && visit != NULL);
+
+  self.config = *config;
+  self.c = config->decoder_dim;
+  self.depth = CLAMP (config->decoder_depth, 0, 8);
+  self.tensors = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_tensor_free);
+  loader.self = &self;
+  loader.source = listing_source;
+  loader.data = &lister;
+  load_weights (&loader);
+  g_ptr_array_unref (self.tensors);
+}
+
+void
+lode_sam2_decoder_free (LodeSam2Decoder *self)
+{
+  if (self == NULL)
+    return;
+  g_ptr_array_unref (self->tensors);
+  g_free (self->dense_pe);
+  g_free (self->tok_pe);
+  g_free (self->queries);
+  g_free (self->qtmp);
+  g_free (self->tbuf);
+  g_free (self->tbuf2);
+  g_free (self->tq);
+  g_free (self->tk);
+  g_free (self->tv);
+  g_free (self->thq);
+  g_free (self->thk);
+  g_free (self->thv);
+  g_free (self->tho);
+  g_free (self->keys);
+  g_free (self->kpe);
+  g_free (self->ktmp);
+  g_free (self->pk);
+  g_free (self->pv);
+  g_free (self->pq);
+  g_free (self->hk);
+  g_free (self->hv);
+  g_free (self->hq);
+  g_free (self->ho);
+  g_free (self->dense);
+  g_free (self->up1);
+  g_free (self->up2);
+  g_free (self->masks);
+  g_free (self->mask_scratch);
+  g_free (self->up_cols);
+  g_free (self->r);
+  g_free (self->z);
+  g_free (self->sc);
+  g_free (self->fold_bias);
+  g_free (self->cached_embed);
+  g_free (self->c_keys);
+  g_free (self->c_kpe);
+  g_free (self->c_hk);
+  g_free (self->c_hv);
+  for (int l = 0; l < 9; l++)
+    g_free (self->wout_t[l]);
+  g_free (self);
+}
+
+const LodeSam2Config *
+lode_sam2_decoder_get_config (LodeSam2Decoder *self)
+{
+  return &self->config;
+}
+
+int
+lode_sam2_decoder_low_res_size (LodeSam2Decoder *self)
+{
+  return self->low_res;
+}
+
+void
+lode_sam2_decoder_output_clear (LodeSam2DecoderOutput *out)
+{
+  if (out == NULL)
+    return;
+  g_clear_pointer (&out->low_res_masks, g_free);
+  memset (out, 0, sizeof *out);
+}
+
+/* ---- building blocks ---------------------------------------------------- */
+
+static void
+linear (float *out, const float *x, const LodeTensor *w, const LodeTensor *b, int rows)
+{
+  lode_ops_linear (out, x, w->data, b->data, rows, (int) w->shape[1], (int) w->shape[0]);
+}
+
+/* x [rows, in] -> out [rows, out] through the MLP, ReLU between layers. */
+static void
+mlp_run (const Mlp *m, const float *x, int rows, float *out, float *tmp_a, float *tmp_b)
+{
+  const float *in = x;
+
+  for (int i = 0; i < m->n; i++)
+    {
+      float *dst = i == m->n - 1 ? out : (i % 2 == 0 ? tmp_a : tmp_b);
+      int fo = (int) m->w[i]->shape[0];
+
+      linear (dst, in, m->w[i], m->b[i], rows);
+      if (i < m->n - 1)
+        lode_ops_relu (dst, dst, (gsize) rows * fo);
+      in = dst;
+    }
+}
+
+/* [l, h, d] <-> [h, l, d] */
+static void
+split_heads (float *out, const float *in, int l, int h, int d)
+{
+  int dims[4] = { 1, l, h, d };
+  int perm[4] = { 0, 2, 1, 3 };
+
+  lode_ops_permute4 (out, in, dims, perm);
+}
+
+static void
+merge_heads (float *out, const float *in, int l, int h, int d)
+{
+  int dims[4] = { 1, h, l, d };
+  int perm[4] = { 0, 2, 1, 3 };
+
+  lode_ops_permute4 (out, in, dims, perm);
+}
+
+/* The core of the Attention module on projected q [lq, internal], k and v
+ * [lk, internal]: heads, scaled dot product, heads merged, out_proj into
+ * out [lq, c]. The head layouts go to hq, hk, hv, ho; pq is overwritten. */
+typedef struct {
+  float *hq, *hk, *hv, *ho;
+} Heads;
+
+static void
+attn_core (const LodeSam2Decoder *self, const Attn *a, float *pq, const float *pk,
+           const float *pv, const Heads *hs, int lq, int lk, float *out)
+{
+  int h = self->heads, d = a->internal / self->heads;
+
+  split_heads (hs->hq, pq, lq, h, d);
+  split_heads (hs->hk, pk, lk, h, d);
+  split_heads (hs->hv, pv, lk, h, d);
+  lode_ops_attention (hs->ho, hs->hq, hs->hk, hs->hv, 1, h, lq, lk, d);
+  merge_heads (pq, hs->ho, lq, h, d);
+  linear (out, pq, a->ow, a->ob, lq);
+}
+
+static void
+layer_norm (float *x, const LodeTensor *w, const LodeTensor *b, int rows, int c)
+{
+  lode_ops_layer_norm (x, x, w->data, b->data, rows, c, LN_EPS);
+}
+
+/* ---- prompt encoder ----------------------------------------------------- */
+
+static gboolean
+embed_prompts (LodeSam2Decoder *self, const LodeSam2Prompt *p, int *n_sparse, GError **error)
+{
+  int c = self->c, n = 0;
+  float size = (float) self->config.image_size;
+  float *out = self->tok_pe;   /* sparse embeddings go after the output tokens */
+  int first = (self->config.pred_obj_scores ? 1 : 0) + 1 + N_MASK_TOKENS;
+  float coords[(LODE_SAM2_MAX_POINTS + 3) * 2];
+  int labels[LODE_SAM2_MAX_POINTS + 3];
+
+  if (p->n_points < 0 || p->n_points > LODE_SAM2_MAX_POINTS ||
+      (p->n_points > 0 && (p->points == NULL || p->labels == NULL)))
+    {
+      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
+                   _("A SAM2 prompt has between 0 and %d points"), LODE_SAM2_MAX_POINTS);
+      return FALSE;
+    }
+  if (p->has_box)
+    {
+      coords[0] = p->box[0];
+      coords[1] = p->box[1];
+      coords[2] = p->box[2];
+      coords[3] = p->box[3];
+      labels[0] = LODE_SAM2_LABEL_BOX_TOP_LEFT;
+      labels[1] = LODE_SAM2_LABEL_BOX_BOTTOM_RIGHT;
+      n = 2;
+    }
+  for (int i = 0; i < p->n_points; i++, n++)
+    {
+      if (p->labels[i] < -1 || p->labels[i] > 3 ||
+          !isfinite (p->points[2 * i]) || !isfinite (p->points[2 * i + 1]))
+        {
+          g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
+                       _("Point %d of a SAM2 prompt has label %d or a coordinate that is not a number"),
+                       i + 1, p->labels[i]);
+          return FALSE;
+        }
+      coords[2 * n] = p->points[2 * i];
+      coords[2 * n + 1] = p->points[2 * i + 1];
+      labels[n] = p->labels[i];
+    }
+  /* The image predictor always passes boxes=None to the prompt encoder,
+   * which then appends one padding point. */
+  coords[2 * n] = 0.0f;
+  coords[2 * n + 1] = 0.0f;
+  labels[n] = LODE_SAM2_LABEL_PAD;
+  n++;
+
+  for (int i = 0; i < n; i++)
+    {
+      float *row = out + (gsize) (first + i) * c;
+
+      if (labels[i] == LODE_SAM2_LABEL_PAD)
+        {
+          memcpy (row, self->not_a_point->data, sizeof (float) * c);
+          continue;
+        }
+      pe_encode (self, (coords[2 * i] + 0.5f) / size, (coords[2 * i + 1] + 0.5f) / size, row);
+      lode_ops_add (row, row, self->point_embed[labels[i]]->data, c);
+    }
+  *n_sparse = n;
+  return TRUE;
+}
+
+/* Dense prompt embedding [c, hw]: the mask downscaling path, or no_mask_embed
+ * broadcast. */
+static void
+embed_dense (LodeSam2Decoder *self, const float *mask)
+{
+  int c = self->c, e = self->e, ls = self->low_res;
+  LodeConvShape s;
+  float *a = self->mask_scratch;
+  float *b = self->ktmp;
+
+  if (mask == NULL)
+    {
+      for (int j = 0; j < c; j++)
+        {
+          float v = self->no_mask->data[j];
+          float *dst = self->dense + (gsize) j * self->hw;
+
+          for (int p = 0; p < self->hw; p++)
+            dst[p] = v;
+        }
+      return;
+    }
+  /* conv 2x2 s2 (1 -> 4), LayerNorm2d, GELU */
+  lode_conv_shape_init (&s, 1, 1, ls, ls, MASK_IN_CHANS / 4, 2, 2, 0);
+  lode_ops_conv2d (a, mask, self->md_w[0]->data, self->md_b[0]->data, &s);
+  lode_ops_layer_norm2d (a, a, self->md_ln_w[0]->data, self->md_ln_b[0]->data,
+                         1, MASK_IN_CHANS / 4, (ls / 2) * (ls / 2), LN2D_EPS);
+  lode_ops_gelu (a, a, (gsize) (MASK_IN_CHANS / 4) * (ls / 2) * (ls / 2));
+  /* conv 2x2 s2 (4 -> 16), LayerNorm2d, GELU */
+  lode_conv_shape_init (&s, 1, MASK_IN_CHANS / 4, ls / 2, ls / 2, MASK_IN_CHANS, 2, 2, 0);
+  lode_ops_conv2d (b, a, self->md_w[1]->data, self->md_b[1]->data, &s);
+  lode_ops_layer_norm2d (b, b, self->md_ln_w[1]->data, self->md_ln_b[1]->data,
+                         1, MASK_IN_CHANS, e * e, LN2D_EPS);
+  lode_ops_gelu (b, b, (gsize) MASK_IN_CHANS * e * e);
+  /* conv 1x1 (16 -> c) */
+  lode_conv_shape_init (&s, 1, MASK_IN_CHANS, e, e, c, 1, 1, 0);
+  lode_ops_conv2d (self->dense, b, self->md_w[2]->data, self->md_b[2]->data, &s);
+}
+
+/* ---- two-way transformer ------------------------------------------------ */
+
+/* Attention between t tokens and the hw image positions costs 2 hw c
+ * internal multiply-adds through the projections, and 2 hw c (heads * t)
+ * when the projections are folded into the few token rows instead: the
+ * score q . (Wk x + bk) is x . (Wk^T q) plus a term constant along the
+ * softmax, and the softmax-weighted sum of Wv x + bv is Wv (sum a x) + bv.
+ * The folded form is used when heads * t < internal. */
+static gboolean
+use_folded (const LodeSam2Decoder *self, const Attn *a, int t)
+{
+  return self->heads * t < a->internal;
+}
+
+/* Tokens attend to the image, folded: q [t, c] (tokens + PE), x = kpe,
+ * v from keys; out [t, c]. */
+static void
+token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int t, float *out)
+{
+  int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
+  float scale = 1.0f / sqrtf ((float) d);
+
+  linear (self->tq, q, a->qw, a->qb, t);                   /* [t, internal] */
+  split_heads (self->thq, self->tq, t, h, d);
+  /* r[h*t + i] = Wk_h^T q_h[i] / sqrt d */
+  for (int k = 0; k < h; k++)
+    {
+      lode_ops_gemm (FALSE, FALSE, t, c, d, scale, self->thq + (gsize) k * t * d,
+                     a->kw->data + (gsize) k * d * c, 0.0f, self->r + (gsize) k * t * c);
+    }
+  lode_ops_gemm (FALSE, TRUE, h * t, hw, c, 1.0f, self->r, self->kpe, 0.0f, self->sc);
+  lode_ops_softmax (self->sc, self->sc, h * t, hw);
+  lode_ops_gemm (FALSE, FALSE, h * t, c, hw, 1.0f, self->sc, self->keys, 0.0f, self->z);
+  /* o_h[i] = Wv_h z[h*t + i] + bv_h, written as [t, heads, d] */
+  for (int k = 0; k < h; k++)
+    {
+      lode_ops_gemm (FALSE, TRUE, t, d, c, 1.0f, self->z + (gsize) k * t * c,
+                     a->vw->data + (gsize) k * d * c, 0.0f, self->tho + (gsize) k * t * d);
+      for (int i = 0; i < t; i++)
+        lode_ops_add (self->tho + ((gsize) k * t + i) * d, self->tho + ((gsize) k * t + i) * d,
+                      a->vb->data + (gsize) k * d, d);
+    }
+  merge_heads (self->tk, self->tho, t, h, d);
+  linear (out, self->tk, a->ow, a->ob, t);
+}
+
+/* Tokens attend to the image: q from the tokens (plus their PE), k from
+ * keys + PE (kpe), v from keys. cached: K and V already in head layout in
+ * c_hk, c_hv. */
+static void
+token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t, gboolean cached, float *out)
+{
+  Heads tok_img = { self->thq, self->hk, self->hv, self->tho };
+  int h = self->heads, d = a->internal / h;
+
+  if (cached)
+    {
+      linear (self->tq, q, a->qw, a->qb, t);
+      split_heads (self->thq, self->tq, t, h, d);
+      lode_ops_attention (self->tho, self->thq, self->c_hk, self->c_hv, 1, h, t, self->hw, d);
+      merge_heads (self->tq, self->tho, t, h, d);
+      linear (out, self->tq, a->ow, a->ob, t);
+      return;
+    }
+  if (use_folded (self, a, t))
+    {
+      token_to_image_folded (self, a, q, t, out);
+      return;
+    }
+  linear (self->tq, q, a->qw, a->qb, t);
+  linear (self->pk, self->kpe, a->kw, a->kb, self->hw);
+  linear (self->pv, self->keys, a->vw, a->vb, self->hw);
+  attn_core (self, a, self->tq, self->pk, self->pv, &tok_img, t, self->hw, out);
+}
+
+/* The image attends to the tokens, folded: the queries Wq x + bq meet the
+ * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i]; the output
+ * Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo. */
+static void
+image_to_token_folded (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
+                       int t, float *out)
+{
+  const Attn *a = &self->layers[layer].i2t;
+  int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
+  float scale = 1.0f / sqrtf ((float) d);
+  float *bias = self->fold_bias;
+
+  linear (self->tk, ktok, a->kw, a->kb, t);
+  linear (self->tv, vtok, a->vw, a->vb, t);
+  split_heads (self->thk, self->tk, t, h, d);
+  split_heads (self->thv, self->tv, t, h, d);
+  for (int k = 0; k < h; k++)
+    {
+      /* m[h*t + i] = Wq_h^T k_h[i] / sqrt d, bias = bq_h . k_h[i] / sqrt d */
+      lode_ops_gemm (FALSE, FALSE, t, c, d, scale, self->thk + (gsize) k * t * d,
+                     a->qw->data + (gsize) k * d * c, 0.0f, self->r + (gsize) k * t * c);
+      for (int i = 0; i < t; i++)
+        {
+          float acc = 0.0f;
+
+          for (int j = 0; j < d; j++)
+            acc += a->qb->data[k * d + j] * self->thk[((gsize) k * t + i) * d + j];
+          bias[k * t + i] = acc * scale;
+        }
+      /* u[h*t + i] = Wo_h v_h[i] */
+      lode_ops_gemm (FALSE, FALSE, t, c, d, 1.0f, self->thv + (gsize) k * t * d,
+                     self->wout_t[layer] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
+    }
+  /* scores [hw, heads * t], softmax over each head's t tokens */
+  lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, self->kpe, self->r, 0.0f, self->sc);
+  lode_ops_add_row_bias (self->sc, self->sc, bias, hw, h * t);
+  lode_ops_softmax (self->sc, self->sc, hw * h, t);
+  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 0.0f, out);
+  lode_ops_add_row_bias (out, out, a->ob->data, hw, c);
+}
+
+static void
+image_to_token (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
+                int t, float *out)
+{
+  const Attn *a = &self->layers[layer].i2t;
+  Heads img_tok = { self->hq, self->thk, self->thv, self->ho };
+
+  if (use_folded (self, a, t))
+    {
+      image_to_token_folded (self, layer, ktok, vtok, t, out);
+      return;
+    }
+  linear (self->pq, self->kpe, a->qw, a->qb, self->hw);
+  linear (self->tk, ktok, a->kw, a->kb, t);
+  linear (self->tv, vtok, a->vw, a->vb, t);
+  attn_core (self, a, self->pq, self->tk, self->tv, &img_tok, self->hw, t, out);
+}
+
+/* Layer 0's keys, keys + PE and token-to-image K, V depend on the image
+ * only when there is no mask input: kept between clicks. */
+static void
+prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb, gboolean no_mask)
+{
+  gsize kc = (gsize) self->hw * self->c;
+  const Attn *a = &self->layers[0].t2i;
+  int h = self->heads, d = a->internal / h;
+
+  if (no_mask && self->cache_valid &&
+      memcmp (self->cached_embed, emb->image_embed, kc * sizeof (float)) == 0)
+    {
+      memcpy (self->keys, self->c_keys, kc * sizeof (float));
+      memcpy (self->kpe, self->c_kpe, kc * sizeof (float));
+      return;
+    }
+  lode_ops_add (self->kpe, self->keys, self->dense_pe, kc);
+  if (!no_mask)
+    return;
+  linear (self->pk, self->kpe, a->kw, a->kb, self->hw);
+  linear (self->pv, self->keys, a->vw, a->vb, self->hw);
+  split_heads (self->c_hk, self->pk, self->hw, h, d);
+  split_heads (self->c_hv, self->pv, self->hw, h, d);
+  memcpy (self->c_keys, self->keys, kc * sizeof (float));
+  memcpy (self->c_kpe, self->kpe, kc * sizeof (float));
+  memcpy (self->cached_embed, emb->image_embed, kc * sizeof (float));
+  self->cache_valid = TRUE;
+}
+
+static void
+two_way_transformer (LodeSam2Decoder *self, int t, gboolean first_cached)
+{
+  int c = self->c, hw = self->hw;
+  gsize kc = (gsize) hw * c, tc = (gsize) t * c;
+  float *queries = self->queries, *keys = self->keys;
+  const float *qpe = self->tok_pe;
+  float *q = self->qtmp, *attn = self->tbuf;
+  Heads tok = { self->thq, self->thk, self->thv, self->tho };
+
+  memcpy (queries, qpe, sizeof (float) * tc);
+
+  for (int l = 0; l < self->depth; l++)
+    {
+      const Layer *ly = &self->layers[l];
+      const Attn *sa = &ly->self_attn;
+
+      /* self attention of the tokens; the first layer has neither the PE
+       * nor the residual */
+      if (l == 0)
+        memcpy (q, queries, sizeof (float) * tc);
+      else
+        lode_ops_add (q, queries, qpe, tc);
+      linear (self->tq, q, sa->qw, sa->qb, t);
+      linear (self->tk, q, sa->kw, sa->kb, t);
+      linear (self->tv, queries, sa->vw, sa->vb, t);
+      attn_core (self, sa, self->tq, self->tk, self->tv, &tok, t, t, attn);
+      if (l == 0)
+        memcpy (queries, attn, sizeof (float) * tc);
+      else
+        lode_ops_add (queries, queries, attn, tc);
+      layer_norm (queries, ly->norm_w[0], ly->norm_b[0], t, c);
+
+      /* the tokens attend to the image (kpe = keys + PE is up to date) */
+      lode_ops_add (q, queries, qpe, tc);
+      token_to_image (self, &ly->t2i, q, t, l == 0 && first_cached, attn);
+      lode_ops_add (queries, queries, attn, tc);
+      layer_norm (queries, ly->norm_w[1], ly->norm_b[1], t, c);
+
+      /* MLP */
+      mlp_run (&ly->mlp, queries, t, attn, self->tbuf2, NULL);
+      lode_ops_add (queries, queries, attn, tc);
+      layer_norm (queries, ly->norm_w[2], ly->norm_b[2], t, c);
+
+      /* the image attends to the tokens: q from keys + PE */
+      lode_ops_add (q, queries, qpe, tc);
+      image_to_token (self, l, q, queries, t, self->ktmp);
+      lode_ops_add (keys, keys, self->ktmp, kc);
+      layer_norm (keys, ly->norm_w[3], ly->norm_b[3], hw, c);
+      lode_ops_add (self->kpe, keys, self->dense_pe, kc);
+    }
+
+  /* final attention of the tokens to the image, then its norm */
+  lode_ops_add (q, queries, qpe, tc);
+  token_to_image (self, &self->final_attn, q, t, FALSE, attn);
+  lode_ops_add (queries, queries, attn, tc);
+  layer_norm (queries, self->final_norm_w, self->final_norm_b, t, c);
+}
+
+/* ConvTranspose2d, kernel 2, stride 2: one product [c_out*4, hw] =
+ * W^T [c_out*4, c_in] @ in [c_in, hw], then each column to its 2 x 2 block. */
+static void
+conv_transpose_2x2 (LodeSam2Decoder *self, float *out, const float *in, const LodeTensor *w,
+                    const LodeTensor *b, int c_in, int c_out, int side)
+{
+  int hw = side * side, ow = 2 * side;
+
+  lode_ops_gemm (TRUE, FALSE, c_out * 4, hw, c_in, 1.0f, w->data, in, 0.0f, self->up_cols);
+  for (int co = 0; co < c_out; co++)
+    for (int ab = 0; ab < 4; ab++)
+      {
+        const float *col = self->up_cols + ((gsize) co * 4 + ab) * hw;
+        float *dst = out + (gsize) co * 4 * hw + (ab / 2) * ow + (ab % 2);
+        float bias = b->data[co];
+
+        for (int i = 0; i < side; i++)
+          for (int j = 0; j < side; j++)
+            dst[(gsize) 2 * i * ow + 2 * j] = col[i * side + j] + bias;
+      }
+}
+
+/* ---- the whole decoder -------------------------------------------------- */
+
+double
+lode_sam2_stability_score (const float *logits, gsize count, double delta)
+{
+  gsize inter = 0, uni = 0;
+
+  for (gsize i = 0; i < count; i++)
+    {
+      inter += logits[i] > delta;
+      uni += logits[i] > -delta;
+    }
+  return uni > 0 ? (double) inter / (double) uni : 1.0;
+}
+
+gboolean
+lode_sam2_decoder_run (LodeSam2Decoder         *self,
+                       const LodeSam2Embedding *emb,
+                       const LodeSam2Prompt    *prompt,
+                       LodeSam2DecoderOutput   *out,
+                       GError                 **error)
+{
+  int c = self->c, e = self->e, hw = self->hw, ls = self->low_res;
+  gsize lsz = (gsize) ls * ls;
+  int s = self->config.pred_obj_scores ? 1 : 0;
+  int n_sparse = 0, t;
+  float *hyper_in = self->tbuf;    /* [4, c/8] */
+  float *ta = self->tbuf2, *tb = self->tbuf2 + MAX (c, IOU_HIDDEN);
+  float iou_all[N_MASK_TOKENS];
+  float score[1];
+
+  g_return_val_if_fail (self != NULL && emb != NULL && prompt != NULL && out != NULL, FALSE);
+
+  memset (out, 0, sizeof *out);
+  if (emb->image_size != self->config.image_size || emb->d_model != c ||
+      emb->embed_size != e || emb->high_res_channels[0] != c / 8 ||
+      emb->high_res_channels[1] != c / 4)
+    {
+      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_EMBEDDING,
+                   _("The image embedding (input size %d, width %d) does not fit the model (input size %d, width %d)"),
+                   emb->image_size, emb->d_model, self->config.image_size, c);
+      return FALSE;
+    }
+
+  /* tokens: [obj_score, iou, mask tokens..., sparse prompts...] */
+  if (!embed_prompts (self, prompt, &n_sparse, error))
+    return FALSE;
+  t = s + 1 + N_MASK_TOKENS + n_sparse;
+  if (s)
+    memcpy (self->tok_pe, self->obj_token->data, sizeof (float) * c);
+  memcpy (self->tok_pe + (gsize) s * c, self->iou_token->data, sizeof (float) * c);
+  memcpy (self->tok_pe + (gsize) (s + 1) * c, self->mask_tokens->data,
+          sizeof (float) * N_MASK_TOKENS * c);
+
+  /* src = image_embed + dense, as [hw, c] */
+  {
+    gboolean no_mask = prompt->mask_input == NULL;
+    gboolean cached = no_mask && self->cache_valid &&
+      memcmp (self->cached_embed, emb->image_embed, (gsize) c * hw * sizeof (float)) == 0;
+
+    if (!cached)
+      {
+        embed_dense (self, prompt->mask_input);
+        lode_ops_add (self->ktmp, emb->image_embed, self->dense, (gsize) c * hw);
+        lode_ops_nchw_to_nhwc (self->keys, self->ktmp, 1, c, e, e);
+      }
+    prepare_first_layer (self, emb, no_mask);
+    two_way_transformer (self, t, no_mask);
+  }
+
+  /* upscaling with the high-resolution features */
+  lode_ops_nhwc_to_nchw (self->ktmp, self->keys, 1, c, e, e);
+  conv_transpose_2x2 (self, self->up1, self->ktmp, self->up_w[0], self->up_b[0], c, c / 4, e);
+  lode_ops_add (self->up1, self->up1, emb->high_res[1], (gsize) (c / 4) * 4 * hw);
+  lode_ops_layer_norm2d (self->up1, self->up1, self->up_ln_w->data, self->up_ln_b->data,
+                         1, c / 4, 4 * hw, LN2D_EPS);
+  lode_ops_gelu (self->up1, self->up1, (gsize) (c / 4) * 4 * hw);
+  conv_transpose_2x2 (self, self->up2, self->up1, self->up_w[1], self->up_b[1], c / 4, c / 8, 2 * e);
+  lode_ops_add (self->up2, self->up2, emb->high_res[0], (gsize) (c / 8) * lsz);
+  lode_ops_gelu (self->up2, self->up2, (gsize) (c / 8) * lsz);
+
+  /* hypernetworks: one [c/8] vector per mask token, masks = hyper @ up2 */
+  {
+    for (int i = 0; i < N_MASK_TOKENS; i++)
+      mlp_run (&self->hyper[i], self->queries + (gsize) (s + 1 + i) * c, 1,
+               hyper_in + (gsize) i * (c / 8), ta, tb);
+    lode_ops_gemm (FALSE, FALSE, N_MASK_TOKENS, (int) lsz, c / 8, 1.0f,
+                   hyper_in, self->up2, 0.0f, self->masks);
+
+    mlp_run (&self->iou_head, self->queries + (gsize) s * c, 1, iou_all, ta, tb);
+    if (self->config.iou_prediction_use_sigmoid)
+      lode_ops_sigmoid (iou_all, iou_all, N_MASK_TOKENS);
+    if (s)
+      {
+        mlp_run (&self->obj_head, self->queries, 1, score, ta, tb);
+        out->object_score = score[0];
+      }
+    else
+      out->object_score = 10.0f;
+  }
+
+  /* selection of the outputs */
+  out->low_res = ls;
+  if (prompt->multimask)
+    {
+      out->n_masks = 3;
+      out->low_res_masks = g_new (float, 3 * lsz);
+      memcpy (out->low_res_masks, self->masks + lsz, sizeof (float) * 3 * lsz);
+      for (int i = 0; i < 3; i++)
+        out->iou[i] = iou_all[1 + i];
+      out->best = 0;
+      for (int i = 1; i < 3; i++)
+        if (out->iou[i] > out->iou[out->best])
+          out->best = i;
+    }
+  else
+    {
+      int pick = 0;
+
+      if (self->config.dynamic_multimask_via_stability &&
+          lode_sam2_stability_score (self->masks, lsz, self->config.dynamic_multimask_stability_delta)
+            < self->config.dynamic_multimask_stability_thresh)
+        {
+          pick = 1;
+          for (int i = 2; i <= 3; i++)
+            if (iou_all[i] > iou_all[pick])
+              pick = i;
+          out->used_stability_fallback = TRUE;
+        }
+      out->n_masks = 1;
+      out->low_res_masks = g_memdup2 (self->masks + (gsize) pick * lsz, sizeof (float) * lsz);
+      out->iou[0] = iou_all[pick];
+      out->best = 0;
+    }
+  return TRUE;
+}

@@ -1,0 +1,160 @@
+/* lode export, stats, info and bench as a user meets them: help, the work
+ * on a demo project, and clear errors with exit codes (1 failure, 2 usage). */
+#include "config.h"
+
+#include <string.h>
+
+#include <glib/gstdio.h>
+
+#include "lode-test-util.h"
+
+static void
+test_help (void)
+{
+  const char *commands[][2] = {
+    { "export", "--accepted-only" }, { "stats", "--per-tile" }, { "info", "PROJECT.lode" },
+    { "bench", "annotate" },
+  };
+  g_autofree char *top = NULL;
+  const char *top_args[] = { "--help", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (top_args, &top, NULL), ==, 0);
+  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+    {
+      g_autofree char *out = NULL;
+      const char *args[] = { commands[i][0], "--help", NULL };
+
+      g_assert_nonnull (strstr (top, commands[i][0]));
+      g_assert_cmpint (lode_test_run_lode (args, &out, NULL), ==, 0);
+      g_assert_nonnull (strstr (out, commands[i][1]));
+    }
+  {
+    g_autofree char *out = NULL;
+    const char *args[] = { "bench", "annotate", "--help", NULL };
+
+    g_assert_cmpint (lode_test_run_lode (args, &out, NULL), ==, 0);
+    g_assert_nonnull (strstr (out, "--patches"));
+  }
+}
+
+static void
+test_errors (void)
+{
+  g_autofree char *dir = lode_test_mkdtemp ();
+  g_autofree char *missing = g_build_filename (dir, "missing.lode", NULL);
+  g_autofree char *text = g_build_filename (dir, "text.lode", NULL);
+  g_autofree char *out = g_build_filename (dir, "out", NULL);
+  const char *commands[] = { "info", "stats", "export" };
+
+  g_assert_true (g_file_set_contents (text, "these are not the droids you are looking for\n", -1, NULL));
+  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+    {
+      g_autofree char *err1 = NULL, *err2 = NULL, *err3 = NULL;
+      const char *a1[] = { commands[i], missing, out, NULL };
+      const char *a2[] = { commands[i], text, out, NULL };
+      const char *a3[] = { commands[i], NULL };
+
+      if (!g_str_equal (commands[i], "export"))
+        a1[2] = a2[2] = NULL;
+      g_assert_cmpint (lode_test_run_lode (a1, NULL, &err1), ==, 1);
+      g_assert_nonnull (strstr (err1, "missing.lode"));
+      g_assert_cmpint (lode_test_run_lode (a2, NULL, &err2), ==, 1);
+      g_assert_nonnull (strstr (err2, "text.lode"));
+      g_assert_cmpint (lode_test_run_lode (a3, NULL, &err3), ==, 2);
+      g_assert_nonnull (strstr (err3, commands[i]));
+    }
+  {
+    g_autofree char *err = NULL;
+    const char *args[] = { "export", text, out, "--format", "masks,pdf", NULL };
+
+    g_assert_cmpint (lode_test_run_lode (args, NULL, &err), ==, 2);
+    g_assert_nonnull (strstr (err, "pdf"));
+  }
+  {
+    g_autofree char *err = NULL;
+    const char *args[] = { "export", text, out, "--bands", "7", NULL };
+
+    g_assert_cmpint (lode_test_run_lode (args, NULL, &err), ==, 2);
+    g_assert_nonnull (strstr (err, "--bands"));
+  }
+  {
+    g_autofree char *err = NULL;
+    const char *args[] = { "bench", "teleport", NULL };
+
+    g_assert_cmpint (lode_test_run_lode (args, NULL, &err), ==, 2);
+    g_assert_nonnull (strstr (err, "teleport"));
+  }
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  lode_test_rmtree (dir);
+}
+
+static void
+test_on_demo (void)
+{
+  g_autofree char *dir = lode_test_mkdtemp ();
+  g_autofree char *data = g_build_filename (dir, "data", NULL);
+  g_autofree char *project = g_build_filename (data, "demo.lode", NULL);
+  g_autofree char *out = g_build_filename (dir, "out", NULL);
+  g_autofree char *inside = g_build_filename (data, "SmallMinesDS", "export", NULL);
+  g_autofree char *csv = g_build_filename (dir, "stats.csv", NULL);
+  g_autofree char *manifest = g_build_filename (out, "manifest.json", NULL);
+  g_autofree char *info = NULL, *stats = NULL, *export_out = NULL, *err = NULL, *written = NULL;
+  g_autofree char *demo_out = NULL, *stats_out = NULL;
+  const char *demo[] = { "demo", "--tiles", "2", "--size", "24", data, NULL };
+  const char *info_args[] = { "info", project, NULL };
+  const char *stats_args[] = { "stats", project, "--per-tile", NULL };
+  const char *stats_file[] = { "stats", project, "--out", csv, NULL };
+  const char *export_args[] = { "export", project, out, "--format", "masks,manifest", NULL };
+  const char *refused[] = { "export", project, inside, NULL };
+
+  g_assert_cmpint (lode_test_run_lode (demo, &demo_out, NULL), ==, 0);
+
+  g_assert_cmpint (lode_test_run_lode (info_args, &info, NULL), ==, 0);
+  g_assert_nonnull (strstr (info, "Patches: 4"));
+  g_assert_nonnull (strstr (info, "2016 2"));
+  g_assert_nonnull (strstr (info, "Mining"));
+  g_assert_nonnull (strstr (info, "Format version:"));
+
+  g_assert_cmpint (lode_test_run_lode (stats_args, &stats, NULL), ==, 0);
+  g_assert_true (g_str_has_prefix (stats, "kind,tile,year,class,from_class,to_class,pixels,hectares\n"));
+  g_assert_nonnull (strstr (stats, "\narea,0001,2016,Mining,"));
+  g_assert_nonnull (strstr (stats, "\ntransition,total,2016-2022,,"));
+  g_assert_cmpint (lode_test_run_lode (stats_file, &stats_out, NULL), ==, 0);
+  g_assert_cmpstr (stats_out, ==, "");
+  g_assert_true (g_file_get_contents (csv, &written, NULL, NULL));
+  g_assert_true (g_str_has_prefix (written, "kind,tile,year,"));
+
+  g_assert_cmpint (lode_test_run_lode (export_args, &export_out, NULL), ==, 0);
+  g_assert_nonnull (strstr (export_out, "Exported 4 patches"));
+  g_assert_true (g_file_test (manifest, G_FILE_TEST_IS_REGULAR));
+
+  g_assert_cmpint (lode_test_run_lode (refused, NULL, &err), ==, 1);
+  g_assert_nonnull (strstr (err, inside));
+  g_assert_false (g_file_test (inside, G_FILE_TEST_EXISTS));
+  lode_test_rmtree (dir);
+}
+
+/* The benchmark prints its four figures on a tiny set and cleans up. */
+static void
+test_bench (void)
+{
+  g_autofree char *out = NULL;
+  const char *args[] = { "bench", "annotate", "--patches", "4", "--size", "32", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (args, &out, NULL), ==, 0);
+  g_assert_nonnull (strstr (out, "Import of 4 patches"));
+  g_assert_nonnull (strstr (out, "ms per patch"));
+  g_assert_nonnull (strstr (out, "applied to the mask"));
+  g_assert_nonnull (strstr (out, "p95"));
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/cli-annotate/help", test_help);
+  g_test_add_func ("/cli-annotate/errors", test_errors);
+  g_test_add_func ("/cli-annotate/on-demo", test_on_demo);
+  g_test_add_func ("/cli-annotate/bench", test_bench);
+  return g_test_run ();
+}

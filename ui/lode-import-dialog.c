@@ -1,0 +1,415 @@
+#define G_LOG_DOMAIN "lode-ui"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <glib/gstdio.h>
+
+#include "lode-import-dialog.h"
+#include "lode-import.h"
+#include "lode-store.h"
+
+struct _LodeImportDialog
+{
+  GtkWindow       parent_instance;
+
+  GtkButton      *cancel_button;
+  GtkButton      *import_button;
+  GtkButton      *source_button;
+  GtkButton      *project_button;
+  GtkDropDown    *masks_dropdown;
+  GtkProgressBar *progress_bar;
+  GtkLabel       *summary_label;
+
+  char           *source;
+  char           *project;
+  GCancellable   *cancellable;
+  gboolean        close_after;
+};
+
+enum {
+  SIGNAL_IMPORTED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+G_DEFINE_FINAL_TYPE (LodeImportDialog, lode_import_dialog, GTK_TYPE_WINDOW)
+
+typedef struct
+{
+  char            *source;
+  char            *project;
+  LodeImportMasks  masks;
+  gboolean         existed;
+  GWeakRef         dialog;
+  LodeImportReport report;
+} ImportJob;
+
+static void
+import_job_free (ImportJob *job)
+{
+  g_free (job->source);
+  g_free (job->project);
+  g_weak_ref_clear (&job->dialog);
+  lode_import_report_clear (&job->report);
+  g_free (job);
+}
+
+typedef struct
+{
+  GWeakRef *dialog;
+  double    fraction;
+  char     *what;
+} Progress;
+
+static gboolean
+show_progress (gpointer data)
+{
+  Progress *p = data;
+  g_autoptr(LodeImportDialog) self = g_weak_ref_get (p->dialog);
+
+  if (self != NULL && self->cancellable != NULL)
+    {
+      gtk_progress_bar_set_fraction (self->progress_bar, p->fraction);
+      if (p->what != NULL)
+        gtk_progress_bar_set_text (self->progress_bar, p->what);
+    }
+  g_free (p->what);
+  g_free (p);
+  return G_SOURCE_REMOVE;
+}
+
+/* Called in the worker thread. */
+static void
+on_progress (double fraction, const char *what, gpointer data)
+{
+  ImportJob *job = data;
+  Progress *p = g_new0 (Progress, 1);
+
+  p->dialog = &job->dialog;  /* the job outlives every idle it queues */
+  p->fraction = fraction;
+  p->what = g_strdup (what);
+  g_main_context_invoke (NULL, show_progress, p);
+}
+
+static void
+remove_project_files (const char *path)
+{
+  const char *suffixes[] = { "", "-wal", "-shm", "-journal" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    {
+      g_autofree char *p = g_strconcat (path, suffixes[i], NULL);
+      g_remove (p);
+    }
+}
+
+static void
+import_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *cancellable)
+{
+  ImportJob *job = task_data;
+  LodeImportOptions options;
+  GError *error = NULL;
+  gboolean ok = FALSE;
+  LodeStore *store;
+
+  store = lode_store_open (job->project, TRUE, &error);
+  if (store != NULL)
+    {
+      lode_import_options_init (&options);
+      options.masks = job->masks;
+      if (lode_import_is_smallminesds (job->source))
+        ok = lode_import_smallminesds (store, job->source, &options, &job->report,
+                                       on_progress, job, cancellable, &error);
+      else
+        ok = lode_import_folder (store, job->source, &options, &job->report,
+                                 on_progress, job, cancellable, &error);
+      lode_store_close (store);
+    }
+  if (!ok)
+    {
+      if (!job->existed)
+        remove_project_files (job->project);
+      g_task_return_error (task, error);
+      return;
+    }
+  g_task_return_boolean (task, TRUE);
+}
+
+static void
+show_error (GtkWindow *parent, const char *primary, const char *secondary)
+{
+  GtkWidget *dialog = gtk_message_dialog_new (parent, GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
+                                              GTK_MESSAGE_ERROR, GTK_BUTTONS_CLOSE, "%s", primary);
+
+  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (dialog), "%s", secondary);
+  g_signal_connect (dialog, "response", G_CALLBACK (gtk_window_destroy), NULL);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+update_sensitivity (LodeImportDialog *self)
+{
+  gboolean running = self->cancellable != NULL;
+
+  gtk_widget_set_sensitive (GTK_WIDGET (self->import_button),
+                            !running && self->source != NULL && self->project != NULL);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->source_button), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->project_button), !running);
+  gtk_widget_set_sensitive (GTK_WIDGET (self->masks_dropdown), !running);
+}
+
+static void
+on_import_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  LodeImportDialog *self = LODE_IMPORT_DIALOG (source);
+  ImportJob *job = g_task_get_task_data (G_TASK (result));
+  g_autoptr(GError) error = NULL;
+  g_autofree char *summary = NULL;
+
+  g_clear_object (&self->cancellable);
+  update_sensitivity (self);
+  if (!g_task_propagate_boolean (G_TASK (result), &error))
+    {
+      gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), FALSE);
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        gtk_label_set_label (self->summary_label, _("Import cancelled; nothing was added."));
+      else
+        {
+          g_autofree char *primary = g_strdup_printf (_("“%s” cannot be imported"), job->source);
+          gtk_label_set_label (self->summary_label, error->message);
+          if (!self->close_after)
+            show_error (GTK_WINDOW (self), primary, error->message);
+        }
+      if (self->close_after)
+        gtk_window_destroy (GTK_WINDOW (self));
+      return;
+    }
+  gtk_progress_bar_set_fraction (self->progress_bar, 1.0);
+  summary = g_strdup_printf (g_dngettext (GETTEXT_PACKAGE, "%u patch imported, %u set aside as odd",
+                                          "%u patches imported, %u set aside as odd", job->report.n_patches),
+                             job->report.n_patches, job->report.odd ? job->report.odd->len : 0);
+  gtk_label_set_label (self->summary_label, summary);
+  g_signal_emit (self, signals[SIGNAL_IMPORTED], 0, job->project);
+  gtk_window_destroy (GTK_WINDOW (self));
+}
+
+gboolean
+lode_import_dialog_start (LodeImportDialog *self)
+{
+  g_autoptr(GTask) task = NULL;
+  ImportJob *job;
+
+  g_return_val_if_fail (LODE_IS_IMPORT_DIALOG (self), FALSE);
+  if (self->cancellable != NULL || self->source == NULL || self->project == NULL)
+    return FALSE;
+
+  self->cancellable = g_cancellable_new ();
+  job = g_new0 (ImportJob, 1);
+  job->source = g_strdup (self->source);
+  job->project = g_strdup (self->project);
+  job->masks = gtk_drop_down_get_selected (self->masks_dropdown) == 1 ? LODE_IMPORT_MASKS_COCOA
+                                                                       : LODE_IMPORT_MASKS_BINARY;
+  job->existed = g_file_test (job->project, G_FILE_TEST_EXISTS);
+  g_weak_ref_init (&job->dialog, self);
+  lode_import_report_init (&job->report);
+
+  gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), TRUE);
+  gtk_progress_bar_set_fraction (self->progress_bar, 0.0);
+  gtk_progress_bar_set_text (self->progress_bar, _("Starting…"));
+  gtk_label_set_label (self->summary_label, "");
+  update_sensitivity (self);
+
+  task = g_task_new (self, self->cancellable, on_import_done, NULL);
+  g_task_set_source_tag (task, lode_import_dialog_start);
+  g_task_set_task_data (task, job, (GDestroyNotify) import_job_free);
+  g_task_run_in_thread (task, import_thread);
+  return TRUE;
+}
+
+gboolean
+lode_import_dialog_is_running (LodeImportDialog *self)
+{
+  g_return_val_if_fail (LODE_IS_IMPORT_DIALOG (self), FALSE);
+  return self->cancellable != NULL;
+}
+
+void
+lode_import_dialog_cancel (LodeImportDialog *self)
+{
+  g_return_if_fail (LODE_IS_IMPORT_DIALOG (self));
+  if (self->cancellable != NULL)
+    g_cancellable_cancel (self->cancellable);
+}
+
+static void
+set_button_path (GtkButton *button, const char *path)
+{
+  g_autofree char *name = g_path_get_basename (path);
+  gtk_button_set_label (button, name);
+  gtk_widget_set_tooltip_text (GTK_WIDGET (button), path);
+}
+
+void
+lode_import_dialog_set_source (LodeImportDialog *self, const char *folder)
+{
+  g_return_if_fail (LODE_IS_IMPORT_DIALOG (self));
+  g_free (self->source);
+  self->source = g_strdup (folder);
+  set_button_path (self->source_button, folder);
+  gtk_label_set_label (self->summary_label,
+                       lode_import_is_smallminesds (folder) ? _("SmallMinesDS layout found.")
+                                                            : _("A folder of GeoTIFF patches."));
+  update_sensitivity (self);
+}
+
+void
+lode_import_dialog_set_project (LodeImportDialog *self, const char *path)
+{
+  g_return_if_fail (LODE_IS_IMPORT_DIALOG (self));
+  g_free (self->project);
+  self->project = g_str_has_suffix (path, LODE_STORE_EXTENSION) ? g_strdup (path)
+                                                                : g_strconcat (path, LODE_STORE_EXTENSION, NULL);
+  set_button_path (self->project_button, self->project);
+  update_sensitivity (self);
+}
+
+static void
+on_chooser_response (GtkNativeDialog *chooser, int response, LodeImportDialog *self)
+{
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr(GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (chooser));
+      g_autofree char *path = g_file_get_path (file);
+
+      if (path == NULL)
+        show_error (GTK_WINDOW (self), _("Only folders and files on a local disk can be used"),
+                    g_file_peek_path (file) ? g_file_peek_path (file) : "");
+      else if (gtk_file_chooser_get_action (GTK_FILE_CHOOSER (chooser)) == GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER)
+        lode_import_dialog_set_source (self, path);
+      else
+        lode_import_dialog_set_project (self, path);
+    }
+  g_object_unref (chooser);
+}
+
+static void
+on_source_clicked (GtkButton *button, LodeImportDialog *self)
+{
+  GtkFileChooserNative *chooser = gtk_file_chooser_native_new (_("Choose the Data Set Folder"), GTK_WINDOW (self),
+                                                               GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER,
+                                                               _("_Select"), _("_Cancel"));
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (chooser), TRUE);
+  g_signal_connect (chooser, "response", G_CALLBACK (on_chooser_response), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
+}
+
+static void
+on_project_clicked (GtkButton *button, LodeImportDialog *self)
+{
+  GtkFileChooserNative *chooser = gtk_file_chooser_native_new (_("New Project File"), GTK_WINDOW (self),
+                                                               GTK_FILE_CHOOSER_ACTION_SAVE,
+                                                               _("_Create"), _("_Cancel"));
+  gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (chooser), "project.lode");
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (chooser), TRUE);
+  g_signal_connect (chooser, "response", G_CALLBACK (on_chooser_response), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (chooser));
+}
+
+static void
+on_import_clicked (GtkButton *button, LodeImportDialog *self)
+{
+  lode_import_dialog_start (self);
+}
+
+static void
+on_cancel_clicked (GtkButton *button, LodeImportDialog *self)
+{
+  if (self->cancellable != NULL)
+    lode_import_dialog_cancel (self);
+  else
+    gtk_window_destroy (GTK_WINDOW (self));
+}
+
+static gboolean
+lode_import_dialog_close_request (GtkWindow *window)
+{
+  LodeImportDialog *self = LODE_IMPORT_DIALOG (window);
+
+  if (self->cancellable == NULL)
+    return FALSE;
+  /* Stop the worker first; the window closes when it has. */
+  self->close_after = TRUE;
+  g_cancellable_cancel (self->cancellable);
+  return TRUE;
+}
+
+static void
+lode_import_dialog_dispose (GObject *object)
+{
+  LodeImportDialog *self = LODE_IMPORT_DIALOG (object);
+
+  if (self->cancellable != NULL)
+    g_cancellable_cancel (self->cancellable);
+  gtk_widget_dispose_template (GTK_WIDGET (self), LODE_TYPE_IMPORT_DIALOG);
+  G_OBJECT_CLASS (lode_import_dialog_parent_class)->dispose (object);
+}
+
+static void
+lode_import_dialog_finalize (GObject *object)
+{
+  LodeImportDialog *self = LODE_IMPORT_DIALOG (object);
+
+  g_free (self->source);
+  g_free (self->project);
+  g_clear_object (&self->cancellable);
+  G_OBJECT_CLASS (lode_import_dialog_parent_class)->finalize (object);
+}
+
+static void
+lode_import_dialog_class_init (LodeImportDialogClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+  GtkWindowClass *window_class = GTK_WINDOW_CLASS (klass);
+
+  object_class->dispose = lode_import_dialog_dispose;
+  object_class->finalize = lode_import_dialog_finalize;
+  window_class->close_request = lode_import_dialog_close_request;
+
+  signals[SIGNAL_IMPORTED] =
+    g_signal_new ("imported", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  gtk_widget_class_set_template_from_resource (widget_class, "/org/lodeapp/Lode/lode-import-dialog.ui");
+  gtk_widget_class_bind_template_child (widget_class, LodeImportDialog, cancel_button);
+  gtk_widget_class_bind_template_child (widget_class, LodeImportDialog, import_button);
+  gtk_widget_class_bind_template_child (widget_class, LodeImportDialog, source_button);
+  gtk_widget_class_bind_template_child (widget_class, LodeImportDialog, project_button);
+  gtk_widget_class_bind_template_child (widget_class, LodeImportDialog, masks_dropdown);
+  gtk_widget_class_bind_template_child (widget_class, LodeImportDialog, progress_bar);
+  gtk_widget_class_bind_template_child (widget_class, LodeImportDialog, summary_label);
+  gtk_widget_class_bind_template_callback (widget_class, on_source_clicked);
+  gtk_widget_class_bind_template_callback (widget_class, on_project_clicked);
+  gtk_widget_class_bind_template_callback (widget_class, on_import_clicked);
+  gtk_widget_class_bind_template_callback (widget_class, on_cancel_clicked);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "window.close", NULL);
+}
+
+static void
+lode_import_dialog_init (LodeImportDialog *self)
+{
+  const char *masks[] = { _("SmallMinesDS (mining / not mining)"), _("Cocoa companion (background, mining, cocoa)"),
+                          NULL };
+
+  gtk_widget_init_template (GTK_WIDGET (self));
+  gtk_drop_down_set_model (self->masks_dropdown, G_LIST_MODEL (gtk_string_list_new (masks)));
+  g_object_unref (gtk_drop_down_get_model (self->masks_dropdown));
+}
+
+GtkWidget *
+lode_import_dialog_new (GtkWindow *parent)
+{
+  return g_object_new (LODE_TYPE_IMPORT_DIALOG, "transient-for", parent, NULL);
+}

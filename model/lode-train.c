@@ -60,7 +60,10 @@ lode_train_config_init (LodeTrainConfig *config)
   config->augment = TRUE;
   g_strlcpy (config->device, "auto", sizeof config->device);
   for (int b = 0; b < LODE_TRAIN_MAX_BANDS; b++)
-    config->std[b] = 1.0f;
+    {
+      config->std[b] = 1.0f;
+      config->band_select[b] = b;
+    }
 }
 
 static gboolean
@@ -371,6 +374,11 @@ header_json (LodeUnet              *model,
   json_builder_add_int_value (b, (gint64) c->seed);
   json_builder_set_member_name (b, "device");
   json_builder_add_string_value (b, c->device);
+  json_builder_set_member_name (b, "band_select");
+  json_builder_begin_array (b);
+  for (int i = 0; i < c->bands; i++)
+    json_builder_add_int_value (b, c->band_select[i]);
+  json_builder_end_array (b);
   json_builder_set_member_name (b, "mean");
   json_builder_add_value (b, float_array (c->mean, c->bands));
   json_builder_set_member_name (b, "std");
@@ -545,6 +553,12 @@ config_from_json (JsonObject      *o,
   c->augment = json_object_get_boolean_member_with_default (o, "augment", TRUE);
   c->seed = (guint64) json_object_get_int_member_with_default (o, "seed", 0);
   g_strlcpy (c->device, dev, sizeof c->device);
+  if (json_object_has_member (o, "band_select"))
+    {
+      JsonArray *a = json_object_get_array_member (o, "band_select");
+      for (guint i = 0; a != NULL && i < json_array_get_length (a) && i < (guint) c->bands; i++)
+        c->band_select[i] = (int) json_array_get_int_element (a, i);
+    }
   read_float_array (o, "mean", c->mean, c->bands);
   read_float_array (o, "std", c->std, c->bands);
   return TRUE;

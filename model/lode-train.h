@@ -58,13 +58,18 @@ typedef struct {
   gboolean augment;                               /* flips and rotations */
   guint64  seed;
   char     device[16];                            /* "cpu", "cuda" or "auto" */
+  int      band_select[LODE_TRAIN_MAX_BANDS];     /* which band of the source
+                                                   * files each input is (kept
+                                                   * for prediction; the job
+                                                   * itself does not read it) */
   float    mean[LODE_TRAIN_MAX_BANDS];            /* per band, for normalising */
   float    std[LODE_TRAIN_MAX_BANDS];
 } LodeTrainConfig;
 
 /* Defaults: resnet50, 6 bands, 2 classes with weights 1, ignore 255, no
  * Dice, lr 1e-4, weight decay 1e-2, 10 epochs, batch 16, full fine-tuning,
- * augmentation on, seed 0, device "auto", mean 0 and std 1. */
+ * augmentation on, seed 0, device "auto", band_select 0, 1, 2, ..., mean 0
+ * and std 1. */
 void lode_train_config_init (LodeTrainConfig *config);
 
 typedef enum {

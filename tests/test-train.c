@@ -76,6 +76,7 @@ small_config (LodeTrainConfig *c)
   c->mean[0] = 1100; c->std[0] = 200;
   c->mean[1] = 800;  c->std[1] = 70;
   c->mean[2] = 500;  c->std[2] = 1;
+  c->band_select[0] = 7;
 }
 
 typedef struct {
@@ -225,6 +226,8 @@ test_checkpoint (void)
   g_assert_cmpfloat (read.std[1], ==, 70.0f);
   g_assert_cmpfloat (read.class_weights[1], ==, 2.0f);
   g_assert_cmpfloat (read.lr, ==, config.lr);
+  g_assert_cmpint (read.band_select[0], ==, 7);
+  g_assert_cmpint (read.band_select[2], ==, 2);
   /* the same outputs, bit for bit */
   g_assert_true (lode_unet_forward (net, image, 1, SIDE, SIDE, LODE_UNET_EVAL, y1, NULL));
   g_assert_true (lode_unet_forward (back, image, 1, SIDE, SIDE, LODE_UNET_EVAL, y2, NULL));

@@ -255,8 +255,12 @@ on_progress (const LodeTrainProgress *p,
   if (interrupted)
     g_cancellable_cancel (run->cancellable);
   if (!run->quiet)
-    g_printerr (_("\rstep %" PRId64 "/%" PRId64 ", epoch %d/%d, loss %.4f, %.0f s left   "),
-                p->step, p->total_steps, p->epoch, p->epochs, p->loss, p->seconds_left);
+    {
+      g_printerr ("\r");
+      g_printerr (_("step %" PRId64 "/%" PRId64 ", epoch %d/%d, loss %.4f, %.0f s left"),
+                  p->step, p->total_steps, p->epoch, p->epochs, p->loss, p->seconds_left);
+      g_printerr ("   ");
+    }
   if (p->metrics)
     {
       if (!run->quiet)

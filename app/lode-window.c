@@ -33,11 +33,11 @@ struct _LodeWindow
   GtkWidget          *toolbar;
   GtkLabel           *brush_label;
   GtkBox             *palette_box;
-  GtkWidget          *compare_tools;
   GtkStack           *canvas_stack;
   LodeCanvas         *canvas;
   LodeCompareView    *compare_view;
   GtkLabel           *status_label;
+  GtkWidget          *inspector;
   GtkStack           *inspector_stack;
   GtkLabel           *patch_title;
   GtkLabel           *patch_info;
@@ -67,6 +67,7 @@ struct _LodeWindow
   LodeDocument       *active;     /* where undo and redo go */
   LodeCompositeSpec   spec;
   int                 n_band_names;
+  int                 shown_bands[3]; /* in the band dropdowns, -1: none */
   gboolean            updating_controls;
   gint64              last_switch_us;
 
@@ -77,6 +78,7 @@ struct _LodeWindow
   gboolean            show_original;
   gboolean            mask_outline;
   gboolean            change_overlay;
+  gboolean            show_inspector;
 };
 
 enum {
@@ -87,6 +89,7 @@ enum {
   PROP_SHOW_ORIGINAL,
   PROP_MASK_OUTLINE,
   PROP_CHANGE_OVERLAY,
+  PROP_SHOW_INSPECTOR,
   N_PROPS
 };
 
@@ -803,6 +806,43 @@ action_review (GtkWidget *widget, const char *action_name, GVariant *param)
 
 /* Layer controls */
 
+/* The bands the composite shows, resolved for the open patch: the chosen
+ * ones for custom bands, the preset's for the others (B4 B3 B2 for true
+ * colour). A channel that is not one band (the radar ratio, the indices)
+ * shows none. */
+static void
+resolve_shown_bands (LodeWindow *self)
+{
+  LodeCompositeSpec spec = self->spec;
+  int n_direct = 3;
+
+  for (int i = 0; i < 3; i++)
+    self->shown_bands[i] = -1;
+  if (self->doc == NULL || !lode_composite_resolve (&spec, lode_document_get_raster (self->doc), NULL))
+    return;
+  if (spec.preset == LODE_COMPOSITE_SAR)
+    n_direct = 2;
+  else if (lode_composite_preset_n_channels (spec.preset) != 3)
+    n_direct = 0;
+  for (int i = 0; i < n_direct; i++)
+    self->shown_bands[i] = spec.bands[i] < self->n_band_names ? spec.bands[i] : -1;
+}
+
+static void
+update_band_dropdowns (LodeWindow *self)
+{
+  GtkDropDown *dropdowns[3] = { self->band_r, self->band_g, self->band_b };
+  gboolean was = self->updating_controls;
+
+  resolve_shown_bands (self);
+  self->updating_controls = TRUE;
+  for (int i = 0; i < 3; i++)
+    if (gtk_drop_down_get_selected (dropdowns[i]) != (guint) self->shown_bands[i])
+      gtk_drop_down_set_selected (dropdowns[i], self->shown_bands[i] >= 0 ? (guint) self->shown_bands[i]
+                                                                            : GTK_INVALID_LIST_POSITION);
+  self->updating_controls = was;
+}
+
 static void
 update_layer_controls (LodeWindow *self)
 {
@@ -816,13 +856,7 @@ update_layer_controls (LodeWindow *self)
   gtk_widget_set_sensitive (GTK_WIDGET (self->band_r), custom);
   gtk_widget_set_sensitive (GTK_WIDGET (self->band_g), custom);
   gtk_widget_set_sensitive (GTK_WIDGET (self->band_b), custom);
-  if (custom)
-    {
-      gtk_drop_down_set_selected (self->band_r, self->spec.bands[0]);
-      gtk_drop_down_set_selected (self->band_g, self->spec.bands[1]);
-      gtk_drop_down_set_selected (self->band_b, self->spec.bands[2]);
-    }
-  gtk_widget_set_visible (self->low_label, !gtk_widget_get_visible (GTK_WIDGET (self->low_spin)) || TRUE);
+  update_band_dropdowns (self);
   gtk_widget_set_sensitive (GTK_WIDGET (self->low_spin), pct || fixed);
   gtk_widget_set_sensitive (GTK_WIDGET (self->high_spin), pct || fixed);
   gtk_spin_button_set_value (self->low_spin, fixed ? self->spec.fixed_min[0] : self->spec.low_pct);
@@ -865,9 +899,11 @@ on_layer_changed (GObject *object, GParamSpec *pspec, LodeWindow *self)
       lode_composite_spec_init (&self->spec, preset);
       self->spec.stretch = old.stretch;
       self->spec.gamma = old.gamma;
+      /* Custom bands start from the bands the previous view showed. */
       if (preset == LODE_COMPOSITE_CUSTOM && self->doc != NULL)
         for (int i = 0; i < 3; i++)
-          self->spec.bands[i] = (old.bands[i] >= 0 && old.bands[i] < self->n_band_names) ? old.bands[i] : i;
+          self->spec.bands[i] = (self->shown_bands[i] >= 0 && self->shown_bands[i] < self->n_band_names)
+                                  ? self->shown_bands[i] : MIN (i, self->n_band_names - 1);
     }
   else if (preset == LODE_COMPOSITE_CUSTOM)
     {
@@ -925,7 +961,6 @@ update_view (LodeWindow *self)
   g_autoptr(GError) error = NULL;
   gboolean compare = g_strcmp0 (self->view, "compare") == 0;
 
-  gtk_widget_set_visible (self->compare_tools, compare);
   if (self->doc == NULL)
     {
       gtk_stack_set_visible_child_name (self->canvas_stack, "empty");
@@ -969,8 +1004,7 @@ show_patch (LodeWindow *self, gint64 patch_id)
   self->doc = g_steal_pointer (&doc);
   self->active = self->doc;
   fill_band_names (self);
-  if (self->spec.preset == LODE_COMPOSITE_CUSTOM)
-    update_layer_controls (self);
+  update_band_dropdowns (self);
   gtk_list_box_unselect_all (self->revision_list);
   lode_canvas_set_highlight (self->canvas, NULL);
   rebuild_palette (self);
@@ -1190,6 +1224,7 @@ lode_window_get_property (GObject *object, guint prop_id, GValue *value, GParamS
     case PROP_SHOW_ORIGINAL: g_value_set_boolean (value, self->show_original); break;
     case PROP_MASK_OUTLINE: g_value_set_boolean (value, self->mask_outline); break;
     case PROP_CHANGE_OVERLAY: g_value_set_boolean (value, self->change_overlay); break;
+    case PROP_SHOW_INSPECTOR: g_value_set_boolean (value, self->show_inspector); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -1259,6 +1294,10 @@ lode_window_set_property (GObject *object, guint prop_id, const GValue *value, G
       self->change_overlay = g_value_get_boolean (value);
       update_change_overlay (self);
       break;
+    case PROP_SHOW_INSPECTOR:
+      self->show_inspector = g_value_get_boolean (value);
+      gtk_widget_set_visible (self->inspector, self->show_inspector);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       return;
@@ -1327,6 +1366,9 @@ lode_window_class_init (LodeWindowClass *klass)
   properties[PROP_CHANGE_OVERLAY] = g_param_spec_boolean ("change-overlay", NULL, NULL, FALSE,
                                                           G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
                                                           G_PARAM_STATIC_STRINGS);
+  properties[PROP_SHOW_INSPECTOR] = g_param_spec_boolean ("show-inspector", NULL, NULL, TRUE,
+                                                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                          G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /* Naming the resources links them in from the static library; their
@@ -1341,7 +1383,7 @@ lode_window_class_init (LodeWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, toolbar);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, brush_label);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, palette_box);
-  gtk_widget_class_bind_template_child (widget_class, LodeWindow, compare_tools);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, inspector);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, canvas_stack);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, canvas);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, compare_view);
@@ -1387,6 +1429,7 @@ lode_window_class_init (LodeWindowClass *klass)
   gtk_widget_class_install_property_action (widget_class, "win.show-original", "show-original");
   gtk_widget_class_install_property_action (widget_class, "win.mask-outline", "mask-outline");
   gtk_widget_class_install_property_action (widget_class, "win.change-overlay", "change-overlay");
+  gtk_widget_class_install_property_action (widget_class, "win.show-inspector", "show-inspector");
 
   BIND (GDK_KEY_o, GDK_CONTROL_MASK, "win.open", NULL);
   BIND (GDK_KEY_i, GDK_CONTROL_MASK, "win.import", NULL);
@@ -1421,6 +1464,7 @@ lode_window_class_init (LodeWindowClass *klass)
   BIND (GDK_KEY_o, 0, "win.show-original", NULL);
   BIND (GDK_KEY_l, 0, "win.mask-outline", NULL);
   BIND (GDK_KEY_c, 0, "win.change-overlay", NULL);
+  BIND (GDK_KEY_F9, 0, "win.show-inspector", NULL);
   BIND (GDK_KEY_1, GDK_ALT_MASK, "win.view", "s", "edit");
   BIND (GDK_KEY_2, GDK_ALT_MASK, "win.view", "s", "compare");
   BIND (GDK_KEY_3, GDK_ALT_MASK, "win.view", "s", "review");
@@ -1478,6 +1522,7 @@ lode_window_init (LodeWindow *self)
   self->tool = g_strdup ("brush");
   self->view = g_strdup ("edit");
   self->compare_mode = g_strdup ("side");
+  self->show_inspector = TRUE;
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->settings = g_settings_new (LODE_APP_ID);
@@ -1517,7 +1562,6 @@ lode_window_init (LodeWindow *self)
   for_each_canvas (self, connect_canvas, self);
   g_signal_connect (self->browser, "patch-selected", G_CALLBACK (on_patch_selected), self);
   g_signal_connect (self->revision_list, "row-selected", G_CALLBACK (on_revision_selected), self);
-  gtk_widget_set_visible (self->compare_tools, FALSE);
   update_brush_label (self);
   update_actions (self);
 }

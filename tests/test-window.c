@@ -10,6 +10,7 @@
 
 #include "lode-application.h"
 #include "lode-canvas.h"
+#include "lode-composite.h"
 #include "lode-cli-progress.h"
 #include "lode-demo.h"
 #include "lode-test-display.h"
@@ -53,7 +54,9 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_assert_no_error (error);
 
   f->window = lode_window_new (NULL);
-  gtk_window_set_default_size (GTK_WINDOW (f->window), 1400, 850);
+  /* data: NULL for a roomy window, else the default size of the .ui file. */
+  if (data == NULL)
+    gtk_window_set_default_size (GTK_WINDOW (f->window), 1400, 850);
   gtk_window_present (GTK_WINDOW (f->window));
 }
 
@@ -292,6 +295,116 @@ test_review (Fixture *f, gconstpointer data)
   g_assert_cmpstr (last->comment, ==, "boundaries checked");
 }
 
+static GtkWidget *
+child (Fixture *f, const char *name)
+{
+  GObject *w = gtk_widget_get_template_child (GTK_WIDGET (f->window), LODE_TYPE_WINDOW, name);
+
+  g_assert_nonnull (w);
+  return GTK_WIDGET (w);
+}
+
+static const char *
+band_shown (Fixture *f, const char *name)
+{
+  GtkStringObject *item = gtk_drop_down_get_selected_item (GTK_DROP_DOWN (child (f, name)));
+
+  return item ? gtk_string_object_get_string (item) : "";
+}
+
+/* Fully inside the window and no narrower than it asks to be. */
+static void
+assert_fits (Fixture *f, GtkWidget *widget)
+{
+  graphene_rect_t r;
+  int min;
+
+  g_assert_true (gtk_widget_get_mapped (widget));
+  g_assert_true (gtk_widget_compute_bounds (widget, GTK_WIDGET (f->window), &r));
+  gtk_widget_measure (widget, GTK_ORIENTATION_HORIZONTAL, -1, &min, NULL, NULL, NULL);
+  g_assert_cmpfloat (r.origin.x, >=, 0);
+  g_assert_cmpfloat (r.origin.x + r.size.width, <=, gtk_widget_get_width (GTK_WIDGET (f->window)) + 0.5);
+  g_assert_cmpint (gtk_widget_get_width (widget), >=, min);
+}
+
+/* The layer controls show the bands of the composite; everything fits in
+ * the default window size in each view; F9 hides the side panel. */
+static void
+test_layout (Fixture *f, gconstpointer data)
+{
+  const char *views[] = { "edit", "compare", "review" };
+  const char *controls[] = { "composite_dropdown", "band_r", "band_g", "band_b", "stretch_dropdown",
+                             "low_spin", "high_spin" };
+  GtkWidget *canvas;
+  GListModel *model;
+  guint b12;
+  int width;
+
+  open_demo (f);
+  g_assert_cmpstr (band_shown (f, "band_r"), ==, "B4");
+  g_assert_cmpstr (band_shown (f, "band_g"), ==, "B3");
+  g_assert_cmpstr (band_shown (f, "band_b"), ==, "B2");
+  g_assert_false (gtk_widget_get_sensitive (child (f, "band_r")));
+
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (child (f, "composite_dropdown")), LODE_COMPOSITE_NIR);
+  g_assert_cmpstr (band_shown (f, "band_r"), ==, "B8");
+  g_assert_cmpstr (band_shown (f, "band_g"), ==, "B4");
+  g_assert_cmpstr (band_shown (f, "band_b"), ==, "B3");
+  /* Custom bands start from the view shown, and can be changed. */
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (child (f, "composite_dropdown")), LODE_COMPOSITE_CUSTOM);
+  g_assert_true (gtk_widget_get_sensitive (child (f, "band_r")));
+  g_assert_cmpstr (band_shown (f, "band_r"), ==, "B8");
+  model = gtk_drop_down_get_model (GTK_DROP_DOWN (child (f, "band_r")));
+  for (b12 = 0; b12 < g_list_model_get_n_items (model); b12++)
+    if (g_str_equal (gtk_string_list_get_string (GTK_STRING_LIST (model), b12), "B12"))
+      break;
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (child (f, "band_r")), b12);
+  g_assert_cmpstr (band_shown (f, "band_r"), ==, "B12");
+  /* The next patch keeps the custom bands. */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.next-patch", NULL));
+  g_assert_cmpstr (band_shown (f, "band_r"), ==, "B12");
+  g_assert_cmpstr (band_shown (f, "band_g"), ==, "B4");
+  gtk_drop_down_set_selected (GTK_DROP_DOWN (child (f, "composite_dropdown")), LODE_COMPOSITE_TRUE_COLOUR);
+  g_assert_cmpstr (band_shown (f, "band_r"), ==, "B4");
+  g_assert_false (gtk_widget_get_sensitive (child (f, "band_g")));
+
+  for (guint v = 0; v < G_N_ELEMENTS (views); v++)
+    {
+      g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.view", "s", views[v]));
+      lode_test_settle (GTK_WIDGET (f->window));
+      g_assert_cmpint (gtk_widget_get_width (GTK_WIDGET (f->window)), <=, 1280);
+      assert_fits (f, child (f, "inspector"));
+      assert_fits (f, child (f, "toolbar"));
+      if (v != 2)
+        for (guint c = 0; c < G_N_ELEMENTS (controls); c++)
+          assert_fits (f, child (f, controls[c]));
+      if (v == 1)
+        {
+          LodeCompareView *compare = lode_window_get_compare_view (f->window);
+          double z1, x1, y1, z2, x2, y2;
+
+          /* Both years open fitted, at the same scale. */
+          lode_canvas_get_view (lode_compare_view_get_canvas (compare, 0), &z1, &x1, &y1);
+          lode_canvas_get_view (lode_compare_view_get_canvas (compare, 1), &z2, &x2, &y2);
+          g_assert_cmpfloat_with_epsilon (z1, z2, 1e-9);
+          g_assert_cmpfloat_with_epsilon (y1, y2, 1.0);
+          g_assert_true (lode_canvas_get_fit (lode_compare_view_get_canvas (compare, 1)));
+          g_free (lode_test_screenshot (GTK_WIDGET (f->window), "screenshot-compare-1280.png"));
+        }
+    }
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.view", "s", "edit"));
+  lode_test_settle (GTK_WIDGET (f->window));
+  canvas = lode_window_get_canvas (f->window);
+  width = gtk_widget_get_width (canvas);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.show-inspector", NULL));
+  lode_test_settle (GTK_WIDGET (f->window));
+  g_assert_false (gtk_widget_get_visible (child (f, "inspector")));
+  g_assert_cmpint (gtk_widget_get_width (canvas), >, width + 200);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.show-inspector", NULL));
+  g_assert_true (gtk_widget_get_visible (child (f, "inspector")));
+}
+
 /* How long a patch switch takes (a figure, not an assertion). */
 static void
 test_switch_time (Fixture *f, gconstpointer data)
@@ -327,6 +440,7 @@ main (int argc, char **argv)
   g_test_add ("/window/edit-undo-redo", Fixture, NULL, fixture_setup, test_edit_undo_redo, fixture_teardown);
   g_test_add ("/window/compare", Fixture, NULL, fixture_setup, test_compare, fixture_teardown);
   g_test_add ("/window/review", Fixture, NULL, fixture_setup, test_review, fixture_teardown);
+  g_test_add ("/window/layout", Fixture, "default-size", fixture_setup, test_layout, fixture_teardown);
   g_test_add ("/window/switch-time", Fixture, NULL, fixture_setup, test_switch_time, fixture_teardown);
   return g_test_run ();
 }

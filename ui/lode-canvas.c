@@ -849,6 +849,13 @@ lode_canvas_zoom_fit (LodeCanvas *self)
   view_changed (self);
 }
 
+gboolean
+lode_canvas_get_fit (LodeCanvas *self)
+{
+  g_return_val_if_fail (LODE_IS_CANVAS (self), FALSE);
+  return self->fit;
+}
+
 void
 lode_canvas_zoom_at (LodeCanvas *self, double factor, double wx, double wy)
 {

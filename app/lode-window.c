@@ -10,6 +10,8 @@
 #include "lode-compare-view.h"
 #include "lode-composite.h"
 #include "lode-document.h"
+#include "lode-error-dialog.h"
+#include "lode-export-dialog.h"
 #include "lode-import-dialog.h"
 #include "lode-patch-browser.h"
 #include "lode-patch-item.h"
@@ -106,15 +108,7 @@ lode_window_new (LodeApplication *app)
 static void
 show_error (LodeWindow *self, const char *primary, const GError *error)
 {
-  GtkWidget *dialog;
-
-  dialog = gtk_message_dialog_new (GTK_WINDOW (self),
-                                   GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
-                                   GTK_MESSAGE_ERROR, GTK_BUTTONS_CLOSE,
-                                   "%s", primary);
-  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (dialog), "%s", error->message);
-  g_signal_connect (dialog, "response", G_CALLBACK (gtk_window_destroy), NULL);
-  gtk_window_present (GTK_WINDOW (dialog));
+  lode_error_dialog_show (GTK_WINDOW (self), primary, error->message);
 }
 
 static const char *
@@ -359,6 +353,7 @@ update_actions (LodeWindow *self)
                                  lode_patch_browser_can_move (self->browser, -1));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.undo", active != NULL && lode_document_can_undo (active));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.redo", active != NULL && lode_document_can_redo (active));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.export", self->store != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.accept", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.reject", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.send-back", has_doc);
@@ -1162,6 +1157,16 @@ action_import (GtkWidget *widget, const char *action_name, GVariant *param)
 }
 
 static void
+action_export (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+
+  if (self->store == NULL)
+    return;
+  gtk_window_present (GTK_WINDOW (lode_export_dialog_new (GTK_WINDOW (self), lode_store_get_path (self->store))));
+}
+
+static void
 action_preferences (GtkWidget *widget, const char *action_name, GVariant *param)
 {
   LodeWindow *self = LODE_WINDOW (widget);
@@ -1410,6 +1415,7 @@ lode_window_class_init (LodeWindowClass *klass)
 
   gtk_widget_class_install_action (widget_class, "win.open", NULL, action_open);
   gtk_widget_class_install_action (widget_class, "win.import", NULL, action_import);
+  gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
   gtk_widget_class_install_action (widget_class, "win.preferences", NULL, action_preferences);
   gtk_widget_class_install_action (widget_class, "win.next-patch", NULL, action_move);
   gtk_widget_class_install_action (widget_class, "win.previous-patch", NULL, action_move);
@@ -1433,6 +1439,7 @@ lode_window_class_init (LodeWindowClass *klass)
 
   BIND (GDK_KEY_o, GDK_CONTROL_MASK, "win.open", NULL);
   BIND (GDK_KEY_i, GDK_CONTROL_MASK, "win.import", NULL);
+  BIND (GDK_KEY_e, GDK_CONTROL_MASK, "win.export", NULL);
   BIND (GDK_KEY_comma, GDK_CONTROL_MASK, "win.preferences", NULL);
   BIND (GDK_KEY_f, GDK_CONTROL_MASK, "win.focus-search", NULL);
   BIND (GDK_KEY_Page_Down, 0, "win.next-patch", NULL);

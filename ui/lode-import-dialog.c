@@ -5,8 +5,10 @@
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
 
+#include "lode-error-dialog.h"
 #include "lode-import-dialog.h"
 #include "lode-import.h"
+#include "lode-progress-relay.h"
 #include "lode-store.h"
 
 struct _LodeImportDialog
@@ -42,7 +44,7 @@ typedef struct
   char            *project;
   LodeImportMasks  masks;
   gboolean         existed;
-  GWeakRef         dialog;
+  LodeProgressRelay *relay;
   LodeImportReport report;
 } ImportJob;
 
@@ -51,46 +53,9 @@ import_job_free (ImportJob *job)
 {
   g_free (job->source);
   g_free (job->project);
-  g_weak_ref_clear (&job->dialog);
+  g_clear_pointer (&job->relay, lode_progress_relay_unref);
   lode_import_report_clear (&job->report);
   g_free (job);
-}
-
-typedef struct
-{
-  GWeakRef *dialog;
-  double    fraction;
-  char     *what;
-} Progress;
-
-static gboolean
-show_progress (gpointer data)
-{
-  Progress *p = data;
-  g_autoptr(LodeImportDialog) self = g_weak_ref_get (p->dialog);
-
-  if (self != NULL && self->cancellable != NULL)
-    {
-      gtk_progress_bar_set_fraction (self->progress_bar, p->fraction);
-      if (p->what != NULL)
-        gtk_progress_bar_set_text (self->progress_bar, p->what);
-    }
-  g_free (p->what);
-  g_free (p);
-  return G_SOURCE_REMOVE;
-}
-
-/* Called in the worker thread. */
-static void
-on_progress (double fraction, const char *what, gpointer data)
-{
-  ImportJob *job = data;
-  Progress *p = g_new0 (Progress, 1);
-
-  p->dialog = &job->dialog;  /* the job outlives every idle it queues */
-  p->fraction = fraction;
-  p->what = g_strdup (what);
-  g_main_context_invoke (NULL, show_progress, p);
 }
 
 static void
@@ -121,10 +86,10 @@ import_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
       options.masks = job->masks;
       if (lode_import_is_smallminesds (job->source))
         ok = lode_import_smallminesds (store, job->source, &options, &job->report,
-                                       on_progress, job, cancellable, &error);
+                                       lode_progress_relay_report, job->relay, cancellable, &error);
       else
         ok = lode_import_folder (store, job->source, &options, &job->report,
-                                 on_progress, job, cancellable, &error);
+                                 lode_progress_relay_report, job->relay, cancellable, &error);
       lode_store_close (store);
     }
   if (!ok)
@@ -135,17 +100,6 @@ import_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
       return;
     }
   g_task_return_boolean (task, TRUE);
-}
-
-static void
-show_error (GtkWindow *parent, const char *primary, const char *secondary)
-{
-  GtkWidget *dialog = gtk_message_dialog_new (parent, GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
-                                              GTK_MESSAGE_ERROR, GTK_BUTTONS_CLOSE, "%s", primary);
-
-  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (dialog), "%s", secondary);
-  g_signal_connect (dialog, "response", G_CALLBACK (gtk_window_destroy), NULL);
-  gtk_window_present (GTK_WINDOW (dialog));
 }
 
 static void
@@ -180,7 +134,7 @@ on_import_done (GObject *source, GAsyncResult *result, gpointer data)
           g_autofree char *primary = g_strdup_printf (_("“%s” cannot be imported"), job->source);
           gtk_label_set_label (self->summary_label, error->message);
           if (!self->close_after)
-            show_error (GTK_WINDOW (self), primary, error->message);
+            lode_error_dialog_show (GTK_WINDOW (self), primary, error->message);
         }
       if (self->close_after)
         gtk_window_destroy (GTK_WINDOW (self));
@@ -212,7 +166,7 @@ lode_import_dialog_start (LodeImportDialog *self)
   job->masks = gtk_drop_down_get_selected (self->masks_dropdown) == 1 ? LODE_IMPORT_MASKS_COCOA
                                                                        : LODE_IMPORT_MASKS_BINARY;
   job->existed = g_file_test (job->project, G_FILE_TEST_EXISTS);
-  g_weak_ref_init (&job->dialog, self);
+  job->relay = lode_progress_relay_new (self->progress_bar);
   lode_import_report_init (&job->report);
 
   gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), TRUE);
@@ -284,7 +238,7 @@ on_chooser_response (GtkNativeDialog *chooser, int response, LodeImportDialog *s
       g_autofree char *path = g_file_get_path (file);
 
       if (path == NULL)
-        show_error (GTK_WINDOW (self), _("Only folders and files on a local disk can be used"),
+        lode_error_dialog_show (GTK_WINDOW (self), _("Only folders and files on a local disk can be used"),
                     g_file_peek_path (file) ? g_file_peek_path (file) : "");
       else if (gtk_file_chooser_get_action (GTK_FILE_CHOOSER (chooser)) == GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER)
         lode_import_dialog_set_source (self, path);

@@ -72,6 +72,21 @@ struct _LodeWindow
   int                 shown_bands[3]; /* in the band dropdowns, -1: none */
   gboolean            updating_controls;
   gint64              last_switch_us;
+  gint64              switch_start_us;  /* a switch not painted yet */
+  gint64              paint_start_us;
+  gint64              switch_frame;     /* the frame counter at the switch */
+  LodeSwitchTiming    last_timing;
+  GdkFrameClock      *frame_clock;
+  /* Documents opened before and kept: the patches visited last and those
+   * next to the selection, opened in idle time (at most one instance of a
+   * patch is open: taken out of here while shown). */
+  GPtrArray          *doc_cache;
+  guint               prefetch_id;
+  gboolean            palette_built;  /* the palette is the project's */
+  gboolean            review_dirty;   /* the review panel waits to be seen */
+  guint8             *composite_buf;
+  guint8             *overlay_buf;
+  gsize               buf_size;
 
   /* property actions */
   char               *tool;
@@ -279,18 +294,30 @@ update_second (LodeWindow *self)
   lode_canvas_set_second (left, rgba, overlay);
 }
 
+/* The composite and overlay of the shown patch are drawn into buffers kept
+ * from one patch to the next; the canvas copies them. */
 static gboolean
 render_doc (LodeWindow *self, LodeCanvas *canvas, LodeDocument *doc, GError **error)
 {
   const LodeRaster *raster = lode_document_get_raster (doc);
-  g_autofree guint8 *rgba = render_composite (self, doc, error);
-  g_autofree guint8 *overlay = NULL;
+  gsize need = (gsize) raster->width * raster->height * 4;
+  LodeCompositeSpec spec = self->spec;
 
-  if (rgba == NULL)
+  if (need > self->buf_size)
+    {
+      g_free (self->composite_buf);
+      g_free (self->overlay_buf);
+      self->composite_buf = g_malloc (need);
+      self->overlay_buf = g_malloc (need);
+      self->buf_size = need;
+    }
+  if (!lode_composite_resolve (&spec, raster, error) ||
+      !lode_composite_render_rgba (raster, &spec, NULL, self->composite_buf, error))
     return FALSE;
-  overlay = render_overlay (self, doc);
-  lode_canvas_set_image (canvas, rgba, raster->width, raster->height);
-  lode_canvas_set_overlay (canvas, overlay);
+  lode_mask_render_rgba (shown_mask (self, doc), lode_document_get_classes (doc), self->mask_outline,
+                         self->overlay_buf);
+  lode_canvas_set_image (canvas, self->composite_buf, raster->width, raster->height);
+  lode_canvas_set_overlay (canvas, self->overlay_buf);
   lode_canvas_set_classes (canvas, lode_document_get_classes (doc));
   return TRUE;
 }
@@ -510,6 +537,8 @@ rebuild_palette (LodeWindow *self)
       }
       gtk_box_append (self->palette_box, button);
     }
+  /* One class table per project: the palette serves every patch. */
+  self->palette_built = classes != NULL;
 }
 
 static void
@@ -634,8 +663,29 @@ connect_canvas (LodeCanvas *canvas, gpointer data)
 
 /* Review */
 
+static void fill_review_panel (LodeWindow *self);
+
+/* The review panel's store queries (queue, revisions, reviews) run when the
+ * panel is on screen; a patch switch with the panel hidden only marks it. */
 static void
 update_review_panel (LodeWindow *self)
+{
+  if (gtk_widget_get_visible (self->inspector) &&
+      g_strcmp0 (gtk_stack_get_visible_child_name (self->inspector_stack), "review") == 0)
+    fill_review_panel (self);
+  else
+    self->review_dirty = TRUE;
+}
+
+static void
+on_review_panel_shown (GObject *object, GParamSpec *pspec, LodeWindow *self)
+{
+  if (self->review_dirty)
+    update_review_panel (self);
+}
+
+static void
+fill_review_panel (LodeWindow *self)
 {
   g_autoptr(GPtrArray) reviews = NULL;
   g_autoptr(GPtrArray) revisions = NULL;
@@ -646,6 +696,7 @@ update_review_panel (LodeWindow *self)
   g_autofree char *state = NULL;
   GtkWidget *row;
 
+  self->review_dirty = FALSE;
   if (self->store != NULL && lode_store_count_states (self->store, counts, NULL))
     {
       /* Translators: the review queue's length */
@@ -937,16 +988,102 @@ on_opacity_changed (GtkRange *range, LodeWindow *self)
 
 /* Patches */
 
+#define DOC_CACHE_SIZE 6
+
+static gint64
+doc_id (LodeDocument *doc)
+{
+  return doc ? lode_document_get_patch (doc)->id : 0;
+}
+
+static gboolean
+holds_doc (LodeWindow *self, gint64 id)
+{
+  if (doc_id (self->doc) == id || doc_id (self->pair) == id)
+    return TRUE;
+  for (guint i = 0; i < self->doc_cache->len; i++)
+    if (doc_id (g_ptr_array_index (self->doc_cache, i)) == id)
+      return TRUE;
+  return FALSE;
+}
+
+/* The patch's document, from the cache when it was opened before. */
+static LodeDocument *
+take_doc (LodeWindow *self, gint64 id, GError **error)
+{
+  for (guint i = 0; i < self->doc_cache->len; i++)
+    if (doc_id (g_ptr_array_index (self->doc_cache, i)) == id)
+      return g_ptr_array_steal_index (self->doc_cache, i);
+  return lode_document_open (self->store, id, error);
+}
+
+/* Keeps a document no longer shown; the oldest go beyond the cache size. */
+static void
+keep_doc (LodeWindow *self, LodeDocument *doc)
+{
+  if (doc == NULL)
+    return;
+  g_ptr_array_add (self->doc_cache, doc);
+  while (self->doc_cache->len > DOC_CACHE_SIZE)
+    g_ptr_array_remove_index (self->doc_cache, 0);
+}
+
+static void
+clear_docs (LodeWindow *self)
+{
+  g_clear_handle_id (&self->prefetch_id, g_source_remove);
+  g_clear_pointer (&self->pair, lode_document_free);
+  g_clear_pointer (&self->doc, lode_document_free);
+  self->active = NULL;
+  g_ptr_array_set_size (self->doc_cache, 0);
+}
+
+/* In idle time, one patch per call: the next and previous patches of the
+ * list, and the other year of the shown tile. */
+static gboolean
+prefetch (gpointer data)
+{
+  LodeWindow *self = data;
+  gint64 candidates[3] = { 0 };
+
+  if (self->store == NULL || self->doc == NULL)
+    {
+      self->prefetch_id = 0;
+      return G_SOURCE_REMOVE;
+    }
+  candidates[0] = lode_patch_browser_get_neighbour (self->browser, 1);
+  candidates[1] = lode_patch_browser_get_neighbour (self->browser, -1);
+  if (self->pair == NULL && g_strcmp0 (self->view, "compare") == 0)
+    candidates[2] = lode_store_find_pair (self->store, doc_id (self->doc), NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
+    if (candidates[i] != 0 && !holds_doc (self, candidates[i]))
+      {
+        /* A patch that cannot be opened is reported when it is shown. */
+        keep_doc (self, lode_document_open (self->store, candidates[i], NULL));
+        if (holds_doc (self, candidates[i]))
+          return G_SOURCE_CONTINUE;
+      }
+  self->prefetch_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_prefetch (LodeWindow *self)
+{
+  if (self->prefetch_id == 0)
+    self->prefetch_id = g_idle_add_full (G_PRIORITY_LOW, prefetch, self, NULL);
+}
+
 static gboolean
 open_pair (LodeWindow *self, GError **error)
 {
   gint64 pair_id;
 
-  g_clear_pointer (&self->pair, lode_document_free);
-  pair_id = lode_store_find_pair (self->store, lode_document_get_patch (self->doc)->id, error);
+  keep_doc (self, g_steal_pointer (&self->pair));
+  pair_id = lode_store_find_pair (self->store, doc_id (self->doc), error);
   if (pair_id == 0)
     return error == NULL || *error == NULL;
-  self->pair = lode_document_open (self->store, pair_id, error);
+  self->pair = take_doc (self, pair_id, error);
   return self->pair != NULL;
 }
 
@@ -979,6 +1116,45 @@ update_view (LodeWindow *self)
     lode_canvas_zoom_fit (lode_compare_view_get_canvas (self->compare_view, 0));
 }
 
+/* The first frame painted after a switch: the new patch is on screen. */
+static void
+on_before_paint (GdkFrameClock *clock, LodeWindow *self)
+{
+  self->paint_start_us = g_get_monotonic_time ();
+}
+
+static void
+on_after_paint (GdkFrameClock *clock, LodeWindow *self)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (self->switch_start_us == 0)
+    return;
+  self->last_timing.paint_ms = (now - MAX (self->paint_start_us, self->switch_start_us)) / 1000.0;
+  self->last_timing.shown_ms = (now - self->switch_start_us) / 1000.0;
+  self->last_timing.frames = (guint) (gdk_frame_clock_get_frame_counter (clock) - self->switch_frame);
+  self->switch_start_us = 0;
+}
+
+static void
+watch_frames (LodeWindow *self, gint64 start)
+{
+  GdkFrameClock *clock = gtk_widget_get_frame_clock (GTK_WIDGET (self));
+
+  if (clock == NULL)
+    return;
+  if (clock != self->frame_clock)
+    {
+      g_signal_connect_object (clock, "before-paint", G_CALLBACK (on_before_paint), self, 0);
+      g_signal_connect_object (clock, "after-paint", G_CALLBACK (on_after_paint), self, 0);
+      self->frame_clock = clock;
+    }
+  self->switch_start_us = start;
+  self->switch_frame = gdk_frame_clock_get_frame_counter (clock);
+  memset (&self->last_timing, 0, sizeof self->last_timing);
+  self->last_timing.sync_ms = self->last_switch_us / 1000.0;
+}
+
 static void
 show_patch (LodeWindow *self, gint64 patch_id)
 {
@@ -987,22 +1163,27 @@ show_patch (LodeWindow *self, gint64 patch_id)
   g_autofree char *title = NULL;
   gint64 start = g_get_monotonic_time ();
 
-  doc = lode_document_open (self->store, patch_id, &error);
+  /* The other year, already open in the compare view, is taken as it is. */
+  if (doc_id (self->pair) == patch_id)
+    doc = g_steal_pointer (&self->pair);
+  else
+    doc = take_doc (self, patch_id, &error);
   if (doc == NULL)
     {
       gtk_label_set_label (self->status_label, error->message);
       show_error (self, _("The patch cannot be opened"), error);
       return;
     }
-  g_clear_pointer (&self->pair, lode_document_free);
-  g_clear_pointer (&self->doc, lode_document_free);
+  keep_doc (self, g_steal_pointer (&self->pair));
+  keep_doc (self, g_steal_pointer (&self->doc));
   self->doc = g_steal_pointer (&doc);
   self->active = self->doc;
   fill_band_names (self);
   update_band_dropdowns (self);
   gtk_list_box_unselect_all (self->revision_list);
   lode_canvas_set_highlight (self->canvas, NULL);
-  rebuild_palette (self);
+  if (!self->palette_built)
+    rebuild_palette (self);
   update_view (self);
   title = lode_patch_item_dup_title (lode_patch_browser_find (self->browser, patch_id));
   gtk_label_set_label (self->patch_title, title);
@@ -1010,6 +1191,8 @@ show_patch (LodeWindow *self, gint64 patch_id)
   update_review_panel (self);
   update_actions (self);
   self->last_switch_us = g_get_monotonic_time () - start;
+  watch_frames (self, start);
+  schedule_prefetch (self);
 }
 
 static void
@@ -1073,9 +1256,8 @@ lode_window_open_project (LodeWindow *self, GFile *file)
   if (self->scan_cancellable != NULL)
     g_cancellable_cancel (self->scan_cancellable);
   g_clear_object (&self->scan_cancellable);
-  g_clear_pointer (&self->pair, lode_document_free);
-  g_clear_pointer (&self->doc, lode_document_free);
-  self->active = NULL;
+  clear_docs (self);
+  self->palette_built = FALSE;
   g_clear_pointer (&self->store, lode_store_close);
   self->store = g_steal_pointer (&store);
   g_clear_object (&self->thumbnailer);
@@ -1318,9 +1500,8 @@ lode_window_dispose (GObject *object)
   if (self->scan_cancellable != NULL)
     g_cancellable_cancel (self->scan_cancellable);
   g_clear_object (&self->scan_cancellable);
-  g_clear_pointer (&self->pair, lode_document_free);
-  g_clear_pointer (&self->doc, lode_document_free);
-  self->active = NULL;
+  if (self->doc_cache != NULL)
+    clear_docs (self);
   gtk_widget_dispose_template (GTK_WIDGET (self), LODE_TYPE_WINDOW);
   g_clear_pointer (&self->store, lode_store_close);
   g_clear_object (&self->thumbnailer);
@@ -1336,6 +1517,9 @@ lode_window_finalize (GObject *object)
   g_free (self->tool);
   g_free (self->view);
   g_free (self->compare_mode);
+  g_free (self->composite_buf);
+  g_free (self->overlay_buf);
+  g_ptr_array_unref (self->doc_cache);
   G_OBJECT_CLASS (lode_window_parent_class)->finalize (object);
 }
 
@@ -1530,6 +1714,7 @@ lode_window_init (LodeWindow *self)
   self->view = g_strdup ("edit");
   self->compare_mode = g_strdup ("side");
   self->show_inspector = TRUE;
+  self->doc_cache = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_document_free);
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->settings = g_settings_new (LODE_APP_ID);
@@ -1569,6 +1754,8 @@ lode_window_init (LodeWindow *self)
   for_each_canvas (self, connect_canvas, self);
   g_signal_connect (self->browser, "patch-selected", G_CALLBACK (on_patch_selected), self);
   g_signal_connect (self->revision_list, "row-selected", G_CALLBACK (on_revision_selected), self);
+  g_signal_connect (self->inspector_stack, "notify::visible-child", G_CALLBACK (on_review_panel_shown), self);
+  g_signal_connect (self->inspector, "notify::visible", G_CALLBACK (on_review_panel_shown), self);
   update_brush_label (self);
   update_actions (self);
 }
@@ -1634,6 +1821,67 @@ lode_window_get_last_switch_us (LodeWindow *self)
 {
   g_return_val_if_fail (LODE_IS_WINDOW (self), 0);
   return self->last_switch_us;
+}
+
+static gboolean
+switch_painted (LodeWindow *self)
+{
+  return self->switch_start_us == 0;
+}
+
+static void
+spin_until (LodeWindow *self, gboolean (*done) (LodeWindow *self), gint64 timeout_us)
+{
+  gint64 end = g_get_monotonic_time () + timeout_us;
+
+  while (!done (self) && g_get_monotonic_time () < end)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (200);
+}
+
+static gboolean
+prefetch_done (LodeWindow *self)
+{
+  return self->prefetch_id == 0;
+}
+
+guint
+lode_window_time_switches (LodeWindow       *self,
+                           guint             n,
+                           guint32           seed,
+                           LodeSwitchTiming *timings)
+{
+  g_autoptr(GRand) rand = seed ? g_rand_new_with_seed (seed) : NULL;
+  guint done = 0;
+  int step = 1;
+
+  g_return_val_if_fail (LODE_IS_WINDOW (self), 0);
+
+  for (guint i = 0; i < n && self->store != NULL; i++)
+    {
+      guint n_shown = lode_patch_browser_get_n_shown (self->browser);
+      gint64 before = doc_id (self->doc);
+
+      if (n_shown < 2)
+        break;
+      if (rand != NULL)
+        lode_patch_browser_select_position (self->browser, g_rand_int_range (rand, 0, n_shown));
+      else
+        {
+          if (!lode_patch_browser_can_move (self->browser, step))
+            step = -step;
+          lode_patch_browser_move (self->browser, step);
+        }
+      if (doc_id (self->doc) == before)
+        continue;
+      /* The frame that shows it, then idle time as a person's pace gives. */
+      spin_until (self, switch_painted, G_USEC_PER_SEC);
+      spin_until (self, prefetch_done, G_USEC_PER_SEC);
+      if (!switch_painted (self))
+        continue;
+      timings[done++] = self->last_timing;
+    }
+  return done;
 }
 
 gboolean

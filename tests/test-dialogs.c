@@ -1,6 +1,10 @@
-/* The dialogs as a user drives them (display suite, under Xvfb): the
- * Export button's code path writes the demo project's labels and reports
- * the counts; a refused folder is shown as an error dialog naming it. */
+/* The export, import and preferences dialogs as a user drives them
+ * (display suite, under Xvfb): the Export button's code path writes the
+ * demo project's labels and reports the counts; a refused folder is shown
+ * as an error dialog naming it; the import dialog's worker builds a new
+ * project with progress, and cancelling leaves no project file; the
+ * preferences land in GSettings (memory backend) and a new window follows
+ * them. */
 #include "config.h"
 
 #include <string.h>
@@ -8,9 +12,12 @@
 #include <glib/gstdio.h>
 
 #include "lode-cli-progress.h"
+#include "lode-composite.h"
 #include "lode-demo.h"
 #include "lode-export-dialog.h"
 #include "lode-export.h"
+#include "lode-import-dialog.h"
+#include "lode-preferences-dialog.h"
 #include "lode-store.h"
 #include "lode-test-display.h"
 #include "lode-test-util.h"
@@ -197,6 +204,111 @@ test_export (Fixture *f, gconstpointer data)
   g_assert_null (find_toplevel (GTK_TYPE_MESSAGE_DIALOG));
 }
 
+typedef struct
+{
+  LodeImportDialog *dialog;
+  char             *imported;
+} ImportWatch;
+
+static void
+on_imported (LodeImportDialog *dialog, const char *path, ImportWatch *w)
+{
+  g_free (w->imported);
+  w->imported = g_strdup (path);
+}
+
+static gboolean
+import_finished (gpointer data)
+{
+  return !lode_import_dialog_is_running (((ImportWatch *) data)->dialog);
+}
+
+static void
+test_import (Fixture *f, gconstpointer data)
+{
+  g_autofree char *project = g_build_filename (f->tmp, "new", NULL);
+  g_autofree char *expected = g_strconcat (project, LODE_STORE_EXTENSION, NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodeStore) store = NULL;
+  g_autoptr(GPtrArray) patches = NULL;
+  ImportWatch w = { 0 };
+  GtkProgressBar *bar;
+  guint n_between = 0;
+
+  /* Cancelled at once: no project file is left behind. */
+  w.dialog = g_object_ref_sink (LODE_IMPORT_DIALOG (lode_import_dialog_new (NULL)));
+  g_signal_connect (w.dialog, "imported", G_CALLBACK (on_imported), &w);
+  g_assert_false (lode_import_dialog_start (w.dialog));
+  lode_import_dialog_set_source (w.dialog, f->dir);
+  lode_import_dialog_set_project (w.dialog, project);
+  g_assert_true (lode_import_dialog_start (w.dialog));
+  lode_import_dialog_cancel (w.dialog);
+  g_assert_true (lode_test_wait_for (import_finished, &w, 30000));
+  g_assert_null (w.imported);
+  g_assert_false (g_file_test (expected, G_FILE_TEST_EXISTS));
+
+  /* Then the import itself, with progress on the way. */
+  bar = GTK_PROGRESS_BAR (gtk_widget_get_template_child (GTK_WIDGET (w.dialog), LODE_TYPE_IMPORT_DIALOG,
+                                                         "progress_bar"));
+  g_signal_connect (bar, "notify::fraction", G_CALLBACK (on_fraction), &n_between);
+  gtk_window_present (GTK_WINDOW (w.dialog));
+  g_assert_true (lode_import_dialog_start (w.dialog));
+  g_assert_true (lode_test_wait_for (import_finished, &w, 30000));
+  g_assert_cmpstr (w.imported, ==, expected);
+  g_assert_cmpuint (n_between, >, 0);
+
+  store = lode_store_open (expected, FALSE, &error);
+  g_assert_no_error (error);
+  patches = lode_store_list_patches (store, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (patches->len, ==, 8);
+
+  g_object_unref (w.dialog);
+  g_free (w.imported);
+}
+
+static void
+test_preferences (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GSettings) settings = g_settings_new (LODE_APP_ID);
+  g_autofree char *name = NULL;
+  g_autofree char *composite = NULL;
+  GtkWidget *dialog = lode_preferences_dialog_new (NULL, settings);
+  GtkWidget *entry = GTK_WIDGET (gtk_widget_get_template_child (dialog, LODE_TYPE_PREFERENCES_DIALOG,
+                                                                "reviewer_entry"));
+  GtkDropDown *presets = GTK_DROP_DOWN (gtk_widget_get_template_child (dialog, LODE_TYPE_PREFERENCES_DIALOG,
+                                                                       "composite_dropdown"));
+  g_autoptr(GFile) file = g_file_new_for_path (f->project);
+  LodeWindow *window;
+  GtkStringObject *shown;
+
+  g_autoptr(GSettingsBackend) backend = NULL;
+
+  g_object_get (settings, "backend", &backend, NULL);
+  g_assert_cmpstr (G_OBJECT_TYPE_NAME (backend), ==, "GMemorySettingsBackend");
+  gtk_window_present (GTK_WINDOW (dialog));
+  gtk_editable_set_text (GTK_EDITABLE (entry), "Ama Mensah");
+  name = g_settings_get_string (settings, "reviewer-name");
+  g_assert_cmpstr (name, ==, "Ama Mensah");
+
+  g_assert_cmpuint (gtk_drop_down_get_selected (presets), ==, LODE_COMPOSITE_TRUE_COLOUR);
+  gtk_drop_down_set_selected (presets, LODE_COMPOSITE_NIR);
+  composite = g_settings_get_string (settings, "default-composite");
+  g_assert_cmpstr (composite, ==, lode_composite_preset_id (LODE_COMPOSITE_NIR));
+
+  /* A window opened now shows the new default composite. */
+  window = lode_window_new (NULL);
+  gtk_window_present (GTK_WINDOW (window));
+  g_assert_true (lode_window_open_project (window, file));
+  shown = gtk_drop_down_get_selected_item (GTK_DROP_DOWN (gtk_widget_get_template_child (GTK_WIDGET (window),
+                                                                                           LODE_TYPE_WINDOW,
+                                                                                           "band_r")));
+  g_assert_nonnull (shown);
+  g_assert_cmpstr (gtk_string_object_get_string (shown), ==, "B8");
+  g_settings_reset (settings, "default-composite");
+  g_settings_reset (settings, "reviewer-name");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -204,5 +316,7 @@ main (int argc, char **argv)
   if (!lode_test_display_init ("/dialogs/no-display"))
     return g_test_run ();
   g_test_add ("/dialogs/export", Fixture, "import", fixture_setup, test_export, fixture_teardown);
+  g_test_add ("/dialogs/import", Fixture, NULL, fixture_setup, test_import, fixture_teardown);
+  g_test_add ("/dialogs/preferences", Fixture, "import", fixture_setup, test_preferences, fixture_teardown);
   return g_test_run ();
 }

@@ -174,6 +174,52 @@ bench_edits (LodeStore *store, GPtrArray *patches, GError **error)
   return TRUE;
 }
 
+/* Writes a demo set of about n_patches patches into a new temporary folder
+ * (with progress on a terminal) and returns the folder, or NULL after
+ * printing why. */
+static char *
+write_demo_set (int n_patches, int size, LodeDemoOptions *demo)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("lode-bench-XXXXXX", &error);
+  gboolean ok;
+
+  if (dir == NULL)
+    {
+      lode_cli_error ("bench", "%s", error->message);
+      return NULL;
+    }
+  lode_demo_options_init (demo);
+  demo->n_tiles = (guint) (n_patches + 1) / 2;
+  demo->size = size;
+  g_printerr (_("Writing %u demo tiles (%u patches) into %s…\n"), demo->n_tiles, 2 * demo->n_tiles, dir);
+  ok = lode_demo_write (dir, demo, lode_cli_progress, NULL, NULL, &error);
+  lode_cli_progress_end ();
+  if (!ok)
+    {
+      lode_cli_error ("bench", "%s", error->message);
+      remove_tree (dir);
+      return NULL;
+    }
+  return g_steal_pointer (&dir);
+}
+
+static gboolean
+check_sizes (int n_patches, int size)
+{
+  if (n_patches < 2 || n_patches > 2 * 9999)
+    {
+      lode_cli_error ("bench", _("--patches must be between 2 and 19998"));
+      return FALSE;
+    }
+  if (size < 16 || size > 4096)
+    {
+      lode_cli_error ("bench", _("--size must be between 16 and 4096"));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static int
 bench_annotate (int argc, char **argv)
 {
@@ -201,38 +247,14 @@ bench_annotate (int argc, char **argv)
       "(writing it is not timed): importing it, true-colour composites, and a\n"
       "brush stroke applied and committed. The folder is removed afterwards."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
-  if (!lode_cli_parse (context, &argc, &argv))
+  if (!lode_cli_parse (context, &argc, &argv) || !check_sizes (n_patches, size))
     return LODE_EXIT_USAGE;
-  if (n_patches < 2 || n_patches > 2 * 9999)
-    {
-      lode_cli_error ("bench", _("--patches must be between 2 and 19998"));
-      return LODE_EXIT_USAGE;
-    }
-  if (size < 16 || size > 4096)
-    {
-      lode_cli_error ("bench", _("--size must be between 16 and 4096"));
-      return LODE_EXIT_USAGE;
-    }
-
-  dir = g_dir_make_tmp ("lode-bench-XXXXXX", &error);
+  dir = write_demo_set (n_patches, size, &demo);
   if (dir == NULL)
-    {
-      lode_cli_error ("bench", "%s", error->message);
-      return LODE_EXIT_FAILURE;
-    }
-  lode_demo_options_init (&demo);
-  demo.n_tiles = (guint) (n_patches + 1) / 2;
-  demo.size = size;
-  g_printerr (_("Writing %u demo tiles (%u patches) into %s…\n"), demo.n_tiles, 2 * demo.n_tiles, dir);
-  ok = lode_demo_write (dir, &demo, lode_cli_progress, NULL, NULL, &error);
-  lode_cli_progress_end ();
-
-  if (ok)
-    {
-      project = g_build_filename (dir, "bench.lode", NULL);
-      store = lode_store_open (project, TRUE, &error);
-      ok = store != NULL;
-    }
+    return LODE_EXIT_FAILURE;
+  project = g_build_filename (dir, "bench.lode", NULL);
+  store = lode_store_open (project, TRUE, &error);
+  ok = store != NULL;
   if (ok)
     {
       lode_import_options_init (&import);
@@ -333,16 +355,11 @@ bench_ui (int argc, char **argv)
       "Needs a display (a desktop session, or xvfb-run); the settings are kept\n"
       "in memory. The folder is removed afterwards."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
-  if (!lode_cli_parse (context, &argc, &argv))
+  if (!lode_cli_parse (context, &argc, &argv) || !check_sizes (n_patches, size))
     return LODE_EXIT_USAGE;
-  if (n_patches < 2 || n_patches > 2 * 9999 || n_switches < 1 || n_switches > 100000)
+  if (n_switches < 1 || n_switches > 100000)
     {
-      lode_cli_error ("bench", _("--patches must be between 2 and 19998, --switches between 1 and 100000"));
-      return LODE_EXIT_USAGE;
-    }
-  if (size < 16 || size > 4096)
-    {
-      lode_cli_error ("bench", _("--size must be between 16 and 4096"));
+      lode_cli_error ("bench", _("--switches must be between 1 and 100000"));
       return LODE_EXIT_USAGE;
     }
 
@@ -362,21 +379,12 @@ bench_ui (int argc, char **argv)
       return LODE_EXIT_FAILURE;
     }
 
-  dir = g_dir_make_tmp ("lode-bench-XXXXXX", &error);
+  dir = write_demo_set (n_patches, size, &demo);
   if (dir == NULL)
-    {
-      lode_cli_error ("bench", "%s", error->message);
-      return LODE_EXIT_FAILURE;
-    }
-  lode_demo_options_init (&demo);
-  demo.n_tiles = (guint) (n_patches + 1) / 2;
-  demo.size = size;
-  g_printerr (_("Writing %u demo tiles (%u patches) into %s…\n"), demo.n_tiles, 2 * demo.n_tiles, dir);
-  ok = lode_demo_write (dir, &demo, lode_cli_progress, NULL, NULL, &error);
-  lode_cli_progress_end ();
+    return LODE_EXIT_FAILURE;
   project = g_build_filename (dir, "bench.lode", NULL);
   lode_import_options_init (&import);
-  ok = ok && lode_cli_import_into (project, dir, &import, TRUE, &error);
+  ok = lode_cli_import_into (project, dir, &import, TRUE, &error);
   if (!ok)
     {
       remove_tree (dir);

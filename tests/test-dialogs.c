@@ -90,7 +90,7 @@ find_toplevel (GType type)
 static gboolean
 export_finished (gpointer data)
 {
-  return !lode_export_dialog_is_running (data);
+  return !lode_job_dialog_is_running (data);
 }
 
 static gboolean
@@ -147,7 +147,7 @@ test_export (Fixture *f, gconstpointer data)
                                                          "progress_bar"));
   g_signal_connect (bar, "notify::fraction", G_CALLBACK (on_fraction), &n_between);
   g_assert_true (lode_export_dialog_start (dialog));
-  g_assert_true (lode_export_dialog_is_running (dialog));
+  g_assert_true (lode_job_dialog_is_running (LODE_JOB_DIALOG (dialog)));
   g_assert_true (lode_test_wait_for (export_finished, dialog, 30000));
 
   report = lode_export_dialog_get_report (dialog);
@@ -197,7 +197,7 @@ test_export (Fixture *f, gconstpointer data)
   g_autofree char *other = g_build_filename (f->tmp, "other", NULL);
   lode_export_dialog_set_folder (dialog, other);
   g_assert_true (lode_export_dialog_start (dialog));
-  lode_export_dialog_cancel (dialog);
+  lode_job_dialog_cancel (LODE_JOB_DIALOG (dialog));
   g_assert_true (lode_test_wait_for (export_finished, dialog, 30000));
   g_assert_null (lode_export_dialog_get_report (dialog));
   g_assert_false (has_file (other, "manifest.json", NULL));
@@ -220,7 +220,7 @@ on_imported (LodeImportDialog *dialog, const char *path, ImportWatch *w)
 static gboolean
 import_finished (gpointer data)
 {
-  return !lode_import_dialog_is_running (((ImportWatch *) data)->dialog);
+  return !lode_job_dialog_is_running (LODE_JOB_DIALOG (((ImportWatch *) data)->dialog));
 }
 
 static void
@@ -242,7 +242,7 @@ test_import (Fixture *f, gconstpointer data)
   lode_import_dialog_set_source (w.dialog, f->dir);
   lode_import_dialog_set_project (w.dialog, project);
   g_assert_true (lode_import_dialog_start (w.dialog));
-  lode_import_dialog_cancel (w.dialog);
+  lode_job_dialog_cancel (LODE_JOB_DIALOG (w.dialog));
   g_assert_true (lode_test_wait_for (import_finished, &w, 30000));
   g_assert_null (w.imported);
   g_assert_false (g_file_test (expected, G_FILE_TEST_EXISTS));

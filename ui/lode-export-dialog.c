@@ -11,7 +11,7 @@
 
 struct _LodeExportDialog
 {
-  GtkWindow         parent_instance;
+  LodeJobDialog     parent_instance;
 
   /* template */
   GtkButton        *cancel_button;
@@ -30,13 +30,11 @@ struct _LodeExportDialog
 
   char             *project;
   char             *folder;
-  GCancellable     *cancellable;
-  gboolean          close_after;
   gboolean          has_report;
   LodeExportReport  report;
 };
 
-G_DEFINE_FINAL_TYPE (LodeExportDialog, lode_export_dialog, GTK_TYPE_WINDOW)
+G_DEFINE_FINAL_TYPE (LodeExportDialog, lode_export_dialog, LODE_TYPE_JOB_DIALOG)
 
 typedef struct
 {
@@ -127,7 +125,7 @@ lode_export_dialog_set_options (LodeExportDialog *self, const LodeExportOptions 
 static void
 update_sensitivity (LodeExportDialog *self)
 {
-  gboolean running = self->cancellable != NULL;
+  gboolean running = lode_job_dialog_is_running (LODE_JOB_DIALOG (self));
   LodeExportOptions options;
 
   lode_export_dialog_get_options (self, &options);
@@ -182,7 +180,8 @@ on_export_done (GObject *source, GAsyncResult *result, gpointer data)
   g_autoptr(GError) error = NULL;
   g_autofree char *summary = NULL;
 
-  g_clear_object (&self->cancellable);
+  gboolean close_after = lode_job_dialog_end (LODE_JOB_DIALOG (self));
+
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), FALSE);
@@ -195,11 +194,11 @@ on_export_done (GObject *source, GAsyncResult *result, gpointer data)
           g_autofree char *primary = g_strdup_printf (_("The export to “%s” failed"), job->folder);
 
           gtk_label_set_label (self->summary_label, error->message);
-          if (!self->close_after)
+          if (!close_after)
             lode_error_dialog_show (GTK_WINDOW (self), primary, error->message);
         }
       update_sensitivity (self);
-      if (self->close_after)
+      if (close_after)
         gtk_window_destroy (GTK_WINDOW (self));
       return;
     }
@@ -210,7 +209,7 @@ on_export_done (GObject *source, GAsyncResult *result, gpointer data)
   summary = summary_text (&self->report);
   gtk_label_set_label (self->summary_label, summary);
   update_sensitivity (self);
-  if (self->close_after)
+  if (close_after)
     gtk_window_destroy (GTK_WINDOW (self));
 }
 
@@ -218,13 +217,14 @@ gboolean
 lode_export_dialog_start (LodeExportDialog *self)
 {
   g_autoptr(GTask) task = NULL;
+  GCancellable *cancellable;
   ExportJob *job;
 
   g_return_val_if_fail (LODE_IS_EXPORT_DIALOG (self), FALSE);
 
   job = g_new0 (ExportJob, 1);
   lode_export_dialog_get_options (self, &job->options);
-  if (self->cancellable != NULL || self->folder == NULL || job->options.formats == 0)
+  if (lode_job_dialog_is_running (LODE_JOB_DIALOG (self)) || self->folder == NULL || job->options.formats == 0)
     {
       export_job_free (job);
       return FALSE;
@@ -232,7 +232,7 @@ lode_export_dialog_start (LodeExportDialog *self)
   job->project = g_strdup (self->project);
   job->folder = g_strdup (self->folder);
   job->relay = lode_progress_relay_new (self->progress_bar);
-  self->cancellable = g_cancellable_new ();
+  cancellable = lode_job_dialog_begin (LODE_JOB_DIALOG (self));
   self->has_report = FALSE;
 
   gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), TRUE);
@@ -241,26 +241,11 @@ lode_export_dialog_start (LodeExportDialog *self)
   gtk_label_set_label (self->summary_label, "");
   update_sensitivity (self);
 
-  task = g_task_new (self, self->cancellable, on_export_done, NULL);
+  task = g_task_new (self, cancellable, on_export_done, NULL);
   g_task_set_source_tag (task, lode_export_dialog_start);
   g_task_set_task_data (task, job, (GDestroyNotify) export_job_free);
   g_task_run_in_thread (task, export_thread);
   return TRUE;
-}
-
-gboolean
-lode_export_dialog_is_running (LodeExportDialog *self)
-{
-  g_return_val_if_fail (LODE_IS_EXPORT_DIALOG (self), FALSE);
-  return self->cancellable != NULL;
-}
-
-void
-lode_export_dialog_cancel (LodeExportDialog *self)
-{
-  g_return_if_fail (LODE_IS_EXPORT_DIALOG (self));
-  if (self->cancellable != NULL)
-    g_cancellable_cancel (self->cancellable);
 }
 
 const LodeExportReport *
@@ -334,25 +319,9 @@ on_export_clicked (GtkButton *button, LodeExportDialog *self)
 }
 
 static void
-on_cancel_clicked (GtkButton *button, LodeExportDialog *self)
+on_cancel_clicked (GtkButton *button, LodeJobDialog *self)
 {
-  if (self->cancellable != NULL)
-    lode_export_dialog_cancel (self);
-  else
-    gtk_window_destroy (GTK_WINDOW (self));
-}
-
-static gboolean
-lode_export_dialog_close_request (GtkWindow *window)
-{
-  LodeExportDialog *self = LODE_EXPORT_DIALOG (window);
-
-  if (self->cancellable == NULL)
-    return FALSE;
-  /* Stop the worker first; the window closes when it has. */
-  self->close_after = TRUE;
-  g_cancellable_cancel (self->cancellable);
-  return TRUE;
+  lode_job_dialog_cancel_or_close (self);
 }
 
 static void
@@ -360,8 +329,6 @@ lode_export_dialog_dispose (GObject *object)
 {
   LodeExportDialog *self = LODE_EXPORT_DIALOG (object);
 
-  if (self->cancellable != NULL)
-    g_cancellable_cancel (self->cancellable);
   gtk_widget_dispose_template (GTK_WIDGET (self), LODE_TYPE_EXPORT_DIALOG);
   G_OBJECT_CLASS (lode_export_dialog_parent_class)->dispose (object);
 }
@@ -373,7 +340,6 @@ lode_export_dialog_finalize (GObject *object)
 
   g_free (self->project);
   g_free (self->folder);
-  g_clear_object (&self->cancellable);
   G_OBJECT_CLASS (lode_export_dialog_parent_class)->finalize (object);
 }
 
@@ -382,11 +348,9 @@ lode_export_dialog_class_init (LodeExportDialogClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
-  GtkWindowClass *window_class = GTK_WINDOW_CLASS (klass);
 
   object_class->dispose = lode_export_dialog_dispose;
   object_class->finalize = lode_export_dialog_finalize;
-  window_class->close_request = lode_export_dialog_close_request;
 
   gtk_widget_class_set_template_from_resource (widget_class, "/org/lodeapp/Lode/lode-export-dialog.ui");
   gtk_widget_class_bind_template_child (widget_class, LodeExportDialog, cancel_button);
@@ -406,7 +370,6 @@ lode_export_dialog_class_init (LodeExportDialogClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, on_option_toggled);
   gtk_widget_class_bind_template_callback (widget_class, on_export_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_cancel_clicked);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "window.close", NULL);
 }
 
 static void

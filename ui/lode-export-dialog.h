@@ -8,12 +8,14 @@
 
 #include <gtk/gtk.h>
 
+#include "lode-job-dialog.h"
+
 #include "lode-export.h"
 
 G_BEGIN_DECLS
 
 #define LODE_TYPE_EXPORT_DIALOG (lode_export_dialog_get_type ())
-G_DECLARE_FINAL_TYPE (LodeExportDialog, lode_export_dialog, LODE, EXPORT_DIALOG, GtkWindow)
+G_DECLARE_FINAL_TYPE (LodeExportDialog, lode_export_dialog, LODE, EXPORT_DIALOG, LodeJobDialog)
 
 /* project: the project file to export from. */
 GtkWidget  *lode_export_dialog_new          (GtkWindow               *parent,
@@ -29,8 +31,6 @@ void        lode_export_dialog_get_options  (LodeExportDialog        *self,
 /* Starts the export with the chosen folder and options (the Export button);
  * FALSE when one runs already or no folder or format is chosen. */
 gboolean    lode_export_dialog_start        (LodeExportDialog        *self);
-gboolean    lode_export_dialog_is_running   (LodeExportDialog        *self);
-void        lode_export_dialog_cancel       (LodeExportDialog        *self);
 /* The report of the last export that completed, NULL before one has. */
 const LodeExportReport *lode_export_dialog_get_report (LodeExportDialog *self);
 /* The summary line under the progress bar. */

@@ -13,7 +13,7 @@
 
 struct _LodeImportDialog
 {
-  GtkWindow       parent_instance;
+  LodeJobDialog   parent_instance;
 
   GtkButton      *cancel_button;
   GtkButton      *import_button;
@@ -25,8 +25,6 @@ struct _LodeImportDialog
 
   char           *source;
   char           *project;
-  GCancellable   *cancellable;
-  gboolean        close_after;
 };
 
 enum {
@@ -36,7 +34,7 @@ enum {
 
 static guint signals[N_SIGNALS];
 
-G_DEFINE_FINAL_TYPE (LodeImportDialog, lode_import_dialog, GTK_TYPE_WINDOW)
+G_DEFINE_FINAL_TYPE (LodeImportDialog, lode_import_dialog, LODE_TYPE_JOB_DIALOG)
 
 typedef struct
 {
@@ -105,7 +103,7 @@ import_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
 static void
 update_sensitivity (LodeImportDialog *self)
 {
-  gboolean running = self->cancellable != NULL;
+  gboolean running = lode_job_dialog_is_running (LODE_JOB_DIALOG (self));
 
   gtk_widget_set_sensitive (GTK_WIDGET (self->import_button),
                             !running && self->source != NULL && self->project != NULL);
@@ -122,7 +120,8 @@ on_import_done (GObject *source, GAsyncResult *result, gpointer data)
   g_autoptr(GError) error = NULL;
   g_autofree char *summary = NULL;
 
-  g_clear_object (&self->cancellable);
+  gboolean close_after = lode_job_dialog_end (LODE_JOB_DIALOG (self));
+
   update_sensitivity (self);
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
@@ -133,10 +132,10 @@ on_import_done (GObject *source, GAsyncResult *result, gpointer data)
         {
           g_autofree char *primary = g_strdup_printf (_("“%s” cannot be imported"), job->source);
           gtk_label_set_label (self->summary_label, error->message);
-          if (!self->close_after)
+          if (!close_after)
             lode_error_dialog_show (GTK_WINDOW (self), primary, error->message);
         }
-      if (self->close_after)
+      if (close_after)
         gtk_window_destroy (GTK_WINDOW (self));
       return;
     }
@@ -153,13 +152,14 @@ gboolean
 lode_import_dialog_start (LodeImportDialog *self)
 {
   g_autoptr(GTask) task = NULL;
+  GCancellable *cancellable;
   ImportJob *job;
 
   g_return_val_if_fail (LODE_IS_IMPORT_DIALOG (self), FALSE);
-  if (self->cancellable != NULL || self->source == NULL || self->project == NULL)
+  if (lode_job_dialog_is_running (LODE_JOB_DIALOG (self)) || self->source == NULL || self->project == NULL)
     return FALSE;
 
-  self->cancellable = g_cancellable_new ();
+  cancellable = lode_job_dialog_begin (LODE_JOB_DIALOG (self));
   job = g_new0 (ImportJob, 1);
   job->source = g_strdup (self->source);
   job->project = g_strdup (self->project);
@@ -175,26 +175,11 @@ lode_import_dialog_start (LodeImportDialog *self)
   gtk_label_set_label (self->summary_label, "");
   update_sensitivity (self);
 
-  task = g_task_new (self, self->cancellable, on_import_done, NULL);
+  task = g_task_new (self, cancellable, on_import_done, NULL);
   g_task_set_source_tag (task, lode_import_dialog_start);
   g_task_set_task_data (task, job, (GDestroyNotify) import_job_free);
   g_task_run_in_thread (task, import_thread);
   return TRUE;
-}
-
-gboolean
-lode_import_dialog_is_running (LodeImportDialog *self)
-{
-  g_return_val_if_fail (LODE_IS_IMPORT_DIALOG (self), FALSE);
-  return self->cancellable != NULL;
-}
-
-void
-lode_import_dialog_cancel (LodeImportDialog *self)
-{
-  g_return_if_fail (LODE_IS_IMPORT_DIALOG (self));
-  if (self->cancellable != NULL)
-    g_cancellable_cancel (self->cancellable);
 }
 
 static void
@@ -278,25 +263,9 @@ on_import_clicked (GtkButton *button, LodeImportDialog *self)
 }
 
 static void
-on_cancel_clicked (GtkButton *button, LodeImportDialog *self)
+on_cancel_clicked (GtkButton *button, LodeJobDialog *self)
 {
-  if (self->cancellable != NULL)
-    lode_import_dialog_cancel (self);
-  else
-    gtk_window_destroy (GTK_WINDOW (self));
-}
-
-static gboolean
-lode_import_dialog_close_request (GtkWindow *window)
-{
-  LodeImportDialog *self = LODE_IMPORT_DIALOG (window);
-
-  if (self->cancellable == NULL)
-    return FALSE;
-  /* Stop the worker first; the window closes when it has. */
-  self->close_after = TRUE;
-  g_cancellable_cancel (self->cancellable);
-  return TRUE;
+  lode_job_dialog_cancel_or_close (self);
 }
 
 static void
@@ -304,8 +273,6 @@ lode_import_dialog_dispose (GObject *object)
 {
   LodeImportDialog *self = LODE_IMPORT_DIALOG (object);
 
-  if (self->cancellable != NULL)
-    g_cancellable_cancel (self->cancellable);
   gtk_widget_dispose_template (GTK_WIDGET (self), LODE_TYPE_IMPORT_DIALOG);
   G_OBJECT_CLASS (lode_import_dialog_parent_class)->dispose (object);
 }
@@ -317,7 +284,6 @@ lode_import_dialog_finalize (GObject *object)
 
   g_free (self->source);
   g_free (self->project);
-  g_clear_object (&self->cancellable);
   G_OBJECT_CLASS (lode_import_dialog_parent_class)->finalize (object);
 }
 
@@ -326,11 +292,9 @@ lode_import_dialog_class_init (LodeImportDialogClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
-  GtkWindowClass *window_class = GTK_WINDOW_CLASS (klass);
 
   object_class->dispose = lode_import_dialog_dispose;
   object_class->finalize = lode_import_dialog_finalize;
-  window_class->close_request = lode_import_dialog_close_request;
 
   signals[SIGNAL_IMPORTED] =
     g_signal_new ("imported", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
@@ -348,7 +312,6 @@ lode_import_dialog_class_init (LodeImportDialogClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, on_project_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_import_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_cancel_clicked);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "window.close", NULL);
 }
 
 static void

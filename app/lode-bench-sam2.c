@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "lode-bench-sam2.h"
 #include "lode-commands.h"
 #include "lode-device.h"
 #include "lode-sam2-config.h"
@@ -79,8 +80,8 @@ fill_random (const char *name, int ndim, const gint64 *shape, float *out, gsize 
 
 /* A safetensors file holding every tensor of the image path and the
  * decoder of cfg, filled with random values. */
-static gboolean
-write_random_checkpoint (const LodeSam2Config *cfg, const char *path, GError **error)
+gboolean
+lode_sam2_write_random_checkpoint (const LodeSam2Config *cfg, const char *path, GError **error)
 {
   Layout l = { 0 };
   g_autoptr(GArray) enc = lode_sam2_config_encoder_tensors (cfg);
@@ -227,7 +228,7 @@ lode_bench_sam2 (int argc, char **argv)
       tmpfile = g_build_filename (tmpdir, "sam2.1_hiera_tiny-random.safetensors", NULL);
       lode_sam2_config_init_size (&cfg, "tiny");
       t0 = now_ms ();
-      if (!write_random_checkpoint (&cfg, tmpfile, &error))
+      if (!lode_sam2_write_random_checkpoint (&cfg, tmpfile, &error))
         {
           lode_cli_error ("bench sam2", "%s", error->message);
           g_unlink (tmpfile);

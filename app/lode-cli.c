@@ -25,6 +25,7 @@ static const LodeCommand commands[] = {
   { "segment", N_("Segment the object under a click with SAM2.1 and write its mask"), lode_cmd_segment },
   { "train", N_("Train a U-Net segmenter on a folder in the SmallMinesDS layout"), lode_cmd_train },
   { "predict", N_("Write the mask a trained U-Net gives a patch"), lode_cmd_predict },
+  { "encode", N_("Compute the SAM2.1 embeddings of a project's patches ahead of time"), lode_cmd_encode },
 };
 
 gboolean

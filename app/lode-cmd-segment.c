@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <gio/gio.h>
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
@@ -246,7 +248,7 @@ lode_cmd_segment (int argc, char **argv)
       return LODE_EXIT_FAILURE;
     }
   /* Translators: the summary line of lode segment */
-  g_print (_("%s: %" G_GSIZE_FORMAT " of %d pixels in the mask, predicted IoU %.3f, object score %.2f\n"),
+  g_print (_("%s: %zu of %d pixels in the mask, predicted IoU %.3f, object score %.2f\n"),
            out, inside, raster->width * raster->height, pred->iou[pick], pred->object_score);
   return LODE_EXIT_OK;
 }

@@ -23,6 +23,7 @@ int lode_cmd_stats  (int argc, char **argv);
 int lode_cmd_info   (int argc, char **argv);
 int lode_cmd_bench  (int argc, char **argv);
 int lode_cmd_segment (int argc, char **argv);
+int lode_cmd_encode  (int argc, char **argv);
 /* lode bench sam2: argv[0] is "sam2". */
 int lode_bench_sam2  (int argc, char **argv);
 int lode_cmd_train   (int argc, char **argv);

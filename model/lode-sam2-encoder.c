@@ -16,6 +16,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <cblas.h>
 #include <glib/gi18n.h>
 #include <math.h>
@@ -28,26 +30,61 @@
 #include "lode-sam2-config.h"
 #include "lode-sam2-encoder.h"
 
-/* Tokens per group of windows in the attention and rows per chunk of the
- * MLP: large enough for full-speed sgemm, small enough that the qkv and
- * hidden buffers stay a few MiB. */
-#define CHUNK_TOKENS 8192
-/* Rows of attention scores formed at once for one head. */
-#define SCORE_FLOATS (1 << 20)
-/* Windows whose q k^T has fewer multiply-adds than this run on hand loops,
- * several windows at a time on the OpenMP threads; larger ones go to
- * sgemm, which spreads itself over the cores. */
-#define SMALL_ATTENTION (1 << 20)
+/* Threads: OpenBLAS (pthreads) and OpenMP each keep a team of threads
+ * that spin for a while after their work; alternating between them on a
+ * small machine leaves each team spinning on the cores the other needs (the
+ * tiny encoder ran 3x slower). So while the encoder runs, OpenBLAS is held
+ * to one thread and every product is split over the OpenMP team by rows or
+ * columns, one single-threaded sgemm per thread, the element-wise kernels
+ * of lode-ops.h using the same team. */
+
+/* The large intermediates (qkv of a group of windows, the MLP's hidden
+ * rows, the residual projection before pooling) are formed a chunk at a
+ * time, about this many floats (8 MiB): full-speed sgemm, small buffers. */
+#define CHUNK_FLOATS (1 << 21)
+/* Attention scores one thread forms at once (a block of query rows of one
+ * head of one window): 1 MiB. */
+#define SCORE_FLOATS (1 << 18)
+/* Products smaller than this many multiply-adds stay on one thread. */
+#define PARALLEL_MIN_MACS (1 << 18)
 
 #define LN_EPS 1e-6f
 
 #define ROUND16(n) (((gsize) (n) + 15) & ~(gsize) 15)
 
 /* The CPU backend's context: the OpenMP team size the attention scratch
- * was sized for. */
+ * was sized for, and OpenBLAS's thread count outside the encoder. */
 typedef struct {
   int threads;
+  int blas_threads;
 } CpuContext;
+
+#ifdef _OPENMP
+#define THREAD_NUM() omp_get_thread_num ()
+#define N_THREADS()  omp_get_num_threads ()
+#else
+#define THREAD_NUM() 0
+#define N_THREADS()  1
+#endif
+
+static int
+cpu_begin (void *ctx)
+{
+  CpuContext *cpu = ctx;
+
+  cpu->blas_threads = openblas_get_num_threads ();
+  openblas_set_num_threads (1);
+  return 0;
+}
+
+static int
+cpu_end (void *ctx)
+{
+  CpuContext *cpu = ctx;
+
+  openblas_set_num_threads (cpu->blas_threads);
+  return 0;
+}
 
 /* ---- the kernels the forward pass calls --------------------------------- */
 
@@ -55,6 +92,9 @@ typedef struct {
  * lode-ops.h; a CUDA table would wrap lode-ops-cuda.h and the twins of the
  * two encoder kernels (pool2x2_nhwc, attention). */
 typedef struct {
+  /* around a forward pass */
+  int (*begin)            (void *ctx);
+  int (*end)              (void *ctx);
   int (*conv2d)           (void *ctx, float *out, const float *in, const float *w,
                            const float *b, const LodeConvShape *s);
   int (*nchw_to_nhwc)     (void *ctx, float *out, const float *in, int c, int h, int w);
@@ -115,11 +155,37 @@ cpu_layer_norm (void *ctx, float *out, const float *in, const float *w, const fl
   return 0;
 }
 
+/* c [m, n] = a [m, k] b^T + bias [n], with b [n, k] (a Linear weight),
+ * rows of a and c lda and ldc apart. */
+static void
+linear_rows (float *c, int ldc, const float *a, int lda, const float *b, const float *bias,
+             int m, int n, int k)
+{
+  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, lda, b, k, 0.0f, c, ldc);
+  if (bias != NULL)
+    for (int i = 0; i < m; i++)
+      for (int j = 0; j < n; j++)
+        c[(gsize) i * ldc + j] += bias[j];
+}
+
 static int
 cpu_linear (void *ctx, float *out, const float *x, const float *w, const float *b,
             int rows, int in_f, int out_f)
 {
-  lode_ops_linear (out, x, w, b, rows, in_f, out_f);
+  int threads = ((CpuContext *) ctx)->threads;
+
+  if ((gint64) rows * in_f * out_f < PARALLEL_MIN_MACS || rows < 2 * threads)
+    threads = 1;
+#ifdef _OPENMP
+#pragma omp parallel num_threads (threads)
+#endif
+  {
+    int t = THREAD_NUM (), n = N_THREADS ();
+    int r0 = (int) ((gint64) rows * t / n), r1 = (int) ((gint64) rows * (t + 1) / n);
+
+    if (r1 > r0)
+      linear_rows (out + (gsize) r0 * out_f, out_f, x + (gsize) r0 * in_f, in_f, w, b, r1 - r0, out_f, in_f);
+  }
   return 0;
 }
 
@@ -172,45 +238,87 @@ cpu_pool2x2_nhwc (void *ctx, float *out, const float *in, int in_stride, int n, 
   return 0;
 }
 
-/* One head of one small window by hand: scores [lq, lk] in s. */
-static void
-attention_small (float *out, int out_stride, const float *q, int q_stride, const float *k,
-                 const float *v, int kv_stride, int lq, int lk, int hd, float scale, float *s)
+/* exp(x) for x <= 0 (scores minus their row maximum), to about 2 ulp:
+ * x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor polynomial to r^7,
+ * 2^n through the exponent bits. Branch-free so that the loop below
+ * vectorises; torch's softmax uses a vectorised exp of the same accuracy. */
+static inline float
+exp_nonpositive (float x)
 {
-  for (int i = 0; i < lq; i++)
+  float n, r, p;
+  gint32 bits;
+  union { float f; gint32 i; } u;
+
+  x = MAX (x, -87.0f);
+  /* round to nearest by the 1.5 * 2^23 trick (vectorises, unlike rintf) */
+  n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  r = x - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187045e-06f;
+  p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  bits = ((gint32) n + 127) << 23;
+  u.i = bits;
+  return p * u.f;
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SOFTMAX_CLONES __attribute__ ((target_clones ("avx512f", "avx2", "default"), \
+                                        optimize ("tree-vectorize", "vect-cost-model=dynamic")))
+#else
+#define SOFTMAX_CLONES
+#endif
+
+/* In-place softmax of rows rows of n scores, eight lanes at a time for the
+ * maximum and the sum. */
+SOFTMAX_CLONES static void
+softmax_rows (float *s, int rows, int n)
+{
+  for (int i = 0; i < rows; i++)
     {
-      const float *qi = q + (gsize) i * q_stride;
-      float *si = s + (gsize) i * lk;
-      float *oi = out + (gsize) i * out_stride;
-      float mx = -INFINITY, sum = 0.0f, inv;
+      float *row = s + (gsize) i * n;
+      float mx[8], sum[8], m, total, inv;
+      int j;
 
-      for (int j = 0; j < lk; j++)
+      for (int l = 0; l < 8; l++)
         {
-          const float *kj = k + (gsize) j * kv_stride;
-          float dot = 0.0f;
-
-          for (int d = 0; d < hd; d++)
-            dot += qi[d] * kj[d];
-          si[j] = dot * scale;
-          mx = MAX (mx, si[j]);
+          mx[l] = -INFINITY;
+          sum[l] = 0.0f;
         }
-      for (int j = 0; j < lk; j++)
-        {
-          si[j] = expf (si[j] - mx);
-          sum += si[j];
-        }
-      inv = 1.0f / sum;
-      for (int d = 0; d < hd; d++)
-        oi[d] = 0.0f;
-      for (int j = 0; j < lk; j++)
-        {
-          const float *vj = v + (gsize) j * kv_stride;
-          float p = si[j] * inv;
-
-          for (int d = 0; d < hd; d++)
-            oi[d] += p * vj[d];
-        }
+      for (j = 0; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+          mx[l] = row[j + l] > mx[l] ? row[j + l] : mx[l];
+      for (; j < n; j++)
+        mx[0] = MAX (mx[0], row[j]);
+      m = mx[0];
+      for (int l = 1; l < 8; l++)
+        m = MAX (m, mx[l]);
+      for (j = 0; j < n; j++)
+        row[j] = exp_nonpositive (row[j] - m);
+      for (j = 0; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+          sum[l] += row[j + l];
+      for (; j < n; j++)
+        sum[0] += row[j];
+      total = 0.0f;
+      for (int l = 0; l < 8; l++)
+        total += sum[l];
+      inv = 1.0f / total;
+      for (j = 0; j < n; j++)
+        row[j] *= inv;
     }
+}
+
+/* Query rows per task: the scores of a task fit SCORE_FLOATS. */
+static int
+attention_block_rows (int lq, int lk)
+{
+  return MAX (1, MIN (lq, SCORE_FLOATS / lk));
 }
 
 static int
@@ -218,54 +326,34 @@ cpu_attention (void *ctx, float *out, const float *q, int q_stride, const float 
                const float *v, int kv_stride, int nw, int heads, int lq, int lk, int hd,
                float *scratch)
 {
+  int threads = ((CpuContext *) ctx)->threads;
   float scale = 1.0f / sqrtf ((float) hd);
-  int dim = heads * hd;
+  int dim = heads * hd, block = attention_block_rows (lq, lk);
+  int n_blocks = (lq + block - 1) / block;
+  gint64 tasks = (gint64) nw * heads * n_blocks;
 
-  if ((gint64) lq * lk * hd < SMALL_ATTENTION)
+  /* one task: one block of query rows of one head of one window */
+#ifdef _OPENMP
+#pragma omp parallel for schedule (dynamic, 1) num_threads (threads)
+#endif
+  for (gint64 t = 0; t < tasks; t++)
     {
-      int threads = ((CpuContext *) ctx)->threads;
+      int win = (int) (t / ((gint64) heads * n_blocks));
+      int h = (int) ((t / n_blocks) % heads);
+      int r0 = (int) (t % n_blocks) * block;
+      int nr = MIN (block, lq - r0);
+      float *s = scratch + (gsize) THREAD_NUM () * block * lk;
+      const float *qh = q + ((gsize) win * lq + r0) * q_stride + h * hd;
+      const float *kh = k + (gsize) win * lk * kv_stride + h * hd;
+      const float *vh = v + (gsize) win * lk * kv_stride + h * hd;
+      float *oh = out + ((gsize) win * lq + r0) * dim + h * hd;
 
-#ifdef _OPENMP
-#pragma omp parallel for schedule (dynamic, 4) num_threads (threads)
-#endif
-      for (gint64 t = 0; t < (gint64) nw * heads; t++)
-        {
-          int win = (int) (t / heads), h = (int) (t % heads);
-#ifdef _OPENMP
-          float *s = scratch + (gsize) omp_get_thread_num () * lq * lk;
-#else
-          float *s = scratch;
-#endif
-
-          attention_small (out + (gsize) win * lq * dim + h * hd, dim,
-                           q + (gsize) win * lq * q_stride + h * hd, q_stride,
-                           k + (gsize) win * lk * kv_stride + h * hd,
-                           v + (gsize) win * lk * kv_stride + h * hd, kv_stride,
-                           lq, lk, hd, scale, s);
-        }
-      return 0;
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, nr, lk, hd, scale,
+                   qh, q_stride, kh, kv_stride, 0.0f, s, lk);
+      softmax_rows (s, nr, lk);
+      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, lk, 1.0f,
+                   s, lk, vh, kv_stride, 0.0f, oh, dim);
     }
-
-  for (int win = 0; win < nw; win++)
-    for (int h = 0; h < heads; h++)
-      {
-        const float *qh = q + (gsize) win * lq * q_stride + h * hd;
-        const float *kh = k + (gsize) win * lk * kv_stride + h * hd;
-        const float *vh = v + (gsize) win * lk * kv_stride + h * hd;
-        float *oh = out + (gsize) win * lq * dim + h * hd;
-        int block = MAX (1, MIN (lq, SCORE_FLOATS / lk));
-
-        for (int r0 = 0; r0 < lq; r0 += block)
-          {
-            int nr = MIN (block, lq - r0);
-
-            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, nr, lk, hd, scale,
-                         qh + (gsize) r0 * q_stride, q_stride, kh, kv_stride, 0.0f, scratch, lk);
-            lode_ops_softmax (scratch, scratch, nr, lk);
-            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, lk, 1.0f,
-                         scratch, lk, vh, kv_stride, 0.0f, oh + (gsize) r0 * dim, dim);
-          }
-      }
   return 0;
 }
 
@@ -273,8 +361,27 @@ static int
 cpu_conv1x1_to_nchw (void *ctx, float *out, const float *x, const float *w, const float *b,
                      int hw, int c_in, int c_out)
 {
-  lode_ops_gemm (FALSE, TRUE, c_out, hw, c_in, 1.0f, w, x, 0.0f, out);
-  lode_ops_add_channel_bias (out, out, b, 1, c_out, hw);
+  int threads = ((CpuContext *) ctx)->threads;
+
+  if ((gint64) hw * c_in * c_out < PARALLEL_MIN_MACS || hw < 2 * threads)
+    threads = 1;
+  /* columns (pixels) split over the threads */
+#ifdef _OPENMP
+#pragma omp parallel num_threads (threads)
+#endif
+  {
+    int t = THREAD_NUM (), n = N_THREADS ();
+    int p0 = (int) ((gint64) hw * t / n), p1 = (int) ((gint64) hw * (t + 1) / n);
+
+    if (p1 > p0)
+      {
+        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, c_out, p1 - p0, c_in, 1.0f,
+                     w, c_in, x + (gsize) p0 * c_in, c_in, 0.0f, out + p0, hw);
+        for (int o = 0; o < c_out; o++)
+          for (int p = p0; p < p1; p++)
+            out[(gsize) o * hw + p] += b[o];
+      }
+  }
   return 0;
 }
 
@@ -300,7 +407,7 @@ cpu_download (void *ctx, float *host, const float *dev, gsize n)
 }
 
 static const Sam2Backend cpu_backend = {
-  cpu_conv2d, cpu_nchw_to_nhwc, cpu_add, cpu_layer_norm, cpu_linear, cpu_gelu,
+  cpu_begin, cpu_end, cpu_conv2d, cpu_nchw_to_nhwc, cpu_add, cpu_layer_norm, cpu_linear, cpu_gelu,
   cpu_window_partition, cpu_window_unpartition, cpu_pool2x2_nhwc, cpu_attention,
   cpu_conv1x1_to_nchw, cpu_add_channel_bias, cpu_upsample2_nearest, cpu_download,
 };
@@ -321,7 +428,9 @@ typedef struct {
   int nw;                /* windows (1 for global) */
   int lk, lq;            /* tokens per window, before and after pooling */
   int wh, ww;            /* window extent in tokens (the grid for global) */
-  int group;             /* windows per group */
+  int group;             /* windows per chunk of qkv */
+  int mlp_rows;          /* tokens per chunk of the MLP */
+  int sc_rows;           /* grid rows per chunk of the pooled residual (even) */
 } Sam2Block;
 
 struct _LodeSam2Encoder {
@@ -596,7 +705,9 @@ plan_blocks (LodeSam2Encoder *self)
       b->lq = b->pool ? (b->wh / 2) * (b->ww / 2) : b->lk;
       b->oh = b->pool ? h / 2 : h;
       b->ow = b->pool ? w / 2 : w;
-      b->group = MAX (1, MIN (b->nw, CHUNK_TOKENS / b->lk));
+      b->group = MAX (1, MIN (b->nw, CHUNK_FLOATS / (b->lk * 3 * b->dout)));
+      b->mlp_rows = MAX (64, CHUNK_FLOATS / (4 * b->dout));
+      b->sc_rows = MAX (2, MIN (h, CHUNK_FLOATS / (w * b->dout)) & ~1);
       h = b->oh;
       w = b->ow;
     }
@@ -617,12 +728,15 @@ layout_work (LodeSam2Encoder *self, float *base)
     {
       const Sam2Block *b = &self->blocks[i];
       gsize tokens = (gsize) b->nw * b->lk, gtok = (gsize) b->group * b->lk;
-      gsize rows = MIN ((gsize) CHUNK_TOKENS, (gsize) b->oh * b->ow);
+      gsize rows = MIN ((gsize) b->mlp_rows, (gsize) b->oh * b->ow);
 
       x = MAX (x, (gsize) b->h * b->w * b->din);
       xn = MAX (xn, (gsize) b->h * b->w * b->din);
       if (b->pool)
-        sc = MAX (sc, (gsize) b->h * b->w * b->dout + (gsize) b->oh * b->ow * b->dout);
+        {
+          sc = MAX (sc, (gsize) b->oh * b->ow * b->dout);
+          hid = MAX (hid, (gsize) b->sc_rows * b->w * b->dout);
+        }
       if (b->win > 0)
         part = MAX (part, tokens * b->din);
       qkv = MAX (qkv, gtok * 3 * b->dout);
@@ -631,10 +745,7 @@ layout_work (LodeSam2Encoder *self, float *base)
       att = MAX (att, MAX ((gsize) b->group * b->lq, rows) * b->dout);
       proj = MAX (proj, (gsize) b->nw * b->lq * b->dout);
       hid = MAX (hid, rows * 4 * b->dout);
-      if ((gint64) b->lq * b->lk * b->hd < SMALL_ATTENTION)
-        scores = MAX (scores, (gsize) threads * b->lq * b->lk);
-      else
-        scores = MAX (scores, (gsize) MAX (1, MIN (b->lq, SCORE_FLOATS / b->lk)) * b->lk);
+      scores = MAX (scores, (gsize) threads * attention_block_rows (b->lq, b->lk) * b->lk);
     }
   /* the neck's top-down path: the stride-32 lateral, then upsampled */
   hid = MAX (hid, d * (g / 8) * (g / 8));
@@ -745,7 +856,7 @@ lode_sam2_encoder_new (LodeCheckpoint *ckpt, const LodeSam2Config *cfg, GError *
   if (self->weights == NULL)
     {
       g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
-                   _("Not enough memory for the SAM2 image encoder's weights (%" G_GSIZE_FORMAT " MiB)"),
+                   _("Not enough memory for the SAM2 image encoder's weights (%zu MiB)"),
                    total * sizeof (float) >> 20);
       return NULL;
     }
@@ -823,7 +934,7 @@ lode_sam2_encoder_new (LodeCheckpoint *ckpt, const LodeSam2Config *cfg, GError *
   if (self->work == NULL)
     {
       g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
-                   _("Not enough memory for the SAM2 image encoder's work buffers (%" G_GSIZE_FORMAT " MiB)"),
+                   _("Not enough memory for the SAM2 image encoder's work buffers (%zu MiB)"),
                    self->n_work * sizeof (float) >> 20);
       return NULL;
     }
@@ -877,12 +988,18 @@ block_forward (LodeSam2Encoder *self, const Sam2Block *b)
   RUN (be->layer_norm (self->ctx, self->xn, self->x, b->norm1_w, b->norm1_b, (int) in_tokens, b->din, LN_EPS));
   if (b->pool)
     {
-      /* the residual: projected to the new width, then pooled */
-      float *full = self->sc, *pooled = self->sc + in_tokens * b->dout;
+      /* the residual: projected to the new width, then pooled, a band of
+       * grid rows at a time */
+      for (int y0 = 0; y0 < b->h; y0 += b->sc_rows)
+        {
+          int rows = MIN (b->sc_rows, b->h - y0);
 
-      RUN (be->linear (self->ctx, full, self->xn, b->proj_w, b->proj_b, (int) in_tokens, b->din, b->dout));
-      RUN (be->pool2x2_nhwc (self->ctx, pooled, full, b->dout, 1, b->h, b->w, b->dout));
-      shortcut = pooled;
+          RUN (be->linear (self->ctx, self->hid, self->xn + (gsize) y0 * b->w * b->din, b->proj_w, b->proj_b,
+                           rows * b->w, b->din, b->dout));
+          RUN (be->pool2x2_nhwc (self->ctx, self->sc + (gsize) (y0 / 2) * b->ow * b->dout, self->hid,
+                                 b->dout, 1, rows, b->w, b->dout));
+        }
+      shortcut = self->sc;
     }
 
   if (b->win > 0)
@@ -904,9 +1021,9 @@ block_forward (LodeSam2Encoder *self, const Sam2Block *b)
 
   /* MLP, by chunks of rows */
   RUN (be->layer_norm (self->ctx, self->xn, self->x, b->norm2_w, b->norm2_b, (int) out_tokens, b->dout, LN_EPS));
-  for (gsize r0 = 0; r0 < out_tokens; r0 += CHUNK_TOKENS)
+  for (gsize r0 = 0; r0 < out_tokens; r0 += b->mlp_rows)
     {
-      int rows = (int) MIN ((gsize) CHUNK_TOKENS, out_tokens - r0);
+      int rows = (int) MIN ((gsize) b->mlp_rows, out_tokens - r0);
       float *xr = self->x + r0 * b->dout;
 
       RUN (be->linear (self->ctx, self->hid, self->xn + r0 * b->dout, b->mlp0_w, b->mlp0_b,
@@ -980,13 +1097,21 @@ LodeSam2Embedding *
 lode_sam2_encoder_run (LodeSam2Encoder *self, const float *image, GError **error)
 {
   g_autoptr(LodeSam2Embedding) e = NULL;
+  gboolean ok;
   gsize s16;
 
   g_return_val_if_fail (self != NULL && image != NULL, NULL);
 
   e = lode_sam2_embedding_new (self->cfg.image_size, self->cfg.d_model);
   s16 = (gsize) e->embed_size;
-  if (!encoder_forward (self, image)
+  if (self->be->begin (self->ctx) != 0)
+    ok = FALSE;
+  else
+    {
+      ok = encoder_forward (self, image);
+      ok = self->be->end (self->ctx) == 0 && ok;
+    }
+  if (!ok
       || self->be->download (self->ctx, e->image_embed, self->out_embed, (gsize) e->d_model * s16 * s16) != 0
       || self->be->download (self->ctx, e->high_res[0], self->out_hr[0],
                              (gsize) e->high_res_channels[0] * s16 * s16 * 16) != 0

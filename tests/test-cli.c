@@ -107,6 +107,45 @@ test_demo_usage (void)
   g_assert_nonnull (strstr (err, "--tiles"));
 }
 
+static void
+test_encode_usage (void)
+{
+  g_autofree char *err = NULL;
+  const char *no_ckpt[] = { "encode", "/tmp/x.lode", NULL };
+  const char *missing[] = { "encode", "--checkpoint", "/nonexistent/sam2.1_hiera_tiny.pt",
+                            "/nonexistent/project.lode", NULL };
+  const char *size[] = { "encode", "--checkpoint", "c.pt", "--size", "300", "p.lode", NULL };
+
+  g_assert_cmpint (lode_test_run_lode (no_ckpt, NULL, &err), ==, 2);
+  g_assert_nonnull (strstr (err, "--checkpoint"));
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (lode_test_run_lode (size, NULL, &err), ==, 2);
+  g_assert_nonnull (strstr (err, "--size"));
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (lode_test_run_lode (missing, NULL, &err), ==, 1);
+  g_assert_nonnull (strstr (err, "project.lode"));
+}
+
+/* A French user gets French messages (the catalogue built in po/). */
+static void
+test_french (void)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  const char *help[] = { "--help", NULL };
+  const char *missing[] = { "import", "/nonexistent-folder", "/tmp/never-made.lode", NULL };
+
+  g_setenv ("LANGUAGE", "fr", TRUE);
+  g_setenv ("LC_ALL", "C.UTF-8", TRUE);
+  g_assert_cmpint (lode_test_run_lode (help, &out, NULL), ==, 0);
+  g_assert_nonnull (strstr (out, "Utilisation"));
+  g_assert_nonnull (strstr (out, "Commandes"));
+  g_assert_cmpint (lode_test_run_lode (missing, NULL, &err), ==, 1);
+  g_assert_nonnull (strstr (err, "n’existe pas"));
+  g_unsetenv ("LANGUAGE");
+  g_unsetenv ("LC_ALL");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -119,5 +158,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/missing-project", test_missing_project);
   g_test_add_func ("/cli/demo-unwritable", test_demo_unwritable);
   g_test_add_func ("/cli/demo-usage", test_demo_usage);
+  g_test_add_func ("/cli/encode-usage", test_encode_usage);
+  g_test_add_func ("/cli/french", test_french);
   return g_test_run ();
 }

@@ -15,6 +15,8 @@ Two cases:
            whole tensors.
   tiny     the published sam2.1_hiera_tiny configuration at 1024; every
            23rd value of each output, every 101st of the input.
+  tiny512  the same weights at input size 512 (Lode's faster option), sampled
+           the same way.
 
 Files, in tests/data/sam2/:
   encoder-<case>.f32   raw little-endian float32, the tensors one after the
@@ -122,6 +124,8 @@ def main():
     write_layout("reduced", model)
     model, tensors = run([], 1024)
     write("tiny", tensors, TINY_STRIDES)
+    model, tensors = run(["++model.image_size=512"], 512)
+    write("tiny512", tensors, TINY_STRIDES)
 
 
 if __name__ == "__main__":

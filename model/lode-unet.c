@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <inttypes.h>
 #include <math.h>
 #include <string.h>
 
@@ -660,10 +661,10 @@ lode_unet_load_checkpoint (LodeUnet       *self,
                                && shape[2] == t->shape[2] && shape[3] == t->shape[3];
           if (!adaptable)
             {
-              g_autofree char *want = g_strdup_printf ("%" G_GINT64_FORMAT, t->shape[0]);
+              g_autofree char *want = g_strdup_printf ("%" PRId64, t->shape[0]);
               g_set_error (error, LODE_UNET_ERROR, LODE_UNET_ERROR_CHECKPOINT,
                            _("The checkpoint's tensor “%s” has another shape than the %s U-Net's "
-                             "(%d dimensions, %" G_GINT64_FORMAT " first; expected %d, %s)"),
+                             "(%d dimensions, %" PRId64 " first; expected %d, %s)"),
                            name, lode_unet_encoder_name (self->config.encoder), ndim, shape[0],
                            t->ndim, want);
               return FALSE;

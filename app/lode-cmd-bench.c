@@ -6,6 +6,7 @@
 
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
+#include <gtk/gtk.h>
 
 #include "lode-cli-progress.h"
 #include "lode-commands.h"
@@ -15,7 +16,9 @@
 #include "lode-edit.h"
 #include "lode-import.h"
 #include "lode-raster.h"
+#include "lode-resources.h"
 #include "lode-store.h"
+#include "lode-window.h"
 
 /* Benchmarks print figures; they never assert. Each subject is one entry
  * of the table at the end: a name, a summary and a function taking the
@@ -171,6 +174,52 @@ bench_edits (LodeStore *store, GPtrArray *patches, GError **error)
   return TRUE;
 }
 
+/* Writes a demo set of about n_patches patches into a new temporary folder
+ * (with progress on a terminal) and returns the folder, or NULL after
+ * printing why. */
+static char *
+write_demo_set (int n_patches, int size, LodeDemoOptions *demo)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("lode-bench-XXXXXX", &error);
+  gboolean ok;
+
+  if (dir == NULL)
+    {
+      lode_cli_error ("bench", "%s", error->message);
+      return NULL;
+    }
+  lode_demo_options_init (demo);
+  demo->n_tiles = (guint) (n_patches + 1) / 2;
+  demo->size = size;
+  g_printerr (_("Writing %u demo tiles (%u patches) into %s…\n"), demo->n_tiles, 2 * demo->n_tiles, dir);
+  ok = lode_demo_write (dir, demo, lode_cli_progress, NULL, NULL, &error);
+  lode_cli_progress_end ();
+  if (!ok)
+    {
+      lode_cli_error ("bench", "%s", error->message);
+      remove_tree (dir);
+      return NULL;
+    }
+  return g_steal_pointer (&dir);
+}
+
+static gboolean
+check_sizes (int n_patches, int size)
+{
+  if (n_patches < 2 || n_patches > 2 * 9999)
+    {
+      lode_cli_error ("bench", _("--patches must be between 2 and 19998"));
+      return FALSE;
+    }
+  if (size < 16 || size > 4096)
+    {
+      lode_cli_error ("bench", _("--size must be between 16 and 4096"));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static int
 bench_annotate (int argc, char **argv)
 {
@@ -198,38 +247,14 @@ bench_annotate (int argc, char **argv)
       "(writing it is not timed): importing it, true-colour composites, and a\n"
       "brush stroke applied and committed. The folder is removed afterwards."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
-  if (!lode_cli_parse (context, &argc, &argv))
+  if (!lode_cli_parse (context, &argc, &argv) || !check_sizes (n_patches, size))
     return LODE_EXIT_USAGE;
-  if (n_patches < 2 || n_patches > 2 * 9999)
-    {
-      lode_cli_error ("bench", _("--patches must be between 2 and 19998"));
-      return LODE_EXIT_USAGE;
-    }
-  if (size < 16 || size > 4096)
-    {
-      lode_cli_error ("bench", _("--size must be between 16 and 4096"));
-      return LODE_EXIT_USAGE;
-    }
-
-  dir = g_dir_make_tmp ("lode-bench-XXXXXX", &error);
+  dir = write_demo_set (n_patches, size, &demo);
   if (dir == NULL)
-    {
-      lode_cli_error ("bench", "%s", error->message);
-      return LODE_EXIT_FAILURE;
-    }
-  lode_demo_options_init (&demo);
-  demo.n_tiles = (guint) (n_patches + 1) / 2;
-  demo.size = size;
-  g_printerr (_("Writing %u demo tiles (%u patches) into %s…\n"), demo.n_tiles, 2 * demo.n_tiles, dir);
-  ok = lode_demo_write (dir, &demo, lode_cli_progress, NULL, NULL, &error);
-  lode_cli_progress_end ();
-
-  if (ok)
-    {
-      project = g_build_filename (dir, "bench.lode", NULL);
-      store = lode_store_open (project, TRUE, &error);
-      ok = store != NULL;
-    }
+    return LODE_EXIT_FAILURE;
+  project = g_build_filename (dir, "bench.lode", NULL);
+  store = lode_store_open (project, TRUE, &error);
+  ok = store != NULL;
   if (ok)
     {
       lode_import_options_init (&import);
@@ -260,6 +285,140 @@ bench_annotate (int argc, char **argv)
   return LODE_EXIT_OK;
 }
 
+static void
+print_times (const char *what, double *v, guint n)
+{
+  double mean = mean_of (v, n), p95 = p95_of (v, n);
+
+  /* p95_of sorted v: the last is the largest. */
+  g_print (_("%s: %.2f ms mean, %.2f ms p95, %.2f ms max\n"), what, mean, p95, n ? v[n - 1] : 0.0);
+}
+
+static void
+print_switches (const char *what, const LodeSwitchTiming *t, guint n)
+{
+  g_autofree double *v = g_new (double, MAX (n, 1));
+  guint late = 0;
+  g_autofree char *line = NULL;
+
+  g_print ("%s\n", what);
+  for (guint i = 0; i < n; i++)
+    v[i] = t[i].sync_ms;
+  print_times (_("  switch work on the main loop"), v, n);
+  for (guint i = 0; i < n; i++)
+    v[i] = t[i].paint_ms;
+  print_times (_("  paint of the frame showing it"), v, n);
+  for (guint i = 0; i < n; i++)
+    v[i] = t[i].sync_ms + t[i].paint_ms;
+  print_times (_("  work plus paint (the budget is 16 ms)"), v, n);
+  for (guint i = 0; i < n; i++)
+    {
+      v[i] = t[i].shown_ms;
+      late += t[i].frames > 1;
+    }
+  print_times (_("  from the selection to the frame shown"), v, n);
+  g_print (g_dngettext (GETTEXT_PACKAGE, "  %u of %u switch missed the next frame\n",
+                        "  %u of %u switches missed the next frame\n", late), late, n);
+}
+
+static int
+bench_ui (int argc, char **argv)
+{
+  int n_patches = 200;
+  int n_switches = 200;
+  int size = 128;
+  g_autoptr(GError) error = NULL;
+  const GOptionEntry entries[] = {
+    { "patches", 'n', 0, G_OPTION_ARG_INT, &n_patches, N_("Patches of the demo set (default 200)"), N_("N") },
+    { "switches", 0, 0, G_OPTION_ARG_INT, &n_switches, N_("Switches timed in each way (default 200)"), N_("N") },
+    { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Patch width and height (default 128)"), N_("PIXELS") },
+    { NULL }
+  };
+  g_autoptr(GOptionContext) context = g_option_context_new (NULL);
+  g_autofree char *dir = NULL;
+  g_autofree char *project = NULL;
+  g_autofree LodeSwitchTiming *timings = NULL;
+  g_autoptr(GFile) file = NULL;
+  GSettingsSchemaSource *schemas;
+  g_autoptr(GSettingsSchema) schema = NULL;
+  LodeDemoOptions demo;
+  LodeImportOptions import;
+  LodeWindow *window;
+  guint n;
+  gboolean ok;
+
+  g_option_context_set_summary (context,
+    _("Time patch switching in the window on a demo set written to a temporary\n"
+      "folder: stepping to the next patch as a person would (the neighbours are\n"
+      "opened in idle time) and jumping to random patches. Each switch is timed\n"
+      "from the selection to the paint of the frame that shows the new patch.\n"
+      "Needs a display (a desktop session, or xvfb-run); the settings are kept\n"
+      "in memory. The folder is removed afterwards."));
+  g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  if (!lode_cli_parse (context, &argc, &argv) || !check_sizes (n_patches, size))
+    return LODE_EXIT_USAGE;
+  if (n_switches < 1 || n_switches > 100000)
+    {
+      lode_cli_error ("bench", _("--switches must be between 1 and 100000"));
+      return LODE_EXIT_USAGE;
+    }
+
+  /* Before GTK reads any setting: nothing of the user's is changed. */
+  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
+  if ((g_getenv ("DISPLAY") == NULL && g_getenv ("WAYLAND_DISPLAY") == NULL) || !gtk_init_check ())
+    {
+      lode_cli_error ("bench", _("“bench ui” needs a display: run it in a desktop session or under xvfb-run"));
+      return LODE_EXIT_USAGE;
+    }
+  schemas = g_settings_schema_source_get_default ();
+  schema = schemas ? g_settings_schema_source_lookup (schemas, LODE_APP_ID, TRUE) : NULL;
+  if (schema == NULL)
+    {
+      lode_cli_error ("bench", _("the settings schema %s is not installed; from the build folder set "
+                                 "GSETTINGS_SCHEMA_DIR=build/data"), LODE_APP_ID);
+      return LODE_EXIT_FAILURE;
+    }
+
+  dir = write_demo_set (n_patches, size, &demo);
+  if (dir == NULL)
+    return LODE_EXIT_FAILURE;
+  project = g_build_filename (dir, "bench.lode", NULL);
+  lode_import_options_init (&import);
+  ok = lode_cli_import_into (project, dir, &import, TRUE, &error);
+  if (!ok)
+    {
+      remove_tree (dir);
+      lode_cli_error ("bench", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
+
+  g_assert (lode_get_resource () != NULL);
+  window = lode_window_new (NULL);
+  gtk_window_present (GTK_WINDOW (window));
+  file = g_file_new_for_path (project);
+  ok = lode_window_open_project (window, file);
+  if (ok)
+    {
+      timings = g_new0 (LodeSwitchTiming, n_switches);
+      /* A first switch and a few frames: the window is laid out. */
+      lode_window_time_switches (window, 1, 0, timings);
+      g_print (_("Patch switching in the window, %d × %d pixels, %u patches (%s):\n"), size, size,
+               2 * demo.n_tiles, gdk_display_get_name (gdk_display_get_default ()));
+      n = lode_window_time_switches (window, n_switches, 0, timings);
+      print_switches (_("Next and previous patch:"), timings, n);
+      n = lode_window_time_switches (window, n_switches, 1, timings);
+      print_switches (_("Jumps to random patches:"), timings, n);
+    }
+  gtk_window_destroy (GTK_WINDOW (window));
+  remove_tree (dir);
+  if (!ok)
+    {
+      lode_cli_error ("bench", _("the demo project cannot be opened"));
+      return LODE_EXIT_FAILURE;
+    }
+  return LODE_EXIT_OK;
+}
+
 typedef struct
 {
   const char *name;
@@ -270,6 +429,8 @@ typedef struct
 static const BenchSubject subjects[] = {
   { "annotate", N_("Import, composites, brush strokes and their commits"), bench_annotate },
   { "sam2", N_("SAM2.1: load, encode a patch, clicks, peak memory"), lode_bench_sam2 },
+  { "train", N_("U-Net: training and inference images per second, peak memory"), lode_bench_train },
+  { "ui", N_("Patch switching in the window (needs a display)"), bench_ui },
   { "prithvi", N_("Prithvi-EO-2.0 + UperNet batch prediction: images per second, peak memory"), lode_bench_prithvi },
 };
 

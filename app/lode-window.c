@@ -10,6 +10,8 @@
 #include "lode-compare-view.h"
 #include "lode-composite.h"
 #include "lode-document.h"
+#include "lode-error-dialog.h"
+#include "lode-export-dialog.h"
 #include "lode-import-dialog.h"
 #include "lode-patch-browser.h"
 #include "lode-patch-item.h"
@@ -33,11 +35,11 @@ struct _LodeWindow
   GtkWidget          *toolbar;
   GtkLabel           *brush_label;
   GtkBox             *palette_box;
-  GtkWidget          *compare_tools;
   GtkStack           *canvas_stack;
   LodeCanvas         *canvas;
   LodeCompareView    *compare_view;
   GtkLabel           *status_label;
+  GtkWidget          *inspector;
   GtkStack           *inspector_stack;
   GtkLabel           *patch_title;
   GtkLabel           *patch_info;
@@ -67,8 +69,24 @@ struct _LodeWindow
   LodeDocument       *active;     /* where undo and redo go */
   LodeCompositeSpec   spec;
   int                 n_band_names;
+  int                 shown_bands[3]; /* in the band dropdowns, -1: none */
   gboolean            updating_controls;
   gint64              last_switch_us;
+  gint64              switch_start_us;  /* a switch not painted yet */
+  gint64              paint_start_us;
+  gint64              switch_frame;     /* the frame counter at the switch */
+  LodeSwitchTiming    last_timing;
+  GdkFrameClock      *frame_clock;
+  /* Documents opened before and kept: the patches visited last and those
+   * next to the selection, opened in idle time (at most one instance of a
+   * patch is open: taken out of here while shown). */
+  GPtrArray          *doc_cache;
+  guint               prefetch_id;
+  gboolean            palette_built;  /* the palette is the project's */
+  gboolean            review_dirty;   /* the review panel waits to be seen */
+  guint8             *composite_buf;
+  guint8             *overlay_buf;
+  gsize               buf_size;
 
   /* property actions */
   char               *tool;
@@ -77,6 +95,7 @@ struct _LodeWindow
   gboolean            show_original;
   gboolean            mask_outline;
   gboolean            change_overlay;
+  gboolean            show_inspector;
 };
 
 enum {
@@ -87,6 +106,7 @@ enum {
   PROP_SHOW_ORIGINAL,
   PROP_MASK_OUTLINE,
   PROP_CHANGE_OVERLAY,
+  PROP_SHOW_INSPECTOR,
   N_PROPS
 };
 
@@ -103,15 +123,7 @@ lode_window_new (LodeApplication *app)
 static void
 show_error (LodeWindow *self, const char *primary, const GError *error)
 {
-  GtkWidget *dialog;
-
-  dialog = gtk_message_dialog_new (GTK_WINDOW (self),
-                                   GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
-                                   GTK_MESSAGE_ERROR, GTK_BUTTONS_CLOSE,
-                                   "%s", primary);
-  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (dialog), "%s", error->message);
-  g_signal_connect (dialog, "response", G_CALLBACK (gtk_window_destroy), NULL);
-  gtk_window_present (GTK_WINDOW (dialog));
+  lode_error_dialog_show (GTK_WINDOW (self), primary, error->message);
 }
 
 static const char *
@@ -282,18 +294,30 @@ update_second (LodeWindow *self)
   lode_canvas_set_second (left, rgba, overlay);
 }
 
+/* The composite and overlay of the shown patch are drawn into buffers kept
+ * from one patch to the next; the canvas copies them. */
 static gboolean
 render_doc (LodeWindow *self, LodeCanvas *canvas, LodeDocument *doc, GError **error)
 {
   const LodeRaster *raster = lode_document_get_raster (doc);
-  g_autofree guint8 *rgba = render_composite (self, doc, error);
-  g_autofree guint8 *overlay = NULL;
+  gsize need = (gsize) raster->width * raster->height * 4;
+  LodeCompositeSpec spec = self->spec;
 
-  if (rgba == NULL)
+  if (need > self->buf_size)
+    {
+      g_free (self->composite_buf);
+      g_free (self->overlay_buf);
+      self->composite_buf = g_malloc (need);
+      self->overlay_buf = g_malloc (need);
+      self->buf_size = need;
+    }
+  if (!lode_composite_resolve (&spec, raster, error) ||
+      !lode_composite_render_rgba (raster, &spec, NULL, self->composite_buf, error))
     return FALSE;
-  overlay = render_overlay (self, doc);
-  lode_canvas_set_image (canvas, rgba, raster->width, raster->height);
-  lode_canvas_set_overlay (canvas, overlay);
+  lode_mask_render_rgba (shown_mask (self, doc), lode_document_get_classes (doc), self->mask_outline,
+                         self->overlay_buf);
+  lode_canvas_set_image (canvas, self->composite_buf, raster->width, raster->height);
+  lode_canvas_set_overlay (canvas, self->overlay_buf);
   lode_canvas_set_classes (canvas, lode_document_get_classes (doc));
   return TRUE;
 }
@@ -356,6 +380,7 @@ update_actions (LodeWindow *self)
                                  lode_patch_browser_can_move (self->browser, -1));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.undo", active != NULL && lode_document_can_undo (active));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.redo", active != NULL && lode_document_can_redo (active));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.export", self->store != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.accept", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.reject", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.send-back", has_doc);
@@ -512,6 +537,8 @@ rebuild_palette (LodeWindow *self)
       }
       gtk_box_append (self->palette_box, button);
     }
+  /* One class table per project: the palette serves every patch. */
+  self->palette_built = classes != NULL;
 }
 
 static void
@@ -636,8 +663,29 @@ connect_canvas (LodeCanvas *canvas, gpointer data)
 
 /* Review */
 
+static void fill_review_panel (LodeWindow *self);
+
+/* The review panel's store queries (queue, revisions, reviews) run when the
+ * panel is on screen; a patch switch with the panel hidden only marks it. */
 static void
 update_review_panel (LodeWindow *self)
+{
+  if (gtk_widget_get_visible (self->inspector) &&
+      g_strcmp0 (gtk_stack_get_visible_child_name (self->inspector_stack), "review") == 0)
+    fill_review_panel (self);
+  else
+    self->review_dirty = TRUE;
+}
+
+static void
+on_review_panel_shown (GObject *object, GParamSpec *pspec, LodeWindow *self)
+{
+  if (self->review_dirty)
+    update_review_panel (self);
+}
+
+static void
+fill_review_panel (LodeWindow *self)
 {
   g_autoptr(GPtrArray) reviews = NULL;
   g_autoptr(GPtrArray) revisions = NULL;
@@ -648,6 +696,7 @@ update_review_panel (LodeWindow *self)
   g_autofree char *state = NULL;
   GtkWidget *row;
 
+  self->review_dirty = FALSE;
   if (self->store != NULL && lode_store_count_states (self->store, counts, NULL))
     {
       /* Translators: the review queue's length */
@@ -803,6 +852,43 @@ action_review (GtkWidget *widget, const char *action_name, GVariant *param)
 
 /* Layer controls */
 
+/* The bands the composite shows, resolved for the open patch: the chosen
+ * ones for custom bands, the preset's for the others (B4 B3 B2 for true
+ * colour). A channel that is not one band (the radar ratio, the indices)
+ * shows none. */
+static void
+resolve_shown_bands (LodeWindow *self)
+{
+  LodeCompositeSpec spec = self->spec;
+  int n_direct = 3;
+
+  for (int i = 0; i < 3; i++)
+    self->shown_bands[i] = -1;
+  if (self->doc == NULL || !lode_composite_resolve (&spec, lode_document_get_raster (self->doc), NULL))
+    return;
+  if (spec.preset == LODE_COMPOSITE_SAR)
+    n_direct = 2;
+  else if (lode_composite_preset_n_channels (spec.preset) != 3)
+    n_direct = 0;
+  for (int i = 0; i < n_direct; i++)
+    self->shown_bands[i] = spec.bands[i] < self->n_band_names ? spec.bands[i] : -1;
+}
+
+static void
+update_band_dropdowns (LodeWindow *self)
+{
+  GtkDropDown *dropdowns[3] = { self->band_r, self->band_g, self->band_b };
+  gboolean was = self->updating_controls;
+
+  resolve_shown_bands (self);
+  self->updating_controls = TRUE;
+  for (int i = 0; i < 3; i++)
+    if (gtk_drop_down_get_selected (dropdowns[i]) != (guint) self->shown_bands[i])
+      gtk_drop_down_set_selected (dropdowns[i], self->shown_bands[i] >= 0 ? (guint) self->shown_bands[i]
+                                                                            : GTK_INVALID_LIST_POSITION);
+  self->updating_controls = was;
+}
+
 static void
 update_layer_controls (LodeWindow *self)
 {
@@ -816,13 +902,7 @@ update_layer_controls (LodeWindow *self)
   gtk_widget_set_sensitive (GTK_WIDGET (self->band_r), custom);
   gtk_widget_set_sensitive (GTK_WIDGET (self->band_g), custom);
   gtk_widget_set_sensitive (GTK_WIDGET (self->band_b), custom);
-  if (custom)
-    {
-      gtk_drop_down_set_selected (self->band_r, self->spec.bands[0]);
-      gtk_drop_down_set_selected (self->band_g, self->spec.bands[1]);
-      gtk_drop_down_set_selected (self->band_b, self->spec.bands[2]);
-    }
-  gtk_widget_set_visible (self->low_label, !gtk_widget_get_visible (GTK_WIDGET (self->low_spin)) || TRUE);
+  update_band_dropdowns (self);
   gtk_widget_set_sensitive (GTK_WIDGET (self->low_spin), pct || fixed);
   gtk_widget_set_sensitive (GTK_WIDGET (self->high_spin), pct || fixed);
   gtk_spin_button_set_value (self->low_spin, fixed ? self->spec.fixed_min[0] : self->spec.low_pct);
@@ -865,9 +945,11 @@ on_layer_changed (GObject *object, GParamSpec *pspec, LodeWindow *self)
       lode_composite_spec_init (&self->spec, preset);
       self->spec.stretch = old.stretch;
       self->spec.gamma = old.gamma;
+      /* Custom bands start from the bands the previous view showed. */
       if (preset == LODE_COMPOSITE_CUSTOM && self->doc != NULL)
         for (int i = 0; i < 3; i++)
-          self->spec.bands[i] = (old.bands[i] >= 0 && old.bands[i] < self->n_band_names) ? old.bands[i] : i;
+          self->spec.bands[i] = (self->shown_bands[i] >= 0 && self->shown_bands[i] < self->n_band_names)
+                                  ? self->shown_bands[i] : MIN (i, self->n_band_names - 1);
     }
   else if (preset == LODE_COMPOSITE_CUSTOM)
     {
@@ -906,16 +988,102 @@ on_opacity_changed (GtkRange *range, LodeWindow *self)
 
 /* Patches */
 
+#define DOC_CACHE_SIZE 6
+
+static gint64
+doc_id (LodeDocument *doc)
+{
+  return doc ? lode_document_get_patch (doc)->id : 0;
+}
+
+static gboolean
+holds_doc (LodeWindow *self, gint64 id)
+{
+  if (doc_id (self->doc) == id || doc_id (self->pair) == id)
+    return TRUE;
+  for (guint i = 0; i < self->doc_cache->len; i++)
+    if (doc_id (g_ptr_array_index (self->doc_cache, i)) == id)
+      return TRUE;
+  return FALSE;
+}
+
+/* The patch's document, from the cache when it was opened before. */
+static LodeDocument *
+take_doc (LodeWindow *self, gint64 id, GError **error)
+{
+  for (guint i = 0; i < self->doc_cache->len; i++)
+    if (doc_id (g_ptr_array_index (self->doc_cache, i)) == id)
+      return g_ptr_array_steal_index (self->doc_cache, i);
+  return lode_document_open (self->store, id, error);
+}
+
+/* Keeps a document no longer shown; the oldest go beyond the cache size. */
+static void
+keep_doc (LodeWindow *self, LodeDocument *doc)
+{
+  if (doc == NULL)
+    return;
+  g_ptr_array_add (self->doc_cache, doc);
+  while (self->doc_cache->len > DOC_CACHE_SIZE)
+    g_ptr_array_remove_index (self->doc_cache, 0);
+}
+
+static void
+clear_docs (LodeWindow *self)
+{
+  g_clear_handle_id (&self->prefetch_id, g_source_remove);
+  g_clear_pointer (&self->pair, lode_document_free);
+  g_clear_pointer (&self->doc, lode_document_free);
+  self->active = NULL;
+  g_ptr_array_set_size (self->doc_cache, 0);
+}
+
+/* In idle time, one patch per call: the next and previous patches of the
+ * list, and the other year of the shown tile. */
+static gboolean
+prefetch (gpointer data)
+{
+  LodeWindow *self = data;
+  gint64 candidates[3] = { 0 };
+
+  if (self->store == NULL || self->doc == NULL)
+    {
+      self->prefetch_id = 0;
+      return G_SOURCE_REMOVE;
+    }
+  candidates[0] = lode_patch_browser_get_neighbour (self->browser, 1);
+  candidates[1] = lode_patch_browser_get_neighbour (self->browser, -1);
+  if (self->pair == NULL && g_strcmp0 (self->view, "compare") == 0)
+    candidates[2] = lode_store_find_pair (self->store, doc_id (self->doc), NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
+    if (candidates[i] != 0 && !holds_doc (self, candidates[i]))
+      {
+        /* A patch that cannot be opened is reported when it is shown. */
+        keep_doc (self, lode_document_open (self->store, candidates[i], NULL));
+        if (holds_doc (self, candidates[i]))
+          return G_SOURCE_CONTINUE;
+      }
+  self->prefetch_id = 0;
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_prefetch (LodeWindow *self)
+{
+  if (self->prefetch_id == 0)
+    self->prefetch_id = g_idle_add_full (G_PRIORITY_LOW, prefetch, self, NULL);
+}
+
 static gboolean
 open_pair (LodeWindow *self, GError **error)
 {
   gint64 pair_id;
 
-  g_clear_pointer (&self->pair, lode_document_free);
-  pair_id = lode_store_find_pair (self->store, lode_document_get_patch (self->doc)->id, error);
+  keep_doc (self, g_steal_pointer (&self->pair));
+  pair_id = lode_store_find_pair (self->store, doc_id (self->doc), error);
   if (pair_id == 0)
     return error == NULL || *error == NULL;
-  self->pair = lode_document_open (self->store, pair_id, error);
+  self->pair = take_doc (self, pair_id, error);
   return self->pair != NULL;
 }
 
@@ -925,7 +1093,6 @@ update_view (LodeWindow *self)
   g_autoptr(GError) error = NULL;
   gboolean compare = g_strcmp0 (self->view, "compare") == 0;
 
-  gtk_widget_set_visible (self->compare_tools, compare);
   if (self->doc == NULL)
     {
       gtk_stack_set_visible_child_name (self->canvas_stack, "empty");
@@ -949,6 +1116,45 @@ update_view (LodeWindow *self)
     lode_canvas_zoom_fit (lode_compare_view_get_canvas (self->compare_view, 0));
 }
 
+/* The first frame painted after a switch: the new patch is on screen. */
+static void
+on_before_paint (GdkFrameClock *clock, LodeWindow *self)
+{
+  self->paint_start_us = g_get_monotonic_time ();
+}
+
+static void
+on_after_paint (GdkFrameClock *clock, LodeWindow *self)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (self->switch_start_us == 0)
+    return;
+  self->last_timing.paint_ms = (now - MAX (self->paint_start_us, self->switch_start_us)) / 1000.0;
+  self->last_timing.shown_ms = (now - self->switch_start_us) / 1000.0;
+  self->last_timing.frames = (guint) (gdk_frame_clock_get_frame_counter (clock) - self->switch_frame);
+  self->switch_start_us = 0;
+}
+
+static void
+watch_frames (LodeWindow *self, gint64 start)
+{
+  GdkFrameClock *clock = gtk_widget_get_frame_clock (GTK_WIDGET (self));
+
+  if (clock == NULL)
+    return;
+  if (clock != self->frame_clock)
+    {
+      g_signal_connect_object (clock, "before-paint", G_CALLBACK (on_before_paint), self, 0);
+      g_signal_connect_object (clock, "after-paint", G_CALLBACK (on_after_paint), self, 0);
+      self->frame_clock = clock;
+    }
+  self->switch_start_us = start;
+  self->switch_frame = gdk_frame_clock_get_frame_counter (clock);
+  memset (&self->last_timing, 0, sizeof self->last_timing);
+  self->last_timing.sync_ms = self->last_switch_us / 1000.0;
+}
+
 static void
 show_patch (LodeWindow *self, gint64 patch_id)
 {
@@ -957,23 +1163,27 @@ show_patch (LodeWindow *self, gint64 patch_id)
   g_autofree char *title = NULL;
   gint64 start = g_get_monotonic_time ();
 
-  doc = lode_document_open (self->store, patch_id, &error);
+  /* The other year, already open in the compare view, is taken as it is. */
+  if (doc_id (self->pair) == patch_id)
+    doc = g_steal_pointer (&self->pair);
+  else
+    doc = take_doc (self, patch_id, &error);
   if (doc == NULL)
     {
       gtk_label_set_label (self->status_label, error->message);
       show_error (self, _("The patch cannot be opened"), error);
       return;
     }
-  g_clear_pointer (&self->pair, lode_document_free);
-  g_clear_pointer (&self->doc, lode_document_free);
+  keep_doc (self, g_steal_pointer (&self->pair));
+  keep_doc (self, g_steal_pointer (&self->doc));
   self->doc = g_steal_pointer (&doc);
   self->active = self->doc;
   fill_band_names (self);
-  if (self->spec.preset == LODE_COMPOSITE_CUSTOM)
-    update_layer_controls (self);
+  update_band_dropdowns (self);
   gtk_list_box_unselect_all (self->revision_list);
   lode_canvas_set_highlight (self->canvas, NULL);
-  rebuild_palette (self);
+  if (!self->palette_built)
+    rebuild_palette (self);
   update_view (self);
   title = lode_patch_item_dup_title (lode_patch_browser_find (self->browser, patch_id));
   gtk_label_set_label (self->patch_title, title);
@@ -981,6 +1191,8 @@ show_patch (LodeWindow *self, gint64 patch_id)
   update_review_panel (self);
   update_actions (self);
   self->last_switch_us = g_get_monotonic_time () - start;
+  watch_frames (self, start);
+  schedule_prefetch (self);
 }
 
 static void
@@ -1044,9 +1256,8 @@ lode_window_open_project (LodeWindow *self, GFile *file)
   if (self->scan_cancellable != NULL)
     g_cancellable_cancel (self->scan_cancellable);
   g_clear_object (&self->scan_cancellable);
-  g_clear_pointer (&self->pair, lode_document_free);
-  g_clear_pointer (&self->doc, lode_document_free);
-  self->active = NULL;
+  clear_docs (self);
+  self->palette_built = FALSE;
   g_clear_pointer (&self->store, lode_store_close);
   self->store = g_steal_pointer (&store);
   g_clear_object (&self->thumbnailer);
@@ -1128,6 +1339,16 @@ action_import (GtkWidget *widget, const char *action_name, GVariant *param)
 }
 
 static void
+action_export (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+
+  if (self->store == NULL)
+    return;
+  gtk_window_present (GTK_WINDOW (lode_export_dialog_new (GTK_WINDOW (self), lode_store_get_path (self->store))));
+}
+
+static void
 action_preferences (GtkWidget *widget, const char *action_name, GVariant *param)
 {
   LodeWindow *self = LODE_WINDOW (widget);
@@ -1190,6 +1411,7 @@ lode_window_get_property (GObject *object, guint prop_id, GValue *value, GParamS
     case PROP_SHOW_ORIGINAL: g_value_set_boolean (value, self->show_original); break;
     case PROP_MASK_OUTLINE: g_value_set_boolean (value, self->mask_outline); break;
     case PROP_CHANGE_OVERLAY: g_value_set_boolean (value, self->change_overlay); break;
+    case PROP_SHOW_INSPECTOR: g_value_set_boolean (value, self->show_inspector); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -1259,6 +1481,10 @@ lode_window_set_property (GObject *object, guint prop_id, const GValue *value, G
       self->change_overlay = g_value_get_boolean (value);
       update_change_overlay (self);
       break;
+    case PROP_SHOW_INSPECTOR:
+      self->show_inspector = g_value_get_boolean (value);
+      gtk_widget_set_visible (self->inspector, self->show_inspector);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
       return;
@@ -1274,9 +1500,8 @@ lode_window_dispose (GObject *object)
   if (self->scan_cancellable != NULL)
     g_cancellable_cancel (self->scan_cancellable);
   g_clear_object (&self->scan_cancellable);
-  g_clear_pointer (&self->pair, lode_document_free);
-  g_clear_pointer (&self->doc, lode_document_free);
-  self->active = NULL;
+  if (self->doc_cache != NULL)
+    clear_docs (self);
   gtk_widget_dispose_template (GTK_WIDGET (self), LODE_TYPE_WINDOW);
   g_clear_pointer (&self->store, lode_store_close);
   g_clear_object (&self->thumbnailer);
@@ -1292,6 +1517,9 @@ lode_window_finalize (GObject *object)
   g_free (self->tool);
   g_free (self->view);
   g_free (self->compare_mode);
+  g_free (self->composite_buf);
+  g_free (self->overlay_buf);
+  g_ptr_array_unref (self->doc_cache);
   G_OBJECT_CLASS (lode_window_parent_class)->finalize (object);
 }
 
@@ -1327,6 +1555,9 @@ lode_window_class_init (LodeWindowClass *klass)
   properties[PROP_CHANGE_OVERLAY] = g_param_spec_boolean ("change-overlay", NULL, NULL, FALSE,
                                                           G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
                                                           G_PARAM_STATIC_STRINGS);
+  properties[PROP_SHOW_INSPECTOR] = g_param_spec_boolean ("show-inspector", NULL, NULL, TRUE,
+                                                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                          G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /* Naming the resources links them in from the static library; their
@@ -1341,7 +1572,7 @@ lode_window_class_init (LodeWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, toolbar);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, brush_label);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, palette_box);
-  gtk_widget_class_bind_template_child (widget_class, LodeWindow, compare_tools);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, inspector);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, canvas_stack);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, canvas);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, compare_view);
@@ -1368,6 +1599,7 @@ lode_window_class_init (LodeWindowClass *klass)
 
   gtk_widget_class_install_action (widget_class, "win.open", NULL, action_open);
   gtk_widget_class_install_action (widget_class, "win.import", NULL, action_import);
+  gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
   gtk_widget_class_install_action (widget_class, "win.preferences", NULL, action_preferences);
   gtk_widget_class_install_action (widget_class, "win.next-patch", NULL, action_move);
   gtk_widget_class_install_action (widget_class, "win.previous-patch", NULL, action_move);
@@ -1387,9 +1619,11 @@ lode_window_class_init (LodeWindowClass *klass)
   gtk_widget_class_install_property_action (widget_class, "win.show-original", "show-original");
   gtk_widget_class_install_property_action (widget_class, "win.mask-outline", "mask-outline");
   gtk_widget_class_install_property_action (widget_class, "win.change-overlay", "change-overlay");
+  gtk_widget_class_install_property_action (widget_class, "win.show-inspector", "show-inspector");
 
   BIND (GDK_KEY_o, GDK_CONTROL_MASK, "win.open", NULL);
   BIND (GDK_KEY_i, GDK_CONTROL_MASK, "win.import", NULL);
+  BIND (GDK_KEY_e, GDK_CONTROL_MASK, "win.export", NULL);
   BIND (GDK_KEY_comma, GDK_CONTROL_MASK, "win.preferences", NULL);
   BIND (GDK_KEY_f, GDK_CONTROL_MASK, "win.focus-search", NULL);
   BIND (GDK_KEY_Page_Down, 0, "win.next-patch", NULL);
@@ -1421,6 +1655,7 @@ lode_window_class_init (LodeWindowClass *klass)
   BIND (GDK_KEY_o, 0, "win.show-original", NULL);
   BIND (GDK_KEY_l, 0, "win.mask-outline", NULL);
   BIND (GDK_KEY_c, 0, "win.change-overlay", NULL);
+  BIND (GDK_KEY_F9, 0, "win.show-inspector", NULL);
   BIND (GDK_KEY_1, GDK_ALT_MASK, "win.view", "s", "edit");
   BIND (GDK_KEY_2, GDK_ALT_MASK, "win.view", "s", "compare");
   BIND (GDK_KEY_3, GDK_ALT_MASK, "win.view", "s", "review");
@@ -1478,6 +1713,8 @@ lode_window_init (LodeWindow *self)
   self->tool = g_strdup ("brush");
   self->view = g_strdup ("edit");
   self->compare_mode = g_strdup ("side");
+  self->show_inspector = TRUE;
+  self->doc_cache = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_document_free);
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->settings = g_settings_new (LODE_APP_ID);
@@ -1517,7 +1754,8 @@ lode_window_init (LodeWindow *self)
   for_each_canvas (self, connect_canvas, self);
   g_signal_connect (self->browser, "patch-selected", G_CALLBACK (on_patch_selected), self);
   g_signal_connect (self->revision_list, "row-selected", G_CALLBACK (on_revision_selected), self);
-  gtk_widget_set_visible (self->compare_tools, FALSE);
+  g_signal_connect (self->inspector_stack, "notify::visible-child", G_CALLBACK (on_review_panel_shown), self);
+  g_signal_connect (self->inspector, "notify::visible", G_CALLBACK (on_review_panel_shown), self);
   update_brush_label (self);
   update_actions (self);
 }
@@ -1583,6 +1821,67 @@ lode_window_get_last_switch_us (LodeWindow *self)
 {
   g_return_val_if_fail (LODE_IS_WINDOW (self), 0);
   return self->last_switch_us;
+}
+
+static gboolean
+switch_painted (LodeWindow *self)
+{
+  return self->switch_start_us == 0;
+}
+
+static void
+spin_until (LodeWindow *self, gboolean (*done) (LodeWindow *self), gint64 timeout_us)
+{
+  gint64 end = g_get_monotonic_time () + timeout_us;
+
+  while (!done (self) && g_get_monotonic_time () < end)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (200);
+}
+
+static gboolean
+prefetch_done (LodeWindow *self)
+{
+  return self->prefetch_id == 0;
+}
+
+guint
+lode_window_time_switches (LodeWindow       *self,
+                           guint             n,
+                           guint32           seed,
+                           LodeSwitchTiming *timings)
+{
+  g_autoptr(GRand) rand = seed ? g_rand_new_with_seed (seed) : NULL;
+  guint done = 0;
+  int step = 1;
+
+  g_return_val_if_fail (LODE_IS_WINDOW (self), 0);
+
+  for (guint i = 0; i < n && self->store != NULL; i++)
+    {
+      guint n_shown = lode_patch_browser_get_n_shown (self->browser);
+      gint64 before = doc_id (self->doc);
+
+      if (n_shown < 2)
+        break;
+      if (rand != NULL)
+        lode_patch_browser_select_position (self->browser, g_rand_int_range (rand, 0, n_shown));
+      else
+        {
+          if (!lode_patch_browser_can_move (self->browser, step))
+            step = -step;
+          lode_patch_browser_move (self->browser, step);
+        }
+      if (doc_id (self->doc) == before)
+        continue;
+      /* The frame that shows it, then idle time as a person's pace gives. */
+      spin_until (self, switch_painted, G_USEC_PER_SEC);
+      spin_until (self, prefetch_done, G_USEC_PER_SEC);
+      if (!switch_painted (self))
+        continue;
+      timings[done++] = self->last_timing;
+    }
+  return done;
 }
 
 gboolean

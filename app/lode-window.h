@@ -37,6 +37,24 @@ void        lode_window_set_comment  (LodeWindow      *self,
 /* Microseconds the last patch switch took, from selection to the new patch
  * rendered for the canvas (document read, composite and overlay). */
 gint64      lode_window_get_last_switch_us (LodeWindow *self);
+typedef struct
+{
+  double sync_ms;   /* the switch's work on the main loop */
+  double paint_ms;  /* the paint of the frame that shows it */
+  double shown_ms;  /* from the selection to the end of that paint, waiting
+                     * for the frame clock included */
+  guint  frames;    /* frames begun since the selection: 1 is the next */
+} LodeSwitchTiming;
+
+/* Switches patch n times as a person would: seed 0 steps through the list
+ * (next, turning back at either end), another seed jumps to random patches.
+ * After each switch it waits for the frame that shows the new patch and
+ * for the idle work that follows. Fills timings (n of them) and returns how
+ * many switches it timed. Needs a shown window. */
+guint       lode_window_time_switches (LodeWindow       *self,
+                                       guint             n,
+                                       guint32           seed,
+                                       LodeSwitchTiming *timings);
 /* Selects the index-th revision of the history (newest first). */
 gboolean    lode_window_select_revision (LodeWindow   *self,
                                          guint         index);

@@ -7,8 +7,9 @@
  * the layer's output) and writes dx (with respect to its input). Gradients
  * of parameters (dweight, dbias) are always ADDED to, so that a batch can
  * be split and the caller zeroes them once per step. Whether dx is
- * overwritten or added to is said per function. Each function has a CUDA
- * twin in lode-grad-cuda.h, compared with it by tests/test-grad-gpu.c.
+ * overwritten or added to is said per function. The CUDA twins in
+ * lode-grad-cuda.h (compared by tests/test-grad-gpu.c) cover every function
+ * but the Dice loss and the channel concatenation, which is a copy.
  */
 #pragma once
 

@@ -70,13 +70,16 @@ G_DEFINE_FINAL_TYPE (LodeCanvas, lode_canvas, GTK_TYPE_WIDGET)
 
 static const char *tool_ids[] = { "brush", "eraser", "fill", "polygon" };
 
-/* Straight RGBA bytes to a premultiplied cairo surface. */
-static cairo_surface_t *
-surface_from_rgba (const guint8 *rgba, int width, int height)
+/* Straight RGBA bytes into a premultiplied cairo surface. */
+static void
+fill_surface (cairo_surface_t *s, const guint8 *rgba, int width, int height)
 {
-  cairo_surface_t *s = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, width, height);
-  guint8 *dst = cairo_image_surface_get_data (s);
-  int stride = cairo_image_surface_get_stride (s);
+  guint8 *dst;
+  int stride;
+
+  cairo_surface_flush (s);
+  dst = cairo_image_surface_get_data (s);
+  stride = cairo_image_surface_get_stride (s);
 
   for (int y = 0; y < height; y++)
     {
@@ -92,15 +95,25 @@ surface_from_rgba (const guint8 *rgba, int width, int height)
         }
     }
   cairo_surface_mark_dirty (s);
-  return s;
 }
 
+/* A surface of the same size that nothing else holds (no frame being drawn
+ * from it) is refilled in place; otherwise a new one is made. */
 static void
 replace_surface (cairo_surface_t **slot, const guint8 *rgba, int width, int height)
 {
-  g_clear_pointer (slot, cairo_surface_destroy);
-  if (rgba != NULL && width > 0 && height > 0)
-    *slot = surface_from_rgba (rgba, width, height);
+  if (rgba == NULL || width <= 0 || height <= 0)
+    {
+      g_clear_pointer (slot, cairo_surface_destroy);
+      return;
+    }
+  if (*slot == NULL || cairo_surface_get_reference_count (*slot) != 1 ||
+      cairo_image_surface_get_width (*slot) != width || cairo_image_surface_get_height (*slot) != height)
+    {
+      g_clear_pointer (slot, cairo_surface_destroy);
+      *slot = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, width, height);
+    }
+  fill_surface (*slot, rgba, width, height);
 }
 
 static double
@@ -847,6 +860,13 @@ lode_canvas_zoom_fit (LodeCanvas *self)
   self->fit = TRUE;
   apply_fit (self);
   view_changed (self);
+}
+
+gboolean
+lode_canvas_get_fit (LodeCanvas *self)
+{
+  g_return_val_if_fail (LODE_IS_CANVAS (self), FALSE);
+  return self->fit;
 }
 
 void

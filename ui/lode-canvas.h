@@ -77,6 +77,8 @@ void           lode_canvas_set_view         (LodeCanvas     *self,
                                              double          centre_x,
                                              double          centre_y);
 void           lode_canvas_zoom_fit         (LodeCanvas     *self);
+/* TRUE while the view follows the widget's size (after a fit, before any zoom or pan). */
+gboolean       lode_canvas_get_fit          (LodeCanvas     *self);
 /* Zooms by factor keeping the image point under widget point (wx, wy). */
 void           lode_canvas_zoom_at          (LodeCanvas     *self,
                                              double          factor,

@@ -41,8 +41,15 @@ on_view_changed (LodeCanvas *canvas, LodeCompareView *self)
       !lode_canvas_has_image (self->left_canvas) || !lode_canvas_has_image (self->right_canvas))
     return;
   self->syncing = TRUE;
-  lode_canvas_get_view (canvas, &zoom, &x, &y);
-  lode_canvas_set_view (other_canvas (self, canvas), zoom, x, y);
+  /* A fitted view fits the other side too, whatever order the two are
+   * given their sizes in. */
+  if (lode_canvas_get_fit (canvas))
+    lode_canvas_zoom_fit (other_canvas (self, canvas));
+  else
+    {
+      lode_canvas_get_view (canvas, &zoom, &x, &y);
+      lode_canvas_set_view (other_canvas (self, canvas), zoom, x, y);
+    }
   self->syncing = FALSE;
 }
 

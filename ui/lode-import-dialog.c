@@ -5,13 +5,15 @@
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
 
+#include "lode-error-dialog.h"
 #include "lode-import-dialog.h"
 #include "lode-import.h"
+#include "lode-progress-relay.h"
 #include "lode-store.h"
 
 struct _LodeImportDialog
 {
-  GtkWindow       parent_instance;
+  LodeJobDialog   parent_instance;
 
   GtkButton      *cancel_button;
   GtkButton      *import_button;
@@ -23,8 +25,6 @@ struct _LodeImportDialog
 
   char           *source;
   char           *project;
-  GCancellable   *cancellable;
-  gboolean        close_after;
 };
 
 enum {
@@ -34,7 +34,7 @@ enum {
 
 static guint signals[N_SIGNALS];
 
-G_DEFINE_FINAL_TYPE (LodeImportDialog, lode_import_dialog, GTK_TYPE_WINDOW)
+G_DEFINE_FINAL_TYPE (LodeImportDialog, lode_import_dialog, LODE_TYPE_JOB_DIALOG)
 
 typedef struct
 {
@@ -42,7 +42,7 @@ typedef struct
   char            *project;
   LodeImportMasks  masks;
   gboolean         existed;
-  GWeakRef         dialog;
+  LodeProgressRelay *relay;
   LodeImportReport report;
 } ImportJob;
 
@@ -51,46 +51,9 @@ import_job_free (ImportJob *job)
 {
   g_free (job->source);
   g_free (job->project);
-  g_weak_ref_clear (&job->dialog);
+  g_clear_pointer (&job->relay, lode_progress_relay_unref);
   lode_import_report_clear (&job->report);
   g_free (job);
-}
-
-typedef struct
-{
-  GWeakRef *dialog;
-  double    fraction;
-  char     *what;
-} Progress;
-
-static gboolean
-show_progress (gpointer data)
-{
-  Progress *p = data;
-  g_autoptr(LodeImportDialog) self = g_weak_ref_get (p->dialog);
-
-  if (self != NULL && self->cancellable != NULL)
-    {
-      gtk_progress_bar_set_fraction (self->progress_bar, p->fraction);
-      if (p->what != NULL)
-        gtk_progress_bar_set_text (self->progress_bar, p->what);
-    }
-  g_free (p->what);
-  g_free (p);
-  return G_SOURCE_REMOVE;
-}
-
-/* Called in the worker thread. */
-static void
-on_progress (double fraction, const char *what, gpointer data)
-{
-  ImportJob *job = data;
-  Progress *p = g_new0 (Progress, 1);
-
-  p->dialog = &job->dialog;  /* the job outlives every idle it queues */
-  p->fraction = fraction;
-  p->what = g_strdup (what);
-  g_main_context_invoke (NULL, show_progress, p);
 }
 
 static void
@@ -121,10 +84,10 @@ import_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
       options.masks = job->masks;
       if (lode_import_is_smallminesds (job->source))
         ok = lode_import_smallminesds (store, job->source, &options, &job->report,
-                                       on_progress, job, cancellable, &error);
+                                       lode_progress_relay_report, job->relay, cancellable, &error);
       else
         ok = lode_import_folder (store, job->source, &options, &job->report,
-                                 on_progress, job, cancellable, &error);
+                                 lode_progress_relay_report, job->relay, cancellable, &error);
       lode_store_close (store);
     }
   if (!ok)
@@ -138,20 +101,9 @@ import_thread (GTask *task, gpointer source, gpointer task_data, GCancellable *c
 }
 
 static void
-show_error (GtkWindow *parent, const char *primary, const char *secondary)
-{
-  GtkWidget *dialog = gtk_message_dialog_new (parent, GTK_DIALOG_MODAL | GTK_DIALOG_DESTROY_WITH_PARENT,
-                                              GTK_MESSAGE_ERROR, GTK_BUTTONS_CLOSE, "%s", primary);
-
-  gtk_message_dialog_format_secondary_text (GTK_MESSAGE_DIALOG (dialog), "%s", secondary);
-  g_signal_connect (dialog, "response", G_CALLBACK (gtk_window_destroy), NULL);
-  gtk_window_present (GTK_WINDOW (dialog));
-}
-
-static void
 update_sensitivity (LodeImportDialog *self)
 {
-  gboolean running = self->cancellable != NULL;
+  gboolean running = lode_job_dialog_is_running (LODE_JOB_DIALOG (self));
 
   gtk_widget_set_sensitive (GTK_WIDGET (self->import_button),
                             !running && self->source != NULL && self->project != NULL);
@@ -168,7 +120,8 @@ on_import_done (GObject *source, GAsyncResult *result, gpointer data)
   g_autoptr(GError) error = NULL;
   g_autofree char *summary = NULL;
 
-  g_clear_object (&self->cancellable);
+  gboolean close_after = lode_job_dialog_end (LODE_JOB_DIALOG (self));
+
   update_sensitivity (self);
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
@@ -179,10 +132,10 @@ on_import_done (GObject *source, GAsyncResult *result, gpointer data)
         {
           g_autofree char *primary = g_strdup_printf (_("“%s” cannot be imported"), job->source);
           gtk_label_set_label (self->summary_label, error->message);
-          if (!self->close_after)
-            show_error (GTK_WINDOW (self), primary, error->message);
+          if (!close_after)
+            lode_error_dialog_show (GTK_WINDOW (self), primary, error->message);
         }
-      if (self->close_after)
+      if (close_after)
         gtk_window_destroy (GTK_WINDOW (self));
       return;
     }
@@ -199,20 +152,21 @@ gboolean
 lode_import_dialog_start (LodeImportDialog *self)
 {
   g_autoptr(GTask) task = NULL;
+  GCancellable *cancellable;
   ImportJob *job;
 
   g_return_val_if_fail (LODE_IS_IMPORT_DIALOG (self), FALSE);
-  if (self->cancellable != NULL || self->source == NULL || self->project == NULL)
+  if (lode_job_dialog_is_running (LODE_JOB_DIALOG (self)) || self->source == NULL || self->project == NULL)
     return FALSE;
 
-  self->cancellable = g_cancellable_new ();
+  cancellable = lode_job_dialog_begin (LODE_JOB_DIALOG (self));
   job = g_new0 (ImportJob, 1);
   job->source = g_strdup (self->source);
   job->project = g_strdup (self->project);
   job->masks = gtk_drop_down_get_selected (self->masks_dropdown) == 1 ? LODE_IMPORT_MASKS_COCOA
                                                                        : LODE_IMPORT_MASKS_BINARY;
   job->existed = g_file_test (job->project, G_FILE_TEST_EXISTS);
-  g_weak_ref_init (&job->dialog, self);
+  job->relay = lode_progress_relay_new (self->progress_bar);
   lode_import_report_init (&job->report);
 
   gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), TRUE);
@@ -221,26 +175,11 @@ lode_import_dialog_start (LodeImportDialog *self)
   gtk_label_set_label (self->summary_label, "");
   update_sensitivity (self);
 
-  task = g_task_new (self, self->cancellable, on_import_done, NULL);
+  task = g_task_new (self, cancellable, on_import_done, NULL);
   g_task_set_source_tag (task, lode_import_dialog_start);
   g_task_set_task_data (task, job, (GDestroyNotify) import_job_free);
   g_task_run_in_thread (task, import_thread);
   return TRUE;
-}
-
-gboolean
-lode_import_dialog_is_running (LodeImportDialog *self)
-{
-  g_return_val_if_fail (LODE_IS_IMPORT_DIALOG (self), FALSE);
-  return self->cancellable != NULL;
-}
-
-void
-lode_import_dialog_cancel (LodeImportDialog *self)
-{
-  g_return_if_fail (LODE_IS_IMPORT_DIALOG (self));
-  if (self->cancellable != NULL)
-    g_cancellable_cancel (self->cancellable);
 }
 
 static void
@@ -284,7 +223,7 @@ on_chooser_response (GtkNativeDialog *chooser, int response, LodeImportDialog *s
       g_autofree char *path = g_file_get_path (file);
 
       if (path == NULL)
-        show_error (GTK_WINDOW (self), _("Only folders and files on a local disk can be used"),
+        lode_error_dialog_show (GTK_WINDOW (self), _("Only folders and files on a local disk can be used"),
                     g_file_peek_path (file) ? g_file_peek_path (file) : "");
       else if (gtk_file_chooser_get_action (GTK_FILE_CHOOSER (chooser)) == GTK_FILE_CHOOSER_ACTION_SELECT_FOLDER)
         lode_import_dialog_set_source (self, path);
@@ -324,25 +263,9 @@ on_import_clicked (GtkButton *button, LodeImportDialog *self)
 }
 
 static void
-on_cancel_clicked (GtkButton *button, LodeImportDialog *self)
+on_cancel_clicked (GtkButton *button, LodeJobDialog *self)
 {
-  if (self->cancellable != NULL)
-    lode_import_dialog_cancel (self);
-  else
-    gtk_window_destroy (GTK_WINDOW (self));
-}
-
-static gboolean
-lode_import_dialog_close_request (GtkWindow *window)
-{
-  LodeImportDialog *self = LODE_IMPORT_DIALOG (window);
-
-  if (self->cancellable == NULL)
-    return FALSE;
-  /* Stop the worker first; the window closes when it has. */
-  self->close_after = TRUE;
-  g_cancellable_cancel (self->cancellable);
-  return TRUE;
+  lode_job_dialog_cancel_or_close (self);
 }
 
 static void
@@ -350,8 +273,6 @@ lode_import_dialog_dispose (GObject *object)
 {
   LodeImportDialog *self = LODE_IMPORT_DIALOG (object);
 
-  if (self->cancellable != NULL)
-    g_cancellable_cancel (self->cancellable);
   gtk_widget_dispose_template (GTK_WIDGET (self), LODE_TYPE_IMPORT_DIALOG);
   G_OBJECT_CLASS (lode_import_dialog_parent_class)->dispose (object);
 }
@@ -363,7 +284,6 @@ lode_import_dialog_finalize (GObject *object)
 
   g_free (self->source);
   g_free (self->project);
-  g_clear_object (&self->cancellable);
   G_OBJECT_CLASS (lode_import_dialog_parent_class)->finalize (object);
 }
 
@@ -372,11 +292,9 @@ lode_import_dialog_class_init (LodeImportDialogClass *klass)
 {
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
-  GtkWindowClass *window_class = GTK_WINDOW_CLASS (klass);
 
   object_class->dispose = lode_import_dialog_dispose;
   object_class->finalize = lode_import_dialog_finalize;
-  window_class->close_request = lode_import_dialog_close_request;
 
   signals[SIGNAL_IMPORTED] =
     g_signal_new ("imported", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
@@ -394,7 +312,6 @@ lode_import_dialog_class_init (LodeImportDialogClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, on_project_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_import_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_cancel_clicked);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "window.close", NULL);
 }
 
 static void

@@ -7,10 +7,12 @@
 
 #include <gtk/gtk.h>
 
+#include "lode-job-dialog.h"
+
 G_BEGIN_DECLS
 
 #define LODE_TYPE_IMPORT_DIALOG (lode_import_dialog_get_type ())
-G_DECLARE_FINAL_TYPE (LodeImportDialog, lode_import_dialog, LODE, IMPORT_DIALOG, GtkWindow)
+G_DECLARE_FINAL_TYPE (LodeImportDialog, lode_import_dialog, LODE, IMPORT_DIALOG, LodeJobDialog)
 
 GtkWidget *lode_import_dialog_new         (GtkWindow        *parent);
 void       lode_import_dialog_set_source  (LodeImportDialog *self,
@@ -19,7 +21,5 @@ void       lode_import_dialog_set_project (LodeImportDialog *self,
                                            const char       *path);
 /* Starts the import with the chosen folder and file (the Import button). */
 gboolean   lode_import_dialog_start       (LodeImportDialog *self);
-gboolean   lode_import_dialog_is_running  (LodeImportDialog *self);
-void       lode_import_dialog_cancel      (LodeImportDialog *self);
 
 G_END_DECLS

@@ -527,6 +527,20 @@ lode_patch_browser_move (LodePatchBrowser *self, int step)
   return lode_patch_browser_select_position (self, pos);
 }
 
+gint64
+lode_patch_browser_get_neighbour (LodePatchBrowser *self, int step)
+{
+  g_autoptr(LodePatchItem) item = NULL;
+  guint pos;
+
+  g_return_val_if_fail (LODE_IS_PATCH_BROWSER (self), 0);
+  pos = target_position (self, step);
+  if (pos == GTK_INVALID_LIST_POSITION)
+    return 0;
+  item = g_list_model_get_item (G_LIST_MODEL (self->selection), pos);
+  return item ? lode_patch_item_get_id (item) : 0;
+}
+
 LodePatchItem *
 lode_patch_browser_find (LodePatchBrowser *self, gint64 patch_id)
 {

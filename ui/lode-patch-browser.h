@@ -41,6 +41,9 @@ gboolean       lode_patch_browser_move           (LodePatchBrowser *self,
                                                   int               step);
 gboolean       lode_patch_browser_can_move       (LodePatchBrowser *self,
                                                   int               step);
+/* The id of the patch step places away among the shown ones; 0 when none. */
+gint64         lode_patch_browser_get_neighbour  (LodePatchBrowser *self,
+                                                  int               step);
 LodePatchItem *lode_patch_browser_find           (LodePatchBrowser *self,
                                                   gint64            patch_id);
 void           lode_patch_browser_set_state      (LodePatchBrowser *self,

@@ -1,4 +1,4 @@
-/* lode predict: a trained U-Net's mask for one patch. */
+/* lode predict: a trained U-Net's or Prithvi segmenter's mask for one patch. */
 #define G_LOG_DOMAIN "lode"
 
 #include "config.h"
@@ -6,9 +6,11 @@
 #include <glib/gi18n.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lode-commands.h"
+#include "lode-prithvi.h"
 #include "lode-raster.h"
 #include "lode-train.h"
 
@@ -63,27 +65,73 @@ predict (LodeUnet              *net,
   return mask;
 }
 
+/* The Prithvi segmenter's classes (255 where the image has no data). */
+static guint8 *
+predict_prithvi (LodePrithviModel *model, const LodeRaster *r, GError **error)
+{
+  gsize hw = (gsize) r->width * r->height;
+  g_autofree float *raw = g_new (float, r->n_bands * hw);
+  guint8 *mask = g_new (guint8, hw);
+
+  for (int b = 0; b < r->n_bands; b++)
+    {
+      const float *src = lode_raster_band (r, b);
+
+      for (gsize q = 0; q < hw; q++)
+        raw[b * hw + q] = r->valid[q] ? src[q] : NAN;
+    }
+  if (!lode_prithvi_model_predict (model, raw, 1, r->n_bands, r->height, r->width, NULL, NULL, mask, NULL, error))
+    {
+      g_prefix_error (error, "“%s”: ", r->path);
+      g_free (mask);
+      return NULL;
+    }
+  for (gsize q = 0; q < hw; q++)
+    if (!r->valid[q])
+      mask[q] = 255;
+  return mask;
+}
+
+/* TRUE when path is a checkpoint of lode train unet. */
+static gboolean
+is_unet_checkpoint (const char *path)
+{
+  char head[8] = { 0 };
+  FILE *f = fopen (path, "rb");
+  gboolean yes;
+
+  if (f == NULL)
+    return TRUE;   /* let the U-Net loader say what is wrong */
+  yes = fread (head, 1, sizeof head, f) == sizeof head && memcmp (head, "LODEUNET", 8) == 0;
+  fclose (f);
+  return yes;
+}
+
 int
 lode_cmd_predict (int argc, char **argv)
 {
-  g_autofree char *model = NULL, *image = NULL, *out = NULL;
+  g_autofree char *model = NULL, *image = NULL, *out = NULL, *encoder = NULL;
   g_autoptr(GError) error = NULL;
   const GOptionEntry entries[] = {
-    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, N_("Checkpoint written by lode train"), N_("FILE") },
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, N_("Checkpoint written by lode train, or a fine-tuned Prithvi (TerraTorch) checkpoint"), N_("FILE") },
+    { "encoder", 0, 0, G_OPTION_ARG_FILENAME, &encoder, N_("Prithvi encoder checkpoint (Prithvi_EO_V2_300M.pt) for a decoder written by “lode train prithvi”"), N_("FILE") },
     { "image", 'i', 0, G_OPTION_ARG_FILENAME, &image, N_("Patch to segment (GeoTIFF)"), N_("TIF") },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, N_("Mask to write (class indices, 255 where there is no data)"), N_("MASK.tif") },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (NULL);
   g_autoptr(LodeUnet) net = NULL;
+  g_autoptr(LodePrithviModel) prithvi = NULL;
   g_autoptr(LodeRaster) raster = NULL;
   g_autofree guint8 *mask = NULL;
   g_autofree gint64 *counts = NULL;
   LodeTrainConfig config;
 
   g_option_context_set_summary (context,
-    _("Segment a patch with a U-Net trained by “lode train unet” and write the\n"
-      "class of each pixel as a GeoTIFF on the patch's grid."));
+    _("Segment a patch with a U-Net trained by “lode train unet”, or a Prithvi-EO-2.0\n"
+      "segmenter (--encoder with the decoder of “lode train prithvi”, or a\n"
+      "fine-tuned TerraTorch checkpoint), and write the class of each pixel as a\n"
+      "GeoTIFF on the patch's grid."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
     return LODE_EXIT_USAGE;
@@ -92,13 +140,30 @@ lode_cmd_predict (int argc, char **argv)
       lode_cli_error ("predict", _("--model, --image and --out are needed"));
       return LODE_EXIT_USAGE;
     }
-  net = lode_train_checkpoint_load (model, &config, NULL, NULL, NULL, &error);
-  if (net == NULL || (raster = lode_raster_open (image, &error)) == NULL
-      || (mask = predict (net, &config, raster, &error)) == NULL
-      || !lode_cli_write_mask (out, raster, mask, &error))
+  if (encoder != NULL || !is_unet_checkpoint (model))
     {
-      lode_cli_error ("predict", "%s", error->message);
-      return LODE_EXIT_FAILURE;
+      prithvi = lode_prithvi_model_new_from_checkpoint (encoder ? encoder : model, encoder ? model : NULL, NULL,
+                                                        &error);
+      if (prithvi != NULL)
+        config.classes = lode_prithvi_model_get_classes (prithvi);
+      if (prithvi == NULL || (raster = lode_raster_open (image, &error)) == NULL
+          || (mask = predict_prithvi (prithvi, raster, &error)) == NULL
+          || !lode_cli_write_mask (out, raster, mask, &error))
+        {
+          lode_cli_error ("predict", "%s", error->message);
+          return LODE_EXIT_FAILURE;
+        }
+    }
+  else
+    {
+      net = lode_train_checkpoint_load (model, &config, NULL, NULL, NULL, &error);
+      if (net == NULL || (raster = lode_raster_open (image, &error)) == NULL
+          || (mask = predict (net, &config, raster, &error)) == NULL
+          || !lode_cli_write_mask (out, raster, mask, &error))
+        {
+          lode_cli_error ("predict", "%s", error->message);
+          return LODE_EXIT_FAILURE;
+        }
     }
   counts = g_new0 (gint64, config.classes);
   for (gsize q = 0; q < (gsize) raster->width * raster->height; q++)

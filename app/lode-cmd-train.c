@@ -1,4 +1,6 @@
 /* lode train unet: trains a U-Net on a folder in the SmallMinesDS layout.
+ * lode train prithvi: trains the UperNet decoder of a Prithvi-EO-2.0
+ * segmenter (the encoder frozen, as published) on the same data.
  *
  * Joins annotate/ (the patches and masks are read through GDAL with
  * lode-raster) and model/ (lode-train's job, fed by callbacks). */
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "lode-commands.h"
+#include "lode-prithvi.h"
 #include "lode-raster.h"
 #include "lode-train.h"
 
@@ -294,7 +297,7 @@ lode_cmd_train (int argc, char **argv)
   g_autofree char *year = NULL, *weights = NULL, *class_weights = NULL, *device = NULL;
   int epochs = 10, batch = 4, classes = 2;
   gint64 steps = 0, seed = 0;
-  double lr = 1e-4, wd = 0.05, dice = 0.0;
+  double lr = NAN, wd = 0.05, dice = 0.0;
   gboolean frozen = FALSE, no_augment = FALSE, resume = FALSE, quiet = FALSE;
   g_auto(GStrv) rest = NULL;
   g_autoptr(GError) error = NULL;
@@ -302,7 +305,7 @@ lode_cmd_train (int argc, char **argv)
     { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data_dir, N_("Folder in the SmallMinesDS layout"), N_("DIR") },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, N_("Checkpoint to write (default unet.lode-unet)"), N_("FILE") },
     { "encoder", 0, 0, G_OPTION_ARG_STRING, &encoder, N_("resnet18, resnet34 or resnet50 (default)"), N_("NAME") },
-    { "weights", 0, 0, G_OPTION_ARG_FILENAME, &weights, N_("Start from a torchvision/timm ResNet or smp U-Net checkpoint (.pt, .safetensors)"), N_("FILE") },
+    { "weights", 0, 0, G_OPTION_ARG_FILENAME, &weights, N_("Start from a torchvision/timm ResNet or smp U-Net checkpoint (.pt, .safetensors); for prithvi, the encoder (Prithvi_EO_V2_300M.pt, Prithvi_EO_V2_600M.pt)"), N_("FILE") },
     { "bands", 0, 0, G_OPTION_ARG_STRING, &bands, N_("Input bands: 6 (default: B, G, R, B8A, B11, B12), 13 or rgb"), N_("SET") },
     { "year", 0, 0, G_OPTION_ARG_STRING, &year, N_("2016, 2022 or all (default)"), N_("YEAR") },
     { "classes", 0, 0, G_OPTION_ARG_INT, &classes, N_("Classes in the masks (default 2)"), N_("N") },
@@ -311,7 +314,7 @@ lode_cmd_train (int argc, char **argv)
     { "epochs", 'e', 0, G_OPTION_ARG_INT, &epochs, N_("Epochs (default 10)"), N_("N") },
     { "steps", 0, 0, G_OPTION_ARG_INT64, &steps, N_("Stop after N steps in all"), N_("N") },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, N_("Batch size (default 4)"), N_("N") },
-    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, N_("Learning rate (default 1e-4)"), N_("RATE") },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, N_("Learning rate (default 1e-4; 1e-3 for prithvi)"), N_("RATE") },
     { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, N_("AdamW weight decay (default 0.05)"), N_("W") },
     { "frozen-encoder", 0, 0, G_OPTION_ARG_NONE, &frozen, N_("Train the decoder and head only (the published recipe)"), NULL },
     { "no-augment", 0, 0, G_OPTION_ARG_NONE, &no_augment, N_("No flips or rotations"), NULL },
@@ -319,10 +322,12 @@ lode_cmd_train (int argc, char **argv)
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu, cuda or auto (default)"), N_("DEVICE") },
     { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, N_("Continue from the checkpoint in --out"), NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("No progress line"), NULL },
-    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, N_("unet") },
+    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, N_("unet|prithvi") },
     { NULL }
   };
-  g_autoptr(GOptionContext) context = g_option_context_new (_("unet"));
+  g_autoptr(GOptionContext) context = g_option_context_new (_("unet|prithvi"));
+  g_autoptr(LodePrithviModel) prithvi = NULL;
+  gboolean is_prithvi;
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
   g_autoptr(LodeTrainJob) job = NULL;
   LodeTrainConfig config;
@@ -338,15 +343,29 @@ lode_cmd_train (int argc, char **argv)
     _("Train a U-Net with a ResNet encoder on the patches and masks of a folder in\n"
       "the SmallMinesDS layout (the official split files when present, else one\n"
       "patch in five for validation). Validation metrics are printed after each\n"
-      "epoch; the checkpoint is saved then, and when the run is interrupted."));
+      "epoch; the checkpoint is saved then, and when the run is interrupted.\n"
+      "“prithvi” trains the UperNet decoder of Prithvi-EO-2.0 instead, the encoder\n"
+      "given by --weights and frozen (the published recipe: cross-entropy, lr\n"
+      "1e-3, weight decay 0.05, flips); the decoder is saved as safetensors."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
     return LODE_EXIT_USAGE;
-  if (rest == NULL || g_strv_length (rest) != 1 || !g_str_equal (rest[0], "unet"))
+  if (rest == NULL || g_strv_length (rest) != 1 || (!g_str_equal (rest[0], "unet") && !g_str_equal (rest[0], "prithvi")))
     {
-      lode_cli_error ("train", _("expected the model to train: unet"));
+      lode_cli_error ("train", _("expected the model to train: unet or prithvi"));
       return LODE_EXIT_USAGE;
     }
+  is_prithvi = g_str_equal (rest[0], "prithvi");
+  if (is_prithvi && (weights == NULL || encoder != NULL || resume || class_weights != NULL || dice != 0.0
+                     || (device != NULL && g_str_equal (device, "cuda"))
+                     || (bands != NULL && !g_str_equal (bands, "6") && !g_str_equal (bands, "13"))))
+    {
+      lode_cli_error ("train", _("prithvi needs --weights (the encoder checkpoint) and takes neither --encoder, "
+                                 "--resume, --class-weights, --dice nor --device cuda; --bands 6 or 13"));
+      return LODE_EXIT_USAGE;
+    }
+  if (isnan (lr))
+    lr = is_prithvi ? 1e-3 : 1e-4;
   if (data_dir == NULL)
     {
       lode_cli_error ("train", _("--data DIR is needed"));
@@ -390,7 +409,7 @@ lode_cmd_train (int argc, char **argv)
   config.batch_size = batch;
   config.lr = (float) lr;
   config.weight_decay = (float) wd;
-  config.frozen_encoder = frozen;
+  config.frozen_encoder = frozen || is_prithvi;
   config.augment = !no_augment;
   config.seed = (guint64) seed;
   g_strlcpy (config.device, device ? device : "auto", sizeof config.device);
@@ -411,7 +430,41 @@ lode_cmd_train (int argc, char **argv)
   }
   source = (LodeTrainSource) { data.size, data.size, data_count, data_get, &data };
   if (out == NULL)
-    out = g_strdup ("unet.lode-unet");
+    out = g_strdup (is_prithvi ? "prithvi-decoder.safetensors" : "unet.lode-unet");
+  if (is_prithvi)
+    {
+      prithvi = lode_prithvi_model_new_with_decoder (weights, config.classes, 0, config.seed, NULL, &error);
+      if (prithvi == NULL)
+        goto fail;
+      g_print (_("Training the UperNet decoder of Prithvi-EO-2.0 %s on %u patches, validating on %u "
+                 "(%d × %d, %d bands, %d classes)\n"),
+               lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (prithvi))->size_name,
+               data.split[0]->len, data.split[1]->len, data.size, data.size, config.bands, config.classes);
+      if (data.split[1]->len > 0)
+        {
+          if (!lode_prithvi_model_evaluate (prithvi, &config, &source, LODE_TRAIN_SPLIT_VALIDATION, &start, NULL,
+                                            &error))
+            goto fail;
+          print_metrics (0, NAN, &start);
+        }
+      run.cancellable = cancellable;
+      run.quiet = quiet;
+      signal (SIGINT, on_sigint);
+      if (!lode_prithvi_model_train (prithvi, &config, &source, out, on_progress, &run, cancellable, &error))
+        {
+          if (!quiet)
+            g_printerr ("\n");
+          if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+            goto fail;
+          g_print (_("Stopped; “%s” holds the decoder of the last step\n"), out);
+          goto done;
+        }
+      if (!quiet)
+        g_printerr ("\n");
+      g_print (_("Wrote “%s”\n"), out);
+      status = LODE_EXIT_OK;
+      goto done;
+    }
   job = lode_train_job_new (&config, &source, out, resume, weights, &error);
   if (job == NULL)
     goto fail;

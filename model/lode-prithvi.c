@@ -2,10 +2,8 @@
 
 #include "config.h"
 
-#include <errno.h>
 #include <math.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <gio/gio.h>
 #include <glib/gi18n.h>
@@ -1166,8 +1164,6 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
   g_autoptr(GString) header = g_string_new ("{");
   g_autoptr(GByteArray) file = g_byte_array_new ();
   guint64 offset = 0, header_len;
-  g_autofree char *tmp = NULL;
-  int fd;
 
   g_return_val_if_fail (self != NULL && path != NULL, FALSE);
   d = self->decoder;
@@ -1212,29 +1208,10 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
         }
     }
 
-  tmp = g_strconcat (path, ".XXXXXX", NULL);
-  fd = g_mkstemp (tmp);
-  if (fd < 0 || write (fd, file->data, file->len) != (gssize) file->len || fsync (fd) != 0)
+  if (!g_file_set_contents_full (path, (const char *) file->data, file->len,
+                                 G_FILE_SET_CONTENTS_CONSISTENT | G_FILE_SET_CONTENTS_DURABLE, 0666, error))
     {
-      int saved = errno;
-
-      if (fd >= 0)
-        {
-          close (fd);
-          g_unlink (tmp);
-        }
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
-                   _("Cannot write the decoder to “%s”: %s"), path, g_strerror (saved));
-      return FALSE;
-    }
-  close (fd);
-  if (g_rename (tmp, path) != 0)
-    {
-      int saved = errno;
-
-      g_unlink (tmp);
-      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (saved),
-                   _("Cannot write the decoder to “%s”: %s"), path, g_strerror (saved));
+      g_prefix_error (error, _("Cannot write the decoder to “%s”: "), path);
       return FALSE;
     }
   return TRUE;
@@ -1350,4 +1327,169 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
   for (int i = 0; i < 4; i++)
     g_free (maps[i]);
   return ok;
+}
+
+/* ---- the training job ---------------------------------------------------- */
+
+static gboolean
+check_source (LodePrithviModel *self, const LodeTrainConfig *config, const LodeTrainSource *source, GError **error)
+{
+  if (config->bands != LODE_PRITHVI_N_BANDS && config->bands != 13)
+    {
+      g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG,
+                   _("Prithvi reads 6 bands (B, G, R, B8A, B11, B12) or the 13 SmallMinesDS bands, not %d"),
+                   config->bands);
+      return FALSE;
+    }
+  if (config->classes != lode_prithvi_model_get_classes (self))
+    {
+      g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG,
+                   _("The decoder has %d classes, the training %d"), lode_prithvi_model_get_classes (self),
+                   config->classes);
+      return FALSE;
+    }
+  if (source->height < 2 || source->width < 2)
+    {
+      g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_DATA, _("The patches are empty"));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+lode_prithvi_model_evaluate (LodePrithviModel *self, const LodeTrainConfig *config, const LodeTrainSource *source,
+                             LodeTrainSplit split, LodeTrainMetrics *metrics, GCancellable *cancellable,
+                             GError **error)
+{
+  int h, w, k, n, bands;
+  gsize plane;
+  g_autofree gint64 *cm = NULL;
+  g_autofree float *images = NULL;
+  g_autofree guint8 *truth = NULL, *pred = NULL;
+
+  g_return_val_if_fail (self != NULL && config != NULL && source != NULL && metrics != NULL, FALSE);
+  if (!check_source (self, config, source, error))
+    return FALSE;
+  h = source->height, w = source->width, k = config->classes, bands = config->bands;
+  plane = (gsize) h * w;
+  n = source->count (split, source->user_data);
+  cm = g_new0 (gint64, (gsize) k * k);
+  images = g_new (float, (gsize) PREDICT_CHUNK * bands * plane);
+  truth = g_new (guint8, (gsize) PREDICT_CHUNK * plane);
+  pred = g_new (guint8, (gsize) PREDICT_CHUNK * plane);
+  for (int start = 0; start < n; start += PREDICT_CHUNK)
+    {
+      int m = MIN (PREDICT_CHUNK, n - start);
+
+      for (int i = 0; i < m; i++)
+        if (!source->get (split, start + i, images + (gsize) i * bands * plane, truth + (gsize) i * plane,
+                          source->user_data, error))
+          return FALSE;
+      if (!lode_prithvi_model_predict (self, images, m, bands, h, w, NULL, NULL, pred, cancellable, error))
+        return FALSE;
+      for (gsize q = 0; q < (gsize) m * plane; q++)
+        if (truth[q] < k && truth[q] != config->ignore_index)
+          cm[truth[q] * k + pred[q]]++;
+    }
+  lode_train_metrics_from_confusion (metrics, cm, k);
+  return TRUE;
+}
+
+gboolean
+lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config, const LodeTrainSource *source,
+                          const char *checkpoint_path, LodeTrainProgressFunc progress, gpointer user_data,
+                          GCancellable *cancellable, GError **error)
+{
+  LodePrithviTrainOptions options;
+  int h, w, bands, n_train, batch, steps_per_epoch;
+  gint64 total, step = 0;
+  gsize plane;
+  g_autofree guint *order = NULL;
+  g_autofree float *images = NULL;
+  g_autofree guint8 *masks = NULL;
+  gint64 started = g_get_monotonic_time ();
+
+  g_return_val_if_fail (self != NULL && config != NULL && source != NULL, FALSE);
+  if (!check_source (self, config, source, error))
+    return FALSE;
+  h = source->height, w = source->width, bands = config->bands, batch = config->batch_size;
+  plane = (gsize) h * w;
+  n_train = source->count (LODE_TRAIN_SPLIT_TRAIN, source->user_data);
+  if (batch < 2 || n_train < batch)
+    {
+      g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG,
+                   _("Training the decoder needs batches of at least 2 patches and as many training patches "
+                     "(batch %d, %d patches)"), batch, n_train);
+      return FALSE;
+    }
+  steps_per_epoch = n_train / batch;
+  total = (gint64) steps_per_epoch * config->epochs;
+  if (config->max_steps > 0)
+    total = MIN (total, config->max_steps);
+
+  lode_prithvi_train_options_init (&options);
+  options.lr = config->lr;
+  options.weight_decay = config->weight_decay;
+  options.flips = config->augment;
+  options.ignore_index = config->ignore_index;
+  options.seed = config->seed;
+  order = g_new (guint, n_train);
+  images = g_new (float, (gsize) batch * bands * plane);
+  masks = g_new (guint8, (gsize) batch * plane);
+
+  for (int epoch = 1; step < total; epoch++)
+    {
+      guint32 seeds[2] = { (guint32) config->seed, (guint32) epoch };
+      g_autoptr(GRand) rng = g_rand_new_with_seed_array (seeds, 2);
+      LodeTrainProgress p = { 0 };
+      LodeTrainMetrics metrics;
+      double loss = 0.0;
+
+      for (int i = 0; i < n_train; i++)
+        order[i] = (guint) i;
+      for (int i = n_train - 1; i > 0; i--)
+        {
+          int j = g_rand_int_range (rng, 0, i + 1);
+          guint t = order[i];
+
+          order[i] = order[j], order[j] = t;
+        }
+      for (int s = 0; s < steps_per_epoch && step < total; s++, step++)
+        {
+          if (g_cancellable_is_cancelled (cancellable))
+            {
+              if (checkpoint_path != NULL && !lode_prithvi_model_save_decoder (self, checkpoint_path, error))
+                return FALSE;
+              return !g_cancellable_set_error_if_cancelled (cancellable, error);
+            }
+          for (int b = 0; b < batch; b++)
+            if (!source->get (LODE_TRAIN_SPLIT_TRAIN, (int) order[s * batch + b], images + (gsize) b * bands * plane,
+                              masks + (gsize) b * plane, source->user_data, error))
+              return FALSE;
+          if (!lode_prithvi_model_train_step (self, &options, images, masks, batch, bands, h, w, step, &loss, error))
+            return FALSE;
+          if (progress != NULL)
+            {
+              double elapsed = (g_get_monotonic_time () - started) / 1e6;
+
+              p = (LodeTrainProgress) { step + 1, total, epoch, config->epochs, loss,
+                                        elapsed / (step + 1) * (total - step - 1), NULL };
+              progress (&p, user_data);
+            }
+        }
+      if (source->count (LODE_TRAIN_SPLIT_VALIDATION, source->user_data) > 0)
+        {
+          if (!lode_prithvi_model_evaluate (self, config, source, LODE_TRAIN_SPLIT_VALIDATION, &metrics,
+                                            cancellable, error))
+            return FALSE;
+          if (progress != NULL)
+            {
+              p.metrics = &metrics;
+              progress (&p, user_data);
+            }
+        }
+      if (checkpoint_path != NULL && !lode_prithvi_model_save_decoder (self, checkpoint_path, error))
+        return FALSE;
+    }
+  return TRUE;
 }

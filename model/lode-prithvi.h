@@ -48,6 +48,7 @@
 #include <gio/gio.h>
 
 #include "lode-checkpoint.h"
+#include "lode-train.h"
 #include "lode-upernet.h"
 
 G_BEGIN_DECLS
@@ -262,6 +263,33 @@ gboolean lode_prithvi_model_train_step (LodePrithviModel              *self,
                                         gint64                         step,
                                         double                        *loss,
                                         GError                       **error);
+
+/* The decoder trained on source as lode-train's job trains a U-Net, with
+ * its configuration and sample source: config->batch_size (at least 2),
+ * epochs, max_steps, lr, weight_decay, augment (flips), seed,
+ * ignore_index and classes (the decoder's) are used; the samples hold the
+ * six bands (or all 13). Batches are drawn shuffled per epoch; after each
+ * epoch the validation split is scored (progress gets the metrics) and the
+ * decoder saved to checkpoint_path (may be NULL) as by
+ * lode_prithvi_model_save_decoder. A cancelled run saves the last whole
+ * step and fails with G_IO_ERROR_CANCELLED. */
+gboolean lode_prithvi_model_train    (LodePrithviModel       *self,
+                                      const LodeTrainConfig  *config,
+                                      const LodeTrainSource  *source,
+                                      const char             *checkpoint_path,
+                                      LodeTrainProgressFunc   progress,
+                                      gpointer                user_data,
+                                      GCancellable           *cancellable,
+                                      GError                **error);
+/* Scores the model on a split of source (per-class IoU, mean IoU, micro
+ * F1, accuracy over the labelled pixels), in batches of 8. */
+gboolean lode_prithvi_model_evaluate (LodePrithviModel       *self,
+                                      const LodeTrainConfig  *config,
+                                      const LodeTrainSource  *source,
+                                      LodeTrainSplit          split,
+                                      LodeTrainMetrics       *metrics,
+                                      GCancellable           *cancellable,
+                                      GError                **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodePrithviEncoder, lode_prithvi_encoder_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodePrithviModel, lode_prithvi_model_free)

@@ -198,10 +198,10 @@ augment (float  *image,
 
 /* ---- metrics ------------------------------------------------------------ */
 
-static void
-metrics_from_confusion (LodeTrainMetrics *m,
-                        const gint64     *cm,
-                        int               c)
+void
+lode_train_metrics_from_confusion (LodeTrainMetrics *m,
+                                   const gint64     *cm,
+                                   int               c)
 {
   gint64 total = 0, diag = 0, tp = 0, fp = 0, fn = 0;
   int n_iou = 0;
@@ -307,7 +307,7 @@ lode_train_evaluate (LodeUnet              *model,
             cm[t * c + best]++;
           }
     }
-  metrics_from_confusion (metrics, cm, c);
+  lode_train_metrics_from_confusion (metrics, cm, c);
   return TRUE;
 }
 

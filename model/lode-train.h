@@ -152,6 +152,12 @@ gboolean      lode_train_evaluate       (LodeUnet               *model,
                                          GCancellable           *cancellable,
                                          GError                **error);
 
+/* The metrics of a confusion matrix cm[truth * c + predicted] of c
+ * classes (shared with the other segmenters' training). */
+void          lode_train_metrics_from_confusion (LodeTrainMetrics *metrics,
+                                                 const gint64     *cm,
+                                                 int               c);
+
 /* image [bands, h, w] in place: (x - mean) / std per band, NaN to 0. */
 void          lode_train_normalise      (float                  *image,
                                          const LodeTrainConfig  *config,

@@ -242,11 +242,53 @@ test_train_demo (void)
   lode_test_rmtree (dir);
 }
 
+/* lode train prithvi and lode predict --encoder on a small demo set (a few
+ * steps: the command line is checked here, the learning above). */
+static void
+test_commands (void)
+{
+  g_autofree char *dir = lode_test_mkdtemp ();
+  g_autofree char *enc = g_build_filename (dir, "encoder.pt", NULL);
+  g_autofree char *dec = g_build_filename (dir, "decoder.safetensors", NULL);
+  g_autofree char *mask = g_build_filename (dir, "mask.tif", NULL);
+  g_autofree char *image = g_build_filename (dir, "SmallMinesDS", "2022", "IMAGE", "IMG_GH_0002_2022.tif", NULL);
+  g_autofree char *out = NULL, *err = NULL;
+  const char *demo[] = { "demo", dir, "--tiles", "4", "--size", "64", NULL };
+  const char *train[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--out", dec, "--batch", "2",
+                          "--steps", "2", "--quiet", NULL };
+  const char *predict[] = { "predict", "--encoder", enc, "--model", dec, "--image", image, "--out", mask, NULL };
+  const char *no_weights[] = { "train", "prithvi", "--data", dir, NULL };
+  g_autoptr(LodeRaster) written = NULL;
+  g_autoptr(GError) error = NULL;
+
+  {
+    g_autoptr(GPtrArray) layout = lode_test_prithvi_layout ("prithvi_reduced.layout.tsv");
+
+    lode_test_prithvi_write_ckpt (enc, layout, "", LODE_TEST_WRAP_NONE, is_encoder);
+  }
+  g_assert_cmpint (lode_test_run_lode (demo, &out, NULL), ==, 0);
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (lode_test_run_lode (train, &out, &err), ==, 0);
+  g_assert_nonnull (strstr (out, "Prithvi-EO-2.0"));
+  g_assert_nonnull (strstr (out, "mining IoU"));
+  g_assert_true (g_file_test (dec, G_FILE_TEST_IS_REGULAR));
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (lode_test_run_lode (predict, &out, NULL), ==, 0);
+  written = lode_raster_open (mask, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (written->width, ==, 64);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (lode_test_run_lode (no_weights, NULL, &err), ==, 2);
+  g_assert_nonnull (strstr (err, "--weights"));
+  lode_test_rmtree (dir);
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   openblas_set_num_threads (1);
   g_test_add_func ("/prithvi-train/demo", test_train_demo);
+  g_test_add_func ("/prithvi-train/commands", test_commands);
   return g_test_run ();
 }

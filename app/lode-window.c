@@ -10,6 +10,7 @@
 #include "lode-compare-view.h"
 #include "lode-composite.h"
 #include "lode-document.h"
+#include "lode-encode-dialog.h"
 #include "lode-error-dialog.h"
 #include "lode-export-dialog.h"
 #include "lode-import-dialog.h"
@@ -393,6 +394,7 @@ update_actions (LodeWindow *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.undo", active != NULL && lode_document_can_undo (active));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.redo", active != NULL && lode_document_can_redo (active));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.export", self->store != NULL);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.encode-project", self->store != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.accept", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.reject", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.send-back", has_doc);
@@ -695,10 +697,14 @@ sam2_read_settings (LodeWindow *self)
 static void
 sam2_follow_patch (LodeWindow *self)
 {
-  const char *checkpoint = lode_sam2_tool_get_checkpoint (self->sam2);
+  const char *checkpoint;
   g_autofree char *image = NULL;
   const LodePatch *patch;
   const LodeRaster *raster;
+
+  if (self->sam2 == NULL || self->sam2_bar == NULL)
+    return;
+  checkpoint = lode_sam2_tool_get_checkpoint (self->sam2);
 
   gtk_revealer_set_reveal_child (self->sam2_bar, sam2_active (self) && checkpoint != NULL);
   gtk_revealer_set_reveal_child (self->sam2_message, sam2_active (self) && checkpoint == NULL);
@@ -855,6 +861,9 @@ sam2_update_actions (LodeWindow *self)
 static void
 sam2_refresh (LodeWindow *self)
 {
+  /* Nothing to show on a window being disposed. */
+  if (self->sam2 == NULL || self->sam2_spinner == NULL)
+    return;
   for_each_canvas (self, sam2_show_on_canvas, self);
   sam2_update_candidates (self);
   sam2_update_bar (self);
@@ -886,6 +895,8 @@ on_sam2_error (LodeSam2Tool *tool, GError *error, LodeWindow *self)
 static void
 on_sam2_settings_changed (GSettings *settings, const char *key, LodeWindow *self)
 {
+  if (self->sam2 == NULL)
+    return;
   sam2_read_settings (self);
   sam2_follow_patch (self);
   sam2_refresh (self);
@@ -1722,6 +1733,29 @@ action_export (GtkWidget *widget, const char *action_name, GVariant *param)
 }
 
 static void
+action_encode_project (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+  const char *checkpoint = lode_sam2_tool_get_checkpoint (self->sam2);
+  GtkWidget *dialog;
+
+  if (self->store == NULL)
+    return;
+  if (checkpoint == NULL)
+    {
+      /* Say where the checkpoint is chosen, as the tool does. */
+      gtk_revealer_set_reveal_child (self->sam2_message, TRUE);
+      return;
+    }
+  dialog = lode_encode_dialog_new (GTK_WINDOW (self), lode_store_get_path (self->store), checkpoint,
+                                   g_settings_get_int (self->settings, "sam2-input-size") == 512 ? 512 : 1024,
+                                   (guint64) MAX (g_settings_get_int (self->settings, "sam2-cache-mb"), 1) << 20,
+                                   &self->spec);
+  gtk_window_present (GTK_WINDOW (dialog));
+  lode_encode_dialog_start (LODE_ENCODE_DIALOG (dialog));
+}
+
+static void
 action_preferences (GtkWidget *widget, const char *action_name, GVariant *param)
 {
   LodeWindow *self = LODE_WINDOW (widget);
@@ -1995,6 +2029,7 @@ lode_window_class_init (LodeWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.open", NULL, action_open);
   gtk_widget_class_install_action (widget_class, "win.import", NULL, action_import);
   gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
+  gtk_widget_class_install_action (widget_class, "win.encode-project", NULL, action_encode_project);
   gtk_widget_class_install_action (widget_class, "win.preferences", NULL, action_preferences);
   gtk_widget_class_install_action (widget_class, "win.next-patch", NULL, action_move);
   gtk_widget_class_install_action (widget_class, "win.previous-patch", NULL, action_move);

@@ -18,6 +18,7 @@
 #include "lode-canvas.h"
 #include "lode-cli-progress.h"
 #include "lode-demo.h"
+#include "lode-encode-dialog.h"
 #include "lode-mask.h"
 #include "lode-preferences-dialog.h"
 #include "lode-sam2-config.h"
@@ -421,6 +422,77 @@ test_truncated_checkpoint (Fixture *f, gconstpointer data)
       gtk_window_destroy (GTK_WINDOW (l->data));
 }
 
+static LodeEncodeDialog *
+find_encode_dialog (void)
+{
+  g_autoptr(GList) windows = gtk_window_list_toplevels ();
+
+  for (GList *l = windows; l != NULL; l = l->next)
+    if (LODE_IS_ENCODE_DIALOG (l->data))
+      return l->data;
+  return NULL;
+}
+
+static gboolean
+encode_finished (gpointer data)
+{
+  return !lode_job_dialog_is_running (data) && lode_encode_dialog_get_report (data) != NULL;
+}
+
+/* Encode Project: every patch ahead of time; then the tool reads the cache. */
+static void
+test_encode_project (Fixture *f, gconstpointer data)
+{
+  LodeSam2Tool *tool = tool_of (f);
+  LodeEncodeDialog *dialog;
+  const LodeEncodeReport *r;
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.encode-project", NULL));
+  dialog = find_encode_dialog ();
+  g_assert_nonnull (dialog);
+  g_assert_true (lode_job_dialog_is_running (LODE_JOB_DIALOG (dialog)));
+  g_assert_true (lode_test_wait_for (encode_finished, dialog, 120000));
+  r = lode_encode_dialog_get_report (dialog);
+  g_assert_cmpuint (r->total, ==, 4);
+  g_assert_cmpuint (r->encoded, ==, 4);
+  g_assert_cmpuint (r->cached, ==, 0);
+  g_assert_cmpuint (r->failed, ==, 0);
+  g_test_message ("%s", lode_encode_dialog_get_summary (dialog));
+  lode_test_settle (GTK_WIDGET (dialog));
+  g_free (lode_test_screenshot (GTK_WIDGET (dialog), "screenshot-encode-project.png"));
+
+  /* Again: all from the cache. */
+  g_assert_true (lode_encode_dialog_start (dialog));
+  g_assert_true (lode_test_wait_for (encode_finished, dialog, 60000));
+  g_assert_cmpuint (lode_encode_dialog_get_report (dialog)->cached, ==, 4);
+  gtk_window_destroy (GTK_WINDOW (dialog));
+
+  /* The tool finds each patch in the cache. */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.tool", "s", "sam2"));
+  g_assert_true (lode_test_wait_for (embedding_ready, tool, 60000));
+  g_assert_true (lode_sam2_tool_get_from_cache (tool));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.next-patch", NULL));
+  g_assert_true (lode_test_wait_for (embedding_ready, tool, 60000));
+  g_assert_true (lode_sam2_tool_get_from_cache (tool));
+}
+
+/* Cancel stops between patches; what was computed stays usable. */
+static void
+test_encode_cancel (Fixture *f, gconstpointer data)
+{
+  LodeEncodeDialog *dialog;
+  const LodeEncodeReport *r;
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.encode-project", NULL));
+  dialog = find_encode_dialog ();
+  g_assert_nonnull (dialog);
+  lode_job_dialog_cancel (LODE_JOB_DIALOG (dialog));
+  g_assert_true (lode_test_wait_for (encode_finished, dialog, 60000));
+  r = lode_encode_dialog_get_report (dialog);
+  g_assert_cmpuint (r->encoded + r->cached, <, 4);
+  gtk_window_destroy (GTK_WINDOW (dialog));
+}
+
 static void
 test_preferences (void)
 {
@@ -482,6 +554,9 @@ main (int argc, char **argv)
   g_test_add_func ("/sam2-tool/preferences", test_preferences);
   g_test_add ("/sam2-tool/segment", Fixture, ckpt_path, fixture_setup, test_segment, fixture_teardown);
   g_test_add ("/sam2-tool/prompts", Fixture, ckpt_path, fixture_setup, test_prompts, fixture_teardown);
+  g_test_add ("/sam2-tool/encode-project", Fixture, ckpt_path, fixture_setup, test_encode_project,
+              fixture_teardown);
+  g_test_add ("/sam2-tool/encode-cancel", Fixture, ckpt_path, fixture_setup, test_encode_cancel, fixture_teardown);
   g_test_add ("/sam2-tool/no-checkpoint", Fixture, NULL, fixture_setup, test_no_checkpoint, fixture_teardown);
   g_test_add ("/sam2-tool/truncated-checkpoint", Fixture, NULL, fixture_setup, test_truncated_checkpoint,
               fixture_teardown);

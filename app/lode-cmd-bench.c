@@ -429,6 +429,7 @@ typedef struct
 static const BenchSubject subjects[] = {
   { "annotate", N_("Import, composites, brush strokes and their commits"), bench_annotate },
   { "sam2", N_("SAM2.1: load, encode a patch, clicks, peak memory"), lode_bench_sam2 },
+  { "train", N_("U-Net: training and inference images per second, peak memory"), lode_bench_train },
   { "ui", N_("Patch switching in the window (needs a display)"), bench_ui },
 };
 

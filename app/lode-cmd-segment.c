@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <gio/gio.h>
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
@@ -63,9 +65,9 @@ parse_box (const char *s, float box[4])
   return box[2] > box[0] && box[3] > box[1];
 }
 
-/* A one-band Byte GeoTIFF on the image's grid. */
-static gboolean
-write_mask (const char *path, const LodeRaster *r, const guint8 *mask, GError **error)
+/* A one-band Byte GeoTIFF on the image's grid (lode-commands.h). */
+gboolean
+lode_cli_write_mask (const char *path, const LodeRaster *r, const guint8 *mask, GError **error)
 {
   GDALDriverH driver = GDALGetDriverByName ("GTiff");
   char *options[] = { (char *) "COMPRESS=DEFLATE", NULL };
@@ -240,13 +242,13 @@ lode_cmd_segment (int argc, char **argv)
   lode_sam2_prediction_mask_u8 (pred, pick, mask);
   for (gsize i = 0; i < (gsize) raster->width * raster->height; i++)
     inside += mask[i];
-  if (!write_mask (out, raster, mask, &error))
+  if (!lode_cli_write_mask (out, raster, mask, &error))
     {
       lode_cli_error ("segment", "%s", error->message);
       return LODE_EXIT_FAILURE;
     }
   /* Translators: the summary line of lode segment */
-  g_print (_("%s: %" G_GSIZE_FORMAT " of %d pixels in the mask, predicted IoU %.3f, object score %.2f\n"),
+  g_print (_("%s: %zu of %d pixels in the mask, predicted IoU %.3f, object score %.2f\n"),
            out, inside, raster->width * raster->height, pred->iou[pick], pred->object_score);
   return LODE_EXIT_OK;
 }

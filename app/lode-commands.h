@@ -5,6 +5,7 @@
 
 #include <glib.h>
 
+#include "lode-raster.h"
 #include "lode-store.h"
 
 G_BEGIN_DECLS
@@ -25,6 +26,13 @@ int lode_cmd_segment (int argc, char **argv);
 int lode_cmd_encode  (int argc, char **argv);
 /* lode bench sam2: argv[0] is "sam2". */
 int lode_bench_sam2  (int argc, char **argv);
+int lode_cmd_train   (int argc, char **argv);
+int lode_cmd_predict (int argc, char **argv);
+/* Writes mask (width x height of r) as a one-band Byte GeoTIFF on r's grid. */
+gboolean lode_cli_write_mask (const char *path, const LodeRaster *r, const guint8 *mask,
+                              GError **error);
+/* lode bench train: argv[0] is "train". */
+int lode_bench_train (int argc, char **argv);
 
 /* Shared by the commands: parse options, printing a clear message on error.
  * Returns FALSE when the command should exit with LODE_EXIT_USAGE. */

@@ -521,13 +521,15 @@ open_safetensors (LodeCheckpoint *self, guint64 header_len, GError **error)
             return safetensors_bad (self, name, _("a size is not a plausible count"), error);
           entry->shape[d] = (gint64) s;
         }
-      contiguous_strides (entry);
       if (!lode_shape_numel (entry->ndim, entry->shape, MAX_ELEMENTS, &numel))
         {
           g_set_error (error, LODE_CHECKPOINT_ERROR, LODE_CHECKPOINT_ERROR_SHAPE,
                        _("The safetensors file “%s” gives “%s” an absurd shape"), self->display, name);
           return FALSE;
         }
+      /* Only once the shape is known to be bounded: the strides' products
+       * cannot overflow then. */
+      contiguous_strides (entry);
       if (json_array_get_length (offsets) != 2
           || !json_get_uint (json_array_get_element (offsets, 0), &begin)
           || !json_get_uint (json_array_get_element (offsets, 1), &end)

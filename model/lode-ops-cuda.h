@@ -51,6 +51,8 @@ void lode_ops_cuda_free        (LodeOpsCuda  *ctx);
 void lode_ops_cuda_set_tf32    (LodeOpsCuda  *ctx,
                                 int           allow);
 int  lode_ops_cuda_synchronize (LodeOpsCuda  *ctx);
+/* The context's cudaStream_t, for kernels launched elsewhere (lode-grad.cu). */
+void *lode_ops_cuda_stream     (LodeOpsCuda  *ctx);
 
 /* ---- device memory ---- */
 int  lode_ops_cuda_alloc    (void       **dev,

@@ -250,6 +250,21 @@ im2col_chunk (float               *col,
 }
 
 void
+lode_ops_im2col (float               *col,
+                 const float         *x,
+                 const LodeConvShape *s,
+                 int                  p0,
+                 int                  np)
+{
+  int ow;
+
+  g_return_if_fail (col != NULL && x != NULL);
+  g_return_if_fail (lode_conv_shape_out_size (s, NULL, &ow));
+
+  im2col_chunk (col, x, s, s->c_in / s->groups, ow, p0, np);
+}
+
+void
 lode_ops_conv2d (float               *out,
                  const float         *in,
                  const float         *weight,

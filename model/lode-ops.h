@@ -141,6 +141,18 @@ void lode_ops_conv_transpose2d (float               *out,
                                 const float         *bias,
                                 const LodeConvShape *s);
 
+/* Columns p0 .. p0+np of the im2col matrix of one image and one group of
+ * conv2d (x points at the group's first input channel):
+ * col[(ci*kh + ky)*kw + kx, j] = x[ci, oy*sh - ph + ky*dh, ox*sw - pw + kx*dw]
+ * for output pixel p0 + j = oy*ow + ox, zero outside the image; col is
+ * [c_in/groups * kh * kw, np]. The backward pass of conv2d (lode-grad.h)
+ * shares it with lode_ops_conv2d. */
+void lode_ops_im2col (float               *col,
+                      const float         *x,
+                      const LodeConvShape *s,
+                      int                  p0,
+                      int                  np);
+
 /* ---- normalisation ------------------------------------------------------ */
 
 /* torch.nn.functional.layer_norm over the last dimension: in [rows, c],

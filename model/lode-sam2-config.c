@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <glib/gi18n.h>
 #include <string.h>
 
@@ -368,8 +370,8 @@ lode_sam2_config_from_checkpoint (LodeCheckpoint *ckpt, LodeSam2Config *cfg, GEr
     }
   g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_UNKNOWN_SIZE,
                _("The image encoder matches no SAM2.1 size Lode knows (tiny, small, base_plus, large): "
-                 "embedding width %" G_GINT64_FORMAT ", blocks per stage %d, %d, %d, %d, "
-                 "background positional embedding %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT),
+                 "embedding width %" PRId64 ", blocks per stage %d, %d, %d, %d, "
+                 "background positional embedding %" PRId64 " x %" PRId64),
                patch[0], stages[0], stages[1], stages[2], stages[3], pos[2], pos[3]);
   return FALSE;
 }

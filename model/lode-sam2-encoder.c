@@ -16,6 +16,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <cblas.h>
 #include <glib/gi18n.h>
 #include <math.h>
@@ -854,7 +856,7 @@ lode_sam2_encoder_new (LodeCheckpoint *ckpt, const LodeSam2Config *cfg, GError *
   if (self->weights == NULL)
     {
       g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
-                   _("Not enough memory for the SAM2 image encoder's weights (%" G_GSIZE_FORMAT " MiB)"),
+                   _("Not enough memory for the SAM2 image encoder's weights (%zu MiB)"),
                    total * sizeof (float) >> 20);
       return NULL;
     }
@@ -932,7 +934,7 @@ lode_sam2_encoder_new (LodeCheckpoint *ckpt, const LodeSam2Config *cfg, GError *
   if (self->work == NULL)
     {
       g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
-                   _("Not enough memory for the SAM2 image encoder's work buffers (%" G_GSIZE_FORMAT " MiB)"),
+                   _("Not enough memory for the SAM2 image encoder's work buffers (%zu MiB)"),
                    self->n_work * sizeof (float) >> 20);
       return NULL;
     }

@@ -126,6 +126,26 @@ test_encode_usage (void)
   g_assert_nonnull (strstr (err, "project.lode"));
 }
 
+/* A French user gets French messages (the catalogue built in po/). */
+static void
+test_french (void)
+{
+  g_autofree char *out = NULL;
+  g_autofree char *err = NULL;
+  const char *help[] = { "--help", NULL };
+  const char *missing[] = { "import", "/nonexistent-folder", "/tmp/never-made.lode", NULL };
+
+  g_setenv ("LANGUAGE", "fr", TRUE);
+  g_setenv ("LC_ALL", "C.UTF-8", TRUE);
+  g_assert_cmpint (lode_test_run_lode (help, &out, NULL), ==, 0);
+  g_assert_nonnull (strstr (out, "Utilisation"));
+  g_assert_nonnull (strstr (out, "Commandes"));
+  g_assert_cmpint (lode_test_run_lode (missing, NULL, &err), ==, 1);
+  g_assert_nonnull (strstr (err, "n’existe pas"));
+  g_unsetenv ("LANGUAGE");
+  g_unsetenv ("LC_ALL");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -139,5 +159,6 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/demo-unwritable", test_demo_unwritable);
   g_test_add_func ("/cli/demo-usage", test_demo_usage);
   g_test_add_func ("/cli/encode-usage", test_encode_usage);
+  g_test_add_func ("/cli/french", test_french);
   return g_test_run ();
 }

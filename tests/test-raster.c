@@ -392,7 +392,9 @@ test_quiet_errors (void)
       g_autofree char *path = g_build_filename (dir, "bad.tif", NULL);
       g_autoptr(GError) error = NULL;
 
-      g_file_set_contents (path, "II*\0\x08\0\0\0garbage", 17, NULL);
+      static const char garbage[] = "II*\0\x08\0\0\0garbage";
+
+      g_file_set_contents (path, garbage, sizeof garbage - 1, NULL);
       g_assert_null (lode_raster_open (path, &error));
       g_assert_nonnull (error);
       lode_test_rmtree (dir);

@@ -2,6 +2,8 @@
 
 #include "config.h"
 
+#include <inttypes.h>
+
 #include <glib/gi18n.h>
 
 #include "lode-error-dialog.h"
@@ -148,8 +150,8 @@ summary_text (const LodeExportReport *r)
                                           r->n_exported), r->n_exported);
   g_string_append (s, ", ");
   /* Translators: how many exported masks differ from the imported ones, and by how many pixels */
-  g_string_append_printf (s, g_dngettext (GETTEXT_PACKAGE, "%u corrected (%" G_GUINT64_FORMAT " pixels changed)",
-                                          "%u corrected (%" G_GUINT64_FORMAT " pixels changed)", r->n_changed),
+  g_string_append_printf (s, g_dngettext (GETTEXT_PACKAGE, "%u corrected (%" PRIu64 " pixels changed)",
+                                          "%u corrected (%" PRIu64 " pixels changed)", r->n_changed),
                           r->n_changed, r->changed_pixels);
   g_string_append (s, ", ");
   g_string_append_printf (s, g_dngettext (GETTEXT_PACKAGE, "%u file written", "%u files written", r->n_files),

@@ -193,6 +193,12 @@ lode_ops_cuda_set_tf32 (LodeOpsCuda *ctx, int allow)
   apply_math_modes (ctx);
 }
 
+extern "C" void *
+lode_ops_cuda_stream (LodeOpsCuda *ctx)
+{
+  return (void *) ctx->stream;
+}
+
 extern "C" int
 lode_ops_cuda_synchronize (LodeOpsCuda *ctx)
 {

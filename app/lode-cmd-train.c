@@ -1,0 +1,458 @@
+/* lode train unet: trains a U-Net on a folder in the SmallMinesDS layout.
+ *
+ * Joins annotate/ (the patches and masks are read through GDAL with
+ * lode-raster) and model/ (lode-train's job, fed by callbacks). */
+#define G_LOG_DOMAIN "lode"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lode-commands.h"
+#include "lode-raster.h"
+#include "lode-train.h"
+
+/* The normalisation statistics of the published training, by band index
+ * of the 13-band files (FORMAT.md). */
+static const float published_mean[13] = {
+  1473.81388377f, 1703.35249650f, 1696.67685941f, 2105.88077538f, 3133.47063806f,
+  3543.17834759f, 3677.26573009f, 3832.39764247f, 3156.11122121f, 2226.06822112f,
+  -3.60578219f, -6.52798491f, 192.83874697f,
+};
+static const float published_std[13] = {
+  223.43533204f, 285.53613398f, 413.82320306f, 395.83356682f, 312.48236897f,
+  354.47004513f, 397.92163014f, 389.61483882f, 451.49534791f, 468.26765909f,
+  3.96725815f, 6.66565737f, 57.37162747f,
+};
+static const int bands6[6] = { 0, 1, 2, 7, 8, 9 };
+static const int bands_rgb[3] = { 2, 1, 0 };
+
+typedef struct {
+  char *image, *mask;
+} Sample;
+
+typedef struct {
+  GArray *split[2];   /* Sample, by LodeTrainSplit */
+  const LodeTrainConfig *config;
+  int size;
+} Data;
+
+static void
+sample_clear (gpointer p)
+{
+  Sample *s = p;
+  g_free (s->image);
+  g_free (s->mask);
+}
+
+/* "TTTT_YYYY" from IMG_GH_TTTT_YYYY.tif, MASK_TTTT_YYYY.tif, ... */
+static char *
+tile_key (const char *file_name)
+{
+  g_autofree char *base = g_strdup (file_name);
+  char *dot = strrchr (base, '.'), *last, *prev;
+
+  if (dot)
+    *dot = '\0';
+  last = strrchr (base, '_');
+  if (last == NULL)
+    return NULL;
+  *last = '\0';
+  prev = strrchr (base, '_');
+  if (prev == NULL)
+    return NULL;
+  *last = '_';
+  return g_strdup (prev + 1);
+}
+
+/* The official split of each patch: key -> "train" / "test". */
+static void
+read_splits (const char *dir,
+             GHashTable *splits)
+{
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    {
+      g_autofree char *path = NULL, *text = NULL;
+      g_auto(GStrv) lines = NULL;
+
+      if (!g_str_has_prefix (name, "train_test_splits_") || !g_str_has_suffix (name, ".csv"))
+        continue;
+      path = g_build_filename (dir, name, NULL);
+      if (!g_file_get_contents (path, &text, NULL, NULL))
+        continue;
+      lines = g_strsplit (text, "\n", -1);
+      for (char **l = lines; *l != NULL; l++)
+        {
+          g_auto(GStrv) f = g_strsplit (g_strstrip (*l), ",", -1);
+          guint nf = g_strv_length (f);
+          char *key;
+
+          if (nf < 2 || g_str_equal (f[0], "patch_name"))
+            continue;
+          key = tile_key (f[0]);
+          if (key != NULL)
+            g_hash_table_insert (splits, key, g_strdup (f[nf - 1]));
+        }
+    }
+}
+
+static gboolean
+collect (Data       *data,
+         const char *dir,
+         const char *year,
+         GError    **error)
+{
+  g_autofree char *root = g_build_filename (dir, "SmallMinesDS", NULL);
+  g_autofree char *split_dir = NULL;
+  g_autoptr(GHashTable) splits = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  g_autoptr(GDir) top = NULL;
+  const char *y;
+
+  if (g_file_test (root, G_FILE_TEST_IS_DIR))
+    split_dir = g_build_filename (dir, "data_splits", NULL);
+  else
+    {
+      g_free (root);
+      root = g_strdup (dir);
+      split_dir = g_build_filename (dir, "..", "data_splits", NULL);
+      read_splits (dir, splits);
+    }
+  read_splits (split_dir, splits);
+
+  top = g_dir_open (root, 0, error);
+  if (top == NULL)
+    return FALSE;
+  while ((y = g_dir_read_name (top)) != NULL)
+    {
+      g_autofree char *image_dir = g_build_filename (root, y, "IMAGE", NULL);
+      g_autoptr(GDir) images = NULL;
+      const char *name;
+
+      if (year != NULL && !g_str_equal (year, "all") && !g_str_equal (year, y))
+        continue;
+      images = g_dir_open (image_dir, 0, NULL);
+      while (images != NULL && (name = g_dir_read_name (images)) != NULL)
+        {
+          g_autofree char *key = tile_key (name);
+          g_autofree char *mask_name = NULL;
+          const char *split;
+          Sample s;
+
+          if (key == NULL || !g_str_has_prefix (name, "IMG_") || !g_str_has_suffix (name, ".tif"))
+            continue;
+          mask_name = g_strconcat ("MASK_", name + 4, NULL);
+          s.image = g_build_filename (image_dir, name, NULL);
+          s.mask = g_build_filename (root, y, "MASK", mask_name, NULL);
+          if (!g_file_test (s.mask, G_FILE_TEST_EXISTS))
+            {
+              sample_clear (&s);
+              continue;
+            }
+          split = g_hash_table_lookup (splits, key);
+          if (split == NULL)   /* no split file: one patch in five validates */
+            split = g_str_hash (key) % 5 == 0 ? "test" : "train";
+          g_array_append_val (data->split[g_str_equal (split, "train") ? 0 : 1], s);
+        }
+    }
+  if (data->split[0]->len == 0)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND,
+                   _("No training patches in “%s” (YEAR/IMAGE/IMG_*.tif with YEAR/MASK/MASK_*.tif)"),
+                   dir);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static int
+data_count (LodeTrainSplit split,
+            gpointer       user_data)
+{
+  Data *data = user_data;
+  return (int) data->split[split]->len;
+}
+
+static gboolean
+data_get (LodeTrainSplit split,
+          int            index,
+          float         *image,
+          guint8        *mask,
+          gpointer       user_data,
+          GError       **error)
+{
+  Data *data = user_data;
+  const Sample *s = &g_array_index (data->split[split], Sample, index);
+  const LodeTrainConfig *c = data->config;
+  g_autoptr(LodeRaster) img = lode_raster_open (s->image, error);
+  g_autoptr(LodeRaster) msk = NULL;
+  gsize hw = (gsize) data->size * data->size;
+  const float *m;
+
+  if (img == NULL || (msk = lode_raster_open (s->mask, error)) == NULL)
+    return FALSE;
+  if (img->width != data->size || img->height != data->size
+      || msk->width != data->size || msk->height != data->size)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                   _("“%s” is %d × %d; the patches of this run are %d × %d"),
+                   s->image, img->width, img->height, data->size, data->size);
+      return FALSE;
+    }
+  for (int b = 0; b < c->bands; b++)
+    {
+      if (c->band_select[b] >= img->n_bands)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                       _("“%s” has %d bands; band %d is needed"), s->image, img->n_bands,
+                       c->band_select[b] + 1);
+          return FALSE;
+        }
+      memcpy (image + b * hw, lode_raster_band (img, c->band_select[b]), hw * sizeof (float));
+    }
+  m = lode_raster_band (msk, 0);
+  for (gsize q = 0; q < hw; q++)
+    mask[q] = isfinite (m[q]) && m[q] >= 0 && m[q] < c->classes && img->valid[q]
+              ? (guint8) m[q] : (guint8) c->ignore_index;
+  return TRUE;
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void
+on_sigint (int sig)
+{
+  interrupted = 1;
+}
+
+typedef struct {
+  GCancellable *cancellable;
+  gboolean quiet;
+} Run;
+
+static void
+print_metrics (int epoch, double loss, const LodeTrainMetrics *m)
+{
+  g_print (_("epoch %d: loss %.4f, mean IoU %.4f, background IoU %.4f, mining IoU %.4f, F1 %.4f, accuracy %.4f\n"),
+           epoch, loss, m->mean_iou, m->iou[0], m->iou[1], m->f1, m->accuracy);
+  for (int k = 2; k < m->classes; k++)
+    g_print (_("  class %d IoU %.4f\n"), k, m->iou[k]);
+}
+
+static void
+on_progress (const LodeTrainProgress *p,
+             gpointer                 user_data)
+{
+  Run *run = user_data;
+
+  if (interrupted)
+    g_cancellable_cancel (run->cancellable);
+  if (!run->quiet)
+    {
+      g_printerr ("\r");
+      g_printerr (_("step %" PRId64 "/%" PRId64 ", epoch %d/%d, loss %.4f, %.0f s left"),
+                  p->step, p->total_steps, p->epoch, p->epochs, p->loss, p->seconds_left);
+      g_printerr ("   ");
+    }
+  if (p->metrics)
+    {
+      if (!run->quiet)
+        g_printerr ("\n");
+      print_metrics (p->epoch, p->loss, p->metrics);
+    }
+}
+
+static gboolean
+parse_weights (const char *text, LodeTrainConfig *c)
+{
+  g_auto(GStrv) parts = g_strsplit (text, ",", -1);
+
+  if (g_strv_length (parts) != (guint) c->classes)
+    return FALSE;
+  for (int k = 0; k < c->classes; k++)
+    {
+      char *end;
+      double v = g_ascii_strtod (parts[k], &end);
+      if (*end != '\0' || !(v >= 0))
+        return FALSE;
+      c->class_weights[k] = (float) v;
+    }
+  return TRUE;
+}
+
+int
+lode_cmd_train (int argc, char **argv)
+{
+  g_autofree char *data_dir = NULL, *out = NULL, *encoder = NULL, *bands = NULL;
+  g_autofree char *year = NULL, *weights = NULL, *class_weights = NULL, *device = NULL;
+  int epochs = 10, batch = 4, classes = 2;
+  gint64 steps = 0, seed = 0;
+  double lr = 1e-4, wd = 0.05, dice = 0.0;
+  gboolean frozen = FALSE, no_augment = FALSE, resume = FALSE, quiet = FALSE;
+  g_auto(GStrv) rest = NULL;
+  g_autoptr(GError) error = NULL;
+  const GOptionEntry entries[] = {
+    { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data_dir, N_("Folder in the SmallMinesDS layout"), N_("DIR") },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, N_("Checkpoint to write (default unet.lode-unet)"), N_("FILE") },
+    { "encoder", 0, 0, G_OPTION_ARG_STRING, &encoder, N_("resnet18, resnet34 or resnet50 (default)"), N_("NAME") },
+    { "weights", 0, 0, G_OPTION_ARG_FILENAME, &weights, N_("Start from a torchvision/timm ResNet or smp U-Net checkpoint (.pt, .safetensors)"), N_("FILE") },
+    { "bands", 0, 0, G_OPTION_ARG_STRING, &bands, N_("Input bands: 6 (default: B, G, R, B8A, B11, B12), 13 or rgb"), N_("SET") },
+    { "year", 0, 0, G_OPTION_ARG_STRING, &year, N_("2016, 2022 or all (default)"), N_("YEAR") },
+    { "classes", 0, 0, G_OPTION_ARG_INT, &classes, N_("Classes in the masks (default 2)"), N_("N") },
+    { "class-weights", 0, 0, G_OPTION_ARG_STRING, &class_weights, N_("Cross-entropy weight of each class, e.g. 1,4"), N_("W,W") },
+    { "dice", 0, 0, G_OPTION_ARG_DOUBLE, &dice, N_("Weight of the soft Dice loss (default 0)"), N_("W") },
+    { "epochs", 'e', 0, G_OPTION_ARG_INT, &epochs, N_("Epochs (default 10)"), N_("N") },
+    { "steps", 0, 0, G_OPTION_ARG_INT64, &steps, N_("Stop after N steps in all"), N_("N") },
+    { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, N_("Batch size (default 4)"), N_("N") },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, N_("Learning rate (default 1e-4)"), N_("RATE") },
+    { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, N_("AdamW weight decay (default 0.05)"), N_("W") },
+    { "frozen-encoder", 0, 0, G_OPTION_ARG_NONE, &frozen, N_("Train the decoder and head only (the published recipe)"), NULL },
+    { "no-augment", 0, 0, G_OPTION_ARG_NONE, &no_augment, N_("No flips or rotations"), NULL },
+    { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, N_("Seed (default 0)"), N_("SEED") },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu, cuda or auto (default)"), N_("DEVICE") },
+    { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, N_("Continue from the checkpoint in --out"), NULL },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("No progress line"), NULL },
+    { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, N_("unet") },
+    { NULL }
+  };
+  g_autoptr(GOptionContext) context = g_option_context_new (_("unet"));
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(LodeTrainJob) job = NULL;
+  LodeTrainConfig config;
+  LodeTrainSource source;
+  LodeTrainMetrics start;
+  Data data = { 0 };
+  Run run;
+  const int *select;
+  int n_select;
+  int status = LODE_EXIT_FAILURE;
+
+  g_option_context_set_summary (context,
+    _("Train a U-Net with a ResNet encoder on the patches and masks of a folder in\n"
+      "the SmallMinesDS layout (the official split files when present, else one\n"
+      "patch in five for validation). Validation metrics are printed after each\n"
+      "epoch; the checkpoint is saved then, and when the run is interrupted."));
+  g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  if (!lode_cli_parse (context, &argc, &argv))
+    return LODE_EXIT_USAGE;
+  if (rest == NULL || g_strv_length (rest) != 1 || !g_str_equal (rest[0], "unet"))
+    {
+      lode_cli_error ("train", _("expected the model to train: unet"));
+      return LODE_EXIT_USAGE;
+    }
+  if (data_dir == NULL)
+    {
+      lode_cli_error ("train", _("--data DIR is needed"));
+      return LODE_EXIT_USAGE;
+    }
+
+  lode_train_config_init (&config);
+  if (encoder != NULL && !lode_unet_encoder_from_name (encoder, &config.encoder))
+    {
+      lode_cli_error ("train", _("--encoder must be resnet18, resnet34 or resnet50, not “%s”"), encoder);
+      return LODE_EXIT_USAGE;
+    }
+  if (bands == NULL || g_str_equal (bands, "6"))
+    select = bands6, n_select = 6;
+  else if (g_str_equal (bands, "rgb"))
+    select = bands_rgb, n_select = 3;
+  else if (g_str_equal (bands, "13"))
+    select = NULL, n_select = 13;
+  else
+    {
+      lode_cli_error ("train", _("--bands must be 6, 13 or rgb, not “%s”"), bands);
+      return LODE_EXIT_USAGE;
+    }
+  config.bands = n_select;
+  for (int b = 0; b < n_select; b++)
+    {
+      config.band_select[b] = select ? select[b] : b;
+      config.mean[b] = published_mean[config.band_select[b]];
+      config.std[b] = published_std[config.band_select[b]];
+    }
+  config.classes = classes;
+  if (class_weights != NULL && (classes > LODE_TRAIN_MAX_CLASSES || !parse_weights (class_weights, &config)))
+    {
+      lode_cli_error ("train", _("--class-weights needs %d non-negative numbers, not “%s”"),
+                      classes, class_weights);
+      return LODE_EXIT_USAGE;
+    }
+  config.dice_weight = (float) dice;
+  config.epochs = epochs;
+  config.max_steps = steps;
+  config.batch_size = batch;
+  config.lr = (float) lr;
+  config.weight_decay = (float) wd;
+  config.frozen_encoder = frozen;
+  config.augment = !no_augment;
+  config.seed = (guint64) seed;
+  g_strlcpy (config.device, device ? device : "auto", sizeof config.device);
+
+  data.split[0] = g_array_new (FALSE, TRUE, sizeof (Sample));
+  data.split[1] = g_array_new (FALSE, TRUE, sizeof (Sample));
+  g_array_set_clear_func (data.split[0], sample_clear);
+  g_array_set_clear_func (data.split[1], sample_clear);
+  data.config = &config;
+  if (!collect (&data, data_dir, year, &error))
+    goto fail;
+  {
+    Sample *s = &g_array_index (data.split[0], Sample, 0);
+    g_autoptr(LodeRaster) first = lode_raster_open_header (s->image, &error);
+    if (first == NULL)
+      goto fail;
+    data.size = first->width;
+  }
+  source = (LodeTrainSource) { data.size, data.size, data_count, data_get, &data };
+  if (out == NULL)
+    out = g_strdup ("unet.lode-unet");
+  job = lode_train_job_new (&config, &source, out, resume, weights, &error);
+  if (job == NULL)
+    goto fail;
+  g_print (_("Training a %s U-Net on %u patches, validating on %u (%d × %d, %d bands, %d classes)\n"),
+           lode_unet_encoder_name (config.encoder), data.split[0]->len, data.split[1]->len,
+           data.size, data.size, config.bands, config.classes);
+  if (data.split[1]->len > 0)
+    {
+      if (!lode_train_evaluate (lode_train_job_get_model (job), &config, &source,
+                                LODE_TRAIN_SPLIT_VALIDATION, &start, NULL, &error))
+        goto fail;
+      print_metrics (0, NAN, &start);
+    }
+
+  run.cancellable = cancellable;
+  run.quiet = quiet;
+  signal (SIGINT, on_sigint);
+  if (!lode_train_job_run (job, on_progress, &run, cancellable, &error))
+    {
+      if (!quiet)
+        g_printerr ("\n");
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          g_print (_("Stopped at step %" PRId64 "; “%s” holds it and --resume continues\n"),
+                   lode_train_job_get_step (job), out);
+          status = LODE_EXIT_FAILURE;
+          goto done;
+        }
+      goto fail;
+    }
+  if (!quiet)
+    g_printerr ("\n");
+  g_print (_("Wrote “%s” after %" PRId64 " steps\n"), out, lode_train_job_get_step (job));
+  status = LODE_EXIT_OK;
+  goto done;
+
+fail:
+  lode_cli_error ("train", "%s", error->message);
+done:
+  signal (SIGINT, SIG_DFL);
+  g_array_unref (data.split[0]);
+  g_array_unref (data.split[1]);
+  return status;
+}

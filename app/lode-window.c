@@ -10,6 +10,7 @@
 #include "lode-compare-view.h"
 #include "lode-composite.h"
 #include "lode-document.h"
+#include "lode-encode-dialog.h"
 #include "lode-error-dialog.h"
 #include "lode-export-dialog.h"
 #include "lode-import-dialog.h"
@@ -17,6 +18,7 @@
 #include "lode-patch-item.h"
 #include "lode-preferences-dialog.h"
 #include "lode-resources.h"
+#include "lode-sam2-tool.h"
 #include "lode-store.h"
 #include "lode-thumbnailer.h"
 #include "lode-window.h"
@@ -59,6 +61,16 @@ struct _LodeWindow
   GtkEntry           *comment_entry;
   GtkListBox         *revision_list;
   GtkLabel           *reviews_label;
+  GtkRevealer        *sam2_bar;
+  GtkSpinner         *sam2_spinner;
+  GtkLabel           *sam2_label;
+  GtkBox             *sam2_candidates;
+  GtkRevealer        *sam2_message;
+  GtkButton          *sam2_message_close;
+
+  LodeSam2Tool       *sam2;
+  char               *sam2_mode;
+  gboolean            updating_candidates;
 
   GSettings          *settings;
   LodeStore          *store;
@@ -107,6 +119,7 @@ enum {
   PROP_MASK_OUTLINE,
   PROP_CHANGE_OVERLAY,
   PROP_SHOW_INSPECTOR,
+  PROP_SAM2_MODE,
   N_PROPS
 };
 
@@ -381,6 +394,7 @@ update_actions (LodeWindow *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.undo", active != NULL && lode_document_can_undo (active));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.redo", active != NULL && lode_document_can_redo (active));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.export", self->store != NULL);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.encode-project", self->store != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.accept", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.reject", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.send-back", has_doc);
@@ -614,7 +628,7 @@ on_polygon (LodeCanvas *canvas, gpointer xy, int n, LodeWindow *self)
 static void
 on_canvas_state (LodeCanvas *canvas, LodeWindow *self)
 {
-  const char *ids[] = { "brush", "eraser", "fill", "polygon" };
+  const char *ids[] = { "brush", "eraser", "fill", "polygon", "sam2" };
   const char *tool = ids[lode_canvas_get_tool (canvas)];
 
   if (canvas != self->canvas)
@@ -646,6 +660,355 @@ on_canvas_focus (GtkEventControllerFocus *focus, LodeWindow *self)
     }
 }
 
+/* SAM2 */
+
+static gint64 doc_id (LodeDocument *doc);
+static void update_review_panel (LodeWindow *self);
+
+static gboolean
+sam2_active (LodeWindow *self)
+{
+  return g_strcmp0 (self->tool, "sam2") == 0;
+}
+
+static LodeApplyMode
+sam2_apply_mode (LodeWindow *self)
+{
+  if (g_strcmp0 (self->sam2_mode, "add") == 0)
+    return LODE_APPLY_ADD;
+  if (g_strcmp0 (self->sam2_mode, "subtract") == 0)
+    return LODE_APPLY_SUBTRACT;
+  return LODE_APPLY_REPLACE;
+}
+
+/* The model as Preferences say. */
+static void
+sam2_read_settings (LodeWindow *self)
+{
+  g_autofree char *checkpoint = g_settings_get_string (self->settings, "sam2-checkpoint");
+  int size = g_settings_get_int (self->settings, "sam2-input-size") == 512 ? 512 : 1024;
+  guint64 cache = (guint64) MAX (g_settings_get_int (self->settings, "sam2-cache-mb"), 1) << 20;
+
+  lode_sam2_tool_set_model (self->sam2, checkpoint, size, cache);
+}
+
+/* The tool follows the shown patch and composite while chosen; without a
+ * checkpoint it says where to choose one. */
+static void
+sam2_follow_patch (LodeWindow *self)
+{
+  const char *checkpoint;
+  g_autofree char *image = NULL;
+  const LodePatch *patch;
+  const LodeRaster *raster;
+
+  if (self->sam2 == NULL || self->sam2_bar == NULL)
+    return;
+  checkpoint = lode_sam2_tool_get_checkpoint (self->sam2);
+
+  gtk_revealer_set_reveal_child (self->sam2_bar, sam2_active (self) && checkpoint != NULL);
+  gtk_revealer_set_reveal_child (self->sam2_message, sam2_active (self) && checkpoint == NULL);
+  if (!sam2_active (self) || checkpoint == NULL)
+    return;
+  if (self->doc == NULL || self->store == NULL)
+    {
+      lode_sam2_tool_set_patch (self->sam2, NULL, 0, NULL, 0, 0, NULL);
+      return;
+    }
+  patch = lode_document_get_patch (self->doc);
+  raster = lode_document_get_raster (self->doc);
+  image = lode_store_resolve_path (self->store, patch->image_path);
+  lode_sam2_tool_set_patch (self->sam2, lode_store_get_path (self->store), patch->id, image,
+                            raster->width, raster->height, &self->spec);
+}
+
+/* The candidate as the canvas previews it: the active class's colour,
+ * translucent inside and opaque on the outline. */
+static guint8 *
+sam2_render_preview (LodeWindow *self, const LodeSam2Prediction *p, int index)
+{
+  gsize n = (gsize) p->width * p->height;
+  g_autofree guint8 *inside = g_malloc (n);
+  guint8 *rgba = g_malloc0 (n * 4);
+  const LodeClass *c = self->doc ? lode_class_table_lookup (lode_document_get_classes (self->doc),
+                                                            lode_canvas_get_active_class (self->canvas)) : NULL;
+  guint8 colour[3] = { 255, 255, 255 };
+
+  if (c != NULL)
+    memcpy (colour, c->rgba, 3);
+  lode_sam2_prediction_mask_u8 (p, index, inside);
+  for (int y = 0; y < p->height; y++)
+    for (int x = 0; x < p->width; x++)
+      {
+        gsize i = (gsize) y * p->width + x;
+        gboolean edge;
+
+        if (!inside[i])
+          continue;
+        edge = x == 0 || y == 0 || x == p->width - 1 || y == p->height - 1 || !inside[i - 1] ||
+               !inside[i + 1] || !inside[i - p->width] || !inside[i + p->width];
+        /* The outline a lighter tint of the class colour, fully opaque. */
+        for (int k = 0; k < 3; k++)
+          rgba[4 * i + k] = edge ? (guint8) ((colour[k] + 2 * 255) / 3) : colour[k];
+        rgba[4 * i + 3] = edge ? 255 : 160;
+      }
+  return rgba;
+}
+
+static void
+sam2_show_on_canvas (LodeCanvas *canvas, gpointer data)
+{
+  LodeWindow *self = data;
+  const LodeSam2Prediction *p = lode_sam2_tool_get_prediction (self->sam2);
+  gboolean here = sam2_active (self) && self->doc != NULL && doc_for_canvas (self, canvas) == self->doc &&
+                  lode_sam2_tool_get_patch_id (self->sam2) == doc_id (self->doc);
+  g_autofree guint8 *preview = NULL;
+  const float *points = NULL;
+  const int *labels = NULL;
+  float box[4];
+  int n = 0;
+  gboolean has_box = FALSE;
+
+  if (here)
+    {
+      n = lode_sam2_tool_get_points (self->sam2, &points, &labels);
+      has_box = lode_sam2_tool_get_box (self->sam2, box);
+      if (p != NULL && p->width == lode_canvas_get_image_width (canvas) &&
+          p->height == lode_canvas_get_image_height (canvas))
+        preview = sam2_render_preview (self, p, lode_sam2_tool_get_chosen (self->sam2));
+    }
+  lode_canvas_set_prompts (canvas, points, labels, n, has_box ? box : NULL);
+  lode_canvas_set_preview (canvas, preview);
+}
+
+static void
+sam2_update_candidates (LodeWindow *self)
+{
+  const LodeSam2Prediction *p = lode_sam2_tool_get_prediction (self->sam2);
+  int chosen = lode_sam2_tool_get_chosen (self->sam2);
+  int i = 0;
+
+  self->updating_candidates = TRUE;
+  for (GtkWidget *b = gtk_widget_get_first_child (GTK_WIDGET (self->sam2_candidates)); b != NULL;
+       b = gtk_widget_get_next_sibling (b), i++)
+    {
+      gboolean shown = p != NULL && i < p->n_masks;
+
+      gtk_widget_set_visible (b, shown);
+      if (!shown)
+        continue;
+      {
+        /* Translators: a SAM2 candidate mask's number and its predicted IoU score */
+        g_autofree char *label = g_strdup_printf (_("%d · IoU %.2f"), i + 1, p->iou[i]);
+        gtk_button_set_label (GTK_BUTTON (b), label);
+      }
+      gtk_toggle_button_set_active (GTK_TOGGLE_BUTTON (b), i == chosen);
+    }
+  self->updating_candidates = FALSE;
+}
+
+static void
+sam2_update_bar (LodeWindow *self)
+{
+  LodeSam2ToolState state = lode_sam2_tool_get_state (self->sam2);
+  gboolean busy = lode_sam2_tool_is_busy (self->sam2);
+  gboolean has_prompts = lode_sam2_tool_has_prompts (self->sam2);
+  g_autofree char *text = NULL;
+
+  switch (state)
+    {
+    case LODE_SAM2_TOOL_LOADING:
+      text = g_strdup (_("Loading the SAM2 model…"));
+      break;
+    case LODE_SAM2_TOOL_ENCODING:
+      text = g_strdup (_("Encoding…"));
+      break;
+    case LODE_SAM2_TOOL_FAILED:
+      /* Translators: %s says why SAM2 cannot be used */
+      text = g_strdup_printf (_("SAM2 cannot be used: %s"), lode_sam2_tool_get_error (self->sam2));
+      break;
+    case LODE_SAM2_TOOL_READY:
+      if (!has_prompts)
+        text = g_strdup (_("Click an object; right click excludes, drag draws a box"));
+      else if (lode_sam2_tool_get_prediction (self->sam2) == NULL)
+        text = g_strdup (_("Segmenting…"));
+      else
+        text = g_strdup (_("Tab chooses, Enter applies"));
+      break;
+    case LODE_SAM2_TOOL_IDLE:
+    default:
+      text = g_strdup ("");
+    }
+  gtk_label_set_label (self->sam2_label, text);
+  gtk_widget_set_tooltip_text (GTK_WIDGET (self->sam2_label), text);
+  gtk_spinner_set_spinning (self->sam2_spinner, busy);
+  gtk_widget_set_visible (GTK_WIDGET (self->sam2_spinner), busy);
+}
+
+static void
+sam2_update_actions (LodeWindow *self)
+{
+  gboolean on = sam2_active (self);
+  gboolean has_prediction = on && lode_sam2_tool_get_prediction (self->sam2) != NULL;
+
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.sam2-apply", has_prediction && self->doc != NULL);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.sam2-clear", on && lode_sam2_tool_has_prompts (self->sam2));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.sam2-next", has_prediction);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.sam2-previous", has_prediction);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.sam2-candidate", has_prediction);
+}
+
+static void
+sam2_refresh (LodeWindow *self)
+{
+  /* Nothing to show on a window being disposed. */
+  if (self->sam2 == NULL || self->sam2_spinner == NULL)
+    return;
+  for_each_canvas (self, sam2_show_on_canvas, self);
+  sam2_update_candidates (self);
+  sam2_update_bar (self);
+  sam2_update_actions (self);
+}
+
+static void
+on_sam2_changed (LodeSam2Tool *tool, LodeWindow *self)
+{
+  sam2_refresh (self);
+}
+
+static void
+on_sam2_error (LodeSam2Tool *tool, GError *error, LodeWindow *self)
+{
+  g_autofree char *primary = NULL;
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  /* Translators: %s is the path of the SAM2 checkpoint file */
+  primary = g_strdup_printf (_("SAM2 cannot segment this patch with the checkpoint “%s”"),
+                             lode_sam2_tool_get_checkpoint (tool));
+  if (gtk_widget_get_mapped (GTK_WIDGET (self)))
+    show_error (self, primary, error);
+  else
+    g_warning ("%s: %s", primary, error->message);
+}
+
+static void
+on_sam2_settings_changed (GSettings *settings, const char *key, LodeWindow *self)
+{
+  if (self->sam2 == NULL)
+    return;
+  sam2_read_settings (self);
+  sam2_follow_patch (self);
+  sam2_refresh (self);
+}
+
+static void
+on_sam2_message_close (GtkButton *button, LodeWindow *self)
+{
+  gtk_revealer_set_reveal_child (self->sam2_message, FALSE);
+}
+
+static void
+on_sam2_point (LodeCanvas *canvas, double x, double y, gboolean positive, LodeWindow *self)
+{
+  if (doc_for_canvas (self, canvas) != self->doc)
+    return;
+  lode_sam2_tool_add_point (self->sam2, x, y, positive);
+}
+
+static void
+on_sam2_box (LodeCanvas *canvas, double x0, double y0, double x1, double y1, LodeWindow *self)
+{
+  if (doc_for_canvas (self, canvas) != self->doc)
+    return;
+  lode_sam2_tool_set_box (self->sam2, x0, y0, x1, y1);
+}
+
+static void
+on_candidate_toggled (GtkToggleButton *button, LodeWindow *self)
+{
+  if (self->updating_candidates || !gtk_toggle_button_get_active (button))
+    return;
+  lode_sam2_tool_choose (self->sam2, GPOINTER_TO_INT (g_object_get_data (G_OBJECT (button), "lode-candidate")));
+}
+
+static void
+sam2_build_candidates (LodeWindow *self)
+{
+  GtkToggleButton *first = NULL;
+
+  for (int i = 0; i < 3; i++)
+    {
+      GtkWidget *b = gtk_toggle_button_new ();
+      /* Translators: tooltip of a SAM2 candidate button; %d is its key */
+      g_autofree char *tip = g_strdup_printf (_("Candidate %d (key %d); IoU is the model’s own estimate of its quality"),
+                                              i + 1, i + 1);
+
+      gtk_widget_set_tooltip_text (b, tip);
+      gtk_widget_add_css_class (b, "numeric");
+      g_object_set_data (G_OBJECT (b), "lode-candidate", GINT_TO_POINTER (i));
+      if (first != NULL)
+        gtk_toggle_button_set_group (GTK_TOGGLE_BUTTON (b), first);
+      else
+        first = GTK_TOGGLE_BUTTON (b);
+      gtk_widget_set_visible (b, FALSE);
+      g_signal_connect (b, "toggled", G_CALLBACK (on_candidate_toggled), self);
+      gtk_box_append (self->sam2_candidates, b);
+    }
+}
+
+static void
+action_sam2 (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+  const LodeSam2Prediction *p = lode_sam2_tool_get_prediction (self->sam2);
+  int chosen = lode_sam2_tool_get_chosen (self->sam2);
+
+  if (g_str_equal (action_name, "win.sam2-clear"))
+    lode_sam2_tool_clear (self->sam2);
+  else if (p == NULL)
+    return;
+  else if (g_str_equal (action_name, "win.sam2-next"))
+    lode_sam2_tool_choose (self->sam2, (chosen + 1) % p->n_masks);
+  else if (g_str_equal (action_name, "win.sam2-previous"))
+    lode_sam2_tool_choose (self->sam2, (chosen + p->n_masks - 1) % p->n_masks);
+  else if (g_str_equal (action_name, "win.sam2-candidate"))
+    lode_sam2_tool_choose (self->sam2, g_variant_get_int32 (param) - 1);
+  else if (g_str_equal (action_name, "win.sam2-apply") && self->doc != NULL)
+    {
+      g_autofree guint8 *inside = g_malloc ((gsize) p->width * p->height);
+      const LodeRaster *raster = lode_document_get_raster (self->doc);
+      LodeDocument *doc = self->doc;
+      GError *error = NULL;
+      gboolean ok;
+
+      if (p->width != raster->width || p->height != raster->height)
+        return;
+      lode_sam2_prediction_mask_u8 (p, chosen, inside);
+      ok = lode_document_apply (doc, inside, sam2_apply_mode (self), lode_canvas_get_active_class (self->canvas),
+                                LODE_REVISION_SAM2, author (self), &error);
+      if (ok)
+        lode_sam2_tool_clear (self->sam2);
+      after_edit (self, doc, ok, error);
+      update_review_panel (self);
+    }
+}
+
+/* Number keys: with the SAM2 tool and candidates shown, 1 to 3 choose a
+ * candidate; otherwise they choose the class. */
+static void
+action_number (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+  const LodeSam2Prediction *p = lode_sam2_tool_get_prediction (self->sam2);
+  int n = g_variant_get_int32 (param);
+
+  if (sam2_active (self) && p != NULL && n >= 1 && n <= p->n_masks)
+    lode_sam2_tool_choose (self->sam2, n - 1);
+  else
+    gtk_widget_activate_action_variant (widget, "win.class", param);
+}
+
 static void
 connect_canvas (LodeCanvas *canvas, gpointer data)
 {
@@ -657,8 +1020,26 @@ connect_canvas (LodeCanvas *canvas, gpointer data)
   g_signal_connect (canvas, "polygon", G_CALLBACK (on_polygon), self);
   g_signal_connect (canvas, "cursor-moved", G_CALLBACK (on_cursor_moved), self);
   g_signal_connect (canvas, "state-changed", G_CALLBACK (on_canvas_state), self);
+  g_signal_connect (canvas, "sam2-point", G_CALLBACK (on_sam2_point), self);
+  g_signal_connect (canvas, "sam2-box", G_CALLBACK (on_sam2_box), self);
   g_signal_connect (focus, "enter", G_CALLBACK (on_canvas_focus), self);
   gtk_widget_add_controller (GTK_WIDGET (canvas), focus);
+  {
+    /* Tab and Shift+Tab go through the candidates while there are some,
+     * and move the focus as usual otherwise (the actions are disabled). */
+    GtkEventController *keys = gtk_shortcut_controller_new ();
+    const struct { guint key; GdkModifierType mods; const char *action; } tabs[] = {
+      { GDK_KEY_Tab, 0, "win.sam2-next" },
+      { GDK_KEY_ISO_Left_Tab, GDK_SHIFT_MASK, "win.sam2-previous" },
+      { GDK_KEY_Tab, GDK_SHIFT_MASK, "win.sam2-previous" },
+    };
+
+    for (guint i = 0; i < G_N_ELEMENTS (tabs); i++)
+      gtk_shortcut_controller_add_shortcut (GTK_SHORTCUT_CONTROLLER (keys),
+                                            gtk_shortcut_new (gtk_keyval_trigger_new (tabs[i].key, tabs[i].mods),
+                                                              gtk_named_action_new (tabs[i].action)));
+    gtk_widget_add_controller (GTK_WIDGET (canvas), keys);
+  }
 }
 
 /* Review */
@@ -973,6 +1354,7 @@ on_layer_changed (GObject *object, GParamSpec *pspec, LodeWindow *self)
   self->spec.gamma = gtk_range_get_value (GTK_RANGE (self->gamma_scale));
   update_layer_controls (self);
   rerender (self);
+  sam2_follow_patch (self);
 }
 
 static void
@@ -1185,6 +1567,8 @@ show_patch (LodeWindow *self, gint64 patch_id)
   if (!self->palette_built)
     rebuild_palette (self);
   update_view (self);
+  sam2_follow_patch (self);
+  sam2_refresh (self);
   title = lode_patch_item_dup_title (lode_patch_browser_find (self->browser, patch_id));
   gtk_label_set_label (self->patch_title, title);
   update_status (self);
@@ -1349,6 +1733,29 @@ action_export (GtkWidget *widget, const char *action_name, GVariant *param)
 }
 
 static void
+action_encode_project (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+  const char *checkpoint = lode_sam2_tool_get_checkpoint (self->sam2);
+  GtkWidget *dialog;
+
+  if (self->store == NULL)
+    return;
+  if (checkpoint == NULL)
+    {
+      /* Say where the checkpoint is chosen, as the tool does. */
+      gtk_revealer_set_reveal_child (self->sam2_message, TRUE);
+      return;
+    }
+  dialog = lode_encode_dialog_new (GTK_WINDOW (self), lode_store_get_path (self->store), checkpoint,
+                                   g_settings_get_int (self->settings, "sam2-input-size") == 512 ? 512 : 1024,
+                                   (guint64) MAX (g_settings_get_int (self->settings, "sam2-cache-mb"), 1) << 20,
+                                   &self->spec);
+  gtk_window_present (GTK_WINDOW (dialog));
+  lode_encode_dialog_start (LODE_ENCODE_DIALOG (dialog));
+}
+
+static void
 action_preferences (GtkWidget *widget, const char *action_name, GVariant *param)
 {
   LodeWindow *self = LODE_WINDOW (widget);
@@ -1412,6 +1819,7 @@ lode_window_get_property (GObject *object, guint prop_id, GValue *value, GParamS
     case PROP_MASK_OUTLINE: g_value_set_boolean (value, self->mask_outline); break;
     case PROP_CHANGE_OVERLAY: g_value_set_boolean (value, self->change_overlay); break;
     case PROP_SHOW_INSPECTOR: g_value_set_boolean (value, self->show_inspector); break;
+    case PROP_SAM2_MODE: g_value_set_string (value, self->sam2_mode); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -1419,7 +1827,7 @@ lode_window_get_property (GObject *object, guint prop_id, GValue *value, GParamS
 static void
 set_tool (LodeCanvas *canvas, gpointer data)
 {
-  const char *ids[] = { "brush", "eraser", "fill", "polygon" };
+  const char *ids[] = { "brush", "eraser", "fill", "polygon", "sam2" };
 
   for (guint i = 0; i < G_N_ELEMENTS (ids); i++)
     if (g_strcmp0 (data, ids[i]) == 0 && lode_canvas_get_tool (canvas) != i)
@@ -1459,6 +1867,12 @@ lode_window_set_property (GObject *object, guint prop_id, const GValue *value, G
       self->tool = g_value_dup_string (value);
       for_each_canvas (self, set_tool, self->tool);
       update_palette_state (self);
+      sam2_follow_patch (self);
+      sam2_refresh (self);
+      break;
+    case PROP_SAM2_MODE:
+      g_free (self->sam2_mode);
+      self->sam2_mode = g_value_dup_string (value);
       break;
     case PROP_VIEW:
       set_view (self, g_value_get_string (value));
@@ -1500,6 +1914,11 @@ lode_window_dispose (GObject *object)
   if (self->scan_cancellable != NULL)
     g_cancellable_cancel (self->scan_cancellable);
   g_clear_object (&self->scan_cancellable);
+  if (self->sam2 != NULL)
+    g_signal_handlers_disconnect_by_data (self->sam2, self);
+  g_clear_object (&self->sam2);
+  if (self->settings != NULL)
+    g_signal_handlers_disconnect_by_data (self->settings, self);
   if (self->doc_cache != NULL)
     clear_docs (self);
   gtk_widget_dispose_template (GTK_WIDGET (self), LODE_TYPE_WINDOW);
@@ -1517,6 +1936,7 @@ lode_window_finalize (GObject *object)
   g_free (self->tool);
   g_free (self->view);
   g_free (self->compare_mode);
+  g_free (self->sam2_mode);
   g_free (self->composite_buf);
   g_free (self->overlay_buf);
   g_ptr_array_unref (self->doc_cache);
@@ -1558,6 +1978,9 @@ lode_window_class_init (LodeWindowClass *klass)
   properties[PROP_SHOW_INSPECTOR] = g_param_spec_boolean ("show-inspector", NULL, NULL, TRUE,
                                                           G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
                                                           G_PARAM_STATIC_STRINGS);
+  properties[PROP_SAM2_MODE] = g_param_spec_string ("sam2-mode", NULL, NULL, "replace",
+                                                    G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY |
+                                                    G_PARAM_STATIC_STRINGS);
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /* Naming the resources links them in from the static library; their
@@ -1596,10 +2019,17 @@ lode_window_class_init (LodeWindowClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, comment_entry);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, revision_list);
   gtk_widget_class_bind_template_child (widget_class, LodeWindow, reviews_label);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, sam2_bar);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, sam2_spinner);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, sam2_label);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, sam2_candidates);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, sam2_message);
+  gtk_widget_class_bind_template_child (widget_class, LodeWindow, sam2_message_close);
 
   gtk_widget_class_install_action (widget_class, "win.open", NULL, action_open);
   gtk_widget_class_install_action (widget_class, "win.import", NULL, action_import);
   gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
+  gtk_widget_class_install_action (widget_class, "win.encode-project", NULL, action_encode_project);
   gtk_widget_class_install_action (widget_class, "win.preferences", NULL, action_preferences);
   gtk_widget_class_install_action (widget_class, "win.next-patch", NULL, action_move);
   gtk_widget_class_install_action (widget_class, "win.previous-patch", NULL, action_move);
@@ -1620,6 +2050,13 @@ lode_window_class_init (LodeWindowClass *klass)
   gtk_widget_class_install_property_action (widget_class, "win.mask-outline", "mask-outline");
   gtk_widget_class_install_property_action (widget_class, "win.change-overlay", "change-overlay");
   gtk_widget_class_install_property_action (widget_class, "win.show-inspector", "show-inspector");
+  gtk_widget_class_install_property_action (widget_class, "win.sam2-mode", "sam2-mode");
+  gtk_widget_class_install_action (widget_class, "win.sam2-apply", NULL, action_sam2);
+  gtk_widget_class_install_action (widget_class, "win.sam2-clear", NULL, action_sam2);
+  gtk_widget_class_install_action (widget_class, "win.sam2-next", NULL, action_sam2);
+  gtk_widget_class_install_action (widget_class, "win.sam2-previous", NULL, action_sam2);
+  gtk_widget_class_install_action (widget_class, "win.sam2-candidate", "i", action_sam2);
+  gtk_widget_class_install_action (widget_class, "win.number", "i", action_number);
 
   BIND (GDK_KEY_o, GDK_CONTROL_MASK, "win.open", NULL);
   BIND (GDK_KEY_i, GDK_CONTROL_MASK, "win.import", NULL);
@@ -1635,10 +2072,14 @@ lode_window_class_init (LodeWindowClass *klass)
   BIND (GDK_KEY_e, 0, "win.tool", "s", "eraser");
   BIND (GDK_KEY_f, 0, "win.tool", "s", "fill");
   BIND (GDK_KEY_p, 0, "win.tool", "s", "polygon");
+  BIND (GDK_KEY_s, 0, "win.tool", "s", "sam2");
+  BIND (GDK_KEY_Return, 0, "win.sam2-apply", NULL);
+  BIND (GDK_KEY_KP_Enter, 0, "win.sam2-apply", NULL);
+  BIND (GDK_KEY_Escape, 0, "win.sam2-clear", NULL);
   for (int n = 1; n <= 9; n++)
     {
-      BIND (GDK_KEY_0 + n, 0, "win.class", "i", n);
-      BIND (GDK_KEY_KP_0 + n, 0, "win.class", "i", n);
+      BIND (GDK_KEY_0 + n, 0, "win.number", "i", n);
+      BIND (GDK_KEY_KP_0 + n, 0, "win.number", "i", n);
     }
   BIND (GDK_KEY_bracketright, 0, "win.brush-grow", NULL);
   BIND (GDK_KEY_bracketleft, 0, "win.brush-shrink", NULL);
@@ -1713,6 +2154,7 @@ lode_window_init (LodeWindow *self)
   self->tool = g_strdup ("brush");
   self->view = g_strdup ("edit");
   self->compare_mode = g_strdup ("side");
+  self->sam2_mode = g_strdup ("replace");
   self->show_inspector = TRUE;
   self->doc_cache = g_ptr_array_new_with_free_func ((GDestroyNotify) lode_document_free);
 
@@ -1758,6 +2200,31 @@ lode_window_init (LodeWindow *self)
   g_signal_connect (self->inspector, "notify::visible", G_CALLBACK (on_review_panel_shown), self);
   update_brush_label (self);
   update_actions (self);
+
+  self->sam2 = lode_sam2_tool_new ();
+  g_signal_connect (self->sam2, "changed", G_CALLBACK (on_sam2_changed), self);
+  g_signal_connect (self->sam2, "error", G_CALLBACK (on_sam2_error), self);
+  g_signal_connect (self->settings, "changed::sam2-checkpoint", G_CALLBACK (on_sam2_settings_changed), self);
+  g_signal_connect (self->settings, "changed::sam2-input-size", G_CALLBACK (on_sam2_settings_changed), self);
+  g_signal_connect (self->settings, "changed::sam2-cache-mb", G_CALLBACK (on_sam2_settings_changed), self);
+  g_signal_connect (self->sam2_message_close, "clicked", G_CALLBACK (on_sam2_message_close), self);
+  sam2_build_candidates (self);
+  sam2_read_settings (self);
+  sam2_refresh (self);
+}
+
+LodeSam2Tool *
+lode_window_get_sam2_tool (LodeWindow *self)
+{
+  g_return_val_if_fail (LODE_IS_WINDOW (self), NULL);
+  return self->sam2;
+}
+
+gboolean
+lode_window_get_sam2_message_shown (LodeWindow *self)
+{
+  g_return_val_if_fail (LODE_IS_WINDOW (self), FALSE);
+  return gtk_revealer_get_reveal_child (self->sam2_message);
 }
 
 GtkWidget *

@@ -6,6 +6,7 @@
 #include "lode-application.h"
 #include "lode-compare-view.h"
 #include "lode-patch-browser.h"
+#include "lode-sam2-tool.h"
 
 G_BEGIN_DECLS
 
@@ -58,5 +59,10 @@ guint       lode_window_time_switches (LodeWindow       *self,
 /* Selects the index-th revision of the history (newest first). */
 gboolean    lode_window_select_revision (LodeWindow   *self,
                                          guint         index);
+
+/* The SAM2 tool's engine (prompts, prediction, chosen candidate). */
+LodeSam2Tool *lode_window_get_sam2_tool (LodeWindow *self);
+/* TRUE while the message asking for a checkpoint is shown. */
+gboolean    lode_window_get_sam2_message_shown (LodeWindow *self);
 
 G_END_DECLS

@@ -5,6 +5,7 @@
 #include <glib/gi18n.h>
 #include <locale.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "lode-application.h"
 #include "lode-cli.h"
@@ -12,18 +13,19 @@
 #include "lode-resources.h"
 
 /* OpenMP threads that spin after each parallel loop take the cores from
- * OpenBLAS's threads on small machines (a SAM2 click went from ~60 ms to
- * ~300 ms on two cores). libgomp reads OMP_WAIT_POLICY when it loads, before
- * main(), so the default is set from the executable's preinit array, which
- * runs before any shared library's initialisers. A value the user set wins. */
+ * OpenBLAS's threads on small machines (training and SAM2 ran at half speed
+ * on two cores). libgomp reads OMP_WAIT_POLICY once, while the program
+ * loads, before any code of ours runs; so when the user has not chosen, Lode
+ * chooses PASSIVE and starts itself again with it. If that cannot be done
+ * it carries on as it is. */
 static void
-lode_preinit (int argc, char **argv, char **envp)
+ensure_passive_openmp (char **argv)
 {
-  setenv ("OMP_WAIT_POLICY", "PASSIVE", 0);
+  if (g_getenv ("OMP_WAIT_POLICY") != NULL)
+    return;
+  g_setenv ("OMP_WAIT_POLICY", "PASSIVE", TRUE);
+  execv ("/proc/self/exe", argv);
 }
-
-__attribute__ ((section (".preinit_array"), used))
-static void (*const lode_preinit_entry) (int, char **, char **) = lode_preinit;
 
 static void
 init_i18n (void)
@@ -45,6 +47,7 @@ main (int argc, char *argv[])
 {
   g_autoptr(LodeApplication) app = NULL;
 
+  ensure_passive_openmp (argv);
   init_i18n ();
 
   if (argc >= 2)

@@ -21,6 +21,7 @@ struct _LodeCanvas
   cairo_surface_t *highlight;
   cairo_surface_t *second;
   cairo_surface_t *second_overlay;
+  cairo_surface_t *preview;
   int              width;
   int              height;
   double           mask_opacity;
@@ -52,6 +53,16 @@ struct _LodeCanvas
   gboolean         editable;
   GArray          *stroke;       /* doubles, x y pairs; NULL when none */
   GArray          *polygon;      /* doubles */
+
+  /* SAM2 */
+  gboolean         sam2_pressed;
+  gboolean         sam2_negative;
+  double           sam2_start[2];
+  double           sam2_end[2];
+  GArray          *prompt_points; /* floats */
+  GArray          *prompt_labels; /* ints */
+  gboolean         has_box;
+  float            box[4];
 };
 
 enum {
@@ -61,6 +72,8 @@ enum {
   SIGNAL_CURSOR_MOVED,
   SIGNAL_VIEW_CHANGED,
   SIGNAL_STATE_CHANGED,
+  SIGNAL_SAM2_POINT,
+  SIGNAL_SAM2_BOX,
   N_SIGNALS
 };
 
@@ -68,7 +81,9 @@ static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (LodeCanvas, lode_canvas, GTK_TYPE_WIDGET)
 
-static const char *tool_ids[] = { "brush", "eraser", "fill", "polygon" };
+static const char *tool_ids[] = { "brush", "eraser", "fill", "polygon", "sam2" };
+
+#define SAM2_DRAG_DISTANCE 5.0 /* screen pixels before a press becomes a box */
 
 /* Straight RGBA bytes into a premultiplied cairo surface. */
 static void
@@ -195,6 +210,70 @@ draw_polyline (cairo_t *cr, GArray *pts)
 }
 
 static void
+draw_box (LodeCanvas *self, cairo_t *cr, double x0, double y0, double x1, double y1)
+{
+  static const double dash[] = { 6.0, 4.0 };
+  double sx0 = round (self->origin_x + MIN (x0, x1) * self->zoom) + 0.5;
+  double sy0 = round (self->origin_y + MIN (y0, y1) * self->zoom) + 0.5;
+  double sx1 = round (self->origin_x + MAX (x0, x1) * self->zoom) - 0.5;
+  double sy1 = round (self->origin_y + MAX (y0, y1) * self->zoom) - 0.5;
+
+  cairo_rectangle (cr, sx0, sy0, sx1 - sx0, sy1 - sy0);
+  cairo_set_source_rgba (cr, 0, 0, 0, 0.85);
+  cairo_set_line_width (cr, 3.0);
+  cairo_set_dash (cr, NULL, 0, 0);
+  cairo_stroke_preserve (cr);
+  cairo_set_source_rgba (cr, 1, 1, 1, 1);
+  cairo_set_line_width (cr, 1.5);
+  cairo_set_dash (cr, dash, 2, 0);
+  cairo_stroke (cr);
+  cairo_set_dash (cr, NULL, 0, 0);
+}
+
+/* Points as discs with a + (positive, green) or − (negative, red), the box
+ * dashed, and the box being dragged. In screen space, so they keep their
+ * size at every zoom. */
+static void
+draw_prompts (LodeCanvas *self, cairo_t *cr)
+{
+  if (self->has_box)
+    draw_box (self, cr, self->box[0], self->box[1], self->box[2], self->box[3]);
+  if (self->sam2_pressed &&
+      hypot ((self->sam2_end[0] - self->sam2_start[0]) * self->zoom,
+             (self->sam2_end[1] - self->sam2_start[1]) * self->zoom) >= SAM2_DRAG_DISTANCE)
+    draw_box (self, cr, self->sam2_start[0], self->sam2_start[1], self->sam2_end[0], self->sam2_end[1]);
+  for (guint i = 0; self->prompt_labels != NULL && i < self->prompt_labels->len; i++)
+    {
+      const float *p = &g_array_index (self->prompt_points, float, 2 * i);
+      gboolean positive = g_array_index (self->prompt_labels, int, i) == 1;
+      double sx = self->origin_x + p[0] * self->zoom;
+      double sy = self->origin_y + p[1] * self->zoom;
+
+      cairo_arc (cr, sx, sy, 8.0, 0, 2 * G_PI);
+      cairo_set_source_rgba (cr, 0, 0, 0, 0.8);
+      cairo_set_line_width (cr, 4.0);
+      cairo_stroke_preserve (cr);
+      if (positive)
+        cairo_set_source_rgba (cr, 0.15, 0.70, 0.25, 1);
+      else
+        cairo_set_source_rgba (cr, 0.85, 0.15, 0.15, 1);
+      cairo_fill_preserve (cr);
+      cairo_set_source_rgba (cr, 1, 1, 1, 1);
+      cairo_set_line_width (cr, 1.5);
+      cairo_stroke (cr);
+      cairo_move_to (cr, sx - 4.5, sy);
+      cairo_line_to (cr, sx + 4.5, sy);
+      if (positive)
+        {
+          cairo_move_to (cr, sx, sy - 4.5);
+          cairo_line_to (cr, sx, sy + 4.5);
+        }
+      cairo_set_line_width (cr, 2.0);
+      cairo_stroke (cr);
+    }
+}
+
+static void
 lode_canvas_snapshot (GtkWidget *widget, GtkSnapshot *snapshot)
 {
   LodeCanvas *self = LODE_CANVAS (widget);
@@ -240,6 +319,7 @@ lode_canvas_snapshot (GtkWidget *widget, GtkSnapshot *snapshot)
       cairo_stroke (cr);
     }
   paint_surface (cr, self->highlight, 1.0);
+  paint_surface (cr, self->preview, 1.0);
 
   /* The stroke in progress, in the class it paints. */
   if (self->stroke != NULL && self->stroke->len >= 2)
@@ -296,6 +376,7 @@ lode_canvas_snapshot (GtkWidget *widget, GtkSnapshot *snapshot)
       cairo_set_line_width (cr, 1.0);
       cairo_stroke (cr);
     }
+  draw_prompts (self, cr);
   if (self->ghost_x >= 0.0)
     {
       double sx = self->origin_x + self->ghost_x * self->zoom;
@@ -433,9 +514,17 @@ on_drag_begin (GtkGestureDrag *drag, double x, double y, LodeCanvas *self)
       pan_begin (self);
       return;
     }
+  widget_to_image (self, x, y, &ix, &iy);
+  if (self->tool == LODE_CANVAS_TOOL_SAM2 &&
+      (button == GDK_BUTTON_SECONDARY ||
+       (button == GDK_BUTTON_PRIMARY &&
+        (gtk_event_controller_get_current_event_state (GTK_EVENT_CONTROLLER (drag)) & GDK_CONTROL_MASK))))
+    {
+      lode_canvas_press_secondary (self, ix, iy);
+      return;
+    }
   if (button != GDK_BUTTON_PRIMARY)
     return;
-  widget_to_image (self, x, y, &ix, &iy);
   if (self->tool == LODE_CANVAS_TOOL_POLYGON && self->polygon != NULL && self->polygon->len >= 6)
     {
       const double *p = (const double *) self->polygon->data;
@@ -458,7 +547,7 @@ on_drag_update (GtkGestureDrag *drag, double ox, double oy, LodeCanvas *self)
       pan_update (self, ox, oy);
       return;
     }
-  if (self->stroke == NULL)
+  if (self->stroke == NULL && !self->sam2_pressed)
     return;
   gtk_gesture_drag_get_start_point (drag, &sx, &sy);
   widget_to_image (self, sx + ox, sy + oy, &ix, &iy);
@@ -592,6 +681,9 @@ lode_canvas_dispose (GObject *object)
   g_clear_pointer (&self->highlight, cairo_surface_destroy);
   g_clear_pointer (&self->second, cairo_surface_destroy);
   g_clear_pointer (&self->second_overlay, cairo_surface_destroy);
+  g_clear_pointer (&self->preview, cairo_surface_destroy);
+  g_clear_pointer (&self->prompt_points, g_array_unref);
+  g_clear_pointer (&self->prompt_labels, g_array_unref);
   g_clear_pointer (&self->classes, lode_class_table_free);
   g_clear_pointer (&self->stroke, g_array_unref);
   g_clear_pointer (&self->polygon, g_array_unref);
@@ -645,6 +737,15 @@ lode_canvas_class_init (LodeCanvasClass *klass)
   gtk_widget_class_install_action (widget_class, "canvas.polygon-cancel", NULL, action_polygon);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return, 0, "canvas.polygon-finish", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "canvas.polygon-cancel", NULL);
+
+  /* (x, y, positive) in image coordinates. */
+  signals[SIGNAL_SAM2_POINT] =
+    g_signal_new ("sam2-point", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 3, G_TYPE_DOUBLE, G_TYPE_DOUBLE, G_TYPE_BOOLEAN);
+  /* (x0, y0, x1, y1) in image coordinates, x0 <= x1, y0 <= y1. */
+  signals[SIGNAL_SAM2_BOX] =
+    g_signal_new ("sam2-box", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 4, G_TYPE_DOUBLE, G_TYPE_DOUBLE, G_TYPE_DOUBLE, G_TYPE_DOUBLE);
 }
 
 static void
@@ -667,6 +768,8 @@ lode_canvas_init (LodeCanvas *self)
   gtk_widget_set_focusable (widget, TRUE);
   gtk_widget_set_overflow (widget, GTK_OVERFLOW_HIDDEN);
   gtk_widget_set_cursor_from_name (widget, "crosshair");
+  gtk_widget_action_set_enabled (widget, "canvas.polygon-finish", FALSE);
+  gtk_widget_action_set_enabled (widget, "canvas.polygon-cancel", FALSE);
 
   controller = gtk_event_controller_motion_new ();
   g_signal_connect (controller, "motion", G_CALLBACK (on_motion), self);
@@ -709,6 +812,7 @@ lode_canvas_set_image (LodeCanvas *self, const guint8 *rgba, int width, int heig
       g_clear_pointer (&self->highlight, cairo_surface_destroy);
       g_clear_pointer (&self->second, cairo_surface_destroy);
       g_clear_pointer (&self->second_overlay, cairo_surface_destroy);
+      g_clear_pointer (&self->preview, cairo_surface_destroy);
     }
   self->width = width;
   self->height = height;
@@ -790,6 +894,7 @@ lode_canvas_clear (LodeCanvas *self)
   g_clear_pointer (&self->highlight, cairo_surface_destroy);
   g_clear_pointer (&self->second, cairo_surface_destroy);
   g_clear_pointer (&self->second_overlay, cairo_surface_destroy);
+  g_clear_pointer (&self->preview, cairo_surface_destroy);
   self->width = self->height = 0;
   gtk_widget_queue_draw (GTK_WIDGET (self));
 }
@@ -932,11 +1037,14 @@ void
 lode_canvas_set_tool (LodeCanvas *self, LodeCanvasTool tool)
 {
   g_return_if_fail (LODE_IS_CANVAS (self));
-  g_return_if_fail (tool <= LODE_CANVAS_TOOL_POLYGON);
+  g_return_if_fail (tool <= LODE_CANVAS_TOOL_SAM2);
   if (tool != LODE_CANVAS_TOOL_POLYGON)
     lode_canvas_cancel_polygon (self);
+  self->sam2_pressed = FALSE;
   self->tool = tool;
+  /* Enter and Escape reach the window's SAM2 actions unless a polygon is drawn. */
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "canvas.polygon-finish", tool == LODE_CANVAS_TOOL_POLYGON);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "canvas.polygon-cancel", tool == LODE_CANVAS_TOOL_POLYGON);
   state_changed (self);
 }
 
@@ -1027,6 +1135,12 @@ lode_canvas_press (LodeCanvas *self, double x, double y)
         self->polygon = g_array_new (FALSE, FALSE, sizeof (double));
       g_array_append_vals (self->polygon, xy, 2);
       break;
+    case LODE_CANVAS_TOOL_SAM2:
+      self->sam2_pressed = TRUE;
+      self->sam2_negative = FALSE;
+      self->sam2_start[0] = self->sam2_end[0] = x;
+      self->sam2_start[1] = self->sam2_end[1] = y;
+      break;
     default:
       g_assert_not_reached ();
     }
@@ -1040,6 +1154,14 @@ lode_canvas_motion (LodeCanvas *self, double x, double y)
   double xy[2] = { x, y };
 
   g_return_if_fail (LODE_IS_CANVAS (self));
+  if (self->sam2_pressed)
+    {
+      /* Negative points are clicks only; a drag draws a box. */
+      self->sam2_end[0] = CLAMP (x, 0, self->width);
+      self->sam2_end[1] = CLAMP (y, 0, self->height);
+      gtk_widget_queue_draw (GTK_WIDGET (self));
+      return;
+    }
   if (self->stroke == NULL)
     return;
   last = &g_array_index (self->stroke, double, self->stroke->len - 2);
@@ -1056,6 +1178,19 @@ lode_canvas_release (LodeCanvas *self)
   g_autoptr(GArray) stroke = NULL;
 
   g_return_if_fail (LODE_IS_CANVAS (self));
+  if (self->sam2_pressed)
+    {
+      double *a = self->sam2_start, *b = self->sam2_end;
+
+      self->sam2_pressed = FALSE;
+      gtk_widget_queue_draw (GTK_WIDGET (self));
+      if (!self->sam2_negative && hypot ((b[0] - a[0]) * self->zoom, (b[1] - a[1]) * self->zoom) >= SAM2_DRAG_DISTANCE)
+        g_signal_emit (self, signals[SIGNAL_SAM2_BOX], 0, MIN (a[0], b[0]), MIN (a[1], b[1]),
+                       MAX (a[0], b[0]), MAX (a[1], b[1]));
+      else if (a[0] >= 0 && a[1] >= 0 && a[0] < self->width && a[1] < self->height)
+        g_signal_emit (self, signals[SIGNAL_SAM2_POINT], 0, a[0], a[1], !self->sam2_negative);
+      return;
+    }
   if (self->stroke == NULL)
     return;
   /* Cleared first so that the redraw after the edit shows no preview. */
@@ -1084,5 +1219,49 @@ lode_canvas_cancel_polygon (LodeCanvas *self)
 {
   g_return_if_fail (LODE_IS_CANVAS (self));
   g_clear_pointer (&self->polygon, g_array_unref);
+  gtk_widget_queue_draw (GTK_WIDGET (self));
+}
+
+void
+lode_canvas_press_secondary (LodeCanvas *self, double x, double y)
+{
+  g_return_if_fail (LODE_IS_CANVAS (self));
+  if (self->image == NULL || !self->editable || self->tool != LODE_CANVAS_TOOL_SAM2)
+    return;
+  lode_canvas_press (self, x, y);
+  self->sam2_negative = TRUE;
+}
+
+void
+lode_canvas_set_prompts (LodeCanvas  *self,
+                         const float *points,
+                         const int   *labels,
+                         int          n_points,
+                         const float *box)
+{
+  g_return_if_fail (LODE_IS_CANVAS (self));
+  if (self->prompt_points == NULL)
+    {
+      self->prompt_points = g_array_new (FALSE, FALSE, sizeof (float));
+      self->prompt_labels = g_array_new (FALSE, FALSE, sizeof (int));
+    }
+  g_array_set_size (self->prompt_points, 0);
+  g_array_set_size (self->prompt_labels, 0);
+  if (n_points > 0)
+    {
+      g_array_append_vals (self->prompt_points, points, 2 * n_points);
+      g_array_append_vals (self->prompt_labels, labels, n_points);
+    }
+  self->has_box = box != NULL;
+  if (box != NULL)
+    memcpy (self->box, box, sizeof self->box);
+  gtk_widget_queue_draw (GTK_WIDGET (self));
+}
+
+void
+lode_canvas_set_preview (LodeCanvas *self, const guint8 *rgba)
+{
+  g_return_if_fail (LODE_IS_CANVAS (self));
+  replace_surface (&self->preview, self->image ? rgba : NULL, self->width, self->height);
   gtk_widget_queue_draw (GTK_WIDGET (self));
 }

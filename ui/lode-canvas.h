@@ -7,7 +7,7 @@
  * pixel (x, y) covering [x, x+1) x [y, y+1)) and the window applies it.
  *
  * Actions (canvas.*): zoom-in, zoom-out, zoom-fit, zoom-actual, tool (string
- * state: "brush", "eraser", "fill", "polygon"), brush-grow, brush-shrink,
+ * state: "brush", "eraser", "fill", "polygon", "sam2"), brush-grow, brush-shrink,
  * class (int: the n-th class of the palette, 1-based), polygon-finish,
  * polygon-cancel. */
 #pragma once
@@ -26,6 +26,7 @@ typedef enum {
   LODE_CANVAS_TOOL_ERASER,
   LODE_CANVAS_TOOL_FILL,
   LODE_CANVAS_TOOL_POLYGON,
+  LODE_CANVAS_TOOL_SAM2,
 } LodeCanvasTool;
 
 #define LODE_CANVAS_MAX_ZOOM 32.0
@@ -124,7 +125,27 @@ void           lode_canvas_motion           (LodeCanvas     *self,
                                              double          x,
                                              double          y);
 void           lode_canvas_release          (LodeCanvas     *self);
+/* With the SAM2 tool a press and release in place emits "sam2-point"
+ * (x, y, positive) and a drag emits "sam2-box" (x0, y0, x1, y1); a
+ * secondary press (right button, or Ctrl with the left) gives a negative
+ * point. */
+void           lode_canvas_press_secondary  (LodeCanvas     *self,
+                                             double          x,
+                                             double          y);
 void           lode_canvas_finish_polygon   (LodeCanvas     *self);
 void           lode_canvas_cancel_polygon   (LodeCanvas     *self);
+
+/* SAM2 prompts drawn over the image: points [n, 2] in image pixels with
+ * labels (1 positive: a green +, 0 negative: a red −) and a box (x0, y0,
+ * x1, y1) or NULL. */
+void           lode_canvas_set_prompts      (LodeCanvas     *self,
+                                             const float    *points,
+                                             const int      *labels,
+                                             int             n_points,
+                                             const float    *box);
+/* A candidate mask already coloured (straight RGBA, image size) drawn
+ * above the mask, or NULL. */
+void           lode_canvas_set_preview      (LodeCanvas     *self,
+                                             const guint8   *rgba);
 
 G_END_DECLS

@@ -398,10 +398,11 @@ write_state_dict (const char *path,
     {
       const char *name = lode_unet_tensor_name (net, i);
       LodeTestTensor t = { 0 };
-      char *key = g_strdup_printf ("%u", i);
+      char *key;
 
       if (bare && !g_str_has_prefix (name, "encoder."))
         continue;
+      key = g_strdup_printf ("%u", i);
       t.name = bare ? name + strlen ("encoder.") : name;
       t.storage_type = "FloatStorage";
       t.key = key;

@@ -61,7 +61,6 @@ small_options (LodeTrainProjectOptions *o)
   o->config.encoder = LODE_UNET_RESNET18;
   o->config.epochs = 2;
   o->config.batch_size = 2;
-  o->config.device[0] = '\0';
   g_strlcpy (o->config.device, "cpu", sizeof o->config.device);
 }
 

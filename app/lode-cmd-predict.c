@@ -10,60 +10,10 @@
 #include <string.h>
 
 #include "lode-commands.h"
+#include "lode-prelabel.h"
 #include "lode-prithvi.h"
 #include "lode-raster.h"
 #include "lode-train.h"
-
-/* The class of each pixel (255 where the image has no data). The image is
- * padded with zeros (the normalised mean) to multiples of 32. */
-static guint8 *
-predict (LodeUnet              *net,
-         const LodeTrainConfig *c,
-         const LodeRaster      *r,
-         GError               **error)
-{
-  int ph = (r->height + 31) / 32 * 32, pw = (r->width + 31) / 32 * 32;
-  gsize phw = (gsize) ph * pw;
-  g_autofree float *input = g_new0 (float, c->bands * phw);
-  g_autofree float *logits = g_new (float, c->classes * phw);
-  guint8 *mask;
-
-  for (int b = 0; b < c->bands; b++)
-    {
-      const float *src;
-      float *dst = input + b * phw;
-
-      if (c->band_select[b] >= r->n_bands)
-        {
-          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
-                       _("“%s” has %d bands; the model reads band %d"), r->path, r->n_bands,
-                       c->band_select[b] + 1);
-          return NULL;
-        }
-      src = lode_raster_band (r, c->band_select[b]);
-      for (int y = 0; y < r->height; y++)
-        for (int x = 0; x < r->width; x++)
-          {
-            float v = src[(gsize) y * r->width + x];
-            dst[(gsize) y * pw + x] = isfinite (v) ? (v - c->mean[b]) / c->std[b] : 0.0f;
-          }
-    }
-  if (!lode_unet_forward (net, input, 1, ph, pw, LODE_UNET_EVAL, logits, error))
-    return NULL;
-  mask = g_new (guint8, (gsize) r->width * r->height);
-  for (int y = 0; y < r->height; y++)
-    for (int x = 0; x < r->width; x++)
-      {
-        gsize q = (gsize) y * pw + x;
-        int best = 0;
-
-        for (int k = 1; k < c->classes; k++)
-          if (logits[k * phw + q] > logits[best * phw + q])
-            best = k;
-        mask[(gsize) y * r->width + x] = r->valid[(gsize) y * r->width + x] ? (guint8) best : 255;
-      }
-  return mask;
-}
 
 /* The Prithvi segmenter's classes (255 where the image has no data). */
 static guint8 *
@@ -158,7 +108,7 @@ lode_cmd_predict (int argc, char **argv)
     {
       net = lode_train_checkpoint_load (model, &config, NULL, NULL, NULL, &error);
       if (net == NULL || (raster = lode_raster_open (image, &error)) == NULL
-          || (mask = predict (net, &config, raster, &error)) == NULL
+          || (mask = lode_prelabel_predict (net, &config, raster, &error)) == NULL
           || !lode_cli_write_mask (out, raster, mask, &error))
         {
           lode_cli_error ("predict", "%s", error->message);

@@ -1,4 +1,5 @@
-/* lode train unet: trains a U-Net on a folder in the SmallMinesDS layout.
+/* lode train unet: trains a U-Net on a folder in the SmallMinesDS layout,
+ * or on a project's patches (--project, through lode-train-project).
  * lode train prithvi: trains the UperNet decoder of a Prithvi-EO-2.0
  * segmenter (the encoder frozen, as published) on the same data.
  *
@@ -18,22 +19,9 @@
 #include "lode-commands.h"
 #include "lode-prithvi.h"
 #include "lode-raster.h"
+#include "lode-store.h"
+#include "lode-train-project.h"
 #include "lode-train.h"
-
-/* The normalisation statistics of the published training, by band index
- * of the 13-band files (FORMAT.md). */
-static const float published_mean[13] = {
-  1473.81388377f, 1703.35249650f, 1696.67685941f, 2105.88077538f, 3133.47063806f,
-  3543.17834759f, 3677.26573009f, 3832.39764247f, 3156.11122121f, 2226.06822112f,
-  -3.60578219f, -6.52798491f, 192.83874697f,
-};
-static const float published_std[13] = {
-  223.43533204f, 285.53613398f, 413.82320306f, 395.83356682f, 312.48236897f,
-  354.47004513f, 397.92163014f, 389.61483882f, 451.49534791f, 468.26765909f,
-  3.96725815f, 6.66565737f, 57.37162747f,
-};
-static const int bands6[6] = { 0, 1, 2, 7, 8, 9 };
-static const int bands_rgb[3] = { 2, 1, 0 };
 
 typedef struct {
   char *image, *mask;
@@ -290,19 +278,74 @@ parse_weights (const char *text, LodeTrainConfig *c)
   return TRUE;
 }
 
+/* --project: the patches of a project, the model version added to it. */
+static int
+train_project (const char            *project,
+               const LodeTrainConfig *config,
+               const char            *name,
+               const char            *out,
+               gboolean               accepted_only,
+               gboolean               quiet)
+{
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodeStore) store = NULL;
+  g_autoptr(LodeModelVersion) version = NULL;
+  LodeTrainProjectOptions options;
+  LodeTrainProjectCounts counts;
+  Run run = { cancellable, quiet };
+  gint64 id;
+
+  lode_train_project_options_init (&options);
+  options.config = *config;
+  options.accepted_only = accepted_only;
+  options.name = name;
+  options.checkpoint = out;
+  signal (SIGINT, on_sigint);
+  id = lode_train_project_run (project, &options, on_progress, &run, &counts, cancellable, &error);
+  signal (SIGINT, SIG_DFL);
+  if (!quiet)
+    g_printerr ("\n");
+  if (id == 0)
+    {
+      if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        {
+          g_print (_("Stopped; no model version was added\n"));
+          return LODE_EXIT_FAILURE;
+        }
+      lode_cli_error ("train", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
+  store = lode_store_open (project, FALSE, &error);
+  if (store != NULL)
+    version = lode_store_get_model_version (store, id, &error);
+  if (version == NULL)
+    {
+      lode_cli_error ("train", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
+  g_print (_("Trained on %u patches, validated on %u (%u left out)\n"), counts.train, counts.validation,
+           counts.left_out);
+  g_print (_("Added model version %" PRId64 " “%s” (%s) to “%s”\n"), id, version->name, version->path, project);
+  return LODE_EXIT_OK;
+}
+
 int
 lode_cmd_train (int argc, char **argv)
 {
-  g_autofree char *data_dir = NULL, *out = NULL, *encoder = NULL, *bands = NULL;
+  g_autofree char *data_dir = NULL, *project = NULL, *name = NULL, *out = NULL, *encoder = NULL, *bands = NULL;
   g_autofree char *year = NULL, *weights = NULL, *class_weights = NULL, *device = NULL;
   int epochs = 10, batch = 4, classes = 2;
   gint64 steps = 0, seed = 0;
   double lr = NAN, wd = 0.05, dice = 0.0;
-  gboolean frozen = FALSE, no_augment = FALSE, resume = FALSE, quiet = FALSE;
+  gboolean frozen = FALSE, no_augment = FALSE, resume = FALSE, quiet = FALSE, accepted_only = FALSE;
   g_auto(GStrv) rest = NULL;
   g_autoptr(GError) error = NULL;
   const GOptionEntry entries[] = {
     { "data", 'd', 0, G_OPTION_ARG_FILENAME, &data_dir, N_("Folder in the SmallMinesDS layout"), N_("DIR") },
+    { "project", 'p', 0, G_OPTION_ARG_FILENAME, &project, N_("Train on a project's labelled patches instead, and add the model version to it"), N_("PROJECT.lode") },
+    { "name", 0, 0, G_OPTION_ARG_STRING, &name, N_("Name of the model version (with --project)"), N_("NAME") },
+    { "accepted-only", 0, 0, G_OPTION_ARG_NONE, &accepted_only, N_("Only the accepted patches (with --project)"), NULL },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, N_("Checkpoint to write (default unet.lode-unet)"), N_("FILE") },
     { "encoder", 0, 0, G_OPTION_ARG_STRING, &encoder, N_("resnet18, resnet34 or resnet50 (default)"), N_("NAME") },
     { "weights", 0, 0, G_OPTION_ARG_FILENAME, &weights, N_("Start from a torchvision/timm ResNet or smp U-Net checkpoint (.pt, .safetensors); for prithvi, the encoder (Prithvi_EO_V2_300M.pt, Prithvi_EO_V2_600M.pt)"), N_("FILE") },
@@ -335,8 +378,7 @@ lode_cmd_train (int argc, char **argv)
   LodeTrainMetrics start;
   Data data = { 0 };
   Run run;
-  const int *select;
-  int n_select;
+  LodeTrainBandSet band_set;
   int status = LODE_EXIT_FAILURE;
 
   g_option_context_set_summary (context,
@@ -366,9 +408,14 @@ lode_cmd_train (int argc, char **argv)
     }
   if (isnan (lr))
     lr = is_prithvi ? 1e-3 : 1e-4;
-  if (data_dir == NULL)
+  if ((data_dir == NULL) == (project == NULL))
     {
-      lode_cli_error ("train", _("--data DIR is needed"));
+      lode_cli_error ("train", _("either --data DIR or --project PROJECT.lode is needed"));
+      return LODE_EXIT_USAGE;
+    }
+  if (is_prithvi && project != NULL)
+    {
+      lode_cli_error ("train", _("--project trains a U-Net; train prithvi on a folder with --data"));
       return LODE_EXIT_USAGE;
     }
 
@@ -378,24 +425,12 @@ lode_cmd_train (int argc, char **argv)
       lode_cli_error ("train", _("--encoder must be resnet18, resnet34 or resnet50, not “%s”"), encoder);
       return LODE_EXIT_USAGE;
     }
-  if (bands == NULL || g_str_equal (bands, "6"))
-    select = bands6, n_select = 6;
-  else if (g_str_equal (bands, "rgb"))
-    select = bands_rgb, n_select = 3;
-  else if (g_str_equal (bands, "13"))
-    select = NULL, n_select = 13;
-  else
+  if (!lode_train_band_set_from_id (bands ? bands : "6", &band_set))
     {
       lode_cli_error ("train", _("--bands must be 6, 13 or rgb, not “%s”"), bands);
       return LODE_EXIT_USAGE;
     }
-  config.bands = n_select;
-  for (int b = 0; b < n_select; b++)
-    {
-      config.band_select[b] = select ? select[b] : b;
-      config.mean[b] = published_mean[config.band_select[b]];
-      config.std[b] = published_std[config.band_select[b]];
-    }
+  lode_train_config_set_bands (&config, band_set);
   config.classes = classes;
   if (class_weights != NULL && (classes > LODE_TRAIN_MAX_CLASSES || !parse_weights (class_weights, &config)))
     {
@@ -413,6 +448,8 @@ lode_cmd_train (int argc, char **argv)
   config.augment = !no_augment;
   config.seed = (guint64) seed;
   g_strlcpy (config.device, device ? device : "auto", sizeof config.device);
+  if (project != NULL)
+    return train_project (project, &config, name, out, accepted_only, quiet);
 
   data.split[0] = g_array_new (FALSE, TRUE, sizeof (Sample));
   data.split[1] = g_array_new (FALSE, TRUE, sizeof (Sample));

@@ -30,6 +30,7 @@ int lode_cmd_encode  (int argc, char **argv);
 int lode_bench_sam2  (int argc, char **argv);
 int lode_cmd_train   (int argc, char **argv);
 int lode_cmd_predict (int argc, char **argv);
+int lode_cmd_prelabel (int argc, char **argv);
 /* Writes mask (width x height of r) as a one-band Byte GeoTIFF on r's grid. */
 gboolean lode_cli_write_mask (const char *path, const LodeRaster *r, const guint8 *mask,
                               GError **error);

@@ -11,6 +11,8 @@
 #include "lode-composite.h"
 #include "lode-document.h"
 #include "lode-encode-dialog.h"
+#include "lode-prelabel-dialog.h"
+#include "lode-training-dialog.h"
 #include "lode-error-dialog.h"
 #include "lode-export-dialog.h"
 #include "lode-import-dialog.h"
@@ -395,6 +397,8 @@ update_actions (LodeWindow *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.redo", active != NULL && lode_document_can_redo (active));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.export", self->store != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.encode-project", self->store != NULL);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.train", self->store != NULL);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.prelabel", self->store != NULL);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.accept", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.reject", has_doc);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.send-back", has_doc);
@@ -1756,6 +1760,44 @@ action_encode_project (GtkWidget *widget, const char *action_name, GVariant *par
 }
 
 static void
+action_train (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+
+  if (self->store == NULL)
+    return;
+  gtk_window_present (GTK_WINDOW (lode_training_dialog_new (GTK_WINDOW (self), lode_store_get_path (self->store))));
+}
+
+/* After pre-labelling: the project read again (masks, shares, thumbnails),
+ * the patch shown before selected again. */
+static void
+on_prelabel_finished (LodePrelabelDialog *dialog, LodeWindow *self)
+{
+  gint64 shown = lode_window_get_patch_id (self);
+  g_autoptr(GFile) file = NULL;
+
+  if (self->store == NULL)
+    return;
+  file = g_file_new_for_path (lode_store_get_path (self->store));
+  if (lode_window_open_project (self, file) && shown > 0)
+    lode_patch_browser_select_id (self->browser, shown);
+}
+
+static void
+action_prelabel (GtkWidget *widget, const char *action_name, GVariant *param)
+{
+  LodeWindow *self = LODE_WINDOW (widget);
+  GtkWidget *dialog;
+
+  if (self->store == NULL)
+    return;
+  dialog = lode_prelabel_dialog_new (GTK_WINDOW (self), lode_store_get_path (self->store));
+  g_signal_connect_object (dialog, "finished", G_CALLBACK (on_prelabel_finished), self, 0);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
 action_preferences (GtkWidget *widget, const char *action_name, GVariant *param)
 {
   LodeWindow *self = LODE_WINDOW (widget);
@@ -2030,6 +2072,8 @@ lode_window_class_init (LodeWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.import", NULL, action_import);
   gtk_widget_class_install_action (widget_class, "win.export", NULL, action_export);
   gtk_widget_class_install_action (widget_class, "win.encode-project", NULL, action_encode_project);
+  gtk_widget_class_install_action (widget_class, "win.train", NULL, action_train);
+  gtk_widget_class_install_action (widget_class, "win.prelabel", NULL, action_prelabel);
   gtk_widget_class_install_action (widget_class, "win.preferences", NULL, action_preferences);
   gtk_widget_class_install_action (widget_class, "win.next-patch", NULL, action_move);
   gtk_widget_class_install_action (widget_class, "win.previous-patch", NULL, action_move);
@@ -2061,6 +2105,8 @@ lode_window_class_init (LodeWindowClass *klass)
   BIND (GDK_KEY_o, GDK_CONTROL_MASK, "win.open", NULL);
   BIND (GDK_KEY_i, GDK_CONTROL_MASK, "win.import", NULL);
   BIND (GDK_KEY_e, GDK_CONTROL_MASK, "win.export", NULL);
+  BIND (GDK_KEY_t, GDK_CONTROL_MASK, "win.train", NULL);
+  BIND (GDK_KEY_l, GDK_CONTROL_MASK, "win.prelabel", NULL);
   BIND (GDK_KEY_comma, GDK_CONTROL_MASK, "win.preferences", NULL);
   BIND (GDK_KEY_f, GDK_CONTROL_MASK, "win.focus-search", NULL);
   BIND (GDK_KEY_Page_Down, 0, "win.next-patch", NULL);

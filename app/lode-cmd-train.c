@@ -334,6 +334,9 @@ lode_cmd_train (int argc, char **argv)
   int n_select;
   int status = LODE_EXIT_FAILURE;
 
+  if (argc >= 2 && g_str_equal (argv[1], "sam2"))
+    return lode_cmd_train_sam2 (argc - 1, argv + 1);
+
   g_option_context_set_summary (context,
     _("Train a U-Net with a ResNet encoder on the patches and masks of a folder in\n"
       "the SmallMinesDS layout (the official split files when present, else one\n"
@@ -344,7 +347,7 @@ lode_cmd_train (int argc, char **argv)
     return LODE_EXIT_USAGE;
   if (rest == NULL || g_strv_length (rest) != 1 || !g_str_equal (rest[0], "unet"))
     {
-      lode_cli_error ("train", _("expected the model to train: unet"));
+      lode_cli_error ("train", _("expected the model to train: unet or sam2"));
       return LODE_EXIT_USAGE;
     }
   if (data_dir == NULL)

@@ -425,105 +425,19 @@ lin_fwd (const Lin *l, const float *x, int rows, float *y)
 static void
 lin_bwd (const Lin *l, const float *x, const float *dy, int rows, float *dx)
 {
-  int fi = lin_in (l), fo = lin_out (l);
-
-  lode_ops_gemm (TRUE, FALSE, fo, fi, rows, 1.0f, dy, x, 1.0f, l->w->g);
-  for (int r = 0; r < rows; r++)
-    lode_ops_add (l->b->g, l->b->g, dy + (gsize) r * fo, fo);
-  if (dx)
-    lode_ops_gemm (FALSE, FALSE, rows, fi, fo, 1.0f, dy, l->w->w, 0.0f, dx);
-}
-
-/* Layer norm over rows of c (stride between features: fs, between rows:
- * rs), in place on y from x; backward recomputes the statistics. */
-static void
-ln_fwd (const float *x, float *y, const float *w, const float *b, int rows, int c,
-        gsize rs, gsize fs, float eps)
-{
-  for (int r = 0; r < rows; r++)
-    {
-      const float *xr = x + r * rs;
-      float *yr = y + r * rs;
-      double mean = 0, var = 0;
-
-      for (int j = 0; j < c; j++)
-        mean += xr[j * fs];
-      mean /= c;
-      for (int j = 0; j < c; j++)
-        var += (xr[j * fs] - mean) * (xr[j * fs] - mean);
-      var /= c;
-      {
-        float rstd = (float) (1.0 / sqrt (var + eps));
-
-        for (int j = 0; j < c; j++)
-          yr[j * fs] = ((float) (xr[j * fs] - mean)) * rstd * w[j] + b[j];
-      }
-    }
-}
-
-static void
-ln_bwd (const float *x, const float *dy, float *dx, const float *w, float *dw, float *db,
-        int rows, int c, gsize rs, gsize fs, float eps)
-{
-  for (int r = 0; r < rows; r++)
-    {
-      const float *xr = x + r * rs, *dyr = dy + r * rs;
-      float *dxr = dx + r * rs;
-      double mean = 0, var = 0, m1 = 0, m2 = 0;
-      float rstd;
-
-      for (int j = 0; j < c; j++)
-        mean += xr[j * fs];
-      mean /= c;
-      for (int j = 0; j < c; j++)
-        var += (xr[j * fs] - mean) * (xr[j * fs] - mean);
-      var /= c;
-      rstd = (float) (1.0 / sqrt (var + eps));
-      for (int j = 0; j < c; j++)
-        {
-          float xh = (float) (xr[j * fs] - mean) * rstd;
-          float g = dyr[j * fs] * w[j];
-
-          dw[j] += dyr[j * fs] * xh;
-          db[j] += dyr[j * fs];
-          m1 += g;
-          m2 += g * xh;
-        }
-      m1 /= c;
-      m2 /= c;
-      for (int j = 0; j < c; j++)
-        {
-          float xh = (float) (xr[j * fs] - mean) * rstd;
-
-          dxr[j * fs] = rstd * (dyr[j * fs] * w[j] - (float) m1 - xh * (float) m2);
-        }
-    }
+  lode_grad_linear (dx, l->w->g, l->b->g, dy, x, l->w->w, rows, lin_in (l), lin_out (l));
 }
 
 static void
 ln_rows_fwd (const Lin *n, const float *x, float *y, int rows, int c)
 {
-  ln_fwd (x, y, n->w->w, n->b->w, rows, c, c, 1, LN_EPS);
+  lode_ops_layer_norm (y, x, n->w->w, n->b->w, rows, c, LN_EPS);
 }
 
 static void
 ln_rows_bwd (const Lin *n, const float *x, const float *dy, float *dx, int rows, int c)
 {
-  ln_bwd (x, dy, dx, n->w->w, n->w->g, n->b->g, rows, c, c, 1, LN_EPS);
-}
-
-/* GELU (erf): d/dx = Phi(x) + x phi(x). */
-static void
-gelu_bwd (const float *x, const float *dy, float *dx, gsize n)
-{
-  for (gsize i = 0; i < n; i++)
-    {
-      double v = x[i];
-      double cdf = 0.5 * (1.0 + erf (v / G_SQRT2));
-      double pdf = exp (-0.5 * v * v) / sqrt (2.0 * G_PI);
-
-      dx[i] = dy[i] * (float) (cdf + v * pdf);
-    }
+  lode_grad_layer_norm (dx, n->w->g, n->b->g, dy, x, n->w->w, rows, c, LN_EPS);
 }
 
 /* ConvTranspose2d kernel 2 stride 2, in [ci, side^2], w [ci, co, 2, 2]. */
@@ -546,29 +460,9 @@ convt_fwd (const Lin *l, const float *in, int ci, int co, int side, float *out, 
 }
 
 static void
-convt_bwd (const Lin *l, const float *in, const float *dout, int ci, int co, int side,
-           float *din, float *dcols)
+convt_bwd (const Lin *l, const float *in, const float *dout, int ci, int co, int side, float *din)
 {
-  int hw = side * side, ow = 2 * side;
-
-  for (int o = 0; o < co; o++)
-    for (int ab = 0; ab < 4; ab++)
-      {
-        float *col = dcols + ((gsize) o * 4 + ab) * hw;
-        const float *src = dout + (gsize) o * 4 * hw + (ab / 2) * ow + (ab % 2);
-
-        for (int i = 0; i < side; i++)
-          for (int j = 0; j < side; j++)
-            {
-              float v = src[(gsize) 2 * i * ow + 2 * j];
-
-              col[i * side + j] = v;
-              l->b->g[o] += v;
-            }
-      }
-  /* dW [ci, co*4] += in [ci, hw] dcols^T; din = W [ci, co*4] dcols */
-  lode_ops_gemm (FALSE, TRUE, ci, co * 4, hw, 1.0f, in, dcols, 1.0f, l->w->g);
-  lode_ops_gemm (FALSE, FALSE, ci, hw, co * 4, 1.0f, l->w->w, dcols, 0.0f, din);
+  lode_grad_conv_transpose2x2 (din, l->w->g, l->b->g, dout, in, l->w->w, ci, co, side, side);
 }
 
 /* ---- attention ------------------------------------------------------------ */
@@ -605,7 +499,6 @@ attn_fwd (LodeSam2Tuner *self, Arena *ar, const TAttn *a, AttnTape *t,
           const float *qin, const float *kin, const float *vin, int lq, int lk, float *out)
 {
   int h = self->heads, in = a->internal, d = in / h;
-  float scale = 1.0f / sqrtf ((float) d);
   float *ho;
 
   t->lq = lq;
@@ -628,16 +521,7 @@ attn_fwd (LodeSam2Tuner *self, Arena *ar, const TAttn *a, AttnTape *t,
   heads_split (t->hq, t->q, lq, h, d);
   heads_split (t->hk, t->k, lk, h, d);
   heads_split (t->hv, t->v, lk, h, d);
-  for (int k = 0; k < h; k++)
-    {
-      float *pk = t->p + (gsize) k * lq * lk;
-
-      lode_ops_gemm (FALSE, TRUE, lq, lk, d, scale, t->hq + (gsize) k * lq * d,
-                     t->hk + (gsize) k * lk * d, 0.0f, pk);
-      lode_ops_softmax (pk, pk, lq, lk);
-      lode_ops_gemm (FALSE, FALSE, lq, d, lk, 1.0f, pk, t->hv + (gsize) k * lk * d,
-                     0.0f, ho + (gsize) k * lq * d);
-    }
+  lode_grad_attention_forward (ho, t->p, t->hq, t->hk, t->hv, h, lq, lk, d);
   heads_merge (t->o, ho, lq, h, d);
   lin_fwd (&a->o, t->o, lq, out);
 }
@@ -648,41 +532,16 @@ attn_bwd (LodeSam2Tuner *self, Arena *ar, const TAttn *a, const AttnTape *t, con
           float *dqin, float *dkin, float *dvin)
 {
   int h = self->heads, in = a->internal, d = in / h, lq = t->lq, lk = t->lk;
-  float scale = 1.0f / sqrtf ((float) d);
   float *dmerged = anew (ar, (gsize) lq * in);
   float *dho = anew (ar, (gsize) lq * in);
   float *dhq = anew (ar, (gsize) lq * in);
   float *dhk = anew (ar, (gsize) lk * in);
   float *dhv = anew (ar, (gsize) lk * in);
-  float *dp = anew (ar, (gsize) lq * lk);
   float *tmp = anew (ar, (gsize) MAX (lq, lk) * in);
 
   lin_bwd (&a->o, t->o, dout, lq, dmerged);
   heads_split (dho, dmerged, lq, h, d);
-  for (int k = 0; k < h; k++)
-    {
-      const float *pk = t->p + (gsize) k * lq * lk;
-      const float *dok = dho + (gsize) k * lq * d;
-
-      /* dV = P^T dO, dP = dO V^T, dS = P (dP - rowsum(P dP)) */
-      lode_ops_gemm (TRUE, FALSE, lk, d, lq, 1.0f, pk, dok, 0.0f, dhv + (gsize) k * lk * d);
-      lode_ops_gemm (FALSE, TRUE, lq, lk, d, 1.0f, dok, t->hv + (gsize) k * lk * d, 0.0f, dp);
-      for (int i = 0; i < lq; i++)
-        {
-          const float *pr = pk + (gsize) i * lk;
-          float *dr = dp + (gsize) i * lk;
-          double dot = 0;
-
-          for (int j = 0; j < lk; j++)
-            dot += (double) pr[j] * dr[j];
-          for (int j = 0; j < lk; j++)
-            dr[j] = pr[j] * (dr[j] - (float) dot);
-        }
-      lode_ops_gemm (FALSE, FALSE, lq, d, lk, scale, dp, t->hk + (gsize) k * lk * d, 0.0f,
-                     dhq + (gsize) k * lq * d);
-      lode_ops_gemm (TRUE, FALSE, lk, d, lq, scale, dp, t->hq + (gsize) k * lq * d, 0.0f,
-                     dhk + (gsize) k * lk * d);
-    }
+  lode_grad_attention (dhq, dhk, dhv, dho, t->hq, t->hk, t->hv, t->p, h, lq, lk, d);
   heads_merge (tmp, dhq, lq, h, d);
   lin_bwd (&a->q, t->qin, tmp, lq, dqin);
   heads_merge (tmp, dhk, lk, h, d);
@@ -875,7 +734,7 @@ forward (LodeSam2Tuner *self, Arena *ar, Tape *tp, const LodeSam2Embedding *emb,
   convt_fwd (&self->up[0], tp->src, c, c / 4, e, tp->u1_in, cols);
   lode_ops_add (tp->u1_in, tp->u1_in, emb->high_res[1], kc);
   tp->u1_ln = anew (ar, kc);
-  ln_fwd (tp->u1_in, tp->u1_ln, self->up_ln.w->w, self->up_ln.b->w, 4 * hw, c / 4, 1, 4 * hw, LN2D_EPS);
+  lode_ops_layer_norm2d (tp->u1_ln, tp->u1_in, self->up_ln.w->w, self->up_ln.b->w, 1, c / 4, 4 * hw, LN2D_EPS);
   tp->g1 = anew (ar, kc);
   lode_ops_gelu (tp->g1, tp->u1_ln, kc);
   tp->u2 = anew (ar, kc * 2);
@@ -907,7 +766,6 @@ backward (LodeSam2Tuner *self, Arena *ar, const Tape *tp, const LodeSam2Embeddin
   gsize tc = (gsize) t * c, kc = (gsize) hw * c;
   float *dq = anew (ar, tc), *dk = anew (ar, kc), *dtok = anew (ar, tc);
   float *d1 = anew (ar, kc), *d2 = anew (ar, kc), *d3 = anew (ar, kc);
-  float *dcols = anew (ar, kc * 4);
   float dh[64], diou_all[N_MASK_TOKENS] = { 0 };
 
   (void) emb;
@@ -928,12 +786,12 @@ backward (LodeSam2Tuner *self, Arena *ar, const Tape *tp, const LodeSam2Embeddin
 
     mlp_bwd (ar, &self->hyper[1], &tp->hyper, dh, 1, dq + (gsize) (s + 2) * c);
     lode_ops_gemm (TRUE, FALSE, c / 8, ls * ls, 1, 1.0f, tp->hyper_out, dmask1, 0.0f, dg2);
-    gelu_bwd (tp->u2, dg2, du2, kc * 2);
-    convt_bwd (&self->up[1], tp->g1, du2, c / 4, c / 8, 2 * e, d1, dcols);
-    gelu_bwd (tp->u1_ln, d1, d2, kc);
-    ln_bwd (tp->u1_in, d2, d3, self->up_ln.w->w, self->up_ln.w->g, self->up_ln.b->g,
-            4 * hw, c / 4, 1, 4 * hw, LN2D_EPS);
-    convt_bwd (&self->up[0], tp->src, d3, c, c / 4, e, d1, dcols);
+    lode_grad_gelu (du2, dg2, tp->u2, kc * 2);
+    convt_bwd (&self->up[1], tp->g1, du2, c / 4, c / 8, 2 * e, d1);
+    lode_grad_gelu (d2, d1, tp->u1_ln, kc);
+    lode_grad_layer_norm2d (d3, self->up_ln.w->g, self->up_ln.b->g, d2, tp->u1_in, self->up_ln.w->w,
+                            1, c / 4, 4 * hw, LN2D_EPS);
+    convt_bwd (&self->up[0], tp->src, d3, c, c / 4, e, d1);
     lode_ops_nchw_to_nhwc (dk, d1, 1, c, e, e);
   }
 
@@ -1012,20 +870,6 @@ backward (LodeSam2Tuner *self, Arena *ar, const Tape *tp, const LodeSam2Embeddin
     lode_ops_add (self->no_mask->g, self->no_mask->g, dk + (gsize) p * c, c);
 }
 
-/* F.interpolate bilinear, align_corners=False, antialias=False: the two
- * source indices and the weight of the second for each output index. */
-static void
-bilinear_index (int in, int out, int o, int *i0, int *i1, float *w1)
-{
-  float src = ((float) in / (float) out) * ((float) o + 0.5f) - 0.5f;
-
-  if (src < 0.0f)
-    src = 0.0f;
-  *i0 = (int) src;
-  *i1 = *i0 + (*i0 < in - 1 ? 1 : 0);
-  *w1 = src - (float) *i0;
-}
-
 gboolean
 lode_sam2_tuner_loss (LodeSam2Tuner           *self,
                       const LodeSam2Embedding *emb,
@@ -1070,18 +914,16 @@ lode_sam2_tuner_loss (LodeSam2Tuner           *self,
       up = anew (ar, N);
       dup = anew (ar, N);
       lode_ops_resize (up, tp.mask1, 1, ls, ls, H, W, LODE_RESIZE_BILINEAR);
+      seg = lode_grad_bce_sigmoid (dup, up, tg->mask, N, LOG_EPS, 1.0f / (float) n);
       for (gsize i = 0; i < N; i++)
         {
-          double z = up[i], p = 1.0 / (1.0 + exp (-z)), g = tg->mask[i] ? 1.0 : 0.0;
+          double g = tg->mask[i] ? 1.0 : 0.0;
+          gboolean in = 1.0f / (1.0f + expf (-up[i])) > 0.5f;   /* as torch in float32 */
 
-          seg += -g * log (p + LOG_EPS) - (1.0 - g) * log (1.0 - p + LOG_EPS);
-          dup[i] = (float) (p * (1.0 - p) * (-g / (p + LOG_EPS) + (1.0 - g) / (1.0 - p + LOG_EPS))
-                            / (double) N / (double) n);
-          n_pred += p > 0.5;
+          n_pred += in;
           n_true += g;
-          inter += g * (p > 0.5);
+          inter += g * in;
         }
-      seg /= (double) N;
       iou_true = n_pred + n_true - inter > 0 ? inter / (n_pred + n_true - inter) : 0.0;
       iou_pred = iou_value (self, &tp);
       total += seg + SCORE_WEIGHT * fabs (iou_pred - iou_true);
@@ -1089,25 +931,8 @@ lode_sam2_tuner_loss (LodeSam2Tuner           *self,
       if (!accumulate)
         continue;
 
-      /* the resize's adjoint */
       dmask = anew (ar, (gsize) ls * ls);
-      for (int y = 0; y < H; y++)
-        {
-          int y0, y1, x0, x1;
-          float wy, wx;
-
-          bilinear_index (ls, H, y, &y0, &y1, &wy);
-          for (int x = 0; x < W; x++)
-            {
-              float d = dup[(gsize) y * W + x];
-
-              bilinear_index (ls, W, x, &x0, &x1, &wx);
-              dmask[y0 * ls + x0] += d * (1 - wy) * (1 - wx);
-              dmask[y0 * ls + x1] += d * (1 - wy) * wx;
-              dmask[y1 * ls + x0] += d * wy * (1 - wx);
-              dmask[y1 * ls + x1] += d * wy * wx;
-            }
-        }
+      lode_grad_resize_bilinear (dmask, dup, 1, ls, ls, H, W);
       sgn = iou_pred > iou_true ? 1.0 : (iou_pred < iou_true ? -1.0 : 0.0);
       backward (self, ar, &tp, emb, dmask, (float) (SCORE_WEIGHT * sgn / n));
     }

@@ -211,6 +211,19 @@ lode_cmd_train_sam2 (int argc, char **argv)
       return LODE_EXIT_USAGE;
     }
 
+  {
+    g_autoptr(GFile) a = g_file_new_for_path (checkpoint);
+    g_autoptr(GFile) b = g_file_new_for_path (out);
+
+    if (g_file_equal (a, b))
+      {
+        lode_cli_error ("train sam2",
+                        _("The fine-tuned model would overwrite its source checkpoint “%s”; choose another file"),
+                        checkpoint);
+        return LODE_EXIT_USAGE;
+      }
+  }
+
   store = lode_cli_open_project ("train sam2", project);
   if (store == NULL)
     return LODE_EXIT_FAILURE;

@@ -307,6 +307,13 @@ samples_get (guint index, LodeSam2Sample *out, gpointer data, GError **error)
 }
 
 static void
+cancel_at_two (const LodeSam2TuneProgress *p, gpointer data)
+{
+  if (p->step == 2)
+    g_cancellable_cancel (data);
+}
+
+static void
 test_fine_tune_saves (void)
 {
   g_autofree char *dir = lode_test_mkdtemp ();
@@ -370,6 +377,18 @@ test_fine_tune_saves (void)
   g_assert_cmpint (res.steps_done, ==, 10);
   /* the bar: the last tenth's mean loss at most 80 % of the first tenth's */
   g_assert_cmpfloat (res.last_loss, <, 0.8 * res.first_loss);
+
+  /* cancelled after the second step: stops there, saying so */
+  {
+    g_autoptr(GCancellable) cancel = g_cancellable_new ();
+
+    tc.steps = 5;
+    source.n_val = 0;
+    g_assert_false (lode_sam2_tune_run (tuner, &tc, &source, cancel_at_two, cancel, cancel, &res, &error));
+    g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+    g_clear_error (&error);
+    g_assert_cmpint (res.steps_done, ==, 2);
+  }
 
   /* the source is never the destination */
   g_assert_false (lode_sam2_tuner_save (tuner, src, src, &error));

@@ -21,6 +21,38 @@
 
 /* ---- tensors ------------------------------------------------------------- */
 
+/* Scratch of one forward and backward, zeroed. The buffers are kept
+ * between prompts: the same shapes ask for the same sizes in the same
+ * order, so after the first step nothing is allocated (fresh pages from the
+ * kernel cost more than clearing). */
+typedef struct _Arena Arena;
+
+struct _Arena {
+  GPtrArray *bufs;   /* float arrays */
+  GArray *sizes;     /* gsize, their lengths */
+  guint next;
+};
+
+static Arena *
+arena_new (void)
+{
+  Arena *a = g_new0 (Arena, 1);
+
+  a->bufs = g_ptr_array_new_with_free_func (g_free);
+  a->sizes = g_array_new (FALSE, FALSE, sizeof (gsize));
+  return a;
+}
+
+static void
+arena_free (Arena *a)
+{
+  if (a == NULL)
+    return;
+  g_ptr_array_unref (a->bufs);
+  g_array_unref (a->sizes);
+  g_free (a);
+}
+
 typedef struct {
   char *name;
   int ndim;
@@ -50,6 +82,7 @@ struct _LodeSam2Tuner {
   Lin up[2], up_ln;
   TMlp hyper[N_MASK_TOKENS], iou_head;
   float *dense_pe;            /* [hw, c] */
+  Arena *arena;               /* scratch kept between prompts */
 };
 
 static void
@@ -256,6 +289,7 @@ lode_sam2_tuner_new (const LodeSam2Config *config,
   self->s = config->pred_obj_scores ? 1 : 0;
   self->params = g_ptr_array_new_with_free_func (param_free);
   self->by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  self->arena = arena_new ();
   l.self = self;
   l.source = source;
   l.data = user_data;
@@ -309,6 +343,7 @@ lode_sam2_tuner_free (LodeSam2Tuner *self)
     return;
   g_hash_table_unref (self->by_name);
   g_ptr_array_unref (self->params);
+  arena_free (self->arena);
   g_free (self->dense_pe);
   g_free (self);
 }
@@ -382,15 +417,33 @@ lode_sam2_tuner_step (LodeSam2Tuner *self, double lr, double weight_decay)
 
 /* ---- kernels and their backward passes ------------------------------------ */
 
-/* Scratch of one forward: every buffer is freed with the arena. */
-typedef GPtrArray Arena;
-
 static float *
 anew (Arena *a, gsize n)
 {
-  float *p = g_new0 (float, MAX (n, 1));
+  float *p;
 
-  g_ptr_array_add (a, p);
+  n = MAX (n, 1);
+  if (a->next < a->bufs->len && g_array_index (a->sizes, gsize, a->next) >= n)
+    {
+      p = a->bufs->pdata[a->next];
+      memset (p, 0, n * sizeof (float));
+    }
+  else
+    {
+      p = g_new0 (float, n);
+      if (a->next < a->bufs->len)
+        {
+          g_free (a->bufs->pdata[a->next]);
+          a->bufs->pdata[a->next] = p;
+          g_array_index (a->sizes, gsize, a->next) = n;
+        }
+      else
+        {
+          g_ptr_array_add (a->bufs, p);
+          g_array_append_val (a->sizes, n);
+        }
+    }
+  a->next++;
   return p;
 }
 
@@ -898,7 +951,7 @@ lode_sam2_tuner_loss (LodeSam2Tuner           *self,
       const LodeSam2Target *tg = &targets[b];
       int W = tg->width, H = tg->height;
       gsize N = (gsize) W * H;
-      g_autoptr(GPtrArray) ar = g_ptr_array_new_with_free_func (g_free);
+      Arena *ar = self->arena;
       Tape tp = { 0 };
       float *up, *dup, *dmask;
       double seg = 0, inter = 0, n_pred = 0, n_true = 0, iou_true, iou_pred, sgn;
@@ -910,6 +963,7 @@ lode_sam2_tuner_loss (LodeSam2Tuner           *self,
                        _("A SAM2 training target has no mask"));
           return FALSE;
         }
+      ar->next = 0;
       forward (self, ar, &tp, emb, tg->x / (float) W * size, tg->y / (float) H * size);
       up = anew (ar, N);
       dup = anew (ar, N);

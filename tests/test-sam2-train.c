@@ -176,6 +176,9 @@ test_parity (void)
       double num = 0, den = 0;
 
       lode_sam2_tuner_tensor (f.tuner, i, &n);
+      /* AdamW moves exactly the tensors torch.optim.AdamW would: those
+       * with a gradient, zero or not (a None gradient is skipped) */
+      g_assert_cmpint (lode_sam2_tuner_tensor_learns (f.tuner, i), ==, where != NULL);
       if (where == NULL)
         {
           /* PyTorch gives it no gradient: the loss never reaches it */

@@ -23,7 +23,7 @@ static const LodeCommand commands[] = {
   { "info", N_("Describe a project: patches, splits, review states, odd patches, classes"), lode_cmd_info },
   { "bench", N_("Print timings of the engine (lode bench annotate, sam2, …)"), lode_cmd_bench },
   { "segment", N_("Segment the object under a click with SAM2.1 and write its mask"), lode_cmd_segment },
-  { "train", N_("Train a U-Net segmenter on a folder in the SmallMinesDS layout or on a project"), lode_cmd_train },
+  { "train", N_("Train a U-Net or a Prithvi segmenter, or fine-tune SAM2 (lode train unet|prithvi|sam2)"), lode_cmd_train },
   { "predict", N_("Write the mask a trained U-Net gives a patch"), lode_cmd_predict },
   { "prelabel", N_("Pre-label a project's patches with a trained model version"), lode_cmd_prelabel },
   { "encode", N_("Compute the SAM2.1 embeddings of a project's patches ahead of time"), lode_cmd_encode },

@@ -381,6 +381,9 @@ lode_cmd_train (int argc, char **argv)
   LodeTrainBandSet band_set;
   int status = LODE_EXIT_FAILURE;
 
+  if (argc >= 2 && g_str_equal (argv[1], "sam2"))
+    return lode_cmd_train_sam2 (argc - 1, argv + 1);
+
   g_option_context_set_summary (context,
     _("Train a U-Net with a ResNet encoder on the patches and masks of a folder in\n"
       "the SmallMinesDS layout (the official split files when present, else one\n"
@@ -394,7 +397,7 @@ lode_cmd_train (int argc, char **argv)
     return LODE_EXIT_USAGE;
   if (rest == NULL || g_strv_length (rest) != 1 || (!g_str_equal (rest[0], "unet") && !g_str_equal (rest[0], "prithvi")))
     {
-      lode_cli_error ("train", _("expected the model to train: unet or prithvi"));
+      lode_cli_error ("train", _("expected the model to train: unet, prithvi or sam2"));
       return LODE_EXIT_USAGE;
     }
   is_prithvi = g_str_equal (rest[0], "prithvi");

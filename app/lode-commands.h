@@ -29,6 +29,8 @@ int lode_cmd_encode  (int argc, char **argv);
 /* lode bench sam2: argv[0] is "sam2". */
 int lode_bench_sam2  (int argc, char **argv);
 int lode_cmd_train   (int argc, char **argv);
+/* lode train sam2: argv[0] is "sam2". */
+int lode_cmd_train_sam2 (int argc, char **argv);
 int lode_cmd_predict (int argc, char **argv);
 int lode_cmd_prelabel (int argc, char **argv);
 /* Writes mask (width x height of r) as a one-band Byte GeoTIFF on r's grid. */

@@ -647,6 +647,302 @@ lode_grad_dice (float        *dlogits,
   return loss;
 }
 
+/* ---- transformer layers ------------------------------------------------- */
+
+void
+lode_grad_linear (float       *dx,
+                  float       *dweight,
+                  float       *dbias,
+                  const float *dy,
+                  const float *x,
+                  const float *weight,
+                  int          rows,
+                  int          in_f,
+                  int          out_f)
+{
+  if (dweight)
+    lode_ops_gemm (TRUE, FALSE, out_f, in_f, rows, 1.0f, dy, x, 1.0f, dweight);
+  if (dbias)
+    for (int r = 0; r < rows; r++)
+      for (int o = 0; o < out_f; o++)
+        dbias[o] += dy[(gsize) r * out_f + o];
+  if (dx)
+    lode_ops_gemm (FALSE, FALSE, rows, in_f, out_f, 1.0f, dy, weight, 0.0f, dx);
+}
+
+/* Layer norm backward over c features spaced fs apart, rows spaced rs
+ * apart: dx = rstd (g - mean(g) - xhat mean(g xhat)), g = dy * weight. */
+static void
+layer_norm_backward (float *dx, float *dweight, float *dbias, const float *dy, const float *x,
+                     const float *weight, int rows, int c, gsize rs, gsize fs, float eps)
+{
+  for (int r = 0; r < rows; r++)
+    {
+      const float *xr = x + r * rs, *dyr = dy + r * rs;
+      float *dxr = dx + r * rs;
+      double mean = 0.0, var = 0.0, m1 = 0.0, m2 = 0.0;
+      float rstd;
+
+      for (int j = 0; j < c; j++)
+        mean += xr[j * fs];
+      mean /= c;
+      for (int j = 0; j < c; j++)
+        var += (xr[j * fs] - mean) * (xr[j * fs] - mean);
+      var /= c;
+      rstd = (float) (1.0 / sqrt (var + eps));
+      for (int j = 0; j < c; j++)
+        {
+          float xh = (float) (xr[j * fs] - mean) * rstd;
+          float g = dyr[j * fs] * (weight ? weight[j] : 1.0f);
+
+          if (dweight)
+            dweight[j] += dyr[j * fs] * xh;
+          if (dbias)
+            dbias[j] += dyr[j * fs];
+          m1 += g;
+          m2 += (double) g * xh;
+        }
+      m1 /= c;
+      m2 /= c;
+      for (int j = 0; j < c; j++)
+        {
+          float xh = (float) (xr[j * fs] - mean) * rstd;
+          float g = dyr[j * fs] * (weight ? weight[j] : 1.0f);
+
+          dxr[j * fs] = rstd * (g - (float) m1 - xh * (float) m2);
+        }
+    }
+}
+
+void
+lode_grad_layer_norm (float       *dx,
+                      float       *dweight,
+                      float       *dbias,
+                      const float *dy,
+                      const float *x,
+                      const float *weight,
+                      int          rows,
+                      int          c,
+                      float        eps)
+{
+  layer_norm_backward (dx, dweight, dbias, dy, x, weight, rows, c, (gsize) c, 1, eps);
+}
+
+void
+lode_grad_layer_norm2d (float       *dx,
+                        float       *dweight,
+                        float       *dbias,
+                        const float *dy,
+                        const float *x,
+                        const float *weight,
+                        int          n,
+                        int          c,
+                        int          hw,
+                        float        eps)
+{
+  for (int b = 0; b < n; b++)
+    {
+      gsize off = (gsize) b * c * hw;
+
+      layer_norm_backward (dx + off, dweight, dbias, dy + off, x + off, weight, hw, c, 1, (gsize) hw, eps);
+    }
+}
+
+void
+lode_grad_gelu (float       *dx,
+                const float *dy,
+                const float *x,
+                gsize        count)
+{
+  for (gsize i = 0; i < count; i++)
+    {
+      double v = x[i];
+      double cdf = 0.5 * (1.0 + erf (v / G_SQRT2));
+      double pdf = exp (-0.5 * v * v) / sqrt (2.0 * G_PI);
+
+      dx[i] = dy[i] * (float) (cdf + v * pdf);
+    }
+}
+
+void
+lode_grad_attention_forward (float       *out,
+                             float       *probs,
+                             const float *q,
+                             const float *k,
+                             const float *v,
+                             int          bh,
+                             int          lq,
+                             int          lk,
+                             int          d)
+{
+  float scale = 1.0f / sqrtf ((float) d);
+
+  for (int b = 0; b < bh; b++)
+    {
+      float *p = probs + (gsize) b * lq * lk;
+
+      lode_ops_gemm (FALSE, TRUE, lq, lk, d, scale, q + (gsize) b * lq * d, k + (gsize) b * lk * d, 0.0f, p);
+      lode_ops_softmax (p, p, lq, lk);
+      lode_ops_gemm (FALSE, FALSE, lq, d, lk, 1.0f, p, v + (gsize) b * lk * d, 0.0f, out + (gsize) b * lq * d);
+    }
+}
+
+void
+lode_grad_attention (float       *dq,
+                     float       *dk,
+                     float       *dv,
+                     const float *dout,
+                     const float *q,
+                     const float *k,
+                     const float *v,
+                     const float *probs,
+                     int          bh,
+                     int          lq,
+                     int          lk,
+                     int          d)
+{
+  float scale = 1.0f / sqrtf ((float) d);
+  float *ds = g_new (float, (gsize) lq * lk);
+
+  for (int b = 0; b < bh; b++)
+    {
+      const float *p = probs + (gsize) b * lq * lk, *dob = dout + (gsize) b * lq * d;
+
+      /* dV = P^T dO; dP = dO V^T; dS = P (dP - rowsum(P dP)) */
+      lode_ops_gemm (TRUE, FALSE, lk, d, lq, 1.0f, p, dob, 0.0f, dv + (gsize) b * lk * d);
+      lode_ops_gemm (FALSE, TRUE, lq, lk, d, 1.0f, dob, v + (gsize) b * lk * d, 0.0f, ds);
+      for (int i = 0; i < lq; i++)
+        {
+          const float *pr = p + (gsize) i * lk;
+          float *dr = ds + (gsize) i * lk;
+          double dot = 0.0;
+
+          for (int j = 0; j < lk; j++)
+            dot += (double) pr[j] * dr[j];
+          for (int j = 0; j < lk; j++)
+            dr[j] = pr[j] * (dr[j] - (float) dot);
+        }
+      lode_ops_gemm (FALSE, FALSE, lq, d, lk, scale, ds, k + (gsize) b * lk * d, 0.0f, dq + (gsize) b * lq * d);
+      lode_ops_gemm (TRUE, FALSE, lk, d, lq, scale, ds, q + (gsize) b * lq * d, 0.0f, dk + (gsize) b * lk * d);
+    }
+  g_free (ds);
+}
+
+void
+lode_grad_conv_transpose2x2 (float       *dx,
+                             float       *dweight,
+                             float       *dbias,
+                             const float *dy,
+                             const float *x,
+                             const float *weight,
+                             int          c_in,
+                             int          c_out,
+                             int          h,
+                             int          w)
+{
+  gsize hw = (gsize) h * w;
+  int ow = 2 * w;
+  float *cols = g_new (float, (gsize) c_out * 4 * hw);
+
+  /* cols [c_out * 4, hw]: the output pixel (2i + a, 2j + b) of each input
+   * pixel (i, j), for kernel position ab = 2a + b */
+  for (int o = 0; o < c_out; o++)
+    for (int ab = 0; ab < 4; ab++)
+      {
+        float *col = cols + ((gsize) o * 4 + ab) * hw;
+        const float *src = dy + (gsize) o * 4 * hw + (ab / 2) * ow + (ab % 2);
+
+        for (int i = 0; i < h; i++)
+          for (int j = 0; j < w; j++)
+            {
+              float g = src[(gsize) 2 * i * ow + 2 * j];
+
+              col[(gsize) i * w + j] = g;
+              if (dbias)
+                dbias[o] += g;
+            }
+      }
+  /* dweight [c_in, c_out * 4] += x [c_in, hw] cols^T; dx = weight cols */
+  if (dweight)
+    lode_ops_gemm (FALSE, TRUE, c_in, c_out * 4, (int) hw, 1.0f, x, cols, 1.0f, dweight);
+  if (dx)
+    lode_ops_gemm (FALSE, FALSE, c_in, (int) hw, c_out * 4, 1.0f, weight, cols, 0.0f, dx);
+  g_free (cols);
+}
+
+/* F.interpolate's source index for align_corners=False: the two
+ * neighbours and the weight of the second. */
+static void
+bilinear_source (int in, int out, int o, int *i0, int *i1, float *w1)
+{
+  float src = ((float) in / (float) out) * ((float) o + 0.5f) - 0.5f;
+
+  if (src < 0.0f)
+    src = 0.0f;
+  *i0 = (int) src;
+  *i1 = *i0 + (*i0 < in - 1 ? 1 : 0);
+  *w1 = src - (float) *i0;
+}
+
+void
+lode_grad_resize_bilinear (float       *dx,
+                           const float *dy,
+                           int          nc,
+                           int          h,
+                           int          w,
+                           int          out_h,
+                           int          out_w)
+{
+  memset (dx, 0, sizeof (float) * (gsize) nc * h * w);
+  for (int p = 0; p < nc; p++)
+    {
+      float *d = dx + (gsize) p * h * w;
+      const float *g = dy + (gsize) p * out_h * out_w;
+
+      for (int y = 0; y < out_h; y++)
+        {
+          int y0, y1;
+          float wy;
+
+          bilinear_source (h, out_h, y, &y0, &y1, &wy);
+          for (int x = 0; x < out_w; x++)
+            {
+              int x0, x1;
+              float wx, v = g[(gsize) y * out_w + x];
+
+              bilinear_source (w, out_w, x, &x0, &x1, &wx);
+              d[y0 * w + x0] += v * (1 - wy) * (1 - wx);
+              d[y0 * w + x1] += v * (1 - wy) * wx;
+              d[y1 * w + x0] += v * wy * (1 - wx);
+              d[y1 * w + x1] += v * wy * wx;
+            }
+        }
+    }
+}
+
+double
+lode_grad_bce_sigmoid (float        *dlogits,
+                       const float  *logits,
+                       const guint8 *target,
+                       gsize         count,
+                       double        eps,
+                       float         scale)
+{
+  double loss = 0.0;
+
+  for (gsize i = 0; i < count; i++)
+    {
+      double p = 1.0 / (1.0 + exp (-(double) logits[i]));
+      double t = target[i] ? 1.0 : 0.0;
+
+      loss += -t * log (p + eps) - (1.0 - t) * log (1.0 - p + eps);
+      if (dlogits)
+        dlogits[i] = (float) (scale * p * (1.0 - p) * (-t / (p + eps) + (1.0 - t) / (1.0 - p + eps))
+                              / (double) count);
+    }
+  return count > 0 ? loss / (double) count : 0.0;
+}
+
 /* ---- optimiser ---------------------------------------------------------- */
 
 void

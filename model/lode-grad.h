@@ -9,7 +9,8 @@
  * be split and the caller zeroes them once per step. Whether dx is
  * overwritten or added to is said per function. The CUDA twins in
  * lode-grad-cuda.h (compared by tests/test-grad-gpu.c) cover every function
- * but the Dice loss and the channel concatenation, which is a copy.
+ * but the Dice loss, the channel concatenation, which is a copy, and the
+ * transformer layers of SAM2 fine-tuning, which run on the CPU only.
  */
 #pragma once
 
@@ -187,6 +188,116 @@ double lode_grad_dice (float        *dlogits,
                        int           hw,
                        int           ignore_index,
                        float         scale);
+
+/* ---- transformer layers (CPU only, for SAM2 decoder fine-tuning) -------- */
+
+/* Backward of lode_ops_linear (y = x W^T + b) on x [rows, in_f], weight
+ * [out_f, in_f], dy [rows, out_f]: dx (NULL: not wanted) overwritten,
+ * dweight and dbias (NULL: not wanted) added to. */
+void lode_grad_linear (float       *dx,
+                       float       *dweight,
+                       float       *dbias,
+                       const float *dy,
+                       const float *x,
+                       const float *weight,
+                       int          rows,
+                       int          in_f,
+                       int          out_f);
+
+/* Backward of lode_ops_layer_norm on x [rows, c] (the forward's input;
+ * the statistics are recomputed): dx overwritten, dweight and dbias added
+ * to (NULL: not wanted). */
+void lode_grad_layer_norm (float       *dx,
+                           float       *dweight,
+                           float       *dbias,
+                           const float *dy,
+                           const float *x,
+                           const float *weight,
+                           int          rows,
+                           int          c,
+                           float        eps);
+
+/* Backward of lode_ops_layer_norm2d (SAM2's LayerNorm2d) on x [n, c, hw]. */
+void lode_grad_layer_norm2d (float       *dx,
+                             float       *dweight,
+                             float       *dbias,
+                             const float *dy,
+                             const float *x,
+                             const float *weight,
+                             int          n,
+                             int          c,
+                             int          hw,
+                             float        eps);
+
+/* Backward of lode_ops_gelu (exact, erf): dx = dy (Phi(x) + x phi(x)),
+ * overwritten; dx may be dy. */
+void lode_grad_gelu (float       *dx,
+                     const float *dy,
+                     const float *x,
+                     gsize        count);
+
+/* lode_ops_attention that also keeps the probabilities probs
+ * [bh, lq, lk] = softmax(q k^T / sqrt(d)) for the backward pass; q
+ * [bh, lq, d], k and v [bh, lk, d], out [bh, lq, d]. */
+void lode_grad_attention_forward (float       *out,
+                                  float       *probs,
+                                  const float *q,
+                                  const float *k,
+                                  const float *v,
+                                  int          bh,
+                                  int          lq,
+                                  int          lk,
+                                  int          d);
+/* Its backward: dq, dk, dv overwritten. */
+void lode_grad_attention (float       *dq,
+                          float       *dk,
+                          float       *dv,
+                          const float *dout,
+                          const float *q,
+                          const float *k,
+                          const float *v,
+                          const float *probs,
+                          int          bh,
+                          int          lq,
+                          int          lk,
+                          int          d);
+
+/* Backward of ConvTranspose2d with kernel 2, stride 2, no padding (SAM2's
+ * output upscaling) on one image x [c_in, h, w], weight [c_in, c_out, 2, 2],
+ * dy [c_out, 2h, 2w]: dx overwritten, dweight and dbias added to (NULL:
+ * not wanted). */
+void lode_grad_conv_transpose2x2 (float       *dx,
+                                  float       *dweight,
+                                  float       *dbias,
+                                  const float *dy,
+                                  const float *x,
+                                  const float *weight,
+                                  int          c_in,
+                                  int          c_out,
+                                  int          h,
+                                  int          w);
+
+/* Adjoint of lode_ops_resize (LODE_RESIZE_BILINEAR, align_corners=False):
+ * dy [nc, out_h, out_w] spread back to dx [nc, h, w], overwritten. */
+void lode_grad_resize_bilinear (float       *dx,
+                                const float *dy,
+                                int          nc,
+                                int          h,
+                                int          w,
+                                int          out_h,
+                                int          out_w);
+
+/* The binary cross-entropy of the SAM2 fine-tuning script on logits z and
+ * a 0/1 target: p = sigmoid(z),
+ *   loss = mean(-t log(p + eps) - (1 - t) log(1 - p + eps))
+ * (eps 1e-5 there). Returns the loss; dlogits (NULL: not wanted) is
+ * overwritten with scale * dloss/dz. */
+double lode_grad_bce_sigmoid (float        *dlogits,
+                              const float  *logits,
+                              const guint8 *target,
+                              gsize         count,
+                              double        eps,
+                              float         scale);
 
 /* ---- optimiser ---------------------------------------------------------- */
 

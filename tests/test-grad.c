@@ -534,6 +534,218 @@ test_adamw (void)
   g_assert_cmpfloat (def.weight_decay, ==, 1e-2f);
 }
 
+/* ---- transformer layers (SAM2 fine-tuning) ---- */
+
+typedef enum {
+  T_LINEAR, T_LAYER_NORM, T_LAYER_NORM2D, T_GELU, T_ATTENTION, T_CONVT, T_RESIZE, T_BCE,
+} TKind;
+
+typedef struct {
+  TKind kind;
+  int a, b, c, d, e;          /* sizes, per kind */
+  float *x, *w, *bias, *k, *v, *r, *y;
+  guint8 *t;
+  gsize nx, ny;
+} TCase;
+
+static double
+t_loss (gpointer data)
+{
+  TCase *c = data;
+  LodeConvShape s;
+
+  switch (c->kind)
+    {
+    case T_LINEAR:        /* rows a, in b, out c */
+      lode_ops_linear (c->y, c->x, c->w, c->bias, c->a, c->b, c->c);
+      break;
+    case T_LAYER_NORM:    /* rows a, c b */
+      lode_ops_layer_norm (c->y, c->x, c->w, c->bias, c->a, c->b, 1e-5f);
+      break;
+    case T_LAYER_NORM2D:  /* n a, c b, hw c */
+      lode_ops_layer_norm2d (c->y, c->x, c->w, c->bias, c->a, c->b, c->c, 1e-6f);
+      break;
+    case T_GELU:
+      lode_ops_gelu (c->y, c->x, c->nx);
+      break;
+    case T_ATTENTION:     /* bh a, lq b, lk c, d d */
+      lode_ops_attention (c->y, c->x, c->k, c->v, 1, c->a, c->b, c->c, c->d);
+      break;
+    case T_CONVT:         /* c_in a, c_out b, h c, w d */
+      lode_conv_shape_init (&s, 1, c->a, c->c, c->d, c->b, 2, 2, 0);
+      lode_ops_conv_transpose2d (c->y, c->x, c->w, c->bias, &s);
+      break;
+    case T_RESIZE:        /* nc a, h b, w c, out_h d, out_w e */
+      lode_ops_resize (c->y, c->x, c->a, c->b, c->c, c->d, c->e, LODE_RESIZE_BILINEAR);
+      break;
+    case T_BCE:
+      return lode_grad_bce_sigmoid (NULL, c->x, c->t, c->nx, 1e-5, 1.0f);
+    }
+  return dot_rd (c->r, c->y, c->ny);
+}
+
+static void
+test_linear_backward (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (31);
+  TCase c = { .kind = T_LINEAR, .a = 5, .b = 7, .c = 4 };
+  g_autofree float *dx = g_new (float, 35), *dw = g_new0 (float, 28), *db = g_new0 (float, 4);
+
+  c.nx = 35;
+  c.ny = 20;
+  c.x = random_array (rand, 35, -1, 1);
+  c.w = random_array (rand, 28, -1, 1);
+  c.bias = random_array (rand, 4, -1, 1);
+  c.r = random_array (rand, 20, -1, 1);
+  c.y = g_new (float, 20);
+  lode_grad_linear (dx, dw, db, c.r, c.x, c.w, 5, 7, 4);
+  check_fd ("linear dx", c.x, dx, 35, t_loss, &c, rand);
+  check_fd ("linear dw", c.w, dw, 28, t_loss, &c, rand);
+  check_fd ("linear db", c.bias, db, 4, t_loss, &c, rand);
+  g_free (c.x); g_free (c.w); g_free (c.bias); g_free (c.r); g_free (c.y);
+}
+
+static void
+run_layer_norm (TKind kind)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (37);
+  TCase c = { .kind = kind, .a = kind == T_LAYER_NORM ? 6 : 2, .b = 8, .c = 5 };
+  gsize n = kind == T_LAYER_NORM ? 6 * 8 : 2 * 8 * 5;
+  g_autofree float *dx = g_new (float, n), *dw = g_new0 (float, 8), *db = g_new0 (float, 8);
+
+  c.nx = c.ny = n;
+  c.x = random_array (rand, n, -2, 2);
+  c.w = random_array (rand, 8, 0.5, 1.5);
+  c.bias = random_array (rand, 8, -1, 1);
+  c.r = random_array (rand, n, -1, 1);
+  c.y = g_new (float, n);
+  if (kind == T_LAYER_NORM)
+    lode_grad_layer_norm (dx, dw, db, c.r, c.x, c.w, 6, 8, 1e-5f);
+  else
+    lode_grad_layer_norm2d (dx, dw, db, c.r, c.x, c.w, 2, 8, 5, 1e-6f);
+  check_fd ("layer norm dx", c.x, dx, n, t_loss, &c, rand);
+  check_fd ("layer norm dweight", c.w, dw, 8, t_loss, &c, rand);
+  check_fd ("layer norm dbias", c.bias, db, 8, t_loss, &c, rand);
+  g_free (c.x); g_free (c.w); g_free (c.bias); g_free (c.r); g_free (c.y);
+}
+
+static void
+test_layer_norm_backward (void)
+{
+  run_layer_norm (T_LAYER_NORM);
+  run_layer_norm (T_LAYER_NORM2D);
+}
+
+static void
+test_gelu_backward (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (41);
+  TCase c = { .kind = T_GELU };
+  g_autofree float *dx = g_new (float, 64);
+
+  c.nx = c.ny = 64;
+  c.x = random_array (rand, 64, -3, 3);
+  c.r = random_array (rand, 64, -1, 1);
+  c.y = g_new (float, 64);
+  lode_grad_gelu (dx, c.r, c.x, 64);
+  check_fd ("gelu", c.x, dx, 64, t_loss, &c, rand);
+  g_free (c.x); g_free (c.r); g_free (c.y);
+}
+
+static void
+test_attention_backward (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (43);
+  TCase c = { .kind = T_ATTENTION, .a = 2, .b = 3, .c = 5, .d = 4 };
+  gsize nq = 2 * 3 * 4, nk = 2 * 5 * 4;
+  g_autofree float *out = g_new (float, nq), *p = g_new (float, 2 * 3 * 5);
+  g_autofree float *dq = g_new (float, nq), *dk = g_new (float, nk), *dv = g_new (float, nk);
+
+  c.ny = nq;
+  c.x = random_array (rand, nq, -1.5, 1.5);
+  c.k = random_array (rand, nk, -1.5, 1.5);
+  c.v = random_array (rand, nk, -1, 1);
+  c.r = random_array (rand, nq, -1, 1);
+  c.y = g_new (float, nq);
+  lode_grad_attention_forward (out, p, c.x, c.k, c.v, 2, 3, 5, 4);
+  t_loss (&c);
+  for (gsize i = 0; i < nq; i++)
+    g_assert_cmpfloat_with_epsilon (out[i], c.y[i], 1e-5);
+  lode_grad_attention (dq, dk, dv, c.r, c.x, c.k, c.v, p, 2, 3, 5, 4);
+  check_fd ("attention dq", c.x, dq, nq, t_loss, &c, rand);
+  check_fd ("attention dk", c.k, dk, nk, t_loss, &c, rand);
+  check_fd ("attention dv", c.v, dv, nk, t_loss, &c, rand);
+  g_free (c.x); g_free (c.k); g_free (c.v); g_free (c.r); g_free (c.y);
+}
+
+static void
+test_conv_transpose2x2_backward (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (47);
+  TCase c = { .kind = T_CONVT, .a = 3, .b = 2, .c = 3, .d = 4 };
+  gsize nx = 3 * 12, nw = 3 * 2 * 4;
+  g_autofree float *dx = g_new (float, nx), *dw = g_new0 (float, nw), *db = g_new0 (float, 2);
+
+  c.ny = 2 * 6 * 8;
+  c.x = random_array (rand, nx, -1, 1);
+  c.w = random_array (rand, nw, -1, 1);
+  c.bias = random_array (rand, 2, -1, 1);
+  c.r = random_array (rand, c.ny, -1, 1);
+  c.y = g_new (float, c.ny);
+  lode_grad_conv_transpose2x2 (dx, dw, db, c.r, c.x, c.w, 3, 2, 3, 4);
+  check_fd ("conv transpose 2x2 dx", c.x, dx, nx, t_loss, &c, rand);
+  check_fd ("conv transpose 2x2 dw", c.w, dw, nw, t_loss, &c, rand);
+  check_fd ("conv transpose 2x2 db", c.bias, db, 2, t_loss, &c, rand);
+  g_free (c.x); g_free (c.w); g_free (c.bias); g_free (c.r); g_free (c.y);
+}
+
+static void
+test_resize_bilinear_backward (void)
+{
+  /* down (SAM2's 256 -> patch) and up, odd sizes */
+  const int sizes[2][4] = { { 8, 8, 5, 3 }, { 4, 5, 9, 7 } };
+
+  for (int k = 0; k < 2; k++)
+    {
+      g_autoptr(GRand) rand = g_rand_new_with_seed (53);
+      TCase c = { .kind = T_RESIZE, .a = 2, .b = sizes[k][0], .c = sizes[k][1],
+                  .d = sizes[k][2], .e = sizes[k][3] };
+      gsize nx = 2 * (gsize) c.b * c.c;
+      g_autofree float *dx = g_new (float, nx);
+
+      c.ny = 2 * (gsize) c.d * c.e;
+      c.x = random_array (rand, nx, -1, 1);
+      c.r = random_array (rand, c.ny, -1, 1);
+      c.y = g_new (float, c.ny);
+      lode_grad_resize_bilinear (dx, c.r, 2, c.b, c.c, c.d, c.e);
+      check_fd ("bilinear resize", c.x, dx, nx, t_loss, &c, rand);
+      g_free (c.x); g_free (c.r); g_free (c.y);
+    }
+}
+
+static void
+test_bce_sigmoid (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (59);
+  TCase c = { .kind = T_BCE };
+  g_autofree float *dz = g_new (float, 40);
+  guint8 t[40];
+  float z0 = 0.0f;
+  guint8 one = 1;
+
+  for (int i = 0; i < 40; i++)
+    t[i] = (guint8) g_rand_int_range (rand, 0, 2);
+  c.nx = 40;
+  c.t = t;
+  c.x = random_array (rand, 40, -4, 4);
+  lode_grad_bce_sigmoid (dz, c.x, t, 40, 1e-5, 1.0f);
+  check_fd ("bce", c.x, dz, 40, t_loss, &c, rand);
+  /* by hand: p = 1/2 on a positive pixel gives -log(0.5 + 1e-5) */
+  g_assert_cmpfloat_with_epsilon (lode_grad_bce_sigmoid (NULL, &z0, &one, 1, 1e-5, 1.0f),
+                                  -log (0.5 + 1e-5), 1e-9);
+  g_free (c.x);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -554,5 +766,12 @@ main (int argc, char **argv)
   g_test_add_func ("/grad/dice", test_dice);
   g_test_add_func ("/grad/dice/values", test_dice_values);
   g_test_add_func ("/grad/adamw", test_adamw);
+  g_test_add_func ("/grad/linear", test_linear_backward);
+  g_test_add_func ("/grad/layer-norm", test_layer_norm_backward);
+  g_test_add_func ("/grad/gelu", test_gelu_backward);
+  g_test_add_func ("/grad/attention", test_attention_backward);
+  g_test_add_func ("/grad/conv-transpose-2x2", test_conv_transpose2x2_backward);
+  g_test_add_func ("/grad/resize-bilinear", test_resize_bilinear_backward);
+  g_test_add_func ("/grad/bce-sigmoid", test_bce_sigmoid);
   return g_test_run ();
 }

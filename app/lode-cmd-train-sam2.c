@@ -1,0 +1,314 @@
+/* lode train sam2: fine-tunes SAM2's prompt encoder and mask decoder on the
+ * corrected masks of a project, the published recipe (lode-sam2-train.h).
+ *
+ * Joins annotate/ (the project store: patches, their latest masks, class
+ * regions), the SAM2 session (the image embeddings, computed once and kept
+ * in the project's cache) and model/ (the fine-tuning job). */
+#define G_LOG_DOMAIN "lode"
+
+#include "config.h"
+
+#include <glib/gi18n.h>
+#include <math.h>
+#include <signal.h>
+
+#include "lode-cli-progress.h"
+#include "lode-commands.h"
+#include "lode-mask.h"
+#include "lode-sam2-session.h"
+#include "lode-sam2-train.h"
+
+typedef struct {
+  LodeStore *store;
+  LodeSam2Session *session;
+  LodeCompositeSpec spec;
+  GArray *ids;          /* gint64 patch ids: training ones first */
+  GPtrArray *paths;     /* image path of each */
+} Project;
+
+static volatile sig_atomic_t sam2_interrupted;
+
+static void
+on_sigint_sam2 (int sig)
+{
+  (void) sig;
+  sam2_interrupted = 1;
+}
+
+static guint8 *
+load_labels (LodeStore *store, gint64 id, int *w, int *h, GError **error)
+{
+  g_autoptr(GBytes) blob = lode_store_get_mask (store, id, 0, NULL, error);
+  LodeMask *m;
+  guint8 *out;
+
+  if (blob == NULL)
+    return NULL;
+  m = lode_mask_deserialize (blob, error);
+  if (m == NULL)
+    return NULL;
+  *w = m->width;
+  *h = m->height;
+  out = g_steal_pointer (&m->data);
+  lode_mask_free (m);
+  return out;
+}
+
+static gboolean
+project_get (guint index, LodeSam2Sample *out, gpointer user_data, GError **error)
+{
+  Project *p = user_data;
+  gint64 id = g_array_index (p->ids, gint64, index);
+  g_autoptr(LodeRaster) raster = lode_raster_open (p->paths->pdata[index], error);
+
+  if (raster == NULL)
+    return FALSE;
+  out->embedding = lode_sam2_session_embed (p->session, p->store, id, raster, &p->spec, 0, NULL, error);
+  if (out->embedding == NULL)
+    return FALSE;
+  out->labels = load_labels (p->store, id, &out->width, &out->height, error);
+  if (out->labels == NULL)
+    {
+      g_clear_pointer (&out->embedding, lode_sam2_embedding_free);
+      if (error && *error == NULL)
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("Patch %s has no mask"),
+                     (const char *) p->paths->pdata[index]);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+typedef struct {
+  GCancellable *cancellable;
+  gboolean quiet;
+} Sam2Run;
+
+static void
+on_tune_progress (const LodeSam2TuneProgress *p, gpointer user_data)
+{
+  Sam2Run *run = user_data;
+
+  if (sam2_interrupted)
+    g_cancellable_cancel (run->cancellable);
+  if (!run->quiet)
+    {
+      g_printerr ("\r");
+      g_printerr (_("step %d/%d, loss %.4f, %.0f s left"), p->step, p->steps, p->loss, p->seconds_left);
+      g_printerr ("   ");
+    }
+}
+
+/* Patches with a mask holding at least one class pixel: the test split
+ * validates, the rest trains. */
+static gboolean
+collect (Project *p, guint *n_train, guint *n_val, GError **error)
+{
+  g_autoptr(GPtrArray) patches = lode_store_list_patches (p->store, error);
+  g_autoptr(GArray) val_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+  g_autoptr(GPtrArray) val_paths = g_ptr_array_new_with_free_func (g_free);
+
+  if (patches == NULL)
+    return FALSE;
+  for (guint i = 0; i < patches->len; i++)
+    {
+      const LodePatch *q = g_ptr_array_index (patches, i);
+      g_autofree guint8 *labels = NULL;
+      g_autoptr(GError) local = NULL;
+      gboolean any = FALSE;
+      int w = 0, h = 0;
+
+      if (q->odd_reason != NULL)
+        continue;
+      labels = load_labels (p->store, q->id, &w, &h, &local);
+      if (labels == NULL)
+        continue;
+      for (gsize k = 0; k < (gsize) w * h && !any; k++)
+        any = labels[k] != 0 && labels[k] != LODE_MASK_NODATA;
+      if (!any)
+        continue;
+      if (q->split != NULL && g_str_equal (q->split, "test"))
+        {
+          g_array_append_val (val_ids, q->id);
+          g_ptr_array_add (val_paths, lode_store_resolve_path (p->store, q->image_path));
+        }
+      else
+        {
+          g_array_append_val (p->ids, q->id);
+          g_ptr_array_add (p->paths, lode_store_resolve_path (p->store, q->image_path));
+        }
+    }
+  *n_train = p->ids->len;
+  *n_val = val_ids->len;
+  g_array_append_vals (p->ids, val_ids->data, val_ids->len);
+  for (guint i = 0; i < val_paths->len; i++)
+    g_ptr_array_add (p->paths, g_strdup (val_paths->pdata[i]));
+  return TRUE;
+}
+
+int
+lode_cmd_train_sam2 (int argc, char **argv)
+{
+  g_autofree char *checkpoint = NULL, *project = NULL, *out = NULL;
+  int size = 1024, steps = 0;
+  gint64 seed = 1;
+  double lr = 1e-5, wd = 4e-5;
+  gboolean quiet = FALSE;
+  g_autoptr(GError) error = NULL;
+  const GOptionEntry entries[] = {
+    { "checkpoint", 'c', 0, G_OPTION_ARG_FILENAME, &checkpoint, N_("SAM2.1 checkpoint to start from (never overwritten)"), N_("FILE") },
+    { "project", 'p', 0, G_OPTION_ARG_FILENAME, &project, N_("Project whose masks to learn from"), N_("PROJECT.lode") },
+    { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, N_("New checkpoint to write (safetensors)"), N_("FILE") },
+    { "steps", 0, 0, G_OPTION_ARG_INT, &steps, N_("Images seen, one a step (default 10 times the training patches)"), N_("N") },
+    { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Input size of the model: 1024 (its own) or 512 (faster)"), N_("PIXELS") },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, N_("Learning rate (default 1e-5)"), N_("RATE") },
+    { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, N_("AdamW weight decay (default 4e-5)"), N_("W") },
+    { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, N_("Seed (default 1)"), N_("SEED") },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("No progress line"), NULL },
+    { NULL }
+  };
+  g_autoptr(GOptionContext) context = g_option_context_new (NULL);
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(LodeCheckpoint) ckpt = NULL;
+  g_autoptr(LodeSam2Tuner) tuner = NULL;
+  g_autoptr(LodeStore) store = NULL;
+  g_autoptr(LodeSam2Session) session = NULL;
+  Project p = { 0 };
+  LodeSam2SampleSource source = { 0 };
+  LodeSam2TuneConfig tc;
+  LodeSam2TuneResult res;
+  Sam2Run run = { 0 };
+  guint n_train = 0, n_val = 0;
+  gboolean ok;
+  gint64 start;
+  int status = LODE_EXIT_FAILURE;
+
+  g_option_context_set_summary (context,
+    _("Fine-tune SAM2's prompt encoder and mask decoder on the masks of a project,\n"
+      "as the SmallMinesDS paper did: image encoder frozen, one random point inside\n"
+      "each class region as the prompt, AdamW. Patches of the test split validate.\n"
+      "The result is a new checkpoint; the one given is left as it is."));
+  g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
+  if (!lode_cli_parse (context, &argc, &argv))
+    return LODE_EXIT_USAGE;
+  if (argc != 1)
+    {
+      lode_cli_error ("train sam2", _("unexpected argument “%s”"), argv[1]);
+      return LODE_EXIT_USAGE;
+    }
+  if (checkpoint == NULL || project == NULL || out == NULL)
+    {
+      lode_cli_error ("train sam2", _("--checkpoint, --project and --out are required"));
+      return LODE_EXIT_USAGE;
+    }
+  if (size != 1024 && size != 512)
+    {
+      lode_cli_error ("train sam2", _("--size must be 1024 or 512"));
+      return LODE_EXIT_USAGE;
+    }
+  if (steps < 0 || !(lr > 0) || wd < 0)
+    {
+      lode_cli_error ("train sam2", _("--steps, --lr and --weight-decay must be positive"));
+      return LODE_EXIT_USAGE;
+    }
+
+  {
+    g_autoptr(GFile) a = g_file_new_for_path (checkpoint);
+    g_autoptr(GFile) b = g_file_new_for_path (out);
+
+    if (g_file_equal (a, b))
+      {
+        lode_cli_error ("train sam2",
+                        _("The fine-tuned model would overwrite its source checkpoint “%s”; choose another file"),
+                        checkpoint);
+        return LODE_EXIT_USAGE;
+      }
+  }
+
+  store = lode_cli_open_project ("train sam2", project);
+  if (store == NULL)
+    return LODE_EXIT_FAILURE;
+  session = lode_sam2_session_new (checkpoint, size, &error);
+  if (session == NULL)
+    goto fail;
+  ckpt = lode_checkpoint_open (checkpoint, &error);
+  if (ckpt == NULL)
+    goto fail;
+  tuner = lode_sam2_tuner_new_from_checkpoint (ckpt, lode_sam2_predictor_get_config (
+                                                 lode_sam2_session_get_predictor (session)), &error);
+  if (tuner == NULL)
+    goto fail;
+
+  p.store = store;
+  p.session = session;
+  lode_composite_spec_init (&p.spec, LODE_COMPOSITE_TRUE_COLOUR);
+  p.ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+  p.paths = g_ptr_array_new_with_free_func (g_free);
+  if (!collect (&p, &n_train, &n_val, &error))
+    goto fail;
+  if (n_train == 0)
+    {
+      lode_cli_error ("train sam2", _("the project “%s” has no training patch with a class region"), project);
+      goto out;
+    }
+  g_print (_("Fine-tuning SAM2 on %u patches, validating on %u\n"), n_train, n_val);
+
+  /* every embedding once, into the project's cache */
+  for (guint i = 0; i < p.ids->len; i++)
+    {
+      LodeSam2Sample s = { 0 };
+
+      if (!project_get (i, &s, &p, &error))
+        goto fail;
+      lode_sam2_sample_clear (&s);
+      if (!quiet)
+        lode_cli_progress ((double) (i + 1) / p.ids->len, _("Encoding patches"), NULL);
+    }
+  if (!quiet)
+    lode_cli_progress_end ();
+
+  source.n_train = n_train;
+  source.n_val = n_val;
+  source.get = project_get;
+  source.user_data = &p;
+  lode_sam2_tune_config_init_defaults (&tc);
+  tc.steps = steps > 0 ? steps : 10 * (int) n_train;
+  tc.lr = lr;
+  tc.weight_decay = wd;
+  tc.seed = (guint32) seed;
+  run.cancellable = cancellable;
+  run.quiet = quiet;
+  sam2_interrupted = 0;
+  signal (SIGINT, on_sigint_sam2);
+  start = g_get_monotonic_time ();
+  ok = lode_sam2_tune_run (tuner, &tc, &source, on_tune_progress, &run, cancellable, &res, &error);
+  signal (SIGINT, SIG_DFL);
+  if (!quiet)
+    g_printerr ("\n");
+  if (!ok && !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    goto fail;
+  if (!ok)
+    {
+      g_print (_("Interrupted after %d steps; saving what was learnt so far\n"), res.steps_done);
+      g_clear_error (&error);
+    }
+  else
+    {
+      g_print (_("Fine-tuned for %d steps in %.1f s: training loss %.4f -> %.4f\n"),
+               res.steps_done, (g_get_monotonic_time () - start) / 1e6, res.first_loss, res.last_loss);
+      if (n_val > 0)
+        g_print (_("Validation IoU at threshold 0.5: %.4f -> %.4f\n"),
+                 res.val_iou_before, res.val_iou_after);
+    }
+  if (!lode_sam2_tuner_save (tuner, checkpoint, out, &error))
+    goto fail;
+  g_print (_("Wrote %s\n"), out);
+  status = ok ? LODE_EXIT_OK : LODE_EXIT_FAILURE;
+  goto out;
+
+fail:
+  lode_cli_error ("train sam2", "%s", error->message);
+out:
+  g_clear_pointer (&p.ids, g_array_unref);
+  g_clear_pointer (&p.paths, g_ptr_array_unref);
+  return status;
+}

@@ -3,10 +3,14 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <inttypes.h>
+#include <math.h>
 
 #include "lode-classes.h"
 #include "lode-commands.h"
+#include "lode-sam2-tune-project.h"
 #include "lode-store.h"
+#include "lode-train-project.h"
 
 LodeStore *
 lode_cli_open_project (const char *command, const char *path)
@@ -76,6 +80,48 @@ print_meta (LodeStore *store, const char *label, const char *key)
     g_print ("%s %s\n", label, value);
 }
 
+/* A model version's key metrics, or NULL when its JSON has none. */
+static char *
+version_metrics (const LodeModelVersion *v)
+{
+  double a, b;
+
+  if (v->kind == LODE_MODEL_SAM2 && lode_sam2_tune_project_read_metrics (v->metrics_json, &a, &b))
+    /* Translators: a fine-tuned SAM2 model's validation IoU before and after */
+    return g_strdup_printf (_("validation IoU %.3f → %.3f"), a, b);
+  if (v->kind != LODE_MODEL_SAM2 && lode_train_project_read_metrics (v->metrics_json, &a, &b))
+    /* Translators: a trained model's validation scores */
+    return g_strdup_printf (_("mining IoU %.3f, mean IoU %.3f"), a, b);
+  return NULL;
+}
+
+static gboolean
+print_models (LodeStore *store, GError **error)
+{
+  g_autoptr(GPtrArray) versions = lode_store_list_model_versions (store, error);
+  g_autofree char *cache = NULL;
+
+  if (versions == NULL)
+    return FALSE;
+  g_print (_("Model versions: %u\n"), versions->len);
+  for (guint i = 0; i < versions->len; i++)
+    {
+      const LodeModelVersion *v = g_ptr_array_index (versions, i);
+      g_autoptr(GDateTime) when = g_date_time_new_from_unix_local (v->created_us / G_USEC_PER_SEC);
+      g_autofree char *date = when ? g_date_time_format (when, "%Y-%m-%d %H:%M") : g_strdup ("");
+      g_autofree char *metrics = version_metrics (v);
+
+      g_print ("  #%" PRId64 "  %-7s %s  %s  %s", v->id, lode_model_kind_id (v->kind), v->name, date, v->path);
+      if (v->parent_id > 0)
+        /* Translators: the model version a model was fine-tuned from */
+        g_print (_("  (from #%" PRId64 ")"), v->parent_id);
+      g_print ("%s%s\n", metrics ? "  " : "", metrics ? metrics : "");
+    }
+  cache = g_format_size (lode_store_cache_total_bytes (store));
+  g_print (_("Embedding cache: %s\n"), cache);
+  return TRUE;
+}
+
 int
 lode_cmd_info (int argc, char **argv)
 {
@@ -98,7 +144,8 @@ lode_cmd_info (int argc, char **argv)
 
   g_option_context_set_summary (context,
     _("Describe a project: its format, patches by year, split and review state,\n"
-      "revisions, the class table, and every odd patch with the reason."));
+      "revisions, the class table, the model versions with their scores, the size\n"
+      "of the embedding cache, and every odd patch with the reason."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
     return LODE_EXIT_USAGE;
@@ -166,6 +213,12 @@ lode_cmd_info (int argc, char **argv)
     }
   else
     g_print (_("Classes: none set\n"));
+
+  if (!print_models (store, &error))
+    {
+      lode_cli_error ("info", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
 
   g_print (_("Odd patches: %u\n"), n_odd);
   for (guint i = 0; i < patches->len; i++)

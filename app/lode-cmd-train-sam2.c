@@ -14,17 +14,7 @@
 
 #include "lode-cli-progress.h"
 #include "lode-commands.h"
-#include "lode-mask.h"
-#include "lode-sam2-session.h"
-#include "lode-sam2-train.h"
-
-typedef struct {
-  LodeStore *store;
-  LodeSam2Session *session;
-  LodeCompositeSpec spec;
-  GArray *ids;          /* gint64 patch ids: training ones first */
-  GPtrArray *paths;     /* image path of each */
-} Project;
+#include "lode-sam2-tune-project.h"
 
 static volatile sig_atomic_t sam2_interrupted;
 
@@ -33,49 +23,6 @@ on_sigint_sam2 (int sig)
 {
   (void) sig;
   sam2_interrupted = 1;
-}
-
-static guint8 *
-load_labels (LodeStore *store, gint64 id, int *w, int *h, GError **error)
-{
-  g_autoptr(GBytes) blob = lode_store_get_mask (store, id, 0, NULL, error);
-  LodeMask *m;
-  guint8 *out;
-
-  if (blob == NULL)
-    return NULL;
-  m = lode_mask_deserialize (blob, error);
-  if (m == NULL)
-    return NULL;
-  *w = m->width;
-  *h = m->height;
-  out = g_steal_pointer (&m->data);
-  lode_mask_free (m);
-  return out;
-}
-
-static gboolean
-project_get (guint index, LodeSam2Sample *out, gpointer user_data, GError **error)
-{
-  Project *p = user_data;
-  gint64 id = g_array_index (p->ids, gint64, index);
-  g_autoptr(LodeRaster) raster = lode_raster_open (p->paths->pdata[index], error);
-
-  if (raster == NULL)
-    return FALSE;
-  out->embedding = lode_sam2_session_embed (p->session, p->store, id, raster, &p->spec, 0, NULL, error);
-  if (out->embedding == NULL)
-    return FALSE;
-  out->labels = load_labels (p->store, id, &out->width, &out->height, error);
-  if (out->labels == NULL)
-    {
-      g_clear_pointer (&out->embedding, lode_sam2_embedding_free);
-      if (error && *error == NULL)
-        g_set_error (error, G_IO_ERROR, G_IO_ERROR_NOT_FOUND, _("Patch %s has no mask"),
-                     (const char *) p->paths->pdata[index]);
-      return FALSE;
-    }
-  return TRUE;
 }
 
 typedef struct {
@@ -98,51 +45,10 @@ on_tune_progress (const LodeSam2TuneProgress *p, gpointer user_data)
     }
 }
 
-/* Patches with a mask holding at least one class pixel: the test split
- * validates, the rest trains. */
-static gboolean
-collect (Project *p, guint *n_train, guint *n_val, GError **error)
+static void
+on_encode_progress (guint done, guint total, gpointer user_data)
 {
-  g_autoptr(GPtrArray) patches = lode_store_list_patches (p->store, error);
-  g_autoptr(GArray) val_ids = g_array_new (FALSE, FALSE, sizeof (gint64));
-  g_autoptr(GPtrArray) val_paths = g_ptr_array_new_with_free_func (g_free);
-
-  if (patches == NULL)
-    return FALSE;
-  for (guint i = 0; i < patches->len; i++)
-    {
-      const LodePatch *q = g_ptr_array_index (patches, i);
-      g_autofree guint8 *labels = NULL;
-      g_autoptr(GError) local = NULL;
-      gboolean any = FALSE;
-      int w = 0, h = 0;
-
-      if (q->odd_reason != NULL)
-        continue;
-      labels = load_labels (p->store, q->id, &w, &h, &local);
-      if (labels == NULL)
-        continue;
-      for (gsize k = 0; k < (gsize) w * h && !any; k++)
-        any = labels[k] != 0 && labels[k] != LODE_MASK_NODATA;
-      if (!any)
-        continue;
-      if (q->split != NULL && g_str_equal (q->split, "test"))
-        {
-          g_array_append_val (val_ids, q->id);
-          g_ptr_array_add (val_paths, lode_store_resolve_path (p->store, q->image_path));
-        }
-      else
-        {
-          g_array_append_val (p->ids, q->id);
-          g_ptr_array_add (p->paths, lode_store_resolve_path (p->store, q->image_path));
-        }
-    }
-  *n_train = p->ids->len;
-  *n_val = val_ids->len;
-  g_array_append_vals (p->ids, val_ids->data, val_ids->len);
-  for (guint i = 0; i < val_paths->len; i++)
-    g_ptr_array_add (p->paths, g_strdup (val_paths->pdata[i]));
-  return TRUE;
+  lode_cli_progress ((double) done / total, _("Encoding patches"), NULL);
 }
 
 int
@@ -168,19 +74,14 @@ lode_cmd_train_sam2 (int argc, char **argv)
   };
   g_autoptr(GOptionContext) context = g_option_context_new (NULL);
   g_autoptr(GCancellable) cancellable = g_cancellable_new ();
-  g_autoptr(LodeCheckpoint) ckpt = NULL;
-  g_autoptr(LodeSam2Tuner) tuner = NULL;
   g_autoptr(LodeStore) store = NULL;
-  g_autoptr(LodeSam2Session) session = NULL;
-  Project p = { 0 };
-  LodeSam2SampleSource source = { 0 };
+  g_autoptr(LodeSam2TuneProject) tp = NULL;
   LodeSam2TuneConfig tc;
   LodeSam2TuneResult res;
   Sam2Run run = { 0 };
   guint n_train = 0, n_val = 0;
   gboolean ok;
   gint64 start;
-  int status = LODE_EXIT_FAILURE;
 
   g_option_context_set_summary (context,
     _("Fine-tune SAM2's prompt encoder and mask decoder on the masks of a project,\n"
@@ -227,49 +128,24 @@ lode_cmd_train_sam2 (int argc, char **argv)
   store = lode_cli_open_project ("train sam2", project);
   if (store == NULL)
     return LODE_EXIT_FAILURE;
-  session = lode_sam2_session_new (checkpoint, size, &error);
-  if (session == NULL)
+  tp = lode_sam2_tune_project_new (store, checkpoint, size, &error);
+  if (tp == NULL)
     goto fail;
-  ckpt = lode_checkpoint_open (checkpoint, &error);
-  if (ckpt == NULL)
-    goto fail;
-  tuner = lode_sam2_tuner_new_from_checkpoint (ckpt, lode_sam2_predictor_get_config (
-                                                 lode_sam2_session_get_predictor (session)), &error);
-  if (tuner == NULL)
-    goto fail;
-
-  p.store = store;
-  p.session = session;
-  lode_composite_spec_init (&p.spec, LODE_COMPOSITE_TRUE_COLOUR);
-  p.ids = g_array_new (FALSE, FALSE, sizeof (gint64));
-  p.paths = g_ptr_array_new_with_free_func (g_free);
-  if (!collect (&p, &n_train, &n_val, &error))
-    goto fail;
+  n_train = lode_sam2_tune_project_n_train (tp);
+  n_val = lode_sam2_tune_project_n_val (tp);
   if (n_train == 0)
     {
       lode_cli_error ("train sam2", _("the project “%s” has no training patch with a class region"), project);
-      goto out;
+      return LODE_EXIT_FAILURE;
     }
   g_print (_("Fine-tuning SAM2 on %u patches, validating on %u\n"), n_train, n_val);
 
   /* every embedding once, into the project's cache */
-  for (guint i = 0; i < p.ids->len; i++)
-    {
-      LodeSam2Sample s = { 0 };
-
-      if (!project_get (i, &s, &p, &error))
-        goto fail;
-      lode_sam2_sample_clear (&s);
-      if (!quiet)
-        lode_cli_progress ((double) (i + 1) / p.ids->len, _("Encoding patches"), NULL);
-    }
+  if (!lode_sam2_tune_project_encode (tp, quiet ? NULL : on_encode_progress, NULL, NULL, &error))
+    goto fail;
   if (!quiet)
     lode_cli_progress_end ();
 
-  source.n_train = n_train;
-  source.n_val = n_val;
-  source.get = project_get;
-  source.user_data = &p;
   lode_sam2_tune_config_init_defaults (&tc);
   tc.steps = steps > 0 ? steps : 10 * (int) n_train;
   tc.lr = lr;
@@ -280,7 +156,8 @@ lode_cmd_train_sam2 (int argc, char **argv)
   sam2_interrupted = 0;
   signal (SIGINT, on_sigint_sam2);
   start = g_get_monotonic_time ();
-  ok = lode_sam2_tune_run (tuner, &tc, &source, on_tune_progress, &run, cancellable, &res, &error);
+  ok = lode_sam2_tune_run (lode_sam2_tune_project_get_tuner (tp), &tc, lode_sam2_tune_project_get_source (tp),
+                           on_tune_progress, &run, cancellable, &res, &error);
   signal (SIGINT, SIG_DFL);
   if (!quiet)
     g_printerr ("\n");
@@ -299,16 +176,12 @@ lode_cmd_train_sam2 (int argc, char **argv)
         g_print (_("Validation IoU at threshold 0.5: %.4f -> %.4f\n"),
                  res.val_iou_before, res.val_iou_after);
     }
-  if (!lode_sam2_tuner_save (tuner, checkpoint, out, &error))
+  if (!lode_sam2_tuner_save (lode_sam2_tune_project_get_tuner (tp), checkpoint, out, &error))
     goto fail;
   g_print (_("Wrote %s\n"), out);
-  status = ok ? LODE_EXIT_OK : LODE_EXIT_FAILURE;
-  goto out;
+  return ok ? LODE_EXIT_OK : LODE_EXIT_FAILURE;
 
 fail:
   lode_cli_error ("train sam2", "%s", error->message);
-out:
-  g_clear_pointer (&p.ids, g_array_unref);
-  g_clear_pointer (&p.paths, g_ptr_array_unref);
-  return status;
+  return LODE_EXIT_FAILURE;
 }

@@ -6,6 +6,7 @@
 
 #include <glib/gstdio.h>
 
+#include "lode-store.h"
 #include "lode-test-util.h"
 
 static void
@@ -114,6 +115,46 @@ test_on_demo (void)
   g_assert_nonnull (strstr (info, "2016 2"));
   g_assert_nonnull (strstr (info, "Mining"));
   g_assert_nonnull (strstr (info, "Format version:"));
+  g_assert_nonnull (strstr (info, "Model versions: 0"));
+  g_assert_nonnull (strstr (info, "Embedding cache: 0 bytes"));
+
+  /* Model versions and the embedding cache, as training and SAM2 leave them. */
+  {
+    g_autoptr(GError) error = NULL;
+    g_autoptr(LodeStore) store = lode_store_open (project, FALSE, &error);
+    g_autofree char *again = NULL;
+    gint64 unet, sam2, tuned;
+
+    g_assert_no_error (error);
+    unet = lode_store_add_model_version (store, LODE_MODEL_UNET, "unet-resnet18-1", "demo.lode-models/u.lode-unet",
+                                         "{\"validation\": {\"mean_iou\": 0.5126, \"mining_iou\": 0.3876}}",
+                                         0, &error);
+    g_assert_no_error (error);
+    sam2 = lode_store_add_model_version (store, LODE_MODEL_SAM2, "sam2-base", "/models/sam2.1_hiera_tiny.pt",
+                                         NULL, 0, &error);
+    tuned = lode_store_add_model_version (store, LODE_MODEL_SAM2, "sam2-2-tuned", "demo.lode-models/t.safetensors",
+                                          "{\"validation\": {\"iou_before\": 0.25, \"iou_after\": 0.625}}",
+                                          sam2, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (unet, >, 0);
+    g_assert_cmpint (tuned, >, sam2);
+    g_assert_true (lode_store_cache_put (store, "k1", "demo.lode.cache/sam2/a.bin", 1500000, &error));
+    g_assert_true (lode_store_cache_put (store, "k2", "demo.lode.cache/sam2/b.bin", 600000, &error));
+    g_assert_no_error (error);
+    g_clear_pointer (&store, lode_store_close);
+
+    g_assert_cmpint (lode_test_run_lode (info_args, &again, NULL), ==, 0);
+    g_test_message ("%s", again);
+    g_assert_nonnull (strstr (again, "Model versions: 3"));
+    g_assert_nonnull (strstr (again, "unet-resnet18-1"));
+    g_assert_nonnull (strstr (again, "demo.lode-models/u.lode-unet"));
+    g_assert_nonnull (strstr (again, "mining IoU 0.388, mean IoU 0.513"));
+    g_assert_nonnull (strstr (again, "sam2.1_hiera_tiny.pt\n"));
+    g_assert_nonnull (strstr (again, "sam2-2-tuned"));
+    g_assert_nonnull (strstr (again, "validation IoU 0.250 → 0.625"));
+    g_assert_nonnull (strstr (again, "Embedding cache: 2.1\u00a0MB"));
+    g_assert_true (strstr (again, "unet-resnet18-1") < strstr (again, "sam2-2-tuned"));
+  }
 
   g_assert_cmpint (lode_test_run_lode (stats_args, &stats, NULL), ==, 0);
   g_assert_true (g_str_has_prefix (stats, "kind,tile,year,class,from_class,to_class,pixels,hectares\n"));

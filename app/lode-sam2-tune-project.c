@@ -277,12 +277,11 @@ lode_sam2_tune_project_read_metrics (const char *metrics_json,
       || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (root, "validation")))
     return FALSE;
   v = json_object_get_object_member (root, "validation");
-  if (!json_object_has_member (v, "iou_after"))
+  if (!json_object_has_member (v, "iou_after") || json_object_get_null_member (v, "iou_after"))
     return FALSE;
   if (json_object_has_member (v, "iou_before") && !json_object_get_null_member (v, "iou_before"))
     *iou_before = json_object_get_double_member (v, "iou_before");
-  if (!json_object_get_null_member (v, "iou_after"))
-    *iou_after = json_object_get_double_member (v, "iou_after");
+  *iou_after = json_object_get_double_member (v, "iou_after");
   return TRUE;
 }
 

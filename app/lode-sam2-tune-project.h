@@ -75,7 +75,8 @@ gint64      lode_sam2_tune_project_run (const char                       *projec
 /* The metrics JSON of a sam2 model version: {"input_size", "steps", "lr",
  * "weight_decay", "seed", "train_patches", "validation_patches",
  * "loss_first", "loss_last", "validation": {"iou_before", "iou_after"}}.
- * Reads the validation IoU before and after back; FALSE when json has none. */
+ * Reads the validation IoU before and after back; FALSE when json has none
+ * (no patch of the test split validated). */
 gboolean    lode_sam2_tune_project_read_metrics (const char *metrics_json,
                                                  double     *iou_before,
                                                  double     *iou_after);

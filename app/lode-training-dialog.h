@@ -3,7 +3,11 @@
  * own store: band set, epochs, learning rate and frozen encoder chosen here,
  * the classes from the project's class table; a live plot of the training
  * loss and the validation mining IoU per epoch; start and cancel. When a
- * run ends, its model version joins the list below with its metrics. */
+ * run ends, its model version joins the list below with its metrics.
+ * Or SAM2 decoder fine-tuning (lode-sam2-tune-project.h) from the checkpoint
+ * and input size chosen in Preferences: steps and learning rate here, the
+ * loss and validation IoU plotted per step, the new checkpoint written
+ * beside the project and offered as Preferences' SAM2 checkpoint. */
 #pragma once
 
 #include <gtk/gtk.h>
@@ -28,6 +32,16 @@ void       lode_training_dialog_set_settings   (LodeTrainingDialog *self,
                                                 int                 epochs,
                                                 double              lr,
                                                 gboolean            frozen_encoder);
+/* Chooses SAM2 decoder fine-tuning, from the checkpoint and at the input
+ * size Preferences name, with these steps and learning rate. */
+void       lode_training_dialog_set_sam2_settings (LodeTrainingDialog *self,
+                                                   int                 steps,
+                                                   double              lr);
+/* Makes the SAM2 model the last run wrote the SAM2 checkpoint in
+ * Preferences; FALSE when the last run was no SAM2 run. */
+gboolean   lode_training_dialog_use_as_sam2_checkpoint (LodeTrainingDialog *self);
+/* What the SAM2 choice says about its checkpoint; "" for a U-Net. */
+const char *lode_training_dialog_get_note      (LodeTrainingDialog *self);
 LodePlot  *lode_training_dialog_get_plot       (LodeTrainingDialog *self);
 /* Rows in the list of model versions. */
 guint      lode_training_dialog_get_n_versions (LodeTrainingDialog *self);

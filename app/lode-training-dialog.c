@@ -393,6 +393,8 @@ on_train_done (GObject *source, GAsyncResult *result, gpointer data)
         {
           const LodeSam2TuneResult *r = &job->sam2_report.result;
 
+          /* The final validation, after the last step. */
+          lode_plot_add_point (self->plot, SERIES_SAM2_IOU, r->steps_done, r->val_iou_after);
           if (job->sam2_report.validation > 0)
             /* Translators: after SAM2 fine-tuning: the model version's id, the patches used, the IoU before and after */
             summary = g_strdup_printf (_("Model version %" PRId64 " added, fine-tuned on %u patches and validated "

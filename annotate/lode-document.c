@@ -97,6 +97,7 @@ lode_document_open (LodeStore *store, gint64 patch_id, GError **error)
   g_autoptr(LodeDocument) doc = g_new0 (LodeDocument, 1);
   g_autoptr(GBytes) blob = NULL;
   g_autoptr(GBytes) original = NULL;
+  g_autoptr(GError) local = NULL;
   g_autofree char *image_path = NULL;
   g_autofree char *json = NULL;
 
@@ -126,9 +127,15 @@ lode_document_open (LodeStore *store, gint64 patch_id, GError **error)
       return NULL;
     }
 
-  blob = lode_store_get_mask (store, patch_id, 0, &doc->revision, error);
-  if (blob == NULL && error != NULL && *error != NULL)
-    return NULL;
+  /* A read error is told from "no mask yet" even when the caller passes no
+   * GError: opening it as a blank mask would let the next edit save over
+   * the labels. */
+  blob = lode_store_get_mask (store, patch_id, 0, &doc->revision, &local);
+  if (local != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
   if (blob != NULL)
     {
       doc->mask = mask_from_blob (blob, doc->patch, error);
@@ -145,9 +152,12 @@ lode_document_open (LodeStore *store, gint64 patch_id, GError **error)
           doc->mask->data[i] = LODE_MASK_NODATA;
     }
 
-  original = lode_store_get_original_mask (store, patch_id, error);
-  if (original == NULL && error != NULL && *error != NULL)
-    return NULL;
+  original = lode_store_get_original_mask (store, patch_id, &local);
+  if (local != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return NULL;
+    }
   if (original != NULL)
     {
       doc->original = mask_from_blob (original, doc->patch, error);

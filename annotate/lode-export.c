@@ -632,12 +632,18 @@ gpkg_add_patch (ExportContext *ctx, const LodePatch *patch, const LodeMask *mask
     }
 
   scratch = GDALDatasetCreateLayer (ctx->scratch, "regions", NULL, wkbPolygon, NULL);
+  if (scratch == NULL)
+    {
+      GDALClose (mem);
+      set_write_error (ctx, error, path);
+      return FALSE;
+    }
   field = OGR_Fld_Create ("id", OFTInteger);
-  OGR_L_CreateField (scratch, field, TRUE);
+  ok = OGR_L_CreateField (scratch, field, TRUE) == OGRERR_NONE;
   OGR_Fld_Destroy (field);
   /* 4-connected regions: no 8CONNECTED option. */
-  if (GDALPolygonize (GDALGetRasterBand (mem, 1), GDALGetRasterBand (mem, 2), scratch, 0,
-                      NULL, NULL, NULL) != CE_None)
+  if (ok && GDALPolygonize (GDALGetRasterBand (mem, 1), GDALGetRasterBand (mem, 2), scratch, 0,
+                            NULL, NULL, NULL) != CE_None)
     ok = FALSE;
 
   OGR_L_ResetReading (scratch);

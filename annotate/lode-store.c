@@ -1895,6 +1895,7 @@ lode_store_cache_evict (LodeStore *s, guint64 max_bytes, GError **error)
       tx_fail (s, SQLITE_OK, what, error);
       return NULL;
     }
+  rc = SQLITE_ROW;
   while (total > max_bytes && (rc = sqlite3_step (st)) == SQLITE_ROW)
     {
       g_ptr_array_add (keys, col_text (st, 0));
@@ -1902,6 +1903,11 @@ lode_store_cache_evict (LodeStore *s, guint64 max_bytes, GError **error)
       total -= MIN (total, (guint64) sqlite3_column_int64 (st, 2));
     }
   done (st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    {
+      tx_fail (s, rc, what, error);
+      return NULL;
+    }
 
   st = stmt (s, "DELETE FROM embedding_cache WHERE key = ?1", error);
   if (st == NULL)

@@ -214,6 +214,8 @@ lode_encode_dialog_start (LodeEncodeDialog *self)
   update_buttons (self);
   task = g_task_new (self, cancellable, on_encode_done, NULL);
   g_task_set_source_tag (task, lode_encode_dialog_start);
+  /* The worker's own result: work it finished just before a cancel is reported as done. */
+  g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) encode_job_free);
   g_task_run_in_thread (task, encode_thread);
   return TRUE;

@@ -164,6 +164,8 @@ lode_prelabel_dialog_start (LodePrelabelDialog *self)
   update_buttons (self);
   task = g_task_new (self, cancellable, on_prelabel_done, NULL);
   g_task_set_source_tag (task, lode_prelabel_dialog_start);
+  /* The worker's own result: work it finished just before a cancel is reported as done. */
+  g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) prelabel_job_free);
   g_task_run_in_thread (task, prelabel_thread);
   return TRUE;

@@ -176,6 +176,7 @@ gather (LodeStore                     *store,
       const LodePatch *p = g_ptr_array_index (patches, i);
       g_autoptr(GBytes) blob = NULL;
       g_autoptr(LodeMask) mask = NULL;
+      g_autoptr(GError) local = NULL;
       LodeTrainSplit split;
       Sample s;
       gsize hw;
@@ -196,11 +197,14 @@ gather (LodeStore                     *store,
           counts->left_out++;
           continue;
         }
-      blob = lode_store_get_mask (store, p->id, 0, NULL, error);
+      blob = lode_store_get_mask (store, p->id, 0, NULL, &local);
+      if (local != NULL)
+        {
+          g_propagate_error (error, g_steal_pointer (&local));
+          return FALSE;
+        }
       if (blob == NULL)
         {
-          if (error != NULL && *error != NULL)
-            return FALSE;
           counts->left_out++;
           continue;
         }
@@ -210,13 +214,18 @@ gather (LodeStore                     *store,
           g_prefix_error (error, _("The mask of tile %s of %d: "), p->tile_id, p->year);
           return FALSE;
         }
+      /* The run's size is that of the first patch the network can take. */
+      if (mask->width % 32 != 0 || mask->height % 32 != 0)
+        {
+          counts->left_out++;
+          continue;
+        }
       if (data->width == 0)
         {
           data->width = mask->width;
           data->height = mask->height;
         }
-      if (mask->width != data->width || mask->height != data->height
-          || mask->width % 32 != 0 || mask->height % 32 != 0)
+      if (mask->width != data->width || mask->height != data->height)
         {
           counts->left_out++;
           continue;

@@ -472,6 +472,8 @@ lode_training_dialog_start (LodeTrainingDialog *self)
   update_buttons (self);
   task = g_task_new (self, cancellable, on_train_done, NULL);
   g_task_set_source_tag (task, lode_training_dialog_start);
+  /* The worker's own result: work it finished just before a cancel is reported as done. */
+  g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) train_job_free);
   g_task_run_in_thread (task, train_thread);
   return TRUE;

@@ -561,6 +561,10 @@ config_from_json (JsonObject      *o,
     }
   read_float_array (o, "mean", c->mean, c->bands);
   read_float_array (o, "std", c->std, c->bands);
+  /* Band indices and divisors are used as they are by whoever predicts. */
+  for (int b = 0; b < c->bands; b++)
+    if (c->band_select[b] < 0 || !(c->std[b] > 0.0f) || !isfinite (c->std[b]) || !isfinite (c->mean[b]))
+      return FALSE;
   return TRUE;
 }
 

@@ -2,7 +2,8 @@
  * two epochs on the patches of a small demo project (64 x 64) becomes a
  * model version with its metrics; pre-labelling adds model revisions, with
  * that version's id, to the patches chosen and passes over a patch edited
- * by hand, every earlier revision kept; cancelling adds nothing; and the
+ * by hand, every earlier revision kept; cancelling adds nothing; a first
+ * patch of a size the U-Net cannot take does not exclude the others; and the
  * commands `lode train unet --project` and `lode prelabel` with their errors
  * and exit codes. */
 #include "config.h"
@@ -350,6 +351,51 @@ test_cli (Fixture *f, gconstpointer data)
   g_assert_cmpint (last->model_version_id, ==, ((LodeModelVersion *) g_ptr_array_index (versions, 1))->id);
 }
 
+static void
+cancel_at_first_step (const LodeTrainProgress *p, gpointer user_data)
+{
+  g_cancellable_cancel (user_data);
+}
+
+/* A patch whose sides the U-Net cannot take, listed first, is left out; it
+ * does not set the size of the run and so leave out all the others. */
+static void
+test_odd_size_first (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(LodeStore) store = lode_store_open (f->project, FALSE, &error);
+  g_autoptr(LodeMask) mask = lode_mask_new (40, 40);
+  g_autoptr(GBytes) blob = lode_mask_serialize (mask);
+  LodeTrainProjectCounts counts = { 0 };
+  LodeTrainProjectOptions options;
+  LodePatch odd = { 0 };
+  gint64 id;
+
+  g_assert_no_error (error);
+  odd.tile_id = (char *) "0000";
+  odd.year = 2016;
+  odd.image_path = (char *) "0000-40.tif";
+  odd.width = 40;
+  odd.height = 40;
+  odd.n_bands = 13;
+  odd.split = (char *) "train";
+  id = lode_store_add_patch (store, &odd, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (lode_store_add_revision (store, id, blob, LODE_REVISION_MANUAL, 0, "test", NULL, &error), >, 0);
+  g_assert_no_error (error);
+  g_clear_pointer (&store, lode_store_close);
+
+  /* Stopped at the first step: only the gathering is wanted here. */
+  small_options (&options);
+  g_assert_cmpint (lode_train_project_run (f->project, &options, cancel_at_first_step, cancellable, &counts,
+                                           cancellable, &error), ==, 0);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpuint (counts.train, >, 0);
+  g_assert_cmpuint (counts.validation, >, 0);
+  g_assert_cmpuint (counts.left_out, >=, 1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -357,6 +403,8 @@ main (int argc, char **argv)
   g_test_add ("/train-project/train-and-prelabel", Fixture, NULL, fixture_setup, test_train_and_prelabel,
               fixture_teardown);
   g_test_add ("/train-project/cancel-and-errors", Fixture, NULL, fixture_setup, test_cancel_and_errors,
+              fixture_teardown);
+  g_test_add ("/train-project/odd-size-first", Fixture, NULL, fixture_setup, test_odd_size_first,
               fixture_teardown);
   g_test_add ("/train-project/cli", Fixture, NULL, fixture_setup, test_cli, fixture_teardown);
   return g_test_run ();

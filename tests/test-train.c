@@ -251,6 +251,21 @@ test_checkpoint (void)
   g_assert_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CHECKPOINT);
   g_assert_nonnull (strstr (error->message, "9"));
   g_clear_error (&error);
+  /* a band index below 0 or a standard deviation of 0, whole checksum and
+   * all, is refused rather than read before the raster or divided by */
+  config.band_select[1] = -1;
+  g_assert_true (lode_train_checkpoint_save (path, net, &config, NULL, NULL, 0, &error));
+  g_assert_no_error (error);
+  g_assert_null (lode_train_checkpoint_load (path, NULL, NULL, NULL, NULL, &error));
+  g_assert_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CHECKPOINT);
+  g_clear_error (&error);
+  config.band_select[1] = 1;
+  config.std[0] = 0.0f;
+  g_assert_true (lode_train_checkpoint_save (path, net, &config, NULL, NULL, 0, &error));
+  g_assert_no_error (error);
+  g_assert_null (lode_train_checkpoint_load (path, NULL, NULL, NULL, NULL, &error));
+  g_assert_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CHECKPOINT);
+  g_clear_error (&error);
   /* not a checkpoint at all */
   g_file_set_contents (path, "hello", 5, NULL);
   g_assert_null (lode_train_checkpoint_load (path, NULL, NULL, NULL, NULL, &error));

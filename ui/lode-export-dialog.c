@@ -245,6 +245,8 @@ lode_export_dialog_start (LodeExportDialog *self)
 
   task = g_task_new (self, cancellable, on_export_done, NULL);
   g_task_set_source_tag (task, lode_export_dialog_start);
+  /* The worker's own result: work it finished just before a cancel is reported as done. */
+  g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) export_job_free);
   g_task_run_in_thread (task, export_thread);
   return TRUE;

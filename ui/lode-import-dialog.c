@@ -177,6 +177,8 @@ lode_import_dialog_start (LodeImportDialog *self)
 
   task = g_task_new (self, cancellable, on_import_done, NULL);
   g_task_set_source_tag (task, lode_import_dialog_start);
+  /* The worker's own result: work it finished just before a cancel is reported as done. */
+  g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) import_job_free);
   g_task_run_in_thread (task, import_thread);
   return TRUE;

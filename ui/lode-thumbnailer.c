@@ -151,8 +151,17 @@ make_thumbnail (const ThumbJob *job, int *out_w, int *out_h, GError **error)
       lode_mask_render_rgba (mask, classes, FALSE, overlay);
     }
 
-  tw = w >= h ? MIN (w, LODE_THUMBNAIL_SIZE) : MAX (1, MIN (w, LODE_THUMBNAIL_SIZE) * w / h);
-  th = h >= w ? MIN (h, LODE_THUMBNAIL_SIZE) : MAX (1, MIN (h, LODE_THUMBNAIL_SIZE) * h / w);
+  /* The longer side at most LODE_THUMBNAIL_SIZE, the shorter in proportion. */
+  if (w >= h)
+    {
+      tw = MIN (w, LODE_THUMBNAIL_SIZE);
+      th = MAX (1, tw * h / w);
+    }
+  else
+    {
+      th = MIN (h, LODE_THUMBNAIL_SIZE);
+      tw = MAX (1, th * w / h);
+    }
   out = g_malloc ((gsize) tw * th * 4);
   for (int y = 0; y < th; y++)
     for (int x = 0; x < tw; x++)

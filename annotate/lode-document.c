@@ -7,6 +7,8 @@
 
 #include "lode-document.h"
 
+G_DEFINE_QUARK (lode-document-error-quark, lode_document_error)
+
 struct _LodeDocument
 {
   LodeStore      *store;
@@ -91,11 +93,49 @@ rebuild_history (LodeDocument *doc, GError **error)
   return TRUE;
 }
 
+/* Reads the patch's latest mask (a blank one when it has none) and its
+ * undo history into doc, replacing what was there. A read error is told
+ * from "no mask yet" even when the caller passes no GError: opening it as a
+ * blank mask would let the next edit save over the labels. */
+static gboolean
+load_state (LodeDocument *doc, GError **error)
+{
+  g_autoptr(GBytes) blob = NULL;
+  g_autoptr(GError) local = NULL;
+  LodeMask *mask;
+
+  blob = lode_store_get_mask (doc->store, doc->patch->id, 0, &doc->revision, &local);
+  if (local != NULL)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      return FALSE;
+    }
+  if (blob != NULL)
+    {
+      mask = mask_from_blob (blob, doc->patch, error);
+      if (mask == NULL)
+        return FALSE;
+    }
+  else
+    {
+      gsize n = (gsize) doc->patch->width * doc->patch->height;
+
+      mask = lode_mask_new (doc->patch->width, doc->patch->height);
+      for (gsize i = 0; i < n; i++)
+        if (!doc->raster->valid[i])
+          mask->data[i] = LODE_MASK_NODATA;
+    }
+  g_clear_pointer (&doc->mask, lode_mask_free);
+  doc->mask = mask;
+  g_clear_pointer (&doc->history, lode_history_free);
+  doc->history = lode_history_new (LODE_DOCUMENT_HISTORY_BYTES);
+  return rebuild_history (doc, error);
+}
+
 LodeDocument *
 lode_document_open (LodeStore *store, gint64 patch_id, GError **error)
 {
   g_autoptr(LodeDocument) doc = g_new0 (LodeDocument, 1);
-  g_autoptr(GBytes) blob = NULL;
   g_autoptr(GBytes) original = NULL;
   g_autoptr(GError) local = NULL;
   g_autofree char *image_path = NULL;
@@ -104,7 +144,6 @@ lode_document_open (LodeStore *store, gint64 patch_id, GError **error)
   g_return_val_if_fail (store != NULL, NULL);
 
   doc->store = store;
-  doc->history = lode_history_new (LODE_DOCUMENT_HISTORY_BYTES);
   doc->patch = lode_store_get_patch (store, patch_id, error);
   if (doc->patch == NULL)
     return NULL;
@@ -127,30 +166,8 @@ lode_document_open (LodeStore *store, gint64 patch_id, GError **error)
       return NULL;
     }
 
-  /* A read error is told from "no mask yet" even when the caller passes no
-   * GError: opening it as a blank mask would let the next edit save over
-   * the labels. */
-  blob = lode_store_get_mask (store, patch_id, 0, &doc->revision, &local);
-  if (local != NULL)
-    {
-      g_propagate_error (error, g_steal_pointer (&local));
-      return NULL;
-    }
-  if (blob != NULL)
-    {
-      doc->mask = mask_from_blob (blob, doc->patch, error);
-      if (doc->mask == NULL)
-        return NULL;
-    }
-  else
-    {
-      gsize n = (gsize) doc->patch->width * doc->patch->height;
-
-      doc->mask = lode_mask_new (doc->patch->width, doc->patch->height);
-      for (gsize i = 0; i < n; i++)
-        if (!doc->raster->valid[i])
-          doc->mask->data[i] = LODE_MASK_NODATA;
-    }
+  if (!load_state (doc, error))
+    return NULL;
 
   original = lode_store_get_original_mask (store, patch_id, &local);
   if (local != NULL)
@@ -165,8 +182,6 @@ lode_document_open (LodeStore *store, gint64 patch_id, GError **error)
         return NULL;
     }
 
-  if (!rebuild_history (doc, error))
-    return NULL;
   return g_steal_pointer (&doc);
 }
 
@@ -212,6 +227,28 @@ lode_document_get_revision (LodeDocument *doc)
   return doc->revision;
 }
 
+/* Another writer (a pre-label run, another window) may have added a
+ * revision since the mask was read: an edit on the old mask would then save
+ * over it. Such a document reloads the latest mask and history and says so;
+ * the caller repeats the edit on what is now shown. */
+static gboolean
+ensure_fresh (LodeDocument *doc, GError **error)
+{
+  gint64 latest = lode_store_latest_revision (doc->store, doc->patch->id, error);
+
+  if (latest < 0)
+    return FALSE;
+  if (latest == doc->revision)
+    return TRUE;
+  if (!load_state (doc, error))
+    return FALSE;
+  g_set_error (error, LODE_DOCUMENT_ERROR, LODE_DOCUMENT_ERROR_CHANGED,
+               _("Tile %s of %d was changed elsewhere (by a pre-label or another window) after it "
+                 "was opened. It now shows the latest mask; repeat the edit on it."),
+               doc->patch->tile_id, doc->patch->year);
+  return FALSE;
+}
+
 gboolean
 lode_document_commit (LodeDocument       *doc,
                       LodeMaskDelta      *delta,
@@ -226,6 +263,13 @@ lode_document_commit (LodeDocument       *doc,
 
   if (delta == NULL)
     return TRUE;
+
+  if (lode_store_latest_revision (doc->store, doc->patch->id, NULL) != doc->revision)
+    {
+      lode_mask_delta_apply (delta, doc->mask, FALSE);
+      lode_mask_delta_free (delta);
+      return ensure_fresh (doc, error);
+    }
 
   delta_blob = lode_mask_delta_serialize (delta);
   mask_blob = lode_mask_serialize (doc->mask);
@@ -314,6 +358,8 @@ step (LodeDocument *doc, gboolean forward, const char *author, GError **error)
   g_autoptr(GBytes) stored = NULL;
   gint64 edit_id = 0;
 
+  if (!ensure_fresh (doc, error))
+    return FALSE;
   delta = forward ? lode_history_redo (doc->history, doc->mask)
                   : lode_history_undo (doc->history, doc->mask);
   if (delta == NULL)

@@ -21,6 +21,14 @@ G_BEGIN_DECLS
 /* In-memory undo steps kept per patch; older steps stay in the store. */
 #define LODE_DOCUMENT_HISTORY_BYTES (8u * 1024u * 1024u)
 
+#define LODE_DOCUMENT_ERROR (lode_document_error_quark ())
+GQuark lode_document_error_quark (void);
+
+typedef enum {
+  /* the patch got a revision from elsewhere; the document now shows it */
+  LODE_DOCUMENT_ERROR_CHANGED,
+} LodeDocumentError;
+
 typedef struct _LodeDocument LodeDocument;
 
 /* Reads the patch's image and its latest mask (an empty one when it has

@@ -1318,6 +1318,31 @@ lode_store_get_mask (LodeStore *s, gint64 patch_id, gint64 revision_id, gint64 *
   return mask;
 }
 
+gint64
+lode_store_latest_revision (LodeStore *s, gint64 patch_id, GError **error)
+{
+  sqlite3_stmt *st;
+  gint64 id = 0;
+  int rc;
+
+  g_return_val_if_fail (s != NULL, -1);
+
+  st = stmt (s, "SELECT id FROM revisions WHERE patch_id = ?1 ORDER BY id DESC LIMIT 1", error);
+  if (st == NULL)
+    return -1;
+  sqlite3_bind_int64 (st, 1, patch_id);
+  rc = sqlite3_step (st);
+  if (rc == SQLITE_ROW)
+    id = sqlite3_column_int64 (st, 0);
+  sqlite3_reset (st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    {
+      store_error (s, rc, _("Could not read the revisions"), error);
+      return -1;
+    }
+  return id;
+}
+
 GBytes *
 lode_store_get_original_mask (LodeStore *s, gint64 patch_id, GError **error)
 {

@@ -208,6 +208,11 @@ GBytes     *lode_store_get_mask      (LodeStore   *s,
                                       gint64       revision_id,
                                       gint64      *out_revision_id,
                                       GError     **error);
+/* The id of the patch's latest revision, 0 when it has none, -1 with an
+ * error when the store cannot say. */
+gint64      lode_store_latest_revision (LodeStore *s,
+                                        gint64     patch_id,
+                                        GError   **error);
 /* The first revision imported from the data set; NULL, no error, if none. */
 GBytes     *lode_store_get_original_mask (LodeStore *s,
                                           gint64     patch_id,

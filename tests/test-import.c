@@ -406,6 +406,65 @@ test_document (Fixture *f, gconstpointer data)
   }
 }
 
+/* A revision added from elsewhere (a pre-label run, another window) while a
+ * patch is open is never overwritten by an edit made on the old mask: the
+ * edit is refused, the document shows the new mask, and the repeated edit
+ * lands on top of it. */
+static void
+test_document_changed_elsewhere (Fixture *f, gconstpointer data)
+{
+  g_autofree char *path = g_build_filename (f->work, "e.lode", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodeStore) store = lode_store_open (path, TRUE, &error);
+  g_autoptr(LodeStore) other = NULL;
+  g_autoptr(LodeDocument) doc = NULL;
+  g_autoptr(LodePatch) p = NULL;
+  g_autoptr(LodeMask) elsewhere = NULL;
+  g_autoptr(GBytes) blob = NULL;
+  g_autoptr(GBytes) latest = NULL;
+  g_autoptr(LodeMask) saved = NULL;
+  LodeImportReport report;
+  double line[] = { 2, 2, 12, 12 };
+  gint64 rev;
+
+  lode_import_report_init (&report);
+  g_assert_true (lode_import_smallminesds (store, f->dir, NULL, &report, NULL, NULL, NULL, &error));
+  lode_import_report_clear (&report);
+  p = lode_store_find_patch (store, "0003", 2016, &error);
+  doc = lode_document_open (store, p->id, &error);
+  g_assert_no_error (error);
+
+  /* Another connection writes a model revision: no mining anywhere. */
+  other = lode_store_open (path, FALSE, &error);
+  elsewhere = lode_mask_copy (lode_document_get_mask (doc));
+  for (gsize i = 0; i < (gsize) elsewhere->width * elsewhere->height; i++)
+    if (elsewhere->data[i] != LODE_MASK_NODATA)
+      elsewhere->data[i] = 0;
+  /* ... and the open document's mask has mining where the stroke will go. */
+  g_assert_true (lode_document_stroke (doc, line, 2, 2.0, 1, "tester", &error));
+  g_assert_no_error (error);
+  blob = lode_mask_serialize (elsewhere);
+  rev = lode_store_add_revision (other, p->id, blob, LODE_REVISION_MODEL, 0, "model", NULL, &error);
+  g_assert_no_error (error);
+
+  /* An eraser on the old mask is refused; the document now shows the model's mask. */
+  g_assert_false (lode_document_erase (doc, line, 2, 2.0, "tester", &error));
+  g_assert_error (error, LODE_DOCUMENT_ERROR, LODE_DOCUMENT_ERROR_CHANGED);
+  g_assert_nonnull (strstr (error->message, "0003"));
+  g_clear_error (&error);
+  g_assert_cmpint (lode_document_get_revision (doc), ==, rev);
+  g_assert_true (lode_mask_equal (lode_document_get_mask (doc), elsewhere));
+
+  /* A stroke on it is saved on top of the model's mask. */
+  g_assert_true (lode_document_stroke (doc, line, 2, 2.0, 1, "tester", &error));
+  g_assert_no_error (error);
+  latest = lode_store_get_mask (other, p->id, 0, NULL, &error);
+  saved = lode_mask_deserialize (latest, &error);
+  g_assert_true (lode_mask_equal (saved, lode_document_get_mask (doc)));
+  g_assert_cmpuint (saved->data[5 * saved->width + 5], ==, 1);
+  g_assert_cmpuint (saved->data[30 * saved->width + 2], ==, elsewhere->data[30 * saved->width + 2]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -419,5 +478,6 @@ main (int argc, char **argv)
   g_test_add ("/import/cancel", Fixture, NULL, fixture_setup, test_cancel, fixture_teardown);
   g_test_add_func ("/import/parse-name", test_parse_name);
   g_test_add ("/document/edit-undo-redo-restart", Fixture, NULL, fixture_setup, test_document, fixture_teardown);
+  g_test_add ("/document/changed-elsewhere", Fixture, NULL, fixture_setup, test_document_changed_elsewhere, fixture_teardown);
   return g_test_run ();
 }

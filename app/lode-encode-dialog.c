@@ -87,7 +87,7 @@ encode_all (EncodeJob *job, GCancellable *cancellable, GError **error)
       raster = lode_raster_open (path, &local);
       if (raster != NULL)
         embedding = lode_sam2_session_embed (session, store, p->id, raster, &job->spec, job->cache_bytes,
-                                             &from_cache, &local);
+                                             &from_cache, NULL, &local);
       if (embedding == NULL)
         {
           g_warning ("Tile %s of %d not encoded: %s", p->tile_id, p->year, local->message);

@@ -155,6 +155,8 @@ on_encode_done (GObject *source, GAsyncResult *result, gpointer data)
 
   self->report = job->report;
   self->has_report = TRUE;
+  if (lode_job_dialog_is_disposed (LODE_JOB_DIALOG (self)))
+    return;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))

@@ -103,7 +103,7 @@ lode_cmd_encode (int argc, char **argv)
       raster = lode_raster_open (path, &local);
       if (raster != NULL)
         embedding = lode_sam2_session_embed (session, store, p->id, raster, &spec,
-                                             (guint64) cache_mb << 20, &from_cache, &local);
+                                             (guint64) cache_mb << 20, &from_cache, NULL, &local);
       if (embedding == NULL)
         {
           lode_cli_progress_end ();

@@ -87,7 +87,7 @@ encode_all (EncodeJob *job, GCancellable *cancellable, GError **error)
       raster = lode_raster_open (path, &local);
       if (raster != NULL)
         embedding = lode_sam2_session_embed (session, store, p->id, raster, &job->spec, job->cache_bytes,
-                                             &from_cache, &local);
+                                             &from_cache, NULL, &local);
       if (embedding == NULL)
         {
           g_warning ("Tile %s of %d not encoded: %s", p->tile_id, p->year, local->message);
@@ -155,6 +155,8 @@ on_encode_done (GObject *source, GAsyncResult *result, gpointer data)
 
   self->report = job->report;
   self->has_report = TRUE;
+  if (lode_job_dialog_is_disposed (LODE_JOB_DIALOG (self)))
+    return;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))

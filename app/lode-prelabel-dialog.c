@@ -111,6 +111,8 @@ on_prelabel_done (GObject *source, GAsyncResult *result, gpointer data)
 
   self->report = job->report;
   self->has_report = TRUE;
+  if (lode_job_dialog_is_disposed (LODE_JOB_DIALOG (self)))
+    return;
   summary = summary_text (&self->report);
   if (!ok && g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
     {

@@ -110,6 +110,7 @@ lode_sam2_session_embed (LodeSam2Session         *self,
                          const LodeCompositeSpec *spec,
                          guint64                  max_bytes,
                          gboolean                *from_cache,
+                         GCancellable            *cancellable,
                          GError                 **error)
 {
   LodeCompositeSpec resolved = *spec;
@@ -151,7 +152,8 @@ lode_sam2_session_embed (LodeSam2Session         *self,
   rgb = g_malloc ((gsize) raster->width * raster->height * 3);
   if (!lode_composite_render_rgb (raster, &resolved, NULL, rgb, error))
     return NULL;
-  embedding = lode_sam2_predictor_encode (self->predictor, rgb, raster->width, raster->height, error);
+  embedding = lode_sam2_predictor_encode_cancellable (self->predictor, rgb, raster->width, raster->height,
+                                                      cancellable, error);
   if (embedding == NULL)
     return NULL;
 

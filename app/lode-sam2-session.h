@@ -38,7 +38,8 @@ char              *lode_sam2_composite_key      (const LodeCompositeSpec *spec);
 
 /* The embedding of the patch's composite: from the cache when there (and
  * valid), else encoded, saved and indexed, evicting past max_bytes (0: the
- * default bound). from_cache says which. */
+ * default bound). from_cache says which. cancellable (may be NULL) stops
+ * an encode between the encoder's blocks (G_IO_ERROR_CANCELLED). */
 LodeSam2Embedding *lode_sam2_session_embed      (LodeSam2Session         *self,
                                                  LodeStore               *store,
                                                  gint64                   patch_id,
@@ -46,6 +47,7 @@ LodeSam2Embedding *lode_sam2_session_embed      (LodeSam2Session         *self,
                                                  const LodeCompositeSpec *spec,
                                                  guint64                  max_bytes,
                                                  gboolean                *from_cache,
+                                                 GCancellable            *cancellable,
                                                  GError                 **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeSam2Session, lode_sam2_session_free)

@@ -11,9 +11,14 @@
 #include "lode-sam2-tool.h"
 #include "lode-store.h"
 
-/* What only the worker thread touches, and the counters both sides read. */
+/* What only the worker thread touches, and the counters both sides read.
+ * The tool and every job hold a reference: the last one frees it, so a
+ * tool that goes while an encode runs leaves the worker to end (cancelled)
+ * and free its own state. */
 typedef struct
 {
+  gint               ref_count;    /* atomic */
+  GCancellable      *cancellable;  /* cancelled when the tool goes */
   gint               generation;   /* atomic: bumped by a new patch or model */
   gint               serial;       /* atomic: bumped by new prompts */
   gint               closing;      /* atomic: the tool is going */
@@ -94,9 +99,42 @@ static guint signals[N_SIGNALS];
 
 G_DEFINE_FINAL_TYPE (LodeSam2Tool, lode_sam2_tool, G_TYPE_OBJECT)
 
+static Worker *
+worker_new (void)
+{
+  Worker *w = g_new0 (Worker, 1);
+
+  w->ref_count = 1;
+  w->cancellable = g_cancellable_new ();
+  return w;
+}
+
+static Worker *
+worker_ref (Worker *w)
+{
+  g_atomic_int_inc (&w->ref_count);
+  return w;
+}
+
+static void
+worker_unref (Worker *w)
+{
+  if (!g_atomic_int_dec_and_test (&w->ref_count))
+    return;
+  g_clear_pointer (&w->session, lode_sam2_session_free);
+  g_free (w->session_checkpoint);
+  g_clear_pointer (&w->store, lode_store_close);
+  g_free (w->store_path);
+  g_clear_pointer (&w->embedding, lode_sam2_embedding_free);
+  g_free (w->embedding_key);
+  g_object_unref (w->cancellable);
+  g_free (w);
+}
+
 static void
 job_free (Job *job)
 {
+  g_clear_pointer (&job->worker, worker_unref);
   g_weak_ref_clear (&job->tool);
   g_free (job->checkpoint);
   g_free (job->project);
@@ -107,18 +145,6 @@ job_free (Job *job)
   g_clear_pointer (&job->prediction, lode_sam2_prediction_free);
   g_clear_error (&job->error);
   g_free (job);
-}
-
-static void
-worker_free (Worker *w)
-{
-  g_clear_pointer (&w->session, lode_sam2_session_free);
-  g_free (w->session_checkpoint);
-  g_clear_pointer (&w->store, lode_store_close);
-  g_free (w->store_path);
-  g_clear_pointer (&w->embedding, lode_sam2_embedding_free);
-  g_free (w->embedding_key);
-  g_free (w);
 }
 
 /* Worker side */
@@ -177,7 +203,7 @@ run_embed (Worker *w, Job *job)
   if (raster == NULL)
     return;
   w->embedding = lode_sam2_session_embed (w->session, w->store, job->patch_id, raster, &job->spec,
-                                          job->cache_bytes, &job->from_cache, &job->error);
+                                          job->cache_bytes, &job->from_cache, w->cancellable, &job->error);
   if (w->embedding != NULL)
     w->embedding_key = g_steal_pointer (&key);
 }
@@ -242,7 +268,7 @@ job_new (LodeSam2Tool *self, JobKind kind)
 
   job->kind = kind;
   g_weak_ref_init (&job->tool, self);
-  job->worker = self->worker;
+  job->worker = worker_ref (self->worker);
   job->generation = g_atomic_int_get (&self->worker->generation);
   job->serial = g_atomic_int_get (&self->worker->serial);
   job->project = g_strdup (self->project);
@@ -371,11 +397,14 @@ lode_sam2_tool_dispose (GObject *object)
 
   if (self->pool != NULL)
     {
-      /* The job running ends; those waiting are dropped by the worker. */
+      /* The encode running stops at its next block and those waiting are
+       * dropped by the worker; nothing here waits for it: the last job
+       * frees the worker's state. */
       g_atomic_int_set (&self->worker->closing, 1);
-      g_thread_pool_free (self->pool, FALSE, TRUE);
+      g_cancellable_cancel (self->worker->cancellable);
+      g_thread_pool_free (self->pool, FALSE, FALSE);
       self->pool = NULL;
-      g_clear_pointer (&self->worker, worker_free);
+      g_clear_pointer (&self->worker, worker_unref);
     }
   G_OBJECT_CLASS (lode_sam2_tool_parent_class)->dispose (object);
 }
@@ -412,7 +441,7 @@ lode_sam2_tool_class_init (LodeSam2ToolClass *klass)
 static void
 lode_sam2_tool_init (LodeSam2Tool *self)
 {
-  self->worker = g_new0 (Worker, 1);
+  self->worker = worker_new ();
   self->pool = g_thread_pool_new (worker_run, NULL, 1, FALSE, NULL);
   self->points = g_array_new (FALSE, FALSE, sizeof (float));
   self->labels = g_array_new (FALSE, FALSE, sizeof (int));

@@ -53,7 +53,7 @@ project_get (guint index, LodeSam2Sample *out, gpointer user_data, GError **erro
 
   if (raster == NULL)
     return FALSE;
-  out->embedding = lode_sam2_session_embed (p->session, p->store, id, raster, &p->spec, 0, NULL, error);
+  out->embedding = lode_sam2_session_embed (p->session, p->store, id, raster, &p->spec, 0, NULL, NULL, error);
   if (out->embedding == NULL)
     return FALSE;
   out->labels = load_labels (p->store, id, &out->width, &out->height, error);

@@ -365,6 +365,8 @@ on_train_done (GObject *source, GAsyncResult *result, gpointer data)
   gboolean close_after = lode_job_dialog_end (LODE_JOB_DIALOG (self));
   gint64 id = g_task_propagate_int (G_TASK (result), &error);
 
+  if (lode_job_dialog_is_disposed (LODE_JOB_DIALOG (self)))
+    return;
   if (id <= 0)
     {
       if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))

@@ -950,6 +950,24 @@ lode_ops_permute4 (float       *out,
 }
 
 void
+lode_ops_split_heads (float *out, const float *in, int l, int h, int d)
+{
+  const int dims[4] = { 1, l, h, d };
+  const int perm[4] = { 0, 2, 1, 3 };
+
+  lode_ops_permute4 (out, in, dims, perm);
+}
+
+void
+lode_ops_merge_heads (float *out, const float *in, int l, int h, int d)
+{
+  const int dims[4] = { 1, h, l, d };
+  const int perm[4] = { 0, 2, 1, 3 };
+
+  lode_ops_permute4 (out, in, dims, perm);
+}
+
+void
 lode_ops_nchw_to_nhwc (float *out, const float *in, int n, int c, int h, int w)
 {
   const int dims[4] = { n, c, h, w };

@@ -307,6 +307,11 @@ void lode_ops_permute4 (float       *out,
                         const float *in,
                         const int    dims[4],
                         const int    perm[4]);
+/* Attention's head layout: split_heads takes tokens [l, h * d] (each
+ * token's h heads of d values side by side) to [h, l, d], one contiguous
+ * block per head; merge_heads takes [h, l, d] back to [l, h * d]. */
+void lode_ops_split_heads (float *out, const float *in, int l, int h, int d);
+void lode_ops_merge_heads (float *out, const float *in, int l, int h, int d);
 /* [n,c,h,w] -> [n,h,w,c] and back. */
 void lode_ops_nchw_to_nhwc (float *out, const float *in, int n, int c, int h, int w);
 void lode_ops_nhwc_to_nchw (float *out, const float *in, int n, int c, int h, int w);

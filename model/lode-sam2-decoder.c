@@ -563,25 +563,6 @@ mlp_run (const Mlp *m, const float *x, int rows, float *out, float *tmp_a, float
     }
 }
 
-/* [l, h, d] <-> [h, l, d] */
-static void
-split_heads (float *out, const float *in, int l, int h, int d)
-{
-  int dims[4] = { 1, l, h, d };
-  int perm[4] = { 0, 2, 1, 3 };
-
-  lode_ops_permute4 (out, in, dims, perm);
-}
-
-static void
-merge_heads (float *out, const float *in, int l, int h, int d)
-{
-  int dims[4] = { 1, h, l, d };
-  int perm[4] = { 0, 2, 1, 3 };
-
-  lode_ops_permute4 (out, in, dims, perm);
-}
-
 /* The core of the Attention module on projected q [lq, internal], k and v
  * [lk, internal]: heads, scaled dot product, heads merged, out_proj into
  * out [lq, c]. The head layouts go to hq, hk, hv, ho; pq is overwritten. */
@@ -595,11 +576,11 @@ attn_core (const LodeSam2Decoder *self, const Attn *a, float *pq, const float *p
 {
   int h = self->heads, d = a->internal / self->heads;
 
-  split_heads (hs->hq, pq, lq, h, d);
-  split_heads (hs->hk, pk, lk, h, d);
-  split_heads (hs->hv, pv, lk, h, d);
+  lode_ops_split_heads (hs->hq, pq, lq, h, d);
+  lode_ops_split_heads (hs->hk, pk, lk, h, d);
+  lode_ops_split_heads (hs->hv, pv, lk, h, d);
   lode_ops_attention (hs->ho, hs->hq, hs->hk, hs->hv, 1, h, lq, lk, d);
-  merge_heads (pq, hs->ho, lq, h, d);
+  lode_ops_merge_heads (pq, hs->ho, lq, h, d);
   linear (out, pq, a->ow, a->ob, lq);
 }
 
@@ -737,7 +718,7 @@ token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int
   float scale = 1.0f / sqrtf ((float) d);
 
   linear (self->tq, q, a->qw, a->qb, t);                   /* [t, internal] */
-  split_heads (self->thq, self->tq, t, h, d);
+  lode_ops_split_heads (self->thq, self->tq, t, h, d);
   /* r[h*t + i] = Wk_h^T q_h[i] / sqrt d */
   for (int k = 0; k < h; k++)
     {
@@ -756,7 +737,7 @@ token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int
         lode_ops_add (self->tho + ((gsize) k * t + i) * d, self->tho + ((gsize) k * t + i) * d,
                       a->vb->data + (gsize) k * d, d);
     }
-  merge_heads (self->tk, self->tho, t, h, d);
+  lode_ops_merge_heads (self->tk, self->tho, t, h, d);
   linear (out, self->tk, a->ow, a->ob, t);
 }
 
@@ -772,9 +753,9 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t, gbo
   if (cached)
     {
       linear (self->tq, q, a->qw, a->qb, t);
-      split_heads (self->thq, self->tq, t, h, d);
+      lode_ops_split_heads (self->thq, self->tq, t, h, d);
       lode_ops_attention (self->tho, self->thq, self->c_hk, self->c_hv, 1, h, t, self->hw, d);
-      merge_heads (self->tq, self->tho, t, h, d);
+      lode_ops_merge_heads (self->tq, self->tho, t, h, d);
       linear (out, self->tq, a->ow, a->ob, t);
       return;
     }
@@ -803,8 +784,8 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *ktok, cons
 
   linear (self->tk, ktok, a->kw, a->kb, t);
   linear (self->tv, vtok, a->vw, a->vb, t);
-  split_heads (self->thk, self->tk, t, h, d);
-  split_heads (self->thv, self->tv, t, h, d);
+  lode_ops_split_heads (self->thk, self->tk, t, h, d);
+  lode_ops_split_heads (self->thv, self->tv, t, h, d);
   for (int k = 0; k < h; k++)
     {
       /* m[h*t + i] = Wq_h^T k_h[i] / sqrt d, bias = bq_h . k_h[i] / sqrt d */
@@ -869,8 +850,8 @@ prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb, gboole
     return;
   linear (self->pk, self->kpe, a->kw, a->kb, self->hw);
   linear (self->pv, self->keys, a->vw, a->vb, self->hw);
-  split_heads (self->c_hk, self->pk, self->hw, h, d);
-  split_heads (self->c_hv, self->pv, self->hw, h, d);
+  lode_ops_split_heads (self->c_hk, self->pk, self->hw, h, d);
+  lode_ops_split_heads (self->c_hv, self->pv, self->hw, h, d);
   memcpy (self->c_keys, self->keys, kc * sizeof (float));
   memcpy (self->c_kpe, self->kpe, kc * sizeof (float));
   memcpy (self->cached_embed, emb->image_embed, kc * sizeof (float));

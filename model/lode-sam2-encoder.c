@@ -1035,8 +1035,10 @@ block_forward (LodeSam2Encoder *self, const Sam2Block *b)
   return TRUE;
 }
 
+/* FALSE on a kernel's failure or, with *cancelled set, when cancellable
+ * was cancelled (seen between blocks and before each neck stage). */
 static gboolean
-encoder_forward (LodeSam2Encoder *self, const float *image)
+encoder_forward (LodeSam2Encoder *self, const float *image, GCancellable *cancellable, gboolean *cancelled)
 {
   const Sam2Backend *be = self->be;
   const LodeSam2Config *cfg = &self->cfg;
@@ -1055,6 +1057,11 @@ encoder_forward (LodeSam2Encoder *self, const float *image)
       const Sam2Block *b = &self->blocks[i];
       int hw;
 
+      if (g_cancellable_is_cancelled (cancellable))
+        {
+          *cancelled = TRUE;
+          return FALSE;
+        }
       if (!block_forward (self, b))
         return FALSE;
       if (i != lode_sam2_config_n_blocks (cfg) - 1
@@ -1062,6 +1069,11 @@ encoder_forward (LodeSam2Encoder *self, const float *image)
         continue;
 
       /* the end of a stage: the neck's lateral convolution of that level */
+      if (g_cancellable_is_cancelled (cancellable))
+        {
+          *cancelled = TRUE;
+          return FALSE;
+        }
       hw = b->oh * b->ow;
       switch (stage)
         {
@@ -1094,10 +1106,13 @@ encoder_forward (LodeSam2Encoder *self, const float *image)
 }
 
 LodeSam2Embedding *
-lode_sam2_encoder_run (LodeSam2Encoder *self, const float *image, GError **error)
+lode_sam2_encoder_run (LodeSam2Encoder *self,
+                       const float     *image,
+                       GCancellable    *cancellable,
+                       GError         **error)
 {
   g_autoptr(LodeSam2Embedding) e = NULL;
-  gboolean ok;
+  gboolean ok, cancelled = FALSE;
   gsize s16;
 
   g_return_val_if_fail (self != NULL && image != NULL, NULL);
@@ -1108,8 +1123,13 @@ lode_sam2_encoder_run (LodeSam2Encoder *self, const float *image, GError **error
     ok = FALSE;
   else
     {
-      ok = encoder_forward (self, image);
+      ok = encoder_forward (self, image, cancellable, &cancelled);
       ok = self->be->end (self->ctx) == 0 && ok;
+    }
+  if (cancelled)
+    {
+      g_cancellable_set_error_if_cancelled (cancellable, error);
+      return NULL;
     }
   if (!ok
       || self->be->download (self->ctx, e->image_embed, self->out_embed, (gsize) e->d_model * s16 * s16) != 0
@@ -1126,7 +1146,12 @@ lode_sam2_encoder_run (LodeSam2Encoder *self, const float *image, GError **error
 }
 
 LodeSam2Embedding *
-lode_sam2_encoder_run_rgb (LodeSam2Encoder *self, const guint8 *rgb, int w, int h, GError **error)
+lode_sam2_encoder_run_rgb (LodeSam2Encoder *self,
+                           const guint8    *rgb,
+                           int              w,
+                           int              h,
+                           GCancellable    *cancellable,
+                           GError         **error)
 {
   g_autofree float *image = NULL;
   int s;
@@ -1142,5 +1167,5 @@ lode_sam2_encoder_run_rgb (LodeSam2Encoder *self, const guint8 *rgb, int w, int 
       return NULL;
     }
   lode_sam2_preprocess (rgb, w, h, s, image);
-  return lode_sam2_encoder_run (self, image, error);
+  return lode_sam2_encoder_run (self, image, cancellable, error);
 }

@@ -23,7 +23,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 #include "lode-checkpoint.h"
 #include "lode-sam2-types.h"
@@ -56,15 +56,20 @@ const LodeSam2Config *lode_sam2_encoder_config   (LodeSam2Encoder      *self);
 gsize              lode_sam2_encoder_weight_bytes (LodeSam2Encoder     *self);
 gsize              lode_sam2_encoder_work_bytes  (LodeSam2Encoder      *self);
 
-/* Encodes a preprocessed image [3, S, S] (S = the config's image_size). */
+/* Encodes a preprocessed image [3, S, S] (S = the config's image_size).
+ * cancellable (may be NULL) is looked at between Hiera blocks and before
+ * each neck stage: a cancelled run ends there with G_IO_ERROR_CANCELLED,
+ * the encoder ready for the next run. */
 LodeSam2Embedding *lode_sam2_encoder_run         (LodeSam2Encoder      *self,
                                                   const float          *image,
+                                                  GCancellable         *cancellable,
                                                   GError              **error);
 /* lode_sam2_preprocess, then lode_sam2_encoder_run. */
 LodeSam2Embedding *lode_sam2_encoder_run_rgb     (LodeSam2Encoder      *self,
                                                   const guint8         *rgb,
                                                   int                   w,
                                                   int                   h,
+                                                  GCancellable         *cancellable,
                                                   GError              **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeSam2Encoder, lode_sam2_encoder_free)

@@ -511,6 +511,17 @@ lode_sam2_predictor_encode (LodeSam2Predictor *self,
                             int                height,
                             GError           **error)
 {
+  return lode_sam2_predictor_encode_cancellable (self, rgb, width, height, NULL, error);
+}
+
+LodeSam2Embedding *
+lode_sam2_predictor_encode_cancellable (LodeSam2Predictor *self,
+                                        const guint8      *rgb,
+                                        int                width,
+                                        int                height,
+                                        GCancellable      *cancellable,
+                                        GError           **error)
+{
   g_return_val_if_fail (self != NULL && rgb != NULL, NULL);
 
   if (width <= 0 || height <= 0)
@@ -527,7 +538,7 @@ lode_sam2_predictor_encode (LodeSam2Predictor *self,
       if (self->encoder == NULL)
         return NULL;
     }
-  return lode_sam2_encoder_run_rgb (self->encoder, rgb, width, height, error);
+  return lode_sam2_encoder_run_rgb (self->encoder, rgb, width, height, cancellable, error);
 }
 
 LodeSam2Prediction *

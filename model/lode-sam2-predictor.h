@@ -17,7 +17,7 @@
  */
 #pragma once
 
-#include <glib.h>
+#include <gio/gio.h>
 
 #include "lode-sam2-decoder.h"
 #include "lode-sam2-types.h"
@@ -112,6 +112,14 @@ LodeSam2Embedding  *lode_sam2_predictor_encode   (LodeSam2Predictor    *self,
                                                   const guint8         *rgb,
                                                   int                   width,
                                                   int                   height,
+                                                  GError              **error);
+/* The same, stopped between the encoder's blocks when cancellable is
+ * cancelled (G_IO_ERROR_CANCELLED). */
+LodeSam2Embedding  *lode_sam2_predictor_encode_cancellable (LodeSam2Predictor *self,
+                                                  const guint8         *rgb,
+                                                  int                   width,
+                                                  int                   height,
+                                                  GCancellable         *cancellable,
                                                   GError              **error);
 LodeSam2Prediction *lode_sam2_predictor_predict  (LodeSam2Predictor    *self,
                                                   const LodeSam2Embedding *embedding,

@@ -530,24 +530,6 @@ typedef struct {
 } AttnTape;
 
 static void
-heads_split (float *out, const float *in, int l, int h, int d)
-{
-  int dims[4] = { 1, l, h, d };
-  int perm[4] = { 0, 2, 1, 3 };
-
-  lode_ops_permute4 (out, in, dims, perm);
-}
-
-static void
-heads_merge (float *out, const float *in, int l, int h, int d)
-{
-  int dims[4] = { 1, h, l, d };
-  int perm[4] = { 0, 2, 1, 3 };
-
-  lode_ops_permute4 (out, in, dims, perm);
-}
-
-static void
 attn_fwd (LodeSam2Tuner *self, Arena *ar, const TAttn *a, AttnTape *t,
           const float *qin, const float *kin, const float *vin, int lq, int lk, float *out)
 {
@@ -571,11 +553,11 @@ attn_fwd (LodeSam2Tuner *self, Arena *ar, const TAttn *a, AttnTape *t,
   lin_fwd (&a->q, qin, lq, t->q);
   lin_fwd (&a->k, kin, lk, t->k);
   lin_fwd (&a->v, vin, lk, t->v);
-  heads_split (t->hq, t->q, lq, h, d);
-  heads_split (t->hk, t->k, lk, h, d);
-  heads_split (t->hv, t->v, lk, h, d);
+  lode_ops_split_heads (t->hq, t->q, lq, h, d);
+  lode_ops_split_heads (t->hk, t->k, lk, h, d);
+  lode_ops_split_heads (t->hv, t->v, lk, h, d);
   lode_grad_attention_forward (ho, t->p, t->hq, t->hk, t->hv, h, lq, lk, d);
-  heads_merge (t->o, ho, lq, h, d);
+  lode_ops_merge_heads (t->o, ho, lq, h, d);
   lin_fwd (&a->o, t->o, lq, out);
 }
 
@@ -593,13 +575,13 @@ attn_bwd (LodeSam2Tuner *self, Arena *ar, const TAttn *a, const AttnTape *t, con
   float *tmp = anew (ar, (gsize) MAX (lq, lk) * in);
 
   lin_bwd (&a->o, t->o, dout, lq, dmerged);
-  heads_split (dho, dmerged, lq, h, d);
+  lode_ops_split_heads (dho, dmerged, lq, h, d);
   lode_grad_attention (dhq, dhk, dhv, dho, t->hq, t->hk, t->hv, t->p, h, lq, lk, d);
-  heads_merge (tmp, dhq, lq, h, d);
+  lode_ops_merge_heads (tmp, dhq, lq, h, d);
   lin_bwd (&a->q, t->qin, tmp, lq, dqin);
-  heads_merge (tmp, dhk, lk, h, d);
+  lode_ops_merge_heads (tmp, dhk, lk, h, d);
   lin_bwd (&a->k, t->kin, tmp, lk, dkin);
-  heads_merge (tmp, dhv, lk, h, d);
+  lode_ops_merge_heads (tmp, dhv, lk, h, d);
   lin_bwd (&a->v, t->vin, tmp, lk, dvin);
 }
 

@@ -633,6 +633,18 @@ lode_train_checkpoint_load (const char       *path,
   cfg = json_object_get_object_member (root, "config");
   if (!config_from_json (cfg, &c))
     goto corrupt;
+  {
+    g_autoptr(GError) why = NULL;
+
+    if (!config_check (&c, &why))
+      {
+        /* Translators: %s is the checkpoint file, then what is wrong */
+        g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CHECKPOINT,
+                     _("The checkpoint “%s” is damaged (its configuration cannot be used): %s"),
+                     path, why->message);
+        return NULL;
+      }
+  }
   uc = (LodeUnetConfig) { c.encoder, c.bands, c.classes };
   model = lode_unet_new (&uc, 0, error);
   if (model == NULL)

@@ -830,6 +830,20 @@ test_permute (void)
           want[((i * h + y) * c + j) * w + xx] = x[((i * c + j) * h + y) * w + xx];
   lode_ops_permute4 (bhld, x, dims, perm);
   assert_close (bhld, want, total, "permute4 0213");
+
+  /* heads: tokens [l, h * d] -> [h, l, d] and back (l = 6, h = 5, d = 7) */
+  {
+    int l = n * c, nh = h, d = w;
+
+    for (int t = 0; t < l; t++)
+      for (int k = 0; k < nh; k++)
+        for (int j = 0; j < d; j++)
+          want[((gsize) k * l + t) * d + j] = x[((gsize) t * nh + k) * d + j];
+    lode_ops_split_heads (bhld, x, l, nh, d);
+    assert_close (bhld, want, total, "split_heads");
+    lode_ops_merge_heads (back, bhld, l, nh, d);
+    g_assert_cmpmem (back, sizeof (float) * total, x, sizeof (float) * total);
+  }
 }
 
 /* ---- speed, for the record ---- */

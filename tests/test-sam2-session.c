@@ -63,7 +63,7 @@ test_cache (void)
   g_assert_nonnull (strstr (lode_sam2_session_model_key (session), "tiny-512-"));
 
   /* First time: encoded and kept. */
-  first = lode_sam2_session_embed (session, store, p->id, raster, &spec, 0, &from_cache, &error);
+  first = lode_sam2_session_embed (session, store, p->id, raster, &spec, 0, &from_cache, NULL, &error);
   g_assert_no_error (error);
   g_assert_false (from_cache);
   g_assert_cmpint (first->image_size, ==, 512);
@@ -74,7 +74,7 @@ test_cache (void)
   g_assert_true (g_file_test (cache_dir, G_FILE_TEST_IS_DIR));
 
   /* Second time: read back, the same numbers. */
-  again = lode_sam2_session_embed (session, store, p->id, raster, &spec, 0, &from_cache, &error);
+  again = lode_sam2_session_embed (session, store, p->id, raster, &spec, 0, &from_cache, NULL, &error);
   g_assert_no_error (error);
   g_assert_true (from_cache);
   g_assert_cmpmem (first->image_embed, (gsize) first->d_model * first->embed_size * first->embed_size * sizeof (float),
@@ -87,7 +87,7 @@ test_cache (void)
     g_autoptr(LodeSam2Embedding) e = NULL;
 
     lode_composite_spec_init (&nir, LODE_COMPOSITE_NIR);
-    e = lode_sam2_session_embed (session, store, p->id, raster, &nir, 0, &from_cache, &error);
+    e = lode_sam2_session_embed (session, store, p->id, raster, &nir, 0, &from_cache, NULL, &error);
     g_assert_no_error (error);
     g_assert_false (from_cache);
     g_assert_cmpuint (lode_store_cache_total_bytes (store), ==, 2 * one);
@@ -106,7 +106,7 @@ test_cache (void)
     path = lode_store_cache_lookup (store, key);
     g_assert_nonnull (path);
     g_assert_true (g_file_set_contents (path, "garbage", -1, NULL));
-    again = lode_sam2_session_embed (session, store, p->id, raster, &spec, 0, &from_cache, &error);
+    again = lode_sam2_session_embed (session, store, p->id, raster, &spec, 0, &from_cache, NULL, &error);
     g_assert_no_error (error);
     g_assert_false (from_cache);
     g_assert_cmpmem (first->image_embed, 64, again->image_embed, 64);
@@ -121,7 +121,7 @@ test_cache (void)
     g_autoptr(GDir) d = NULL;
     guint files = 0;
 
-    e = lode_sam2_session_embed (session, store, q->id, raster2, &spec, one, &from_cache, &error);
+    e = lode_sam2_session_embed (session, store, q->id, raster2, &spec, one, &from_cache, NULL, &error);
     g_assert_no_error (error);
     g_assert_cmpuint (lode_store_cache_total_bytes (store), <=, one);
     d = g_dir_open (cache_dir, 0, NULL);

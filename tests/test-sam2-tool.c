@@ -85,7 +85,8 @@ fixture_setup (Fixture *f, gconstpointer data)
 static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
-  gtk_window_destroy (GTK_WINDOW (f->window));
+  if (f->window != NULL)
+    gtk_window_destroy (GTK_WINDOW (f->window));
   g_clear_object (&f->settings);
   lode_test_rmtree (f->dir);
   g_free (f->dir);
@@ -192,7 +193,7 @@ direct_prediction (Fixture *f, gint64 patch_id, const float *xy, const int *labe
   session = lode_sam2_session_new (ckpt_path, INPUT_SIZE, &error);
   g_assert_no_error (error);
   lode_composite_spec_init (&spec, LODE_COMPOSITE_TRUE_COLOUR);
-  embedding = lode_sam2_session_embed (session, store, patch_id, raster, &spec, 0, &from_cache, &error);
+  embedding = lode_sam2_session_embed (session, store, patch_id, raster, &spec, 0, &from_cache, NULL, &error);
   g_assert_no_error (error);
   g_assert_true (from_cache);
   c.n_points = n;
@@ -493,6 +494,40 @@ test_encode_cancel (Fixture *f, gconstpointer data)
   gtk_window_destroy (GTK_WINDOW (dialog));
 }
 
+static gboolean
+no_main_loop_work (gpointer data)
+{
+  return !g_main_context_pending (NULL);
+}
+
+/* Closing the window while the model encodes a patch at 1024 (about 2 s
+ * for the tiny model on two cores) does not wait for the encode: the tool
+ * cancels it and the window is gone at once. */
+static void
+test_close_while_encoding (Fixture *f, gconstpointer data)
+{
+  LodeSam2Tool *tool = tool_of (f);
+  gint64 start;
+
+  g_settings_set_int (f->settings, "sam2-input-size", 1024);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.tool", "s", "sam2"));
+  g_assert_true (lode_sam2_tool_is_busy (tool));
+  g_object_add_weak_pointer (G_OBJECT (tool), (gpointer *) &tool);
+  /* let the worker load the checkpoint and start encoding */
+  g_usleep (300000);
+  g_assert_nonnull (tool);
+  g_assert_true (lode_sam2_tool_is_busy (tool));
+
+  start = g_get_monotonic_time ();
+  gtk_window_destroy (GTK_WINDOW (f->window));
+  f->window = NULL;
+  g_assert_cmpint (g_get_monotonic_time () - start, <, G_USEC_PER_SEC);
+  g_assert_null (tool);
+  /* the cancelled job comes back to the main loop and is dropped */
+  g_usleep (500000);
+  lode_test_wait_for (no_main_loop_work, NULL, 2000);
+}
+
 static void
 test_preferences (void)
 {
@@ -557,6 +592,8 @@ main (int argc, char **argv)
   g_test_add ("/sam2-tool/encode-project", Fixture, ckpt_path, fixture_setup, test_encode_project,
               fixture_teardown);
   g_test_add ("/sam2-tool/encode-cancel", Fixture, ckpt_path, fixture_setup, test_encode_cancel, fixture_teardown);
+  g_test_add ("/sam2-tool/close-while-encoding", Fixture, ckpt_path, fixture_setup, test_close_while_encoding,
+              fixture_teardown);
   g_test_add ("/sam2-tool/no-checkpoint", Fixture, NULL, fixture_setup, test_no_checkpoint, fixture_teardown);
   g_test_add ("/sam2-tool/truncated-checkpoint", Fixture, NULL, fixture_setup, test_truncated_checkpoint,
               fixture_teardown);

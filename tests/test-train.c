@@ -266,6 +266,25 @@ test_checkpoint (void)
   g_assert_null (lode_train_checkpoint_load (path, NULL, NULL, NULL, NULL, &error));
   g_assert_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CHECKPOINT);
   g_clear_error (&error);
+  /* a configuration training would refuse (batch size 0, learning rate
+   * NaN) is refused when read back too, naming the file */
+  config.std[0] = 200.0f;
+  config.batch_size = 0;
+  g_assert_true (lode_train_checkpoint_save (path, net, &config, NULL, NULL, 0, &error));
+  g_assert_no_error (error);
+  g_assert_null (lode_train_checkpoint_load (path, NULL, NULL, NULL, NULL, &error));
+  g_assert_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CHECKPOINT);
+  g_assert_nonnull (strstr (error->message, path));
+  g_clear_error (&error);
+  config.batch_size = 4;
+  config.lr = NAN;
+  if (lode_train_checkpoint_save (path, net, &config, NULL, NULL, 0, &error))
+    {
+      g_assert_null (lode_train_checkpoint_load (path, NULL, NULL, NULL, NULL, &error));
+      g_assert_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CHECKPOINT);
+      g_assert_nonnull (strstr (error->message, path));
+    }
+  g_clear_error (&error);
   /* not a checkpoint at all */
   g_file_set_contents (path, "hello", 5, NULL);
   g_assert_null (lode_train_checkpoint_load (path, NULL, NULL, NULL, NULL, &error));

@@ -184,6 +184,8 @@ on_export_done (GObject *source, GAsyncResult *result, gpointer data)
 
   gboolean close_after = lode_job_dialog_end (LODE_JOB_DIALOG (self));
 
+  if (lode_job_dialog_is_disposed (LODE_JOB_DIALOG (self)))
+    return;
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {
       gtk_widget_set_visible (GTK_WIDGET (self->progress_bar), FALSE);

@@ -122,6 +122,8 @@ on_import_done (GObject *source, GAsyncResult *result, gpointer data)
 
   gboolean close_after = lode_job_dialog_end (LODE_JOB_DIALOG (self));
 
+  if (lode_job_dialog_is_disposed (LODE_JOB_DIALOG (self)))
+    return;
   update_sensitivity (self);
   if (!g_task_propagate_boolean (G_TASK (result), &error))
     {

@@ -8,6 +8,7 @@ typedef struct
 {
   GCancellable *cancellable;
   gboolean      close_after;
+  gboolean      disposed;
 } LodeJobDialogPrivate;
 
 G_DEFINE_TYPE_WITH_PRIVATE (LodeJobDialog, lode_job_dialog, GTK_TYPE_WINDOW)
@@ -42,6 +43,15 @@ lode_job_dialog_is_running (LodeJobDialog *self)
 
   g_return_val_if_fail (LODE_IS_JOB_DIALOG (self), FALSE);
   return priv->cancellable != NULL;
+}
+
+gboolean
+lode_job_dialog_is_disposed (LodeJobDialog *self)
+{
+  LodeJobDialogPrivate *priv = lode_job_dialog_get_instance_private (self);
+
+  g_return_val_if_fail (LODE_IS_JOB_DIALOG (self), TRUE);
+  return priv->disposed;
 }
 
 void
@@ -81,6 +91,9 @@ lode_job_dialog_close_request (GtkWindow *window)
 static void
 lode_job_dialog_dispose (GObject *object)
 {
+  LodeJobDialogPrivate *priv = lode_job_dialog_get_instance_private (LODE_JOB_DIALOG (object));
+
+  priv->disposed = TRUE;
   lode_job_dialog_cancel (LODE_JOB_DIALOG (object));
   G_OBJECT_CLASS (lode_job_dialog_parent_class)->dispose (object);
 }

@@ -22,6 +22,10 @@ GCancellable *lode_job_dialog_begin           (LodeJobDialog *self);
  * window meanwhile: the caller destroys it after showing nothing more. */
 gboolean      lode_job_dialog_end             (LodeJobDialog *self);
 gboolean      lode_job_dialog_is_running      (LodeJobDialog *self);
+/* TRUE once the dialog was disposed (its window destroyed, e.g. with the
+ * main window): a job's callback that comes later only takes its result
+ * and touches no widget, they are gone. */
+gboolean      lode_job_dialog_is_disposed     (LodeJobDialog *self);
 void          lode_job_dialog_cancel          (LodeJobDialog *self);
 /* The Cancel button: cancels the job, or closes the window when none runs. */
 void          lode_job_dialog_cancel_or_close (LodeJobDialog *self);

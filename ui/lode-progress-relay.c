@@ -26,9 +26,10 @@ relay_clear (gpointer data)
 LodeProgressRelay *
 lode_progress_relay_new (GtkProgressBar *bar)
 {
-  LodeProgressRelay *relay = g_atomic_rc_box_new0 (LodeProgressRelay);
+  LodeProgressRelay *relay;
 
   g_return_val_if_fail (GTK_IS_PROGRESS_BAR (bar), NULL);
+  relay = g_atomic_rc_box_new0 (LodeProgressRelay);
   g_weak_ref_init (&relay->bar, bar);
   return relay;
 }

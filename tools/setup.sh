@@ -32,6 +32,7 @@ packages=(
   xauth               # needed by xvfb-run
   fonts-dejavu-core   # text in the window under Xvfb
   adwaita-icon-theme  # the window's icons
+  librsvg2-common     # draws the SVG icons
 )
 
 missing=()
@@ -49,7 +50,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
 [ "${1:-}" = "--deps" ] && exit 0

@@ -238,12 +238,6 @@ lode_encode_dialog_get_summary (LodeEncodeDialog *self)
 }
 
 static void
-on_cancel_clicked (GtkButton *button, LodeJobDialog *self)
-{
-  lode_job_dialog_cancel_or_close (self);
-}
-
-static void
 lode_encode_dialog_dispose (GObject *object)
 {
   gtk_widget_dispose_template (GTK_WIDGET (object), LODE_TYPE_ENCODE_DIALOG);
@@ -273,7 +267,7 @@ lode_encode_dialog_class_init (LodeEncodeDialogClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LodeEncodeDialog, intro_label);
   gtk_widget_class_bind_template_child (widget_class, LodeEncodeDialog, progress_bar);
   gtk_widget_class_bind_template_child (widget_class, LodeEncodeDialog, summary_label);
-  gtk_widget_class_bind_template_callback (widget_class, on_cancel_clicked);
+  lode_job_dialog_class_bind_cancel (widget_class);
 }
 
 static void

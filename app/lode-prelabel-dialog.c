@@ -245,12 +245,6 @@ lode_prelabel_dialog_get_summary (LodePrelabelDialog *self)
 }
 
 static void
-on_cancel_clicked (GtkButton *button, LodeJobDialog *self)
-{
-  lode_job_dialog_cancel_or_close (self);
-}
-
-static void
 on_start_clicked (GtkButton *button, LodePrelabelDialog *self)
 {
   lode_prelabel_dialog_start (self);
@@ -292,7 +286,7 @@ lode_prelabel_dialog_class_init (LodePrelabelDialogClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LodePrelabelDialog, edited_check);
   gtk_widget_class_bind_template_child (widget_class, LodePrelabelDialog, progress_bar);
   gtk_widget_class_bind_template_child (widget_class, LodePrelabelDialog, summary_label);
-  gtk_widget_class_bind_template_callback (widget_class, on_cancel_clicked);
+  lode_job_dialog_class_bind_cancel (widget_class);
   gtk_widget_class_bind_template_callback (widget_class, on_start_clicked);
 }
 

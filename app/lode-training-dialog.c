@@ -571,12 +571,6 @@ lode_training_dialog_get_summary (LodeTrainingDialog *self)
 }
 
 static void
-on_cancel_clicked (GtkButton *button, LodeJobDialog *self)
-{
-  lode_job_dialog_cancel_or_close (self);
-}
-
-static void
 on_start_clicked (GtkButton *button, LodeTrainingDialog *self)
 {
   lode_training_dialog_start (self);
@@ -694,7 +688,7 @@ lode_training_dialog_class_init (LodeTrainingDialogClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, plot);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, summary_label);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, versions_list);
-  gtk_widget_class_bind_template_callback (widget_class, on_cancel_clicked);
+  lode_job_dialog_class_bind_cancel (widget_class);
   gtk_widget_class_bind_template_callback (widget_class, on_start_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_use_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_model_changed);

@@ -325,12 +325,6 @@ on_export_clicked (GtkButton *button, LodeExportDialog *self)
 }
 
 static void
-on_cancel_clicked (GtkButton *button, LodeJobDialog *self)
-{
-  lode_job_dialog_cancel_or_close (self);
-}
-
-static void
 lode_export_dialog_dispose (GObject *object)
 {
   LodeExportDialog *self = LODE_EXPORT_DIALOG (object);
@@ -375,7 +369,7 @@ lode_export_dialog_class_init (LodeExportDialogClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, on_folder_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_option_toggled);
   gtk_widget_class_bind_template_callback (widget_class, on_export_clicked);
-  gtk_widget_class_bind_template_callback (widget_class, on_cancel_clicked);
+  lode_job_dialog_class_bind_cancel (widget_class);
 }
 
 static void

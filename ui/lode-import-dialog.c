@@ -267,12 +267,6 @@ on_import_clicked (GtkButton *button, LodeImportDialog *self)
 }
 
 static void
-on_cancel_clicked (GtkButton *button, LodeJobDialog *self)
-{
-  lode_job_dialog_cancel_or_close (self);
-}
-
-static void
 lode_import_dialog_dispose (GObject *object)
 {
   LodeImportDialog *self = LODE_IMPORT_DIALOG (object);
@@ -315,7 +309,7 @@ lode_import_dialog_class_init (LodeImportDialogClass *klass)
   gtk_widget_class_bind_template_callback (widget_class, on_source_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_project_clicked);
   gtk_widget_class_bind_template_callback (widget_class, on_import_clicked);
-  gtk_widget_class_bind_template_callback (widget_class, on_cancel_clicked);
+  lode_job_dialog_class_bind_cancel (widget_class);
 }
 
 static void

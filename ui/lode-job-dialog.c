@@ -74,6 +74,19 @@ lode_job_dialog_cancel_or_close (LodeJobDialog *self)
     gtk_window_destroy (GTK_WINDOW (self));
 }
 
+static void
+on_cancel_clicked (GtkButton *button, LodeJobDialog *self)
+{
+  lode_job_dialog_cancel_or_close (self);
+}
+
+void
+lode_job_dialog_class_bind_cancel (GtkWidgetClass *widget_class)
+{
+  gtk_widget_class_bind_template_callback_full (widget_class, "on_cancel_clicked",
+                                                G_CALLBACK (on_cancel_clicked));
+}
+
 static gboolean
 lode_job_dialog_close_request (GtkWindow *window)
 {

@@ -29,5 +29,8 @@ gboolean      lode_job_dialog_is_disposed     (LodeJobDialog *self);
 void          lode_job_dialog_cancel          (LodeJobDialog *self);
 /* The Cancel button: cancels the job, or closes the window when none runs. */
 void          lode_job_dialog_cancel_or_close (LodeJobDialog *self);
+/* For subclasses' class_init: binds the template handler "on_cancel_clicked"
+ * of their Cancel button to lode_job_dialog_cancel_or_close(). */
+void          lode_job_dialog_class_bind_cancel (GtkWidgetClass *widget_class);
 
 G_END_DECLS

@@ -28,6 +28,12 @@ static const double smallmines_13_std[13] = {
   3.96725815, 6.66565737, 57.37162747,
 };
 
+const int *
+lode_band_profile_six_indices (void)
+{
+  return smallmines_6_subset;
+}
+
 /* The 6-band statistics are the 13-band ones at smallmines_6_subset. */
 static const double *
 subset_stats (const double *full, double *out, gsize *once)

@@ -38,6 +38,10 @@ gboolean         lode_band_profile_check     (LodeBandProfile   p,
 const double    *lode_band_profile_mean      (LodeBandProfile   p);
 const double    *lode_band_profile_std       (LodeBandProfile   p);
 
+/* The 6-band set of the published models as indices into the 13 bands:
+ * 0, 1, 2, 7, 8, 9 (B, G, R, narrow NIR, SWIR1, SWIR2). */
+const int       *lode_band_profile_six_indices (void);
+
 /* The canonical name ("B8A", "VV", "DEM", ...) of a band name or alias,
  * or NULL when the name is not known. */
 const char      *lode_band_name_canonical    (const char       *name);

@@ -24,6 +24,7 @@
 #pragma GCC diagnostic pop
 
 #include "lode-classes.h"
+#include "lode-bands.h"
 #include "lode-export.h"
 #include "lode-mask.h"
 #include "lode-splits.h"
@@ -35,17 +36,6 @@ G_DEFINE_QUARK (lode-export-error-quark, lode_export_error)
 #define EXPORT_NODATA 255
 #define TEMP_PREFIX ".lode-tmp-"
 
-static const int six_bands[6] = { 0, 1, 2, 7, 8, 9 };
-
-/* FORMAT.md: the normalisation of the published training, 13 bands. */
-static const double band_means[13] = {
-  1473.81388377, 1703.35249650, 1696.67685941, 2105.88077538, 3133.47063806, 3543.17834759,
-  3677.26573009, 3832.39764247, 3156.11122121, 2226.06822112, -3.60578219, -6.52798491, 192.83874697,
-};
-static const double band_stds[13] = {
-  223.43533204, 285.53613398, 413.82320306, 395.83356682, 312.48236897, 354.47004513,
-  397.92163014, 389.61483882, 451.49534791, 468.26765909, 3.96725815, 6.66565737, 57.37162747,
-};
 static const char * const band_ids[13] = {
   "BLUE", "GREEN", "RED", "RED_EDGE_1", "RED_EDGE_2", "RED_EDGE_3", "NIR_BROAD",
   "NIR_NARROW", "SWIR_1", "SWIR_2", "VV", "VH", "DEM",
@@ -477,7 +467,7 @@ write_terratorch_image (ExportContext *ctx, const LodePatch *patch, const char *
   if (ctx->options->bands == LODE_EXPORT_BANDS_SIX)
     for (int i = 0; i < 6; i++)
       {
-        g_autofree char *b = g_strdup_printf ("%d", six_bands[i] + 1);
+        g_autofree char *b = g_strdup_printf ("%d", lode_band_profile_six_indices ()[i] + 1);
         g_strv_builder_add_many (args, "-b", b, NULL);
       }
   argv = g_strv_builder_end (args);
@@ -730,7 +720,7 @@ terratorch_config (ExportContext *ctx, int n_bands)
   guint n_classes = lode_class_table_size (ctx->classes);
   int max_value = 0;
   g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
-  const int *index = six ? six_bands : NULL;
+  const int *index = six ? lode_band_profile_six_indices () : NULL;
   guint n = six ? 6 : (guint) MAX (n_bands, 0);
   gboolean known = six || n_bands == 13;
 
@@ -780,8 +770,8 @@ terratorch_config (ExportContext *ctx, int n_bands)
   append_list (out, "output_bands", (const char * const *) names->pdata, names->len, FALSE);
   if (known)
     {
-      append_numbers (out, "    ", "means", band_means, index, n);
-      append_numbers (out, "    ", "stds", band_stds, index, n);
+      append_numbers (out, "    ", "means", lode_band_profile_mean (LODE_BAND_PROFILE_SMALLMINES_13), index, n);
+      append_numbers (out, "    ", "stds", lode_band_profile_std (LODE_BAND_PROFILE_SMALLMINES_13), index, n);
     }
   else
     {

@@ -12,21 +12,9 @@
 #include "lode-mask.h"
 #include "lode-raster.h"
 #include "lode-store.h"
+#include "lode-bands.h"
 #include "lode-train-project.h"
 
-/* The normalisation statistics of the published training, by band index
- * of the 13-band files (FORMAT.md). */
-static const float published_mean[13] = {
-  1473.81388377f, 1703.35249650f, 1696.67685941f, 2105.88077538f, 3133.47063806f,
-  3543.17834759f, 3677.26573009f, 3832.39764247f, 3156.11122121f, 2226.06822112f,
-  -3.60578219f, -6.52798491f, 192.83874697f,
-};
-static const float published_std[13] = {
-  223.43533204f, 285.53613398f, 413.82320306f, 395.83356682f, 312.48236897f,
-  354.47004513f, 397.92163014f, 389.61483882f, 451.49534791f, 468.26765909f,
-  3.96725815f, 6.66565737f, 57.37162747f,
-};
-static const int bands6[6] = { 0, 1, 2, 7, 8, 9 };
 static const int bands_rgb[3] = { 2, 1, 0 };
 
 const char *
@@ -56,15 +44,15 @@ lode_train_band_set_from_id (const char *id, LodeTrainBandSet *set)
 void
 lode_train_config_set_bands (LodeTrainConfig *config, LodeTrainBandSet set)
 {
-  const int *select = set == LODE_TRAIN_BANDS_6 ? bands6 : set == LODE_TRAIN_BANDS_RGB ? bands_rgb : NULL;
+  const int *select = set == LODE_TRAIN_BANDS_6 ? lode_band_profile_six_indices () : set == LODE_TRAIN_BANDS_RGB ? bands_rgb : NULL;
   int n = set == LODE_TRAIN_BANDS_6 ? 6 : set == LODE_TRAIN_BANDS_RGB ? 3 : 13;
 
   config->bands = n;
   for (int b = 0; b < n; b++)
     {
       config->band_select[b] = select ? select[b] : b;
-      config->mean[b] = published_mean[config->band_select[b]];
-      config->std[b] = published_std[config->band_select[b]];
+      config->mean[b] = (float) lode_band_profile_mean (LODE_BAND_PROFILE_SMALLMINES_13)[config->band_select[b]];
+      config->std[b] = (float) lode_band_profile_std (LODE_BAND_PROFILE_SMALLMINES_13)[config->band_select[b]];
     }
 }
 

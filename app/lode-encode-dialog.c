@@ -4,6 +4,7 @@
 
 #include <glib/gi18n.h>
 
+#include "lode-background.h"
 #include "lode-encode-dialog.h"
 #include "lode-error-dialog.h"
 #include "lode-progress-relay.h"
@@ -219,7 +220,7 @@ lode_encode_dialog_start (LodeEncodeDialog *self)
   /* The worker's own result: work it finished just before a cancel is reported as done. */
   g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) encode_job_free);
-  g_task_run_in_thread (task, encode_thread);
+  lode_background_run_in_thread (task, encode_thread);
   return TRUE;
 }
 

@@ -5,6 +5,7 @@
 #include <glib/gi18n.h>
 #include <inttypes.h>
 
+#include "lode-background.h"
 #include "lode-error-dialog.h"
 #include "lode-prelabel-dialog.h"
 #include "lode-progress-relay.h"
@@ -169,7 +170,7 @@ lode_prelabel_dialog_start (LodePrelabelDialog *self)
   /* The worker's own result: work it finished just before a cancel is reported as done. */
   g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) prelabel_job_free);
-  g_task_run_in_thread (task, prelabel_thread);
+  lode_background_run_in_thread (task, prelabel_thread);
   return TRUE;
 }
 

@@ -6,6 +6,7 @@
 
 #include <glib/gi18n.h>
 
+#include "lode-background.h"
 #include "lode-raster.h"
 #include "lode-sam2-session.h"
 #include "lode-sam2-tool.h"
@@ -240,6 +241,7 @@ worker_run (gpointer data, gpointer user_data)
   if (g_atomic_int_get (&w->closing))
     {
       job_free (job);
+      lode_background_leave ();
       return;
     }
   if (job->generation != g_atomic_int_get (&w->generation) ||
@@ -251,6 +253,7 @@ worker_run (gpointer data, gpointer user_data)
     run_predict (w, job);
   g_main_context_invoke_full (g_main_context_default (), G_PRIORITY_DEFAULT, job_done, job,
                               (GDestroyNotify) job_free);
+  lode_background_leave ();
 }
 
 /* Main side */
@@ -282,6 +285,7 @@ static void
 push (LodeSam2Tool *self, Job *job)
 {
   self->pending++;
+  lode_background_enter ();  /* left by worker_run */
   g_thread_pool_push (self->pool, job, NULL);
 }
 

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <math.h>
 
+#include "lode-background.h"
 #include "lode-classes.h"
 #include "lode-error-dialog.h"
 #include "lode-sam2-tune-project.h"
@@ -477,7 +478,7 @@ lode_training_dialog_start (LodeTrainingDialog *self)
   /* The worker's own result: work it finished just before a cancel is reported as done. */
   g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) train_job_free);
-  g_task_run_in_thread (task, train_thread);
+  lode_background_run_in_thread (task, train_thread);
   return TRUE;
 }
 

@@ -4,10 +4,12 @@
 
 #include <glib/gi18n.h>
 #include <locale.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "lode-application.h"
+#include "lode-background.h"
 #include "lode-cli.h"
 #include "lode-commands.h"
 #include "lode-resources.h"
@@ -46,6 +48,7 @@ int
 main (int argc, char *argv[])
 {
   g_autoptr(LodeApplication) app = NULL;
+  int status;
 
   ensure_passive_openmp (argv);
   init_i18n ();
@@ -87,5 +90,17 @@ main (int argc, char *argv[])
    * and their constructor registers the window templates and the CSS. */
   g_assert (lode_get_resource () != NULL);
   app = lode_application_new ();
-  return g_application_run (G_APPLICATION (app), argc, argv);
+  status = g_application_run (G_APPLICATION (app), argc, argv);
+  g_clear_object (&app);
+  /* Windows closed have cancelled their jobs; let the threads that were
+   * still reading or writing stop before GDAL and the GPU libraries tear
+   * themselves down at exit. One that will not stop is left to the kernel
+   * rather than to those destructors. */
+  if (!lode_background_drain (LODE_BACKGROUND_EXIT_WAIT_MS))
+    {
+      g_printerr (_("lode: a background job did not stop in time; exiting without waiting for it\n"));
+      fflush (stdout);
+      _exit (status);
+    }
+  return status;
 }

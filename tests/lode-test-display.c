@@ -2,7 +2,20 @@
 
 #include "config.h"
 
+#include <stdlib.h>
+
+#include "lode-background.h"
 #include "lode-test-display.h"
+
+/* A test that ends while thumbnails still load must not exit under them:
+ * GDAL and PROJ tear down at exit. Registered after the libraries' own
+ * destructors, so it runs before them. */
+static void
+drain_at_exit (void)
+{
+  if (!lode_background_drain (LODE_BACKGROUND_EXIT_WAIT_MS))
+    g_printerr ("background jobs still running at exit\n");
+}
 
 static void
 skip_no_display (void)
@@ -18,6 +31,7 @@ lode_test_display_init (const char *path)
       g_test_add_func (path, skip_no_display);
       return FALSE;
     }
+  atexit (drain_at_exit);
   return TRUE;
 }
 

@@ -6,6 +6,7 @@
 
 #include <glib/gi18n.h>
 
+#include "lode-background.h"
 #include "lode-error-dialog.h"
 #include "lode-export-dialog.h"
 #include "lode-progress-relay.h"
@@ -250,7 +251,7 @@ lode_export_dialog_start (LodeExportDialog *self)
   /* The worker's own result: work it finished just before a cancel is reported as done. */
   g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) export_job_free);
-  g_task_run_in_thread (task, export_thread);
+  lode_background_run_in_thread (task, export_thread);
   return TRUE;
 }
 

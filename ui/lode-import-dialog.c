@@ -5,6 +5,7 @@
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
 
+#include "lode-background.h"
 #include "lode-error-dialog.h"
 #include "lode-import-dialog.h"
 #include "lode-import.h"
@@ -182,7 +183,7 @@ lode_import_dialog_start (LodeImportDialog *self)
   /* The worker's own result: work it finished just before a cancel is reported as done. */
   g_task_set_check_cancellable (task, FALSE);
   g_task_set_task_data (task, job, (GDestroyNotify) import_job_free);
-  g_task_run_in_thread (task, import_thread);
+  lode_background_run_in_thread (task, import_thread);
   return TRUE;
 }
 

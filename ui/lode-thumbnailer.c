@@ -4,6 +4,7 @@
 
 #include <glib/gi18n.h>
 
+#include "lode-background.h"
 #include "lode-store.h"
 #include "lode-thumbnailer.h"
 
@@ -239,7 +240,7 @@ lode_thumbnailer_load_async (LodeThumbnailer     *self,
   job->patch_id = patch_id;
   job->preset = self->preset;
   g_task_set_task_data (task, job, (GDestroyNotify) thumb_job_free);
-  g_task_run_in_thread (task, thumb_thread);
+  lode_background_run_in_thread (task, thumb_thread);
 }
 
 GdkTexture *
@@ -310,7 +311,7 @@ lode_thumbnailer_scan_async (LodeThumbnailer     *self,
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, lode_thumbnailer_scan_async);
   g_task_set_task_data (task, g_strdup (self->path), g_free);
-  g_task_run_in_thread (task, scan_thread);
+  lode_background_run_in_thread (task, scan_thread);
 }
 
 GArray *

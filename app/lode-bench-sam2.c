@@ -177,7 +177,7 @@ lode_bench_sam2 (int argc, char **argv)
   };
   g_autoptr(GOptionContext) context = g_option_context_new (NULL);
   g_autoptr(GError) error = NULL;
-  g_autofree char *tmpdir = NULL, *tmpfile = NULL;
+  g_autofree char *tmpdir = NULL, *tmpfile = NULL, *where = NULL;
   g_autoptr(LodeSam2Predictor) predictor = NULL;
   g_autoptr(LodeSam2Embedding) emb = NULL;
   g_autofree guint8 *rgb = NULL;
@@ -250,7 +250,8 @@ lode_bench_sam2 (int argc, char **argv)
       status = LODE_EXIT_FAILURE;
       goto out;
     }
-  g_print (_("model: %s, input size %d, device cpu\n"), lode_sam2_predictor_model_name (predictor), size);
+  where = lode_device_describe (LODE_DEVICE_CPU);
+  g_print (_("model: %s, input size %d, device %s\n"), lode_sam2_predictor_model_name (predictor), size, where);
   g_print (_("load: %.0f ms\n"), load_ms);
 
   /* a synthetic patch: a smooth background and a bright disc */

@@ -44,7 +44,7 @@ lode_bench_train (int argc, char **argv)
   g_autoptr(GRand) rand = g_rand_new_with_seed (1);
   g_autofree float *input = NULL, *logits = NULL, *dlogits = NULL, *m = NULL, *v = NULL;
   g_autofree gint16 *target = NULL;
-  g_autofree char *what = NULL;
+  g_autofree char *what = NULL, *where = NULL;
   LodeUnetConfig config = { LODE_UNET_RESNET50, 6, 2 };
   LodeUnetMode mode;
   LodeAdamW opt;
@@ -101,7 +101,8 @@ lode_bench_train (int argc, char **argv)
   what = g_strdup_printf ("%s, %d bands, %d classes, batch %d, %d × %d, %s", lode_unet_encoder_name (config.encoder),
                           bands, classes, batch, size, size,
                           frozen ? _("frozen encoder") : _("full fine-tuning"));
-  g_print (_("U-Net %s on the CPU (%d threads)\n"), what, (int) g_get_num_processors ());
+  where = lode_device_describe (LODE_DEVICE_CPU);
+  g_print (_("U-Net %s on the %s\n"), what, where);
   for (int s = 0; s <= steps; s++)
     {
       t0 = g_get_monotonic_time ();

@@ -4,6 +4,7 @@
 
 #include <glib/gi18n.h>
 #include <string.h>
+#include <cblas.h>
 
 #include "lode-device.h"
 #ifdef LODE_WITH_CUDA
@@ -87,5 +88,6 @@ lode_device_describe (LodeDeviceKind kind)
         return g_strdup_printf ("CUDA: %s, %.1f GiB", name, mem / (1024.0 * 1024.0 * 1024.0));
     }
 #endif
-  return g_strdup_printf ("CPU: %u threads (OpenBLAS)", g_get_num_processors ());
+  return g_strdup_printf ("CPU: %u threads (OpenBLAS, %s kernels)", g_get_num_processors (),
+                          openblas_get_corename ());
 }

@@ -14,6 +14,7 @@
 #include <cblas.h>
 
 #include "lode-ops.h"
+#include "lode-ops-math.h"
 #ifdef LODE_WITH_CUDA
 #include "lode-ops-cuda.h"
 #endif
@@ -36,6 +37,41 @@ G_DEFINE_QUARK (lode-ops-error-quark, lode_ops_error)
  * floats: 16 MiB; smaller chunks make the sgemm calls too thin to run at
  * full speed (the 96-channel 3x3 timing in test-ops halves at 4 MiB). */
 #define SCRATCH_FLOATS (1 << 22)
+
+/* Element-wise spans built three times, for AVX-512, AVX2 + FMA and the
+ * baseline, the one the processor can run chosen when the program loads:
+ * Debian's build targets the baseline x86-64, which leaves most of a
+ * modern core's width unused in these loops. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__has_attribute)
+#if __has_attribute (target_clones)
+#define VECTOR_CLONES __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
+                                        optimize ("tree-vectorize", "vect-cost-model=dynamic")))
+#endif
+#endif
+#ifndef VECTOR_CLONES
+#define VECTOR_CLONES
+#endif
+#ifdef _OPENMP
+#define SIMD_FOR LODE_PRAGMA (omp simd)
+#define SIMD_REDUCE(v) LODE_PRAGMA (omp simd reduction (+:v))
+#else
+#define SIMD_FOR
+#define SIMD_REDUCE(v)
+#endif
+
+/* Runs span (out, in, n) over count elements in chunks, one team of threads
+ * when the work is large enough. */
+#define SPAN_CHUNK 16384
+#define PARALLEL_SPANS(span, out, in, count, cost)                                \
+  do {                                                                            \
+    gint64 n_chunks_ = ((gint64) (count) + SPAN_CHUNK - 1) / SPAN_CHUNK;         \
+    PARALLEL_FOR ((gint64) (count) * (cost))                                      \
+    for (gint64 k_ = 0; k_ < n_chunks_; k_++)                                     \
+      {                                                                           \
+        gsize o_ = (gsize) k_ * SPAN_CHUNK;                                       \
+        span ((out) + o_, (in) + o_, MIN ((gsize) SPAN_CHUNK, (gsize) (count) - o_)); \
+      }                                                                           \
+  } while (0)
 
 /* ---- matrix products ---------------------------------------------------- */
 
@@ -388,6 +424,42 @@ lode_ops_conv_transpose2d (float               *out,
 
 /* ---- normalisation ------------------------------------------------------ */
 
+/* One thread's rows of lode_ops_layer_norm: two passes (mean, then the
+ * spread around it) in single precision over lanes, which for the widths
+ * here (up to a few thousand) stays within a few ulp of the double sums. */
+VECTOR_CLONES static void
+layer_norm_rows (float *out, const float *in, const float *weight, const float *bias,
+                 int rows, int c, float eps)
+{
+  for (int r = 0; r < rows; r++)
+    {
+      const float *x = in + (gsize) r * c;
+      float *y = out + (gsize) r * c;
+      float sum = 0.0f, sq = 0.0f, mean, rstd;
+
+      SIMD_REDUCE (sum)
+      for (int j = 0; j < c; j++)
+        sum += x[j];
+      mean = sum / (float) c;
+      SIMD_REDUCE (sq)
+      for (int j = 0; j < c; j++)
+        sq += (x[j] - mean) * (x[j] - mean);
+      rstd = 1.0f / sqrtf (sq / (float) c + eps);
+      if (weight != NULL && bias != NULL)
+        {
+          SIMD_FOR
+          for (int j = 0; j < c; j++)
+            y[j] = (x[j] - mean) * rstd * weight[j] + bias[j];
+        }
+      else
+        {
+          SIMD_FOR
+          for (int j = 0; j < c; j++)
+            y[j] = (x[j] - mean) * rstd * (weight ? weight[j] : 1.0f) + (bias ? bias[j] : 0.0f);
+        }
+    }
+}
+
 void
 lode_ops_layer_norm (float       *out,
                      const float *in,
@@ -397,39 +469,61 @@ lode_ops_layer_norm (float       *out,
                      int          c,
                      float        eps)
 {
+  int block;
+
   g_return_if_fail (rows >= 0 && c > 0);
 
+  block = MAX (1, SPAN_CHUNK / c);
   PARALLEL_FOR ((gint64) rows * c)
-  for (int r = 0; r < rows; r++)
-    {
-      const float *x = in + (gsize) r * c;
-      float *y = out + (gsize) r * c;
-      double sum = 0.0, sq = 0.0;
-      float mean, rstd;
-
-      for (int j = 0; j < c; j++)
-        sum += x[j];
-      mean = (float) (sum / c);
-      for (int j = 0; j < c; j++)
-        sq += (double) (x[j] - mean) * (x[j] - mean);
-      rstd = (float) (1.0 / sqrt (sq / c + eps));
-      for (int j = 0; j < c; j++)
-        {
-          float v = (x[j] - mean) * rstd;
-
-          if (weight)
-            v *= weight[j];
-          if (bias)
-            v += bias[j];
-          y[j] = v;
-        }
-    }
+  for (int r = 0; r < rows; r += block)
+    layer_norm_rows (out + (gsize) r * c, in + (gsize) r * c, weight, bias, MIN (block, rows - r), c, eps);
 }
 
 /* Pixels per block in lode_ops_layer_norm2d: the channel loop walks planes
  * hw floats apart, so each thread takes a run of pixels and sweeps the
  * channels over that run, keeping the accesses contiguous. */
 #define LN2D_BLOCK 256
+
+/* One block of up to LN2D_BLOCK pixels of lode_ops_layer_norm2d; x and y
+ * point at the block's first pixel in channel 0. */
+VECTOR_CLONES static void
+layer_norm2d_block (float *y, const float *x, const float *weight, const float *bias,
+                    int c, int hw, int np, float eps)
+{
+  float mean[LN2D_BLOCK], rstd[LN2D_BLOCK];
+
+  for (int p = 0; p < np; p++)
+    mean[p] = rstd[p] = 0.0f;
+  for (int j = 0; j < c; j++)
+    {
+      const float *xj = x + (gsize) j * hw;
+      SIMD_FOR
+      for (int p = 0; p < np; p++)
+        mean[p] += xj[p];
+    }
+  for (int p = 0; p < np; p++)
+    mean[p] /= (float) c;
+  for (int j = 0; j < c; j++)
+    {
+      const float *xj = x + (gsize) j * hw;
+      SIMD_FOR
+      for (int p = 0; p < np; p++)
+        rstd[p] += (xj[p] - mean[p]) * (xj[p] - mean[p]);
+    }
+  for (int p = 0; p < np; p++)
+    rstd[p] = 1.0f / sqrtf (rstd[p] / (float) c + eps);
+  for (int j = 0; j < c; j++)
+    {
+      const float *xj = x + (gsize) j * hw;
+      float *yj = y + (gsize) j * hw;
+      float wj = weight ? weight[j] : 1.0f;
+      float bj = bias ? bias[j] : 0.0f;
+
+      SIMD_FOR
+      for (int p = 0; p < np; p++)
+        yj[p] = (xj[p] - mean[p]) * rstd[p] * wj + bj;
+    }
+}
 
 void
 lode_ops_layer_norm2d (float       *out,
@@ -451,35 +545,9 @@ lode_ops_layer_norm2d (float       *out,
     {
       int i = (int) (t / nblocks);
       int p0 = (int) (t % nblocks) * LN2D_BLOCK;
-      int np = MIN (LN2D_BLOCK, hw - p0);
-      const float *x = in + (gsize) i * c * hw + p0;
-      float *y = out + (gsize) i * c * hw + p0;
-      double mean[LN2D_BLOCK], var[LN2D_BLOCK];
 
-      for (int p = 0; p < np; p++)
-        mean[p] = var[p] = 0.0;
-      for (int j = 0; j < c; j++)
-        for (int p = 0; p < np; p++)
-          mean[p] += x[(gsize) j * hw + p];
-      for (int p = 0; p < np; p++)
-        mean[p] /= c;
-      for (int j = 0; j < c; j++)
-        for (int p = 0; p < np; p++)
-          {
-            double d = x[(gsize) j * hw + p] - mean[p];
-            var[p] += d * d;
-          }
-      for (int p = 0; p < np; p++)
-        var[p] = 1.0 / sqrt (var[p] / c + eps);
-      for (int j = 0; j < c; j++)
-        {
-          float wj = weight ? weight[j] : 1.0f;
-          float bj = bias ? bias[j] : 0.0f;
-
-          for (int p = 0; p < np; p++)
-            y[(gsize) j * hw + p] =
-              (float) ((x[(gsize) j * hw + p] - mean[p]) * var[p]) * wj + bj;
-        }
+      layer_norm2d_block (out + (gsize) i * c * hw + p0, in + (gsize) i * c * hw + p0, weight, bias,
+                          c, hw, MIN (LN2D_BLOCK, hw - p0), eps);
     }
 }
 
@@ -517,12 +585,18 @@ lode_ops_batch_norm (float       *out,
 
 /* ---- element-wise ------------------------------------------------------- */
 
+VECTOR_CLONES static void
+gelu_span (float *out, const float *in, gsize n)
+{
+  SIMD_FOR
+  for (gsize i = 0; i < n; i++)
+    out[i] = lode_gelu_approx (in[i]);
+}
+
 void
 lode_ops_gelu (float *out, const float *in, gsize count)
 {
-  PARALLEL_FOR ((gint64) count * 8)
-  for (gint64 i = 0; i < (gint64) count; i++)
-    out[i] = 0.5f * in[i] * (1.0f + erff (in[i] * (float) M_SQRT1_2));
+  PARALLEL_SPANS (gelu_span, out, in, count, 8);
 }
 
 void
@@ -621,7 +695,106 @@ lode_ops_add_row_bias (float       *out,
       out[(gsize) r * c + j] = in[(gsize) r * c + j] + bias[j];
 }
 
+/* Two output rows of lode_ops_unfold_2x2: 2i and 2i + 1 of channel co. */
+VECTOR_CLONES static void
+unfold_2x2_rows (float *out, const float *cols, const float *add, float bias, gboolean gelu,
+                 int side, gsize hw, int i)
+{
+  int ow = 2 * side;
+
+  for (int a = 0; a < 2; a++)
+    {
+      const float *c0 = cols + (gsize) (2 * a) * hw + (gsize) i * side;
+      const float *c1 = c0 + hw;
+      float *dst = out + (gsize) (2 * i + a) * ow;
+      const float *extra = add != NULL ? add + (gsize) (2 * i + a) * ow : NULL;
+
+      SIMD_FOR
+      for (int j = 0; j < side; j++)
+        {
+          dst[2 * j] = c0[j] + bias;
+          dst[2 * j + 1] = c1[j] + bias;
+        }
+      if (extra != NULL)
+        {
+          SIMD_FOR
+          for (int j = 0; j < ow; j++)
+            dst[j] += extra[j];
+        }
+      if (gelu)
+        {
+          SIMD_FOR
+          for (int j = 0; j < ow; j++)
+            dst[j] = lode_gelu_approx (dst[j]);
+        }
+    }
+}
+
+void
+lode_ops_unfold_2x2 (float       *out,
+                     const float *cols,
+                     const float *bias,
+                     const float *add,
+                     int          c,
+                     int          side,
+                     gboolean     gelu)
+{
+  gsize hw = (gsize) side * side;
+
+  g_return_if_fail (c >= 0 && side >= 0);
+
+  PARALLEL_FOR ((gint64) c * hw * 4)
+  for (gint64 t = 0; t < (gint64) c * side; t++)
+    {
+      int co = (int) (t / side), i = (int) (t % side);
+      gsize plane = (gsize) co * 4 * hw;
+
+      unfold_2x2_rows (out + plane, cols + plane, add != NULL ? add + plane : NULL,
+                       bias != NULL ? bias[co] : 0.0f, gelu, side, hw, i);
+    }
+}
+
 /* ---- softmax and attention ---------------------------------------------- */
+
+/* In-place softmax of rows rows of n scores, eight lanes at a time for the
+ * maximum and the sum. */
+VECTOR_CLONES void
+lode_ops_softmax_rows (float *s, int rows, int n)
+{
+  for (int i = 0; i < rows; i++)
+    {
+      float *row = s + (gsize) i * n;
+      float mx[8], sum[8], m, total, inv;
+      int j;
+
+      for (int l = 0; l < 8; l++)
+        {
+          mx[l] = -INFINITY;
+          sum[l] = 0.0f;
+        }
+      for (j = 0; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+          mx[l] = row[j + l] > mx[l] ? row[j + l] : mx[l];
+      for (; j < n; j++)
+        mx[0] = MAX (mx[0], row[j]);
+      m = mx[0];
+      for (int l = 1; l < 8; l++)
+        m = MAX (m, mx[l]);
+      for (j = 0; j < n; j++)
+        row[j] = lode_exp_nonpositive (row[j] - m);
+      for (j = 0; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++)
+          sum[l] += row[j + l];
+      for (; j < n; j++)
+        sum[0] += row[j];
+      total = 0.0f;
+      for (int l = 0; l < 8; l++)
+        total += sum[l];
+      inv = 1.0f / total;
+      for (j = 0; j < n; j++)
+        row[j] *= inv;
+    }
+}
 
 void
 lode_ops_softmax (float       *out,
@@ -629,28 +802,16 @@ lode_ops_softmax (float       *out,
                   int          rows,
                   int          c)
 {
+  int block;
+
   g_return_if_fail (rows >= 0 && c > 0);
 
+  if (out != in)
+    memcpy (out, in, sizeof (float) * (gsize) rows * c);
+  block = MAX (1, SPAN_CHUNK / c);
   PARALLEL_FOR ((gint64) rows * c * 4)
-  for (int r = 0; r < rows; r++)
-    {
-      const float *x = in + (gsize) r * c;
-      float *y = out + (gsize) r * c;
-      float mx = -INFINITY;
-      double sum = 0.0;
-      float inv;
-
-      for (int j = 0; j < c; j++)
-        mx = MAX (mx, x[j]);
-      for (int j = 0; j < c; j++)
-        {
-          y[j] = expf (x[j] - mx);
-          sum += y[j];
-        }
-      inv = (float) (1.0 / sum);
-      for (int j = 0; j < c; j++)
-        y[j] *= inv;
-    }
+  for (int r = 0; r < rows; r += block)
+    lode_ops_softmax_rows (out + (gsize) r * c, MIN (block, rows - r), c);
 }
 
 void

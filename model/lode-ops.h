@@ -221,6 +221,20 @@ void lode_ops_add_row_bias (float       *out,
                             int          rows,
                             int          c);
 
+/* The second half of a ConvTranspose2d with kernel 2 and stride 2 on
+ * [c_in, side, side]: cols [c, 4, side * side] is the product
+ * W^T [c * 4, c_in] @ in [c_in, side * side] (W as PyTorch stores it,
+ * [c_in, c, 2, 2]); each column goes to its 2 x 2 block of out
+ * [c, 2 side, 2 side], plus bias [c] (or NULL), plus add (same shape as
+ * out, or NULL), then GELU when gelu is TRUE, in one pass. */
+void lode_ops_unfold_2x2 (float       *out,
+                          const float *cols,
+                          const float *bias,
+                          const float *add,
+                          int          c,
+                          int          side,
+                          gboolean     gelu);
+
 /* ---- softmax and attention ---------------------------------------------- */
 
 /* torch.softmax(dim=-1) on in [rows, c], max-subtracted so that large
@@ -229,6 +243,12 @@ void lode_ops_softmax (float       *out,
                        const float *in,
                        int          rows,
                        int          c);
+/* The same in place on one thread, for callers that split the rows over
+ * threads themselves. Scores more than 87 below their row's maximum count
+ * as e^-87 of it rather than 0. */
+void lode_ops_softmax_rows (float *s,
+                            int    rows,
+                            int    c);
 
 /* torch.nn.functional.scaled_dot_product_attention without mask or dropout:
  * q [b, h, lq, d], k and v [b, h, lk, d], out [b, h, lq, d],

@@ -918,25 +918,14 @@ two_way_transformer (LodeSam2Decoder *self, int t, gboolean first_cached)
 }
 
 /* ConvTranspose2d, kernel 2, stride 2: one product [c_out*4, hw] =
- * W^T [c_out*4, c_in] @ in [c_in, hw], then each column to its 2 x 2 block. */
+ * W^T [c_out*4, c_in] @ in [c_in, hw], then each column to its 2 x 2 block
+ * with the bias, plus add (the high-resolution features), GELU if asked. */
 static void
 conv_transpose_2x2 (LodeSam2Decoder *self, float *out, const float *in, const LodeTensor *w,
-                    const LodeTensor *b, int c_in, int c_out, int side)
+                    const LodeTensor *b, int c_in, int c_out, int side, const float *add, gboolean gelu)
 {
-  int hw = side * side, ow = 2 * side;
-
-  lode_ops_gemm (TRUE, FALSE, c_out * 4, hw, c_in, 1.0f, w->data, in, 0.0f, self->up_cols);
-  for (int co = 0; co < c_out; co++)
-    for (int ab = 0; ab < 4; ab++)
-      {
-        const float *col = self->up_cols + ((gsize) co * 4 + ab) * hw;
-        float *dst = out + (gsize) co * 4 * hw + (ab / 2) * ow + (ab % 2);
-        float bias = b->data[co];
-
-        for (int i = 0; i < side; i++)
-          for (int j = 0; j < side; j++)
-            dst[(gsize) 2 * i * ow + 2 * j] = col[i * side + j] + bias;
-      }
+  lode_ops_gemm (TRUE, FALSE, c_out * 4, side * side, c_in, 1.0f, w->data, in, 0.0f, self->up_cols);
+  lode_ops_unfold_2x2 (out, self->up_cols, b->data, add, c_out, side, gelu);
 }
 
 /* ---- the whole decoder -------------------------------------------------- */
@@ -1011,14 +1000,13 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
 
   /* upscaling with the high-resolution features */
   lode_ops_nhwc_to_nchw (self->ktmp, self->keys, 1, c, e, e);
-  conv_transpose_2x2 (self, self->up1, self->ktmp, self->up_w[0], self->up_b[0], c, c / 4, e);
-  lode_ops_add (self->up1, self->up1, emb->high_res[1], (gsize) (c / 4) * 4 * hw);
+  conv_transpose_2x2 (self, self->up1, self->ktmp, self->up_w[0], self->up_b[0], c, c / 4, e,
+                      emb->high_res[1], FALSE);
   lode_ops_layer_norm2d (self->up1, self->up1, self->up_ln_w->data, self->up_ln_b->data,
                          1, c / 4, 4 * hw, LN2D_EPS);
   lode_ops_gelu (self->up1, self->up1, (gsize) (c / 4) * 4 * hw);
-  conv_transpose_2x2 (self, self->up2, self->up1, self->up_w[1], self->up_b[1], c / 4, c / 8, 2 * e);
-  lode_ops_add (self->up2, self->up2, emb->high_res[0], (gsize) (c / 8) * lsz);
-  lode_ops_gelu (self->up2, self->up2, (gsize) (c / 8) * lsz);
+  conv_transpose_2x2 (self, self->up2, self->up1, self->up_w[1], self->up_b[1], c / 4, c / 8, 2 * e,
+                      emb->high_res[0], TRUE);
 
   /* hypernetworks: one [c/8] vector per mask token, masks = hyper @ up2 */
   {

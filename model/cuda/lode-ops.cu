@@ -18,6 +18,7 @@
 // gnu_printf, which nvcc's front end does not know.
 #pragma nv_diag_suppress 1217
 #include "../lode-ops-cuda.h"
+#include "../lode-ops-math.h"
 #pragma nv_diag_default 1217
 
 struct _LodeOpsCuda
@@ -282,10 +283,7 @@ __global__ void
 gelu_kernel (float *out, const float *in, size_t n)
 {
   GRID_STRIDE (i, n)
-    {
-      float x = in[i];
-      out[i] = 0.5f * x * (1.0f + erff (x * 0.70710678118654752f));
-    }
+    out[i] = lode_gelu_approx (in[i]);
 }
 
 __global__ void

@@ -1309,16 +1309,16 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
   for (guint i = 0; i < list->len; i++)
     {
       const Saved *t = &g_array_index (list, Saved, i);
+      guint at = file->len;
 
+      g_byte_array_set_size (file, at + (guint) (t->numel * 4));
       for (gsize k = 0; k < t->numel; k++)
         {
           guint32 bits;
-          guint8 le[4];
 
           memcpy (&bits, &t->data[k], 4);
-          for (int b = 0; b < 4; b++)
-            le[b] = (guint8) (bits >> (8 * b));
-          g_byte_array_append (file, le, 4);
+          bits = GUINT32_TO_LE (bits);
+          memcpy (file->data + at + k * 4, &bits, 4);
         }
     }
 

@@ -10,9 +10,10 @@ dropout mask need not be reproduced), no coordinates. One batch of two
 TerraTorch does, cross-entropy with ignore_index 255 against the mask
   m_i = ((i * 2654435761) mod 2^32) >> 30, 3 meaning 255 (ignored),
 i row-major over [2, 64, 64]. Recorded: the loss and the gradient of every
-parameter of blocks 2 and 3 (unfreeze_blocks 2 with the recipe's features
-0-3; block 3, the encoder's last, reaches the decoder through the final
-norm), as "loss" and "blocks.N.<timm name>".
+parameter of blocks 0 to 3 (unfreeze_blocks 4 with the recipe's features
+0-3, so that each feature's gradient from the decoder is checked; block 3,
+the encoder's last, reaches the decoder through the final norm), as "loss"
+and "blocks.N.<timm name>".
 
 Files: tests/data/prithvi/prithvi-unfreeze.{f32,tsv} (format of
 prithvi_reference.py's write).
@@ -29,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prithvi_reference import build, normalise, raw_input, set_weights, write  # noqa: E402
 
-UNFROZEN = [2, 3]
+UNFROZEN = [0, 1, 2, 3]
 
 
 def mask(n, h, w):

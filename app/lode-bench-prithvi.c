@@ -120,7 +120,7 @@ lode_bench_prithvi (int argc, char **argv)
   g_autofree char *checkpoint = NULL;
   g_autofree char *decoder = NULL;
   g_autofree char *blocks_text = NULL;
-  int batch = 4, size = 128, repeat = 3, classes = 2, threads = 0;
+  int batch = 4, size = 128, repeat = 3, classes = 2, threads = 0, unfreeze = 0;
   gboolean train = FALSE;
   int blocks[4] = { 0, 1, 2, 3 };
   const GOptionEntry entries[] = {
@@ -132,6 +132,7 @@ lode_bench_prithvi (int argc, char **argv)
     { "repeat", 'r', 0, G_OPTION_ARG_INT, &repeat, N_("Timed batches after one warm-up batch (default 3)"), N_("N") },
     { "threads", 0, 0, G_OPTION_ARG_INT, &threads, N_("OpenBLAS threads (default: OpenBLAS's own choice)"), N_("N") },
     { "train", 0, 0, G_OPTION_ARG_NONE, &train, N_("Time decoder training steps (the recipe's) instead of prediction"), NULL },
+    { "unfreeze-blocks", 0, 0, G_OPTION_ARG_INT, &unfreeze, N_("With --train, also train the last N encoder blocks feeding the decoder (default 0)"), N_("N") },
     { "blocks", 0, 0, G_OPTION_ARG_STRING, &blocks_text, N_("Encoder blocks feeding the decoder (default 0,1,2,3 as the recipe)"), N_("A,B,C,D") },
     { NULL }
   };
@@ -142,19 +143,26 @@ lode_bench_prithvi (int argc, char **argv)
   g_autofree guint8 *masks = NULL;
   const LodePrithviConfig *c;
   gsize base_kib, weights_kib;
+  g_autofree char *mode = NULL;
   gint64 start, total = 0;
 
   g_option_context_set_summary (context,
     _("Time Prithvi-EO-2.0 with the UperNet decoder on generated 6-band patches:\n"
       "images per second of batch prediction (normalisation, encoder, decoder,\n"
       "upsampling, arg max) or, with --train, of decoder training steps (the\n"
-      "encoder frozen), and the peak memory of the process."));
+      "encoder frozen, or its last blocks trained with --unfreeze-blocks), and\n"
+      "the peak memory of the process."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
     return LODE_EXIT_USAGE;
   if (train && batch < 2)
     {
       lode_cli_error ("bench", _("--train needs --batch of at least 2"));
+      return LODE_EXIT_USAGE;
+    }
+  if (unfreeze != 0 && !train)
+    {
+      lode_cli_error ("bench", _("--unfreeze-blocks needs --train"));
       return LODE_EXIT_USAGE;
     }
   if (batch < 1 || batch > 256 || size < 32 || size > 2048 || repeat < 1 || repeat > 1000)
@@ -180,6 +188,11 @@ lode_bench_prithvi (int argc, char **argv)
     }
   weights_kib = peak_kib () - base_kib;
   c = lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (model));
+  if (!lode_prithvi_model_check_unfreeze (model, unfreeze, &error))
+    {
+      lode_cli_error ("bench", "%s", error->message);
+      return LODE_EXIT_USAGE;
+    }
 
   raw = g_new (float, (gsize) batch * LODE_PRITHVI_N_BANDS * size * size);
   masks = g_new (guint8, (gsize) batch * size * size);
@@ -192,12 +205,14 @@ lode_bench_prithvi (int argc, char **argv)
     }
   for (gsize i = 0; i < (gsize) batch * size * size; i++)
     masks[i] = (guint8) ((i / 7) % classes);
+  mode = g_strdup_printf (_("training of the decoder and %d encoder blocks"), unfreeze);
   for (int r = 0; r <= repeat; r++)
     {
       LodePrithviTrainOptions options;
       gboolean ok;
 
       lode_prithvi_train_options_init (&options);
+      options.unfreeze_blocks = unfreeze;
       start = g_get_monotonic_time ();
       if (train)
         ok = lode_prithvi_model_train_step (model, &options, raw, masks, batch, LODE_PRITHVI_N_BANDS, size, size, r,
@@ -215,7 +230,7 @@ lode_bench_prithvi (int argc, char **argv)
     }
   g_print (_("Prithvi-EO-2.0 %s + UperNet, %s, blocks %d,%d,%d,%d (%d of %d run), batch %d of %d x %d: "
              "%.2f images/s (%.1f ms per image, mean of %d batches after a warm-up)\n"),
-           c->size_name, train ? _("decoder training") : _("prediction"), c->feature_blocks[0], c->feature_blocks[1], c->feature_blocks[2], c->feature_blocks[3],
+           c->size_name, !train ? _("prediction") : unfreeze > 0 ? mode : _("decoder training"), c->feature_blocks[0], c->feature_blocks[1], c->feature_blocks[2], c->feature_blocks[3],
            c->loaded_depth, c->depth, batch, size, size,
            (double) batch * repeat / (total / 1e6), total / 1e3 / ((double) batch * repeat), repeat);
   g_print (_("Peak memory: %.0f MiB (weights %.0f MiB); OpenBLAS threads: %d\n"), peak_kib () / 1024.0,

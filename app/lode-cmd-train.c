@@ -1,7 +1,8 @@
 /* lode train unet: trains a U-Net on a folder in the SmallMinesDS layout,
  * or on a project's patches (--project, through lode-train-project).
  * lode train prithvi: trains the UperNet decoder of a Prithvi-EO-2.0
- * segmenter (the encoder frozen, as published) on the same data.
+ * segmenter (the encoder frozen, as published, or its last blocks trained
+ * too with --unfreeze-blocks) on the same data.
  *
  * Joins annotate/ (the patches and masks are read through GDAL with
  * lode-raster) and model/ (lode-train's job, fed by callbacks). */
@@ -335,7 +336,7 @@ lode_cmd_train (int argc, char **argv)
 {
   g_autofree char *data_dir = NULL, *project = NULL, *name = NULL, *out = NULL, *encoder = NULL, *bands = NULL;
   g_autofree char *year = NULL, *weights = NULL, *class_weights = NULL, *device = NULL;
-  int epochs = 10, batch = 4, classes = 2;
+  int epochs = 10, batch = 4, classes = 2, unfreeze = 0;
   gint64 steps = 0, seed = 0;
   double lr = NAN, wd = 0.05, dice = 0.0;
   gboolean frozen = FALSE, no_augment = FALSE, resume = FALSE, quiet = FALSE, accepted_only = FALSE;
@@ -360,6 +361,7 @@ lode_cmd_train (int argc, char **argv)
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, N_("Learning rate (default 1e-4; 1e-3 for prithvi)"), N_("RATE") },
     { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, N_("AdamW weight decay (default 0.05)"), N_("W") },
     { "frozen-encoder", 0, 0, G_OPTION_ARG_NONE, &frozen, N_("Train the decoder and head only (the published recipe)"), NULL },
+    { "unfreeze-blocks", 0, 0, G_OPTION_ARG_INT, &unfreeze, N_("prithvi: also train the last N encoder blocks that feed the decoder (default 0: the encoder frozen)"), N_("N") },
     { "no-augment", 0, 0, G_OPTION_ARG_NONE, &no_augment, N_("No flips or rotations"), NULL },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, N_("Seed (default 0)"), N_("SEED") },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu, cuda or auto (default)"), N_("DEVICE") },
@@ -391,7 +393,9 @@ lode_cmd_train (int argc, char **argv)
       "epoch; the checkpoint is saved then, and when the run is interrupted.\n"
       "“prithvi” trains the UperNet decoder of Prithvi-EO-2.0 instead, the encoder\n"
       "given by --weights and frozen (the published recipe: cross-entropy, lr\n"
-      "1e-3, weight decay 0.05, flips); the decoder is saved as safetensors."));
+      "1e-3, weight decay 0.05, flips); the decoder is saved as safetensors.\n"
+      "--unfreeze-blocks N trains the encoder's last N blocks with it (saved in\n"
+      "the same file)."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
     return LODE_EXIT_USAGE;
@@ -407,6 +411,11 @@ lode_cmd_train (int argc, char **argv)
     {
       lode_cli_error ("train", _("prithvi needs --weights (the encoder checkpoint) and takes neither --encoder, "
                                  "--resume, --class-weights, --dice nor --device cuda; --bands 6 or 13"));
+      return LODE_EXIT_USAGE;
+    }
+  if (unfreeze != 0 && (!is_prithvi || unfreeze < 0))
+    {
+      lode_cli_error ("train", _("--unfreeze-blocks takes a number of blocks, 0 or more, and is for prithvi only"));
       return LODE_EXIT_USAGE;
     }
   if (isnan (lr))
@@ -476,10 +485,22 @@ lode_cmd_train (int argc, char **argv)
       prithvi = lode_prithvi_model_new_with_decoder (weights, config.classes, 0, config.seed, NULL, &error);
       if (prithvi == NULL)
         goto fail;
+      if (!lode_prithvi_model_check_unfreeze (prithvi, unfreeze, &error))
+        {
+          lode_cli_error ("train", "%s", error->message);
+          status = LODE_EXIT_USAGE;
+          goto done;
+        }
       g_print (_("Training the UperNet decoder of Prithvi-EO-2.0 %s on %u patches, validating on %u "
                  "(%d × %d, %d bands, %d classes)\n"),
                lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (prithvi))->size_name,
                data.split[0]->len, data.split[1]->len, data.size, data.size, config.bands, config.classes);
+      if (unfreeze > 0)
+        {
+          int last = lode_prithvi_model_get_max_unfreeze (prithvi) - 1;
+
+          g_print (_("Encoder blocks %d to %d are trained with the decoder\n"), last - unfreeze + 1, last);
+        }
       if (data.split[1]->len > 0)
         {
           if (!lode_prithvi_model_evaluate (prithvi, &config, &source, LODE_TRAIN_SPLIT_VALIDATION, &start, NULL,
@@ -490,7 +511,7 @@ lode_cmd_train (int argc, char **argv)
       run.cancellable = cancellable;
       run.quiet = quiet;
       signal (SIGINT, on_sigint);
-      if (!lode_prithvi_model_train (prithvi, &config, &source, out, on_progress, &run, cancellable, &error))
+      if (!lode_prithvi_model_train (prithvi, &config, unfreeze, &source, out, on_progress, &run, cancellable, &error))
         {
           if (!quiet)
             g_printerr ("\n");

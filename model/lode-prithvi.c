@@ -12,6 +12,7 @@
 #include "lode-grad.h"
 #include "lode-ops.h"
 #include "lode-prithvi.h"
+#include "lode-vit.h"
 
 G_DEFINE_QUARK (lode-prithvi-error-quark, lode_prithvi_error)
 
@@ -28,10 +29,18 @@ const double lode_prithvi_band_std[LODE_PRITHVI_N_BANDS] = {
 /* images per pass of lode_prithvi_model_predict */
 #define PREDICT_CHUNK 8
 
+/* A transformer block's parameters, in LodeVitParam order. */
 typedef struct {
-  LodeTensor *norm1_w, *norm1_b, *qkv_w, *qkv_b, *proj_w, *proj_b;
-  LodeTensor *norm2_w, *norm2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+  LodeTensor *t[LODE_VIT_N_PARAMS];
 } Block;
+
+/* AdamW state of a block being trained: gradients and moments of its
+ * parameters, parameter p at offset[p] of each array. */
+typedef struct {
+  float  *grad, *m, *v;
+  gsize   offset[LODE_VIT_N_PARAMS + 1];
+  gint64  step;
+} BlockTrain;
 
 struct _LodePrithviEncoder {
   LodePrithviConfig config;
@@ -44,6 +53,7 @@ struct _LodePrithviModel {
   LodePrithviEncoder *encoder;
   LodeUpernet        *decoder;
   LodePrithviPadding  padding;
+  BlockTrain        **block_train;  /* [loaded_depth]: NULL for a block never trained */
 };
 
 void
@@ -137,14 +147,6 @@ load1 (LodeCheckpoint *ckpt, const char *prefix, const char *name, gint64 d0, GE
   return load (ckpt, prefix, name, 1, &d0, error);
 }
 
-static LodeTensor *
-load2 (LodeCheckpoint *ckpt, const char *prefix, const char *name, gint64 d0, gint64 d1, GError **error)
-{
-  gint64 dims[2] = { d0, d1 };
-
-  return load (ckpt, prefix, name, 2, dims, error);
-}
-
 static int
 heads_for_width (int embed_dim)
 {
@@ -172,32 +174,49 @@ size_name (int embed_dim, int depth)
   return "custom";
 }
 
-static gboolean
-load_block (LodeCheckpoint *ckpt, const char *prefix, int index, int e, int hidden, Block *b, GError **error)
-{
-  g_autofree char *p = g_strdup_printf ("%sblocks.%d.", prefix, index);
-
-  return (b->norm1_w = load1 (ckpt, p, "norm1.weight", e, error))
-      && (b->norm1_b = load1 (ckpt, p, "norm1.bias", e, error))
-      && (b->qkv_w = load2 (ckpt, p, "attn.qkv.weight", 3 * e, e, error))
-      && (b->qkv_b = load1 (ckpt, p, "attn.qkv.bias", 3 * e, error))
-      && (b->proj_w = load2 (ckpt, p, "attn.proj.weight", e, e, error))
-      && (b->proj_b = load1 (ckpt, p, "attn.proj.bias", e, error))
-      && (b->norm2_w = load1 (ckpt, p, "norm2.weight", e, error))
-      && (b->norm2_b = load1 (ckpt, p, "norm2.bias", e, error))
-      && (b->fc1_w = load2 (ckpt, p, "mlp.fc1.weight", hidden, e, error))
-      && (b->fc1_b = load1 (ckpt, p, "mlp.fc1.bias", hidden, error))
-      && (b->fc2_w = load2 (ckpt, p, "mlp.fc2.weight", e, hidden, error))
-      && (b->fc2_b = load1 (ckpt, p, "mlp.fc2.bias", e, error));
-}
-
 static void
 free_block (Block *b)
 {
-  LodeTensor **t = (LodeTensor **) b;
+  for (int i = 0; i < LODE_VIT_N_PARAMS; i++)
+    g_clear_pointer (&b->t[i], lode_tensor_free);
+}
 
-  for (gsize i = 0; i < sizeof (Block) / sizeof (LodeTensor *); i++)
-    lode_tensor_free (t[i]);
+/* The block's shape and parameters as lode-vit takes them (parameters
+ * NULL while the blocks are not allocated). */
+static void
+vit_block (LodePrithviEncoder *self, int index, LodeVitBlock *out)
+{
+  out->dim = self->config.embed_dim;
+  out->heads = self->config.num_heads;
+  out->mlp_hidden = self->config.mlp_hidden;
+  out->eps = LN_EPS;
+  for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+    out->param[p] = self->blocks && self->blocks[index].t[p] ? self->blocks[index].t[p]->data : NULL;
+}
+
+static gboolean
+load_block (LodePrithviEncoder *self, LodeCheckpoint *ckpt, const char *prefix, int index, GError **error)
+{
+  g_autofree char *p = g_strdup_printf ("%sblocks.%d.", prefix, index);
+  Block loaded = { { NULL } };
+  LodeVitBlock shape;
+
+  vit_block (self, index, &shape);
+  for (int i = 0; i < LODE_VIT_N_PARAMS; i++)
+    {
+      gint64 dims[2];
+      int nd = lode_vit_param_shape (&shape, i, dims);
+
+      loaded.t[i] = load (ckpt, p, lode_vit_param_name (i), nd, dims, error);
+      if (loaded.t[i] == NULL)
+        {
+          free_block (&loaded);
+          return FALSE;
+        }
+    }
+  free_block (&self->blocks[index]);
+  self->blocks[index] = loaded;
+  return TRUE;
 }
 
 static gboolean
@@ -344,7 +363,7 @@ lode_prithvi_encoder_new_from_checkpoint (LodeCheckpoint *checkpoint, const Lode
 
   self->blocks = g_new0 (Block, c->loaded_depth);
   for (int i = 0; i < c->loaded_depth; i++)
-    if (!load_block (checkpoint, prefix, i, c->embed_dim, c->mlp_hidden, &self->blocks[i], error))
+    if (!load_block (self, checkpoint, prefix, i, error))
       return NULL;
   return g_steal_pointer (&self);
 }
@@ -375,7 +394,7 @@ lode_prithvi_encoder_new (const LodePrithviConfig *config, guint64 seed, GError 
   guint32 seeds[2] = { (guint32) seed, (guint32) (seed >> 32) };
   g_autoptr(GRand) rng = g_rand_new_with_seed_array (seeds, 2);
   LodePrithviConfig *c;
-  int e, p, hidden;
+  int e, p;
   gboolean ok;
 
   g_return_val_if_fail (config != NULL, NULL);
@@ -404,7 +423,7 @@ lode_prithvi_encoder_new (const LodePrithviConfig *config, guint64 seed, GError 
     c->loaded_depth = c->depth;
   if (c->size_name == NULL)
     c->size_name = size_name (c->embed_dim, c->depth);
-  e = c->embed_dim, p = c->patch_size, hidden = c->mlp_hidden;
+  e = c->embed_dim, p = c->patch_size;
   self->temporal_scale = 0.1f;
   self->location_scale = 0.1f;
   self->blocks = g_new0 (Block, c->loaded_depth);
@@ -416,20 +435,23 @@ lode_prithvi_encoder_new (const LodePrithviConfig *config, guint64 seed, GError 
     && (self->norm_b = generated (rng, 0.0, 0.0, e, 0));
   for (int i = 0; ok && i < c->loaded_depth; i++)
     {
-      Block *b = &self->blocks[i];
+      LodeVitBlock shape;
 
-      ok = (b->norm1_w = generated (rng, 0.0, 1.0, e, 0))
-        && (b->norm1_b = generated (rng, 0.0, 0.0, e, 0))
-        && (b->qkv_w = xavier (rng, 3 * e, e))
-        && (b->qkv_b = generated (rng, 0.0, 0.0, 3 * e, 0))
-        && (b->proj_w = xavier (rng, e, e))
-        && (b->proj_b = generated (rng, 0.0, 0.0, e, 0))
-        && (b->norm2_w = generated (rng, 0.0, 1.0, e, 0))
-        && (b->norm2_b = generated (rng, 0.0, 0.0, e, 0))
-        && (b->fc1_w = xavier (rng, hidden, e))
-        && (b->fc1_b = generated (rng, 0.0, 0.0, hidden, 0))
-        && (b->fc2_w = xavier (rng, e, hidden))
-        && (b->fc2_b = generated (rng, 0.0, 0.0, e, 0));
+      vit_block (self, i, &shape);
+      /* norms 1 and 0, linear layers Xavier uniform with zero biases */
+      for (int t = 0; ok && t < LODE_VIT_N_PARAMS; t++)
+        {
+          gint64 dims[2];
+          int nd = lode_vit_param_shape (&shape, t, dims);
+          Block *b = &self->blocks[i];
+
+          if (nd == 2)
+            b->t[t] = xavier (rng, dims[0], dims[1]);
+          else
+            b->t[t] = generated (rng, 0.0, t == LODE_VIT_NORM1_WEIGHT || t == LODE_VIT_NORM2_WEIGHT ? 1.0 : 0.0,
+                                 dims[0], 0);
+          ok = b->t[t] != NULL;
+        }
     }
   if (!ok)
     {
@@ -639,63 +661,30 @@ patch_pos_embed (LodePrithviEncoder *self, int gh, int gw)
 
 /* ---- forward ------------------------------------------------------------ */
 
-static void
-run_block (LodePrithviEncoder *self, const Block *b, float *x, int n, int s, float *h, float *qkv,
-           float *q, float *k, float *v, float *att, float *hidden)
-{
-  int e = self->config.embed_dim;
-  int heads = self->config.num_heads;
-  int hd = e / heads;
-  int rows = n * s;
-  int mlp = self->config.mlp_hidden;
+/* What a training forward keeps for the backward through the blocks
+ * first .. last (none when first > last). */
+typedef struct {
+  int           first, last;
+  LodeVitActs **acts;       /* [loaded_depth], set for first .. last */
+  float        *last_out;   /* [rows, E] block last's output before any final norm */
+} Trainable;
 
-  lode_ops_layer_norm (h, x, b->norm1_w->data, b->norm1_b->data, rows, e, LN_EPS);
-  lode_ops_linear (qkv, h, b->qkv_w->data, b->qkv_b->data, rows, e, 3 * e);
-  /* [n, s, 3, heads, hd] -> three [n, heads, s, hd] */
-  for (int bi = 0; bi < n; bi++)
-    for (int t = 0; t < s; t++)
-      {
-        const float *row = qkv + ((gsize) bi * s + t) * 3 * e;
+static void trainable_clear (Trainable *t, int depth);
 
-        for (int hh = 0; hh < heads; hh++)
-          {
-            gsize dst = (((gsize) bi * heads + hh) * s + t) * hd;
-
-            memcpy (q + dst, row + hh * hd, hd * sizeof (float));
-            memcpy (k + dst, row + e + hh * hd, hd * sizeof (float));
-            memcpy (v + dst, row + 2 * e + hh * hd, hd * sizeof (float));
-          }
-      }
-  lode_ops_attention (att, q, k, v, n, heads, s, s, hd);
-  for (int bi = 0; bi < n; bi++)
-    for (int t = 0; t < s; t++)
-      for (int hh = 0; hh < heads; hh++)
-        memcpy (h + ((gsize) bi * s + t) * e + hh * hd, att + (((gsize) bi * heads + hh) * s + t) * hd,
-                hd * sizeof (float));
-  lode_ops_linear (qkv, h, b->proj_w->data, b->proj_b->data, rows, e, e);
-  lode_ops_add (x, x, qkv, (gsize) rows * e);
-
-  lode_ops_layer_norm (h, x, b->norm2_w->data, b->norm2_b->data, rows, e, LN_EPS);
-  lode_ops_linear (hidden, h, b->fc1_w->data, b->fc1_b->data, rows, e, mlp);
-  lode_ops_gelu (hidden, hidden, (gsize) rows * mlp);
-  lode_ops_linear (h, hidden, b->fc2_w->data, b->fc2_b->data, rows, mlp, e);
-  lode_ops_add (x, x, h, (gsize) rows * e);
-}
-
-gboolean
-lode_prithvi_encoder_forward (LodePrithviEncoder *self, const float *input, int n, int h, int w,
-                              const LodePrithviCoords *coords, const int *blocks, int n_blocks,
-                              float *const *outputs, GError **error)
+/* lode_prithvi_encoder_forward, keeping in train (NULL: inference) the
+ * activations of the blocks it trains. */
+static gboolean
+encoder_run (LodePrithviEncoder *self, const float *input, int n, int h, int w, const LodePrithviCoords *coords,
+             const int *blocks, int n_blocks, float *const *outputs, Trainable *train, GError **error)
 {
   const LodePrithviConfig *c;
   int e, gh, gw, l, s, last = -1;
   gsize rows;
-  g_autofree float *patches = NULL, *pos = NULL, *x = NULL, *hbuf = NULL, *qkv = NULL;
-  g_autofree float *q = NULL, *k = NULL, *v = NULL, *att = NULL, *hidden = NULL, *enc = NULL;
+  g_autofree float *patches = NULL, *pos = NULL, *x = NULL, *enc = NULL;
+  g_autoptr(LodeVitWork) work = NULL;
+  LodeVitBlock vb;
   LodeConvShape cs;
 
-  g_return_val_if_fail (self != NULL && input != NULL && n >= 0, FALSE);
-  g_return_val_if_fail (n_blocks >= 0 && (n_blocks == 0 || (blocks != NULL && outputs != NULL)), FALSE);
   c = &self->config;
   e = c->embed_dim;
   lode_prithvi_encoder_grid (self, h, w, &gh, &gw);
@@ -762,22 +751,30 @@ lode_prithvi_encoder_forward (LodePrithviEncoder *self, const float *input, int 
     }
   g_clear_pointer (&patches, g_free);
 
-  hbuf = g_try_new (float, rows * e);
-  qkv = g_try_new (float, rows * 3 * e);
-  q = g_try_new (float, rows * e);
-  k = g_try_new (float, rows * e);
-  v = g_try_new (float, rows * e);
-  att = g_try_new (float, rows * e);
-  hidden = g_try_new (float, rows * c->mlp_hidden);
-  if (!hbuf || !qkv || !q || !k || !v || !att || !hidden)
+  vit_block (self, 0, &vb);
+  work = lode_vit_work_new (&vb, n, s);
+  if (train != NULL)
     {
+      train->acts = g_new0 (LodeVitActs *, c->loaded_depth);
+      train->last_out = g_try_new (float, rows * e);
+      for (int bi = train->first; bi <= train->last && train->last_out != NULL; bi++)
+        if ((train->acts[bi] = lode_vit_acts_new (&vb, n, s)) == NULL)
+          g_clear_pointer (&train->last_out, g_free);
+    }
+  if (work == NULL || (train != NULL && train->last_out == NULL))
+    {
+      if (train != NULL)
+        trainable_clear (train, c->loaded_depth);
       g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
                    _("Not enough memory to encode %d images"), n);
       return FALSE;
     }
   for (int bi = 0; bi <= last; bi++)
     {
-      run_block (self, &self->blocks[bi], x, n, s, hbuf, qkv, q, k, v, att, hidden);
+      vit_block (self, bi, &vb);
+      lode_vit_block_forward (&vb, x, n, s, work, train != NULL ? train->acts[bi] : NULL);
+      if (train != NULL && bi == train->last)
+        memcpy (train->last_out, x, rows * e * sizeof (float));
       for (int i = 0; i < n_blocks; i++)
         {
           if (blocks[i] != bi)
@@ -789,6 +786,16 @@ lode_prithvi_encoder_forward (LodePrithviEncoder *self, const float *input, int 
         }
     }
   return TRUE;
+}
+
+gboolean
+lode_prithvi_encoder_forward (LodePrithviEncoder *self, const float *input, int n, int h, int w,
+                              const LodePrithviCoords *coords, const int *blocks, int n_blocks,
+                              float *const *outputs, GError **error)
+{
+  g_return_val_if_fail (self != NULL && input != NULL && n >= 0, FALSE);
+  g_return_val_if_fail (n_blocks >= 0 && (n_blocks == 0 || (blocks != NULL && outputs != NULL)), FALSE);
+  return encoder_run (self, input, n, h, w, coords, blocks, n_blocks, outputs, NULL, error);
 }
 
 void
@@ -807,7 +814,66 @@ lode_prithvi_tokens_to_image (float *out, const float *tokens, int n, int gh, in
       }
 }
 
+/* Backward of lode_prithvi_tokens_to_image: the map's gradient [n, E, gh,
+ * gw] ADDED to the patch tokens of tokens [n, 1 + gh gw, E] (the class
+ * token gets none). */
+static void
+image_to_tokens_add (float *tokens, const float *image, int n, int gh, int gw, int embed_dim)
+{
+  int l = gh * gw;
+
+  for (int b = 0; b < n; b++)
+    for (int t = 0; t < l; t++)
+      {
+        float *row = tokens + ((gsize) b * (l + 1) + t + 1) * embed_dim;
+
+        for (int j = 0; j < embed_dim; j++)
+          row[j] += image[((gsize) b * embed_dim + j) * l + t];
+      }
+}
+
+static void
+trainable_clear (Trainable *t, int depth)
+{
+  if (t->acts != NULL)
+    for (int i = 0; i < depth; i++)
+      lode_vit_acts_free (t->acts[i]);
+  g_clear_pointer (&t->acts, g_free);
+  g_clear_pointer (&t->last_out, g_free);
+}
+
+const float *
+lode_prithvi_encoder_get_block_param (LodePrithviEncoder *self, int block, LodeVitParam param, gsize *numel)
+{
+  g_return_val_if_fail (self != NULL && param < LODE_VIT_N_PARAMS, NULL);
+  g_return_val_if_fail (block >= 0 && block < self->config.loaded_depth, NULL);
+  if (numel != NULL)
+    *numel = self->blocks[block].t[param]->numel;
+  return self->blocks[block].t[param]->data;
+}
+
 /* ---- the segmenter ------------------------------------------------------ */
+
+/* The blocks that a decoder file written by lode_prithvi_model_save_decoder
+ * after training with unfrozen blocks holds ("encoder.blocks.N.…", or with
+ * any prefix before it) replace the encoder's. */
+static gboolean
+load_trained_blocks (LodePrithviEncoder *encoder, LodeCheckpoint *ckpt, GError **error)
+{
+  for (int i = 0; i < encoder->config.loaded_depth; i++)
+    {
+      g_autofree char *suffix = g_strdup_printf ("encoder.blocks.%d.norm1.weight", i);
+      const char *found = lode_upernet_checkpoint_find (ckpt, suffix);
+      g_autofree char *prefix = NULL;
+
+      if (found == NULL)
+        continue;
+      prefix = g_strndup (found, strlen (found) - strlen (suffix) + strlen ("encoder."));
+      if (!load_block (encoder, ckpt, prefix, i, error))
+        return FALSE;
+    }
+  return TRUE;
+}
 
 static LodePrithviModel *
 model_new (const char *path, const char *decoder_path, int classes, int channels, guint64 seed,
@@ -840,6 +906,8 @@ model_new (const char *path, const char *decoder_path, int classes, int channels
             return NULL;
         }
       self->decoder = lode_upernet_new_from_checkpoint (ckpt, error);
+      if (self->decoder != NULL && decoder_path != NULL && !load_trained_blocks (self->encoder, ckpt, error))
+        return NULL;
       if (self->decoder != NULL
           && lode_upernet_get_config (self->decoder)->embed_dim != self->encoder->config.embed_dim)
         {
@@ -889,6 +957,16 @@ lode_prithvi_model_free (LodePrithviModel *self)
 {
   if (self == NULL)
     return;
+  if (self->block_train != NULL)
+    for (int i = 0; i < self->encoder->config.loaded_depth; i++)
+      if (self->block_train[i] != NULL)
+        {
+          g_free (self->block_train[i]->grad);
+          g_free (self->block_train[i]->m);
+          g_free (self->block_train[i]->v);
+          g_free (self->block_train[i]);
+        }
+  g_free (self->block_train);
   lode_prithvi_encoder_free (self->encoder);
   lode_upernet_free (self->decoder);
   g_free (self);
@@ -1026,7 +1104,7 @@ prepare_input (const float *raw, int n, int n_bands, const Frame *f, GError **er
 /* The decoder's four input maps [n, E, gh, gw] for a prepared input. */
 static gboolean
 encode_maps (LodePrithviModel *self, const float *input, int n, const Frame *f, const LodePrithviCoords *coords,
-             float *maps[4], GError **error)
+             float *maps[4], Trainable *train, GError **error)
 {
   const LodePrithviConfig *c = &self->encoder->config;
   int e = c->embed_dim, gh = f->ph / c->patch_size, gw = f->pw / c->patch_size;
@@ -1044,8 +1122,7 @@ encode_maps (LodePrithviModel *self, const float *input, int n, const Frame *f, 
     g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
                  _("Not enough memory to encode %d images"), n);
   else
-    ok = lode_prithvi_encoder_forward (self->encoder, input, n, f->ph, f->pw, coords, c->feature_blocks, 4, outs,
-                                       error);
+    ok = encoder_run (self->encoder, input, n, f->ph, f->pw, coords, c->feature_blocks, 4, outs, train, error);
   for (int i = 0; i < 4; i++)
     {
       if (ok)
@@ -1080,7 +1157,7 @@ predict_chunk (LodePrithviModel *self, const float *raw, int n, int n_bands, int
 
   if (!frame_init (self, h, w, &f, error)
       || !(input = prepare_input (raw, n, n_bands, &f, error))
-      || !encode_maps (self, input, n, &f, coords, maps, error))
+      || !encode_maps (self, input, n, &f, coords, maps, NULL, error))
     return FALSE;
   gh = f.ph / p, gw = f.pw / p;
   small = g_new (float, (gsize) n * k * 16 * gh * gw);
@@ -1157,26 +1234,63 @@ lode_prithvi_model_predict (LodePrithviModel *self, const float *raw, int n, int
 
 /* ---- saving and training ------------------------------------------------ */
 
+/* One tensor of the file lode_prithvi_model_save_decoder writes. */
+typedef struct {
+  char        *name;
+  int          ndim;
+  gint64       shape[4];
+  const float *data;
+  gsize        numel;
+} Saved;
+
+static void
+saved_clear (gpointer p)
+{
+  g_free (((Saved *) p)->name);
+}
+
 gboolean
 lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GError **error)
 {
   LodeUpernet *d;
+  g_autoptr(GArray) list = g_array_new (FALSE, TRUE, sizeof (Saved));
   g_autoptr(GString) header = g_string_new ("{");
   g_autoptr(GByteArray) file = g_byte_array_new ();
   guint64 offset = 0, header_len;
 
   g_return_val_if_fail (self != NULL && path != NULL, FALSE);
+  g_array_set_clear_func (list, saved_clear);
   d = self->decoder;
   for (guint i = 0; i < lode_upernet_n_tensors (d); i++)
     {
-      gint64 shape[4];
-      int nd = lode_upernet_tensor_shape (d, i, shape);
-      guint64 bytes = lode_upernet_tensor_numel (d, i) * sizeof (float);
+      Saved t = { g_strdup (lode_upernet_tensor_name (d, i)), 0, { 0 }, lode_upernet_tensor_data (d, i),
+                  lode_upernet_tensor_numel (d, i) };
 
-      g_string_append_printf (header, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "",
-                              lode_upernet_tensor_name (d, i));
-      for (int k = 0; k < nd; k++)
-        g_string_append_printf (header, "%s%" G_GINT64_FORMAT, k ? "," : "", shape[k]);
+      t.ndim = lode_upernet_tensor_shape (d, i, t.shape);
+      g_array_append_val (list, t);
+    }
+  /* the blocks trained with the decoder, under the encoder's names */
+  for (int b = 0; self->block_train != NULL && b < self->encoder->config.loaded_depth; b++)
+    if (self->block_train[b] != NULL)
+      for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+        {
+          const LodeTensor *src = self->encoder->blocks[b].t[p];
+          Saved t = { g_strdup_printf ("encoder.blocks.%d.%s", b, lode_vit_param_name (p)), src->ndim, { 0 },
+                      src->data, src->numel };
+
+          for (int k = 0; k < src->ndim; k++)
+            t.shape[k] = src->shape[k];
+          g_array_append_val (list, t);
+        }
+
+  for (guint i = 0; i < list->len; i++)
+    {
+      const Saved *t = &g_array_index (list, Saved, i);
+      guint64 bytes = t->numel * sizeof (float);
+
+      g_string_append_printf (header, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[", i ? "," : "", t->name);
+      for (int k = 0; k < t->ndim; k++)
+        g_string_append_printf (header, "%s%" G_GINT64_FORMAT, k ? "," : "", t->shape[k]);
       g_string_append_printf (header, "],\"data_offsets\":[%" G_GUINT64_FORMAT ",%" G_GUINT64_FORMAT "]}",
                               offset, offset + bytes);
       offset += bytes;
@@ -1192,19 +1306,19 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
       g_byte_array_append (file, &byte, 1);
     }
   g_byte_array_append (file, (const guint8 *) header->str, header->len);
-  for (guint i = 0; i < lode_upernet_n_tensors (d); i++)
+  for (guint i = 0; i < list->len; i++)
     {
-      const float *v = lode_upernet_tensor_data (d, i);
+      const Saved *t = &g_array_index (list, Saved, i);
+      guint at = file->len;
 
-      for (gsize k = 0; k < lode_upernet_tensor_numel (d, i); k++)
+      g_byte_array_set_size (file, at + (guint) (t->numel * 4));
+      for (gsize k = 0; k < t->numel; k++)
         {
           guint32 bits;
-          guint8 le[4];
 
-          memcpy (&bits, &v[k], 4);
-          for (int b = 0; b < 4; b++)
-            le[b] = (guint8) (bits >> (8 * b));
-          g_byte_array_append (file, le, 4);
+          memcpy (&bits, &t->data[k], 4);
+          bits = GUINT32_TO_LE (bits);
+          memcpy (file->data + at + k * 4, &bits, 4);
         }
     }
 
@@ -1227,6 +1341,133 @@ lode_prithvi_train_options_init (LodePrithviTrainOptions *options)
   options->flips = TRUE;
   options->ignore_index = 255;
   options->seed = 0;
+  options->unfreeze_blocks = 0;
+}
+
+int
+lode_prithvi_model_get_max_unfreeze (LodePrithviModel *self)
+{
+  int deepest = 0;
+
+  g_return_val_if_fail (self != NULL, 0);
+  for (int i = 0; i < 4; i++)
+    deepest = MAX (deepest, self->encoder->config.feature_blocks[i]);
+  return deepest + 1;
+}
+
+gboolean
+lode_prithvi_model_check_unfreeze (LodePrithviModel *self, int unfreeze_blocks, GError **error)
+{
+  int most;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  most = lode_prithvi_model_get_max_unfreeze (self);
+  if (unfreeze_blocks >= 0 && unfreeze_blocks <= most)
+    return TRUE;
+  g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
+               _("Cannot unfreeze %d blocks: the decoder reads blocks 0 to %d of the encoder, so 0 to %d of them "
+                 "can be trained"), unfreeze_blocks, most - 1, most);
+  return FALSE;
+}
+
+const float *
+lode_prithvi_model_get_block_grad (LodePrithviModel *self, int block, LodeVitParam param)
+{
+  BlockTrain *bt;
+
+  g_return_val_if_fail (self != NULL && param < LODE_VIT_N_PARAMS, NULL);
+  if (self->block_train == NULL || block < 0 || block >= self->encoder->config.loaded_depth)
+    return NULL;
+  bt = self->block_train[block];
+  return bt != NULL ? bt->grad + bt->offset[param] : NULL;
+}
+
+/* The AdamW state of block b, made on first use; NULL when out of memory. */
+static BlockTrain *
+block_train (LodePrithviModel *self, int b)
+{
+  BlockTrain *bt;
+  LodeVitBlock vb;
+
+  if (self->block_train == NULL)
+    self->block_train = g_new0 (BlockTrain *, self->encoder->config.loaded_depth);
+  if (self->block_train[b] != NULL)
+    return self->block_train[b];
+  vit_block (self->encoder, b, &vb);
+  bt = g_new0 (BlockTrain, 1);
+  for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+    bt->offset[p + 1] = bt->offset[p] + lode_vit_param_numel (&vb, p);
+  bt->grad = g_try_new0 (float, bt->offset[LODE_VIT_N_PARAMS]);
+  bt->m = g_try_new0 (float, bt->offset[LODE_VIT_N_PARAMS]);
+  bt->v = g_try_new0 (float, bt->offset[LODE_VIT_N_PARAMS]);
+  if (bt->grad == NULL || bt->m == NULL || bt->v == NULL)
+    {
+      g_free (bt->grad), g_free (bt->m), g_free (bt->v), g_free (bt);
+      return NULL;
+    }
+  self->block_train[b] = bt;
+  return bt;
+}
+
+/* Backward through the trained blocks from the decoder's gradients dmaps
+ * (NULL for the features of frozen blocks), into the blocks' gradients
+ * (overwritten). */
+static gboolean
+encoder_backward (LodePrithviModel *self, const Trainable *train, float *const dmaps[4], int n, int gh, int gw,
+                  GError **error)
+{
+  LodePrithviEncoder *enc = self->encoder;
+  const LodePrithviConfig *c = &enc->config;
+  int e = c->embed_dim, s = gh * gw + 1;
+  gsize rows = (gsize) n * s;
+  g_autofree float *dx = g_try_new0 (float, rows * e);
+  g_autofree float *dtok = NULL, *dnorm = NULL;
+  g_autoptr(LodeVitWork) work = NULL;
+  LodeVitBlock vb;
+
+  vit_block (enc, 0, &vb);
+  work = lode_vit_work_new (&vb, n, s);
+  if (train->last == c->depth - 1)
+    {
+      dtok = g_try_new (float, rows * e);
+      dnorm = g_try_new (float, rows * e);
+    }
+  if (dx == NULL || work == NULL || (train->last == c->depth - 1 && (dtok == NULL || dnorm == NULL)))
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                   _("Not enough memory to train on %d patches"), n);
+      return FALSE;
+    }
+  for (int b = train->last; b >= train->first; b--)
+    {
+      BlockTrain *bt = self->block_train[b];
+      float *grads[LODE_VIT_N_PARAMS];
+
+      /* dL/d(block b's output): block b + 1's input gradient so far, plus
+       * the decoder's at the features read here (the last block's through
+       * the final norm) */
+      for (int i = 0; i < 4; i++)
+        {
+          if (c->feature_blocks[i] != b || dmaps[i] == NULL)
+            continue;
+          if (b == c->depth - 1)
+            {
+              memset (dtok, 0, rows * e * sizeof (float));
+              image_to_tokens_add (dtok, dmaps[i], n, gh, gw, e);
+              lode_grad_layer_norm (dnorm, NULL, NULL, dtok, train->last_out, enc->norm_w->data, (int) rows, e,
+                                    LN_EPS);
+              lode_ops_add (dx, dx, dnorm, rows * e);
+            }
+          else
+            image_to_tokens_add (dx, dmaps[i], n, gh, gw, e);
+        }
+      memset (bt->grad, 0, bt->offset[LODE_VIT_N_PARAMS] * sizeof (float));
+      for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+        grads[p] = bt->grad + bt->offset[p];
+      vit_block (enc, b, &vb);
+      lode_vit_block_backward (&vb, dx, train->acts[b], work, grads);
+    }
+  return TRUE;
 }
 
 static guint32
@@ -1245,11 +1486,13 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
                                const guint8 *masks, int n, int n_bands, int h, int w, gint64 step, double *loss,
                                GError **error)
 {
-  int k, p, gh, gw;
+  int k, p, e, gh, gw;
   gsize plane = (gsize) h * w;
   g_autofree float *flipped = NULL, *input = NULL, *full = NULL, *dlogits = NULL;
   g_autofree gint16 *target = NULL;
-  float *maps[4] = { NULL };
+  float *maps[4] = { NULL }, *dmaps[4] = { NULL };
+  const int *fb;
+  Trainable train = { 0, -1, NULL, NULL };
   LodeAdamW opt;
   Frame f;
   double value;
@@ -1258,14 +1501,25 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
   g_return_val_if_fail (self != NULL && options != NULL && raw != NULL && masks != NULL, FALSE);
   k = lode_prithvi_model_get_classes (self);
   p = self->encoder->config.patch_size;
+  e = self->encoder->config.embed_dim;
+  fb = self->encoder->config.feature_blocks;
   if (n < 2)
     {
       g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT,
                    _("Training needs batches of at least 2 patches"));
       return FALSE;
     }
-  if (!frame_init (self, h, w, &f, error))
+  if (!lode_prithvi_model_check_unfreeze (self, options->unfreeze_blocks, error) || !frame_init (self, h, w, &f, error))
     return FALSE;
+  train.last = lode_prithvi_model_get_max_unfreeze (self) - 1;
+  train.first = train.last - options->unfreeze_blocks + 1;
+  for (int b = train.first; b <= train.last; b++)
+    if (block_train (self, b) == NULL)
+      {
+        g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                     _("Not enough memory to train %d blocks of the encoder"), options->unfreeze_blocks);
+        return FALSE;
+      }
 
   /* flips, per patch, of the bands and the mask alike */
   flipped = g_new (float, (gsize) n * n_bands * plane);
@@ -1289,12 +1543,16 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
     }
   input = prepare_input (flipped, n, n_bands, &f, error);
   g_clear_pointer (&flipped, g_free);
-  if (input == NULL || !encode_maps (self, input, n, &f, NULL, maps, error))
+  if (input == NULL
+      || !encode_maps (self, input, n, &f, NULL, maps, options->unfreeze_blocks > 0 ? &train : NULL, error))
     return FALSE;
   gh = f.ph / p, gw = f.pw / p;
   full = g_try_new (float, (gsize) n * k * f.ph * f.pw);
   dlogits = g_try_new0 (float, (gsize) n * k * f.ph * f.pw);
   ok = full != NULL && dlogits != NULL;
+  for (int i = 0; i < 4 && ok; i++)
+    if (fb[i] >= train.first && fb[i] <= train.last)
+      ok = (dmaps[i] = g_try_new (float, (gsize) n * e * gh * gw)) != NULL;
   if (!ok)
     g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
                  _("Not enough memory to train on %d patches"), n);
@@ -1317,15 +1575,34 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
           memcpy (dlogits + ((gsize) q * f.ph + f.top + y) * f.pw + f.left, logits + ((gsize) q * h + y) * w,
                   w * sizeof (float));
       lode_upernet_zero_grad (self->decoder);
-      lode_upernet_backward (self->decoder, dlogits);
+      lode_upernet_backward_features (self->decoder, dlogits, dmaps);
+      if (options->unfreeze_blocks > 0)
+        ok = encoder_backward (self, &train, dmaps, n, gh, gw, error);
+    }
+  if (ok)
+    {
+      /* one optimiser, its settings shared by the decoder and the blocks */
       lode_adamw_init_defaults (&opt);
       opt.lr = options->lr;
       opt.weight_decay = options->weight_decay;
       lode_upernet_adamw_step (self->decoder, &opt);
+      for (int b = train.first; b <= train.last; b++)
+        {
+          BlockTrain *bt = self->block_train[b];
+
+          bt->step++;
+          for (int q = 0; q < LODE_VIT_N_PARAMS; q++)
+            lode_grad_adamw (self->encoder->blocks[b].t[q]->data, bt->grad + bt->offset[q], bt->m + bt->offset[q],
+                             bt->v + bt->offset[q], bt->offset[q + 1] - bt->offset[q], &opt, bt->step);
+        }
     }
   lode_upernet_release (self->decoder);
+  trainable_clear (&train, self->encoder->config.loaded_depth);
   for (int i = 0; i < 4; i++)
-    g_free (maps[i]);
+    {
+      g_free (maps[i]);
+      g_free (dmaps[i]);
+    }
   return ok;
 }
 
@@ -1396,9 +1673,9 @@ lode_prithvi_model_evaluate (LodePrithviModel *self, const LodeTrainConfig *conf
 }
 
 gboolean
-lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config, const LodeTrainSource *source,
-                          const char *checkpoint_path, LodeTrainProgressFunc progress, gpointer user_data,
-                          GCancellable *cancellable, GError **error)
+lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config, int unfreeze_blocks,
+                          const LodeTrainSource *source, const char *checkpoint_path, LodeTrainProgressFunc progress,
+                          gpointer user_data, GCancellable *cancellable, GError **error)
 {
   LodePrithviTrainOptions options;
   int h, w, bands, n_train, batch, steps_per_epoch;
@@ -1410,7 +1687,7 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
   gint64 started = g_get_monotonic_time ();
 
   g_return_val_if_fail (self != NULL && config != NULL && source != NULL, FALSE);
-  if (!check_source (self, config, source, error))
+  if (!check_source (self, config, source, error) || !lode_prithvi_model_check_unfreeze (self, unfreeze_blocks, error))
     return FALSE;
   h = source->height, w = source->width, bands = config->bands, batch = config->batch_size;
   plane = (gsize) h * w;
@@ -1433,6 +1710,7 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
   options.flips = config->augment;
   options.ignore_index = config->ignore_index;
   options.seed = config->seed;
+  options.unfreeze_blocks = unfreeze_blocks;
   order = g_new (guint, n_train);
   images = g_new (float, (gsize) batch * bands * plane);
   masks = g_new (guint8, (gsize) batch * plane);

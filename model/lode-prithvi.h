@@ -38,6 +38,15 @@
  * grid), runs, upsamples the decoder's logits to the padded size and crops
  * the patch back, as TerraTorch's PixelWiseModel does.
  *
+ * Training (lode_prithvi_model_train_step) follows the recipe: the decoder
+ * learns, the encoder is frozen. With unfreeze_blocks N > 0 the last N of
+ * the blocks that feed the decoder (blocks d - N + 1 .. d, d the deepest of
+ * feature_blocks: with the recipe's 0-3 and N = 2, blocks 2 and 3) learn
+ * with it, by the same AdamW (lr and weight decay as the decoder's). Block
+ * k's output gets the decoder's gradient at its feature (through the final
+ * norm for the encoder's last block) plus block k + 1's input gradient; the
+ * blocks below run forward only and keep nothing.
+ *
  * Input: the six bands B, G, R, narrow NIR, SWIR1, SWIR2 (SmallMinesDS
  * indices 0, 1, 2, 7, 8, 9) in reflectance x 10000, normalised with the
  * published SmallMinesDS mean and standard deviation; NaN (nodata) becomes
@@ -50,6 +59,7 @@
 #include "lode-checkpoint.h"
 #include "lode-train.h"
 #include "lode-upernet.h"
+#include "lode-vit.h"
 
 G_BEGIN_DECLS
 
@@ -160,6 +170,13 @@ gboolean lode_prithvi_encoder_forward (LodePrithviEncoder      *self,
                                        float *const            *outputs,
                                        GError                 **error);
 
+/* Parameter param of block block (below loaded_depth), numel (may be
+ * NULL) values. */
+const float *lode_prithvi_encoder_get_block_param (LodePrithviEncoder *self,
+                                                   int                 block,
+                                                   LodeVitParam        param,
+                                                   gsize              *numel);
+
 /* [n, 1 + gh gw, E] tokens -> [n, E, gh, gw] feature map, class token
  * dropped (TerraTorch's ReshapeTokensToImage). */
 void     lode_prithvi_tokens_to_image (float       *out,
@@ -226,13 +243,16 @@ gboolean lode_prithvi_model_predict (LodePrithviModel        *self,
 
 /* Writes the decoder and head as a safetensors file with TerraTorch's
  * names ("decoder.fpn1.0.weight", ..., "head.head.2.bias"; running
- * statistics included), which lode_prithvi_model_new_from_checkpoint reads
- * back as decoder_path. Written to a temporary file and renamed. */
+ * statistics included), and every encoder block that has been trained
+ * (unfreeze_blocks) as "encoder.blocks.N.attn.qkv.weight", ...;
+ * lode_prithvi_model_new_from_checkpoint reads it back as decoder_path, the
+ * blocks it holds replacing those of the encoder's checkpoint. Written to a
+ * temporary file and renamed. */
 gboolean lode_prithvi_model_save_decoder (LodePrithviModel *self,
                                           const char       *path,
                                           GError          **error);
 
-/* ---- training the decoder, the encoder frozen --------------------------- */
+/* ---- training the decoder (and the last blocks) -------------------------- */
 
 typedef struct {
   float    lr;             /* 1e-3 */
@@ -241,12 +261,29 @@ typedef struct {
   gboolean flips;          /* random horizontal and vertical flips, p 0.5 each */
   int      ignore_index;   /* mask value left out of the loss: 255 */
   guint64  seed;
+  int      unfreeze_blocks; /* 0: the encoder frozen (the recipe); N: its
+                             * last N blocks feeding the decoder trained too */
 } LodePrithviTrainOptions;
 
 /* The published recipe's values. */
 void     lode_prithvi_train_options_init (LodePrithviTrainOptions *options);
 
-/* One AdamW step of the decoder on a batch of n >= 2 patches: raw as for
+/* How many blocks can be unfrozen: those up to the deepest feature block
+ * (4 for the recipe's 0-3). */
+int      lode_prithvi_model_get_max_unfreeze (LodePrithviModel *self);
+/* FALSE (LODE_PRITHVI_ERROR_CONFIG, saying what is allowed) unless
+ * 0 <= unfreeze_blocks <= lode_prithvi_model_get_max_unfreeze. */
+gboolean lode_prithvi_model_check_unfreeze   (LodePrithviModel *self,
+                                              int               unfreeze_blocks,
+                                              GError          **error);
+/* The gradient of parameter param of block block from the last training
+ * step that trained it, or NULL when none has. */
+const float *lode_prithvi_model_get_block_grad (LodePrithviModel *self,
+                                                int               block,
+                                                LodeVitParam      param);
+
+/* One AdamW step of the decoder (and of options->unfreeze_blocks blocks)
+ * on a batch of n >= 2 patches: raw as for
  * lode_prithvi_model_predict, masks [n, h, w] of class indices (values
  * at or above the class count, or ignore_index, are left out), flipped
  * at random from the seed and step. Cross-entropy on the logits upsampled
@@ -264,7 +301,8 @@ gboolean lode_prithvi_model_train_step (LodePrithviModel              *self,
                                         double                        *loss,
                                         GError                       **error);
 
-/* The decoder trained on source as lode-train's job trains a U-Net, with
+/* The decoder (with unfreeze_blocks blocks, as in LodePrithviTrainOptions)
+ * trained on source as lode-train's job trains a U-Net, with
  * its configuration and sample source: config->batch_size (at least 2),
  * epochs, max_steps, lr, weight_decay, augment (flips), seed,
  * ignore_index and classes (the decoder's) are used; the samples hold the
@@ -275,6 +313,7 @@ gboolean lode_prithvi_model_train_step (LodePrithviModel              *self,
  * step and fails with G_IO_ERROR_CANCELLED. */
 gboolean lode_prithvi_model_train    (LodePrithviModel       *self,
                                       const LodeTrainConfig  *config,
+                                      int                     unfreeze_blocks,
                                       const LodeTrainSource  *source,
                                       const char             *checkpoint_path,
                                       LodeTrainProgressFunc   progress,

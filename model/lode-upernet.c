@@ -526,6 +526,7 @@ struct _Acts {
   gboolean train;
   const float *f[4];
   float *t0a, *t0b, *t0c, *s0, *s1, *s3;
+  gint32 *s3_arg;       /* where each max of the pool on feature 3 was */
   float *fpn1_mean, *fpn1_invstd;
   ModuleAct lat[3], psp[LODE_UPERNET_N_POOLS], bott, fpn[3], fb;
   float *pooled[LODE_UPERNET_N_POOLS];
@@ -551,6 +552,7 @@ acts_free (Acts *a)
   if (a == NULL)
     return;
   g_free (a->t0a), g_free (a->t0b), g_free (a->t0c), g_free (a->s0), g_free (a->s1), g_free (a->s3);
+  g_free (a->s3_arg);
   g_free (a->fpn1_mean), g_free (a->fpn1_invstd);
   for (int i = 0; i < 3; i++)
     {
@@ -691,7 +693,13 @@ run_forward (LodeUpernet *self, const float *const features[4], int n, int gh, i
   a->s1 = g_new (float, (gsize) n * (e / 2) * plane);
   up2 (self, self->fpn2_0_w, self->fpn2_0_b, features[1], n, e, e / 2, gh, gw, a->s1);
   a->s3 = g_new (float, (gsize) n * e * hs[3] * ws[3]);
-  lode_ops_max_pool2d (a->s3, features[3], n, e, gh, gw, 2, 2, 0);
+  if (train)
+    {
+      a->s3_arg = g_new (gint32, (gsize) n * e * hs[3] * ws[3]);
+      lode_grad_max_pool2d_forward (a->s3, a->s3_arg, features[3], n, e, gh, gw, 2, 2, 0);
+    }
+  else
+    lode_ops_max_pool2d (a->s3, features[3], n, e, gh, gw, 2, 2, 0);
 
   /* laterals of the three larger scales */
   for (int i = 0; i < 3; i++)
@@ -862,31 +870,54 @@ up2_backward (LodeUpernet *self, int weight, int bias, const float *x, const flo
     }
 }
 
-/* d/dx of exact GELU: Phi(x) + x phi(x). dx may be dy. */
+/* Backward of lode_upernet_adaptive_avg_pool: each output's gradient shared
+ * evenly by the inputs of its cell, ADDED to dx [nc, h, w]. */
 static void
-gelu_backward (float *dx, const float *dy, const float *x, gsize count)
+adaptive_avg_pool_backward (float *dx, const float *dy, int nc, int h, int w, int out_h, int out_w)
 {
-  for (gsize i = 0; i < count; i++)
+  for (int p = 0; p < nc; p++)
     {
-      double v = x[i];
-      double cdf = 0.5 * (1.0 + erf (v / G_SQRT2));
-      double pdf = exp (-0.5 * v * v) / sqrt (2.0 * G_PI);
+      float *plane = dx + (gsize) p * h * w;
 
-      dx[i] = (float) (dy[i] * (cdf + v * pdf));
+      for (int i = 0; i < out_h; i++)
+        {
+          int y0 = (i * h) / out_h;
+          int y1 = ((i + 1) * h + out_h - 1) / out_h;
+
+          for (int j = 0; j < out_w; j++)
+            {
+              int x0 = (j * w) / out_w;
+              int x1 = ((j + 1) * w + out_w - 1) / out_w;
+              float g = dy[((gsize) p * out_h + i) * out_w + j] / (float) ((y1 - y0) * (x1 - x0));
+
+              for (int y = y0; y < y1; y++)
+                for (int x = x0; x < x1; x++)
+                  plane[y * w + x] += g;
+            }
+        }
     }
 }
 
 void
 lode_upernet_backward (LodeUpernet *self, const float *dlogits)
 {
+  float *const none[4] = { NULL, NULL, NULL, NULL };
+
+  lode_upernet_backward_features (self, dlogits, none);
+}
+
+void
+lode_upernet_backward_features (LodeUpernet *self, const float *dlogits, float *const dfeatures[4])
+{
   Acts *a;
   int n, e, c, k, *hs, *ws;
   gsize p0;
   g_autofree float *dsmall = NULL, *dfb = NULL, *dcat2 = NULL, *dcat = NULL;
   float *dlat[4] = { NULL }, *dz = NULL;
-  g_autofree float *ds0 = NULL, *ds1 = NULL, *dt0 = NULL;
+  g_autofree float *ds0 = NULL, *ds1 = NULL, *dt0 = NULL, *ds3 = NULL, *dpooled = NULL;
 
   g_return_if_fail (self != NULL && self->acts != NULL && self->acts->train && dlogits != NULL);
+  g_return_if_fail (dfeatures != NULL);
   a = self->acts;
   n = a->n, e = self->config.embed_dim, c = self->config.channels, k = self->config.classes;
   hs = a->hs, ws = a->ws;
@@ -928,31 +959,43 @@ lode_upernet_backward (LodeUpernet *self, const float *dlogits)
       resize_backward (dlat[i] + (gsize) b * c * hs[i] * ws[i], dlat[i - 1] + (gsize) b * c * hs[i - 1] * ws[i - 1],
                        c, hs[i], ws[i], hs[i - 1], ws[i - 1], TRUE, TRUE);
 
-  /* bottleneck and pyramid pooling (the encoder's features get none) */
+  /* bottleneck and pyramid pooling; feature 3 gets the max-pooled map's
+   * gradient, from the concatenation and through the four pools */
   dcat = g_new (float, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * hs[3] * ws[3]);
   conv_module_backward (self, &self->bottleneck, &a->bott, n, dlat[3], dcat, FALSE);
+  if (dfeatures[3] != NULL)
+    {
+      ds3 = g_new (float, (gsize) n * e * hs[3] * ws[3]);
+      resize_from (ds3, dcat, e + LODE_UPERNET_N_POOLS * c, 0, n, e, hs[3], ws[3], hs[3], ws[3]);
+    }
   for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
     {
       int p = lode_upernet_pool_scales[i];
 
       dz = g_renew (float, dz, (gsize) n * c * p * p);
       resize_from (dz, dcat, e + LODE_UPERNET_N_POOLS * c, e + i * c, n, c, p, p, hs[3], ws[3]);
-      conv_module_backward (self, &self->psp[i], &a->psp[i], n, dz, NULL, FALSE);
+      if (ds3 != NULL)
+        dpooled = g_renew (float, dpooled, (gsize) n * e * p * p);
+      conv_module_backward (self, &self->psp[i], &a->psp[i], n, dz, dpooled, FALSE);
+      if (ds3 != NULL)
+        adaptive_avg_pool_backward (ds3, dpooled, n * e, hs[3], ws[3], p, p);
     }
+  if (ds3 != NULL)
+    lode_grad_max_pool2d (dfeatures[3], ds3, a->s3_arg, n, e, a->gh, a->gw, hs[3], ws[3], FALSE);
 
   /* laterals, then the scale modules */
   ds0 = g_new (float, (gsize) n * (e / 4) * p0);
   ds1 = g_new (float, (gsize) n * (e / 2) * hs[1] * ws[1]);
   conv_module_backward (self, &self->lateral[0], &a->lat[0], n, dlat[0], ds0, FALSE);
   conv_module_backward (self, &self->lateral[1], &a->lat[1], n, dlat[1], ds1, FALSE);
-  conv_module_backward (self, &self->lateral[2], &a->lat[2], n, dlat[2], NULL, FALSE);
-  up2_backward (self, self->fpn2_0_w, self->fpn2_0_b, a->f[1], ds1, n, e, e / 2, a->gh, a->gw, NULL);
+  conv_module_backward (self, &self->lateral[2], &a->lat[2], n, dlat[2], dfeatures[2], FALSE);
+  up2_backward (self, self->fpn2_0_w, self->fpn2_0_b, a->f[1], ds1, n, e, e / 2, a->gh, a->gw, dfeatures[1]);
   dt0 = g_new (float, (gsize) n * (e / 2) * hs[1] * ws[1]);
   up2_backward (self, self->fpn1_3_w, self->fpn1_3_b, a->t0c, ds0, n, e / 2, e / 4, hs[1], ws[1], dt0);
-  gelu_backward (dt0, dt0, a->t0b, (gsize) n * (e / 2) * hs[1] * ws[1]);
+  lode_grad_gelu (dt0, dt0, a->t0b, (gsize) n * (e / 2) * hs[1] * ws[1]);
   lode_grad_batch_norm (dt0, G (self, self->fpn1_norm.w), G (self, self->fpn1_norm.b), dt0, a->t0a,
                         a->fpn1_mean, a->fpn1_invstd, T (self, self->fpn1_norm.w), n, e / 2, hs[1] * ws[1], TRUE);
-  up2_backward (self, self->fpn1_0_w, self->fpn1_0_b, a->f[0], dt0, n, e, e / 2, a->gh, a->gw, NULL);
+  up2_backward (self, self->fpn1_0_w, self->fpn1_0_b, a->f[0], dt0, n, e, e / 2, a->gh, a->gw, dfeatures[0]);
 
   for (int i = 0; i < 4; i++)
     g_free (dlat[i]);

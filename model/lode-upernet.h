@@ -117,7 +117,7 @@ gboolean     lode_upernet_forward          (LodeUpernet  *self,
                                             float        *logits,
                                             GError      **error);
 
-/* ---- training (the encoder frozen: its features get no gradient) ------- */
+/* ---- training ------------------------------------------------------------ */
 
 /* The forward of a training step: batch statistics in every batch norm
  * (the running ones move with momentum 0.1), dropout with probability
@@ -140,6 +140,12 @@ gboolean     lode_upernet_forward_train    (LodeUpernet  *self,
  * lode_upernet_forward_train from dlogits [n, K, out_h, out_w]. */
 void         lode_upernet_backward         (LodeUpernet  *self,
                                             const float  *dlogits);
+/* The same, and the gradient with respect to each input feature map
+ * written to dfeatures[i] [n, E, gh, gw] (overwritten; NULL: not wanted,
+ * as for a frozen encoder). */
+void         lode_upernet_backward_features (LodeUpernet  *self,
+                                             const float  *dlogits,
+                                             float *const  dfeatures[4]);
 /* Frees the activations kept by lode_upernet_forward_train. */
 void         lode_upernet_release          (LodeUpernet  *self);
 /* The gradient of tensor i (NULL for running statistics). */

@@ -1,0 +1,269 @@
+#define G_LOG_DOMAIN "lode-model"
+
+#include "config.h"
+
+#include <string.h>
+
+#include "lode-grad.h"
+#include "lode-ops.h"
+#include "lode-vit.h"
+
+struct _LodeVitWork {
+  int    n, tokens;
+  float *h, *qkv, *q, *k, *v, *att, *hidden, *hidden2, *tmp;
+};
+
+struct _LodeVitActs {
+  int    n, tokens;
+  float *x_in;        /* [rows, dim] the block's input */
+  float *q, *k, *v;   /* [n, heads, tokens, hd] */
+  float *probs;       /* [n heads, tokens, tokens] */
+  float *att;         /* [rows, dim] heads merged: proj's input */
+  float *x_mid;       /* [rows, dim] after the attention's residual */
+  float *pre;         /* [rows, mlp_hidden] fc1's output, before the GELU */
+};
+
+static const char *const param_names[LODE_VIT_N_PARAMS] = {
+  "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
+  "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+};
+
+const char *
+lode_vit_param_name (LodeVitParam param)
+{
+  g_return_val_if_fail (param < LODE_VIT_N_PARAMS, NULL);
+  return param_names[param];
+}
+
+int
+lode_vit_param_shape (const LodeVitBlock *block, LodeVitParam param, gint64 shape[2])
+{
+  gint64 e, m;
+
+  g_return_val_if_fail (block != NULL && param < LODE_VIT_N_PARAMS, 0);
+  e = block->dim, m = block->mlp_hidden;
+  switch (param)
+    {
+    case LODE_VIT_QKV_WEIGHT:
+      shape[0] = 3 * e, shape[1] = e;
+      return 2;
+    case LODE_VIT_QKV_BIAS:
+      shape[0] = 3 * e;
+      return 1;
+    case LODE_VIT_PROJ_WEIGHT:
+      shape[0] = e, shape[1] = e;
+      return 2;
+    case LODE_VIT_FC1_WEIGHT:
+      shape[0] = m, shape[1] = e;
+      return 2;
+    case LODE_VIT_FC1_BIAS:
+      shape[0] = m;
+      return 1;
+    case LODE_VIT_FC2_WEIGHT:
+      shape[0] = e, shape[1] = m;
+      return 2;
+    default:
+      shape[0] = e;
+      return 1;
+    }
+}
+
+gsize
+lode_vit_param_numel (const LodeVitBlock *block, LodeVitParam param)
+{
+  gint64 shape[2];
+  int nd = lode_vit_param_shape (block, param, shape);
+
+  return (gsize) shape[0] * (gsize) (nd == 2 ? shape[1] : 1);
+}
+
+/* g_try_new of each size into the pointers, FALSE (all freed) when one
+ * fails. */
+static gboolean
+alloc_all (float **const ptrs[], const gsize sizes[], int count)
+{
+  for (int i = 0; i < count; i++)
+    {
+      *ptrs[i] = g_try_new (float, sizes[i]);
+      if (*ptrs[i] == NULL)
+        {
+          for (int j = 0; j < i; j++)
+            g_clear_pointer (ptrs[j], g_free);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+LodeVitWork *
+lode_vit_work_new (const LodeVitBlock *block, int n, int tokens)
+{
+  LodeVitWork *w;
+  gsize rows = (gsize) n * tokens, e = (gsize) block->dim, m = (gsize) block->mlp_hidden;
+
+  g_return_val_if_fail (block != NULL && n > 0 && tokens > 0, NULL);
+  w = g_new0 (LodeVitWork, 1);
+  w->n = n, w->tokens = tokens;
+  {
+    float **const ptrs[] = { &w->h, &w->qkv, &w->q, &w->k, &w->v, &w->att, &w->hidden, &w->hidden2, &w->tmp };
+    const gsize sizes[] = { rows * e, rows * 3 * e, rows * e, rows * e, rows * e, rows * e, rows * m, rows * m,
+                            rows * e };
+
+    if (!alloc_all (ptrs, sizes, G_N_ELEMENTS (ptrs)))
+      {
+        g_free (w);
+        return NULL;
+      }
+  }
+  return w;
+}
+
+void
+lode_vit_work_free (LodeVitWork *work)
+{
+  if (work == NULL)
+    return;
+  g_free (work->h), g_free (work->qkv), g_free (work->q), g_free (work->k), g_free (work->v);
+  g_free (work->att), g_free (work->hidden), g_free (work->hidden2), g_free (work->tmp);
+  g_free (work);
+}
+
+LodeVitActs *
+lode_vit_acts_new (const LodeVitBlock *block, int n, int tokens)
+{
+  LodeVitActs *a;
+  gsize rows = (gsize) n * tokens, e = (gsize) block->dim, m = (gsize) block->mlp_hidden;
+
+  g_return_val_if_fail (block != NULL && n > 0 && tokens > 0, NULL);
+  a = g_new0 (LodeVitActs, 1);
+  a->n = n, a->tokens = tokens;
+  {
+    float **const ptrs[] = { &a->x_in, &a->q, &a->k, &a->v, &a->probs, &a->att, &a->x_mid, &a->pre };
+    const gsize sizes[] = { rows * e, rows * e, rows * e, rows * e, (gsize) n * block->heads * tokens * tokens,
+                            rows * e, rows * e, rows * m };
+
+    if (!alloc_all (ptrs, sizes, G_N_ELEMENTS (ptrs)))
+      {
+        g_free (a);
+        return NULL;
+      }
+  }
+  return a;
+}
+
+void
+lode_vit_acts_free (LodeVitActs *acts)
+{
+  if (acts == NULL)
+    return;
+  g_free (acts->x_in), g_free (acts->q), g_free (acts->k), g_free (acts->v), g_free (acts->probs);
+  g_free (acts->att), g_free (acts->x_mid), g_free (acts->pre);
+  g_free (acts);
+}
+
+/* Between token-major rows (head hh at columns col + hh hd of rows of
+ * stride values) and head-major [n, heads, tokens, hd]. */
+static void
+heads_copy (float *rows, gsize stride, int col, float *heads_major, int n, int tokens, int heads, int hd,
+            gboolean to_heads)
+{
+  for (int b = 0; b < n; b++)
+    for (int t = 0; t < tokens; t++)
+      for (int hh = 0; hh < heads; hh++)
+        {
+          float *r = rows + ((gsize) b * tokens + t) * stride + col + hh * hd;
+          float *m = heads_major + (((gsize) b * heads + hh) * tokens + t) * hd;
+
+          if (to_heads)
+            memcpy (m, r, hd * sizeof (float));
+          else
+            memcpy (r, m, hd * sizeof (float));
+        }
+}
+
+#define P(i) (block->param[(i)])
+
+void
+lode_vit_block_forward (const LodeVitBlock *block, float *x, int n, int tokens, LodeVitWork *work,
+                        LodeVitActs *save)
+{
+  int e, heads, hd, rows, m;
+  float *q, *k, *v, *merged, *pre;
+
+  g_return_if_fail (block != NULL && x != NULL && work != NULL);
+  g_return_if_fail ((gsize) n * tokens <= (gsize) work->n * work->tokens);
+  g_return_if_fail (save == NULL || (save->n == n && save->tokens == tokens));
+  e = block->dim, heads = block->heads, hd = e / heads, rows = n * tokens, m = block->mlp_hidden;
+  q = save ? save->q : work->q;
+  k = save ? save->k : work->k;
+  v = save ? save->v : work->v;
+  merged = save ? save->att : work->h;
+  pre = save ? save->pre : work->hidden;
+
+  if (save)
+    memcpy (save->x_in, x, (gsize) rows * e * sizeof (float));
+  lode_ops_layer_norm (work->h, x, P (LODE_VIT_NORM1_WEIGHT), P (LODE_VIT_NORM1_BIAS), rows, e, block->eps);
+  lode_ops_linear (work->qkv, work->h, P (LODE_VIT_QKV_WEIGHT), P (LODE_VIT_QKV_BIAS), rows, e, 3 * e);
+  heads_copy (work->qkv, 3 * (gsize) e, 0, q, n, tokens, heads, hd, TRUE);
+  heads_copy (work->qkv, 3 * (gsize) e, e, k, n, tokens, heads, hd, TRUE);
+  heads_copy (work->qkv, 3 * (gsize) e, 2 * e, v, n, tokens, heads, hd, TRUE);
+  if (save)
+    lode_grad_attention_forward (work->att, save->probs, q, k, v, n * heads, tokens, tokens, hd);
+  else
+    lode_ops_attention (work->att, q, k, v, n, heads, tokens, tokens, hd);
+  heads_copy (merged, e, 0, work->att, n, tokens, heads, hd, FALSE);
+  lode_ops_linear (work->qkv, merged, P (LODE_VIT_PROJ_WEIGHT), P (LODE_VIT_PROJ_BIAS), rows, e, e);
+  lode_ops_add (x, x, work->qkv, (gsize) rows * e);
+
+  if (save)
+    memcpy (save->x_mid, x, (gsize) rows * e * sizeof (float));
+  lode_ops_layer_norm (work->h, x, P (LODE_VIT_NORM2_WEIGHT), P (LODE_VIT_NORM2_BIAS), rows, e, block->eps);
+  lode_ops_linear (pre, work->h, P (LODE_VIT_FC1_WEIGHT), P (LODE_VIT_FC1_BIAS), rows, e, m);
+  lode_ops_gelu (work->hidden, pre, (gsize) rows * m);
+  lode_ops_linear (work->h, work->hidden, P (LODE_VIT_FC2_WEIGHT), P (LODE_VIT_FC2_BIAS), rows, m, e);
+  lode_ops_add (x, x, work->h, (gsize) rows * e);
+}
+
+void
+lode_vit_block_backward (const LodeVitBlock *block, float *dx, const LodeVitActs *acts, LodeVitWork *work,
+                         float *const grads[LODE_VIT_N_PARAMS])
+{
+  int e, heads, hd, rows, m, n, tokens;
+  gsize count;
+
+  g_return_if_fail (block != NULL && dx != NULL && acts != NULL && work != NULL && grads != NULL);
+  n = acts->n, tokens = acts->tokens;
+  g_return_if_fail ((gsize) n * tokens <= (gsize) work->n * work->tokens);
+  e = block->dim, heads = block->heads, hd = e / heads, rows = n * tokens, m = block->mlp_hidden;
+  count = (gsize) rows * e;
+
+  /* the MLP half: dx is dL/d(output), also the residual's share */
+  lode_ops_gelu (work->hidden, acts->pre, (gsize) rows * m);
+  lode_grad_linear (work->hidden2, grads[LODE_VIT_FC2_WEIGHT], grads[LODE_VIT_FC2_BIAS], dx, work->hidden,
+                    P (LODE_VIT_FC2_WEIGHT), rows, m, e);
+  lode_grad_gelu (work->hidden2, work->hidden2, acts->pre, (gsize) rows * m);
+  lode_ops_layer_norm (work->h, acts->x_mid, P (LODE_VIT_NORM2_WEIGHT), P (LODE_VIT_NORM2_BIAS), rows, e,
+                       block->eps);
+  lode_grad_linear (work->tmp, grads[LODE_VIT_FC1_WEIGHT], grads[LODE_VIT_FC1_BIAS], work->hidden2, work->h,
+                    P (LODE_VIT_FC1_WEIGHT), rows, e, m);
+  lode_grad_layer_norm (work->h, grads[LODE_VIT_NORM2_WEIGHT], grads[LODE_VIT_NORM2_BIAS], work->tmp,
+                        acts->x_mid, P (LODE_VIT_NORM2_WEIGHT), rows, e, block->eps);
+  lode_ops_add (dx, dx, work->h, count);
+
+  /* the attention half: dx is now dL/d(x_mid) */
+  lode_grad_linear (work->tmp, grads[LODE_VIT_PROJ_WEIGHT], grads[LODE_VIT_PROJ_BIAS], dx, acts->att,
+                    P (LODE_VIT_PROJ_WEIGHT), rows, e, e);
+  heads_copy (work->tmp, e, 0, work->att, n, tokens, heads, hd, TRUE);
+  lode_grad_attention (work->q, work->k, work->v, work->att, acts->q, acts->k, acts->v, acts->probs, n * heads,
+                       tokens, tokens, hd);
+  heads_copy (work->qkv, 3 * (gsize) e, 0, work->q, n, tokens, heads, hd, FALSE);
+  heads_copy (work->qkv, 3 * (gsize) e, e, work->k, n, tokens, heads, hd, FALSE);
+  heads_copy (work->qkv, 3 * (gsize) e, 2 * e, work->v, n, tokens, heads, hd, FALSE);
+  lode_ops_layer_norm (work->h, acts->x_in, P (LODE_VIT_NORM1_WEIGHT), P (LODE_VIT_NORM1_BIAS), rows, e,
+                       block->eps);
+  lode_grad_linear (work->tmp, grads[LODE_VIT_QKV_WEIGHT], grads[LODE_VIT_QKV_BIAS], work->qkv, work->h,
+                    P (LODE_VIT_QKV_WEIGHT), rows, e, 3 * e);
+  lode_grad_layer_norm (work->h, grads[LODE_VIT_NORM1_WEIGHT], grads[LODE_VIT_NORM1_BIAS], work->tmp,
+                        acts->x_in, P (LODE_VIT_NORM1_WEIGHT), rows, e, block->eps);
+  lode_ops_add (dx, dx, work->h, count);
+}

@@ -19,7 +19,6 @@
 typedef struct
 {
   gint               ref_count;    /* atomic */
-  GCancellable      *cancellable;  /* cancelled when the tool goes */
   gint               generation;   /* atomic: bumped by a new patch or model */
   gint               serial;       /* atomic: bumped by new prompts */
   gint               closing;      /* atomic: the tool is going */
@@ -49,6 +48,7 @@ typedef struct
   char               *image_path;
   int                 width, height;
   LodeCompositeSpec   spec;
+  GCancellable       *cancellable;  /* an encode's: cancelled by a new patch */
   /* prompts */
   int                 n_points;
   float              *points;
@@ -70,6 +70,7 @@ struct _LodeSam2Tool
   GMainContext       *context;
   GThreadPool        *pool;
   Worker             *worker;
+  GCancellable       *encode_cancellable;  /* the last encode asked for */
   int                 pending;      /* jobs of this generation in flight */
 
   char               *checkpoint;
@@ -106,7 +107,6 @@ worker_new (void)
   Worker *w = g_new0 (Worker, 1);
 
   w->ref_count = 1;
-  w->cancellable = g_cancellable_new ();
   return w;
 }
 
@@ -128,7 +128,6 @@ worker_unref (Worker *w)
   g_free (w->store_path);
   g_clear_pointer (&w->embedding, lode_sam2_embedding_free);
   g_free (w->embedding_key);
-  g_object_unref (w->cancellable);
   g_free (w);
 }
 
@@ -145,6 +144,7 @@ job_free (Job *job)
   g_free (job->low_res);
   g_clear_pointer (&job->prediction, lode_sam2_prediction_free);
   g_clear_error (&job->error);
+  g_clear_object (&job->cancellable);
   g_free (job);
 }
 
@@ -204,7 +204,7 @@ run_embed (Worker *w, Job *job)
   if (raster == NULL)
     return;
   w->embedding = lode_sam2_session_embed (w->session, w->store, job->patch_id, raster, &job->spec,
-                                          job->cache_bytes, &job->from_cache, w->cancellable, &job->error);
+                                          job->cache_bytes, &job->from_cache, job->cancellable, &job->error);
   if (w->embedding != NULL)
     w->embedding_key = g_steal_pointer (&key);
 }
@@ -326,6 +326,8 @@ request_embedding (LodeSam2Tool *self)
   job->cache_bytes = self->cache_bytes;
   job->image_path = g_strdup (self->image_path);
   job->spec = self->spec;
+  job->cancellable = g_cancellable_new ();
+  g_set_object (&self->encode_cancellable, job->cancellable);
   self->state = self->model_loaded ? LODE_SAM2_TOOL_ENCODING : LODE_SAM2_TOOL_LOADING;
   g_clear_pointer (&self->error, g_free);
   push (self, job);
@@ -337,6 +339,11 @@ new_generation (LodeSam2Tool *self)
 {
   g_atomic_int_inc (&self->worker->generation);
   g_atomic_int_inc (&self->worker->serial);
+  /* An encode still running for the patch left behind stops at its next
+   * block rather than holding up the new patch's. */
+  if (self->encode_cancellable != NULL)
+    g_cancellable_cancel (self->encode_cancellable);
+  g_clear_object (&self->encode_cancellable);
   self->pending = 0;
   self->from_cache = FALSE;
   g_clear_pointer (&self->prediction, lode_sam2_prediction_free);
@@ -405,7 +412,9 @@ lode_sam2_tool_dispose (GObject *object)
        * dropped by the worker; nothing here waits for it: the last job
        * frees the worker's state. */
       g_atomic_int_set (&self->worker->closing, 1);
-      g_cancellable_cancel (self->worker->cancellable);
+      if (self->encode_cancellable != NULL)
+        g_cancellable_cancel (self->encode_cancellable);
+      g_clear_object (&self->encode_cancellable);
       g_thread_pool_free (self->pool, FALSE, FALSE);
       self->pool = NULL;
       g_clear_pointer (&self->worker, worker_unref);

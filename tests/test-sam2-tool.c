@@ -5,6 +5,7 @@
  * is the patch's new mask within the active class (revision source sam2),
  * equal to what the predictor gives for the same click; undo restores the
  * mask; a second patch is encoded and the first comes back from the cache.
+ * Moving on while a patch encodes cancels that encode.
  * Without a checkpoint the tool says where to choose one; a checkpoint cut
  * short is reported with the file's name and what is wrong. */
 #include "config.h"
@@ -528,6 +529,48 @@ test_close_while_encoding (Fixture *f, gconstpointer data)
   lode_test_wait_for (no_main_loop_work, NULL, 2000);
 }
 
+static guint
+count_cached_embeddings (Fixture *f)
+{
+  g_autofree char *dir = g_strconcat (f->project, ".cache", G_DIR_SEPARATOR_S, "sam2", NULL);
+  g_autoptr(GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  guint n = 0;
+
+  while (d != NULL && (name = g_dir_read_name (d)) != NULL)
+    n += g_str_has_suffix (name, ".emb");
+  return n;
+}
+
+/* Moving to the next patch while the first is being encoded at 1024 does
+ * not wait for that encode: it is cancelled (so never cached) and the new
+ * patch's embedding is the only one made. */
+static void
+test_switch_while_encoding (Fixture *f, gconstpointer data)
+{
+  LodeSam2Tool *tool = tool_of (f);
+  gint64 first = lode_window_get_patch_id (f->window);
+
+  g_settings_set_int (f->settings, "sam2-input-size", 1024);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.tool", "s", "sam2"));
+  g_assert_true (lode_sam2_tool_is_busy (tool));
+  /* let the worker load the checkpoint and start encoding */
+  g_usleep (300000);
+  g_assert_true (lode_sam2_tool_is_busy (tool));
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.next-patch", NULL));
+  g_assert_cmpint (lode_window_get_patch_id (f->window), !=, first);
+  g_assert_true (lode_test_wait_for (embedding_ready, tool, 60000));
+  g_assert_cmpint (lode_sam2_tool_get_patch_id (tool), ==, lode_window_get_patch_id (f->window));
+  g_assert_cmpuint (count_cached_embeddings (f), ==, 1);
+
+  /* Back to the first: encoded now, from scratch. */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.previous-patch", NULL));
+  g_assert_true (lode_test_wait_for (embedding_ready, tool, 60000));
+  g_assert_false (lode_sam2_tool_get_from_cache (tool));
+  g_assert_cmpuint (count_cached_embeddings (f), ==, 2);
+}
+
 static void
 test_preferences (void)
 {
@@ -592,6 +635,8 @@ main (int argc, char **argv)
   g_test_add ("/sam2-tool/encode-project", Fixture, ckpt_path, fixture_setup, test_encode_project,
               fixture_teardown);
   g_test_add ("/sam2-tool/encode-cancel", Fixture, ckpt_path, fixture_setup, test_encode_cancel, fixture_teardown);
+  g_test_add ("/sam2-tool/switch-while-encoding", Fixture, ckpt_path, fixture_setup, test_switch_while_encoding,
+              fixture_teardown);
   g_test_add ("/sam2-tool/close-while-encoding", Fixture, ckpt_path, fixture_setup, test_close_while_encoding,
               fixture_teardown);
   g_test_add ("/sam2-tool/no-checkpoint", Fixture, NULL, fixture_setup, test_no_checkpoint, fixture_teardown);

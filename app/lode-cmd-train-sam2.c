@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <glib/gi18n.h>
+#include <inttypes.h>
 #include <math.h>
 #include <signal.h>
 
@@ -54,7 +55,7 @@ on_encode_progress (guint done, guint total, gpointer user_data)
 int
 lode_cmd_train_sam2 (int argc, char **argv)
 {
-  g_autofree char *checkpoint = NULL, *project = NULL, *out = NULL;
+  g_autofree char *checkpoint = NULL, *project = NULL, *out = NULL, *name = NULL;
   int size = 1024, steps = 0;
   gint64 seed = 1;
   double lr = 1e-5, wd = 4e-5;
@@ -69,6 +70,7 @@ lode_cmd_train_sam2 (int argc, char **argv)
     { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &lr, N_("Learning rate (default 1e-5)"), N_("RATE") },
     { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, N_("AdamW weight decay (default 4e-5)"), N_("W") },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, N_("Seed (default 1)"), N_("SEED") },
+    { "name", 'n', 0, G_OPTION_ARG_STRING, &name, N_("Name of the model version added to the project (default: made up)"), N_("NAME") },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("No progress line"), NULL },
     { NULL }
   };
@@ -77,7 +79,10 @@ lode_cmd_train_sam2 (int argc, char **argv)
   g_autoptr(LodeStore) store = NULL;
   g_autoptr(LodeSam2TuneProject) tp = NULL;
   LodeSam2TuneConfig tc;
-  LodeSam2TuneResult res;
+  LodeSam2TuneProjectReport report = { 0 };
+  LodeSam2TuneResult *res = &report.result;
+  g_autoptr(LodeModelVersion) version = NULL;
+  gint64 id;
   Sam2Run run = { 0 };
   guint n_train = 0, n_val = 0;
   gboolean ok;
@@ -87,7 +92,9 @@ lode_cmd_train_sam2 (int argc, char **argv)
     _("Fine-tune SAM2's prompt encoder and mask decoder on the masks of a project,\n"
       "as the SmallMinesDS paper did: image encoder frozen, one random point inside\n"
       "each class region as the prompt, AdamW. Patches of the test split validate.\n"
-      "The result is a new checkpoint; the one given is left as it is."));
+      "The result is a new checkpoint, added to the project as a model version\n"
+      "(with its validation IoU before and after, shown by lode info); the one\n"
+      "given is left as it is."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
     return LODE_EXIT_USAGE;
@@ -157,7 +164,7 @@ lode_cmd_train_sam2 (int argc, char **argv)
   signal (SIGINT, on_sigint_sam2);
   start = g_get_monotonic_time ();
   ok = lode_sam2_tune_run (lode_sam2_tune_project_get_tuner (tp), &tc, lode_sam2_tune_project_get_source (tp),
-                           on_tune_progress, &run, cancellable, &res, &error);
+                           on_tune_progress, &run, cancellable, res, &error);
   signal (SIGINT, SIG_DFL);
   if (!quiet)
     g_printerr ("\n");
@@ -165,20 +172,26 @@ lode_cmd_train_sam2 (int argc, char **argv)
     goto fail;
   if (!ok)
     {
-      g_print (_("Interrupted after %d steps; saving what was learnt so far\n"), res.steps_done);
+      g_print (_("Interrupted after %d steps; saving what was learnt so far\n"), res->steps_done);
       g_clear_error (&error);
     }
   else
     {
       g_print (_("Fine-tuned for %d steps in %.1f s: training loss %.4f -> %.4f\n"),
-               res.steps_done, (g_get_monotonic_time () - start) / 1e6, res.first_loss, res.last_loss);
+               res->steps_done, (g_get_monotonic_time () - start) / 1e6, res->first_loss, res->last_loss);
       if (n_val > 0)
         g_print (_("Validation IoU at threshold 0.5: %.4f -> %.4f\n"),
-                 res.val_iou_before, res.val_iou_after);
+                 res->val_iou_before, res->val_iou_after);
     }
   if (!lode_sam2_tuner_save (lode_sam2_tune_project_get_tuner (tp), checkpoint, out, &error))
     goto fail;
   g_print (_("Wrote %s\n"), out);
+  report.train = n_train;
+  report.validation = n_val;
+  id = lode_sam2_tune_project_record (store, name, out, size, &tc, &report, &error);
+  if (id == 0 || (version = lode_store_get_model_version (store, id, &error)) == NULL)
+    goto fail;
+  g_print (_("Added model version %" PRId64 " “%s” (%s) to “%s”\n"), id, version->name, version->path, project);
   return ok ? LODE_EXIT_OK : LODE_EXIT_FAILURE;
 
 fail:

@@ -308,7 +308,7 @@ lode_sam2_tune_project_run (const char                       *project,
   g_autoptr(LodeStore) store = NULL;
   g_autoptr(LodeSam2TuneProject) tp = NULL;
   g_autoptr(GFile) source_file = NULL, out_file = NULL;
-  g_autofree char *name = NULL, *dir = NULL, *file = NULL, *out = NULL, *stored = NULL, *json = NULL;
+  g_autofree char *name = NULL, *dir = NULL, *file = NULL, *out = NULL;
   LodeSam2TuneProjectReport local = { 0 };
   LodeSam2TuneConfig tc;
 
@@ -363,7 +363,28 @@ lode_sam2_tune_project_run (const char                       *project,
     }
   if (!lode_sam2_tuner_save (tp->tuner, options->checkpoint, out, error))
     return 0;
-  json = metrics_json (options, &tc, report);
-  stored = lode_store_relative_path (store, out);
+  return lode_sam2_tune_project_record (store, name, out, options->input_size, &tc, report, error);
+}
+
+gint64
+lode_sam2_tune_project_record (LodeStore                       *store,
+                               const char                      *name,
+                               const char                      *path,
+                               int                              input_size,
+                               const LodeSam2TuneConfig        *tune,
+                               const LodeSam2TuneProjectReport *report,
+                               GError                         **error)
+{
+  g_autofree char *made_up = NULL, *json = NULL, *stored = NULL;
+  LodeSam2TuneProjectOptions o;
+
+  g_return_val_if_fail (store != NULL && path != NULL && tune != NULL && report != NULL, 0);
+
+  if (name == NULL)
+    name = made_up = default_name (store);
+  lode_sam2_tune_project_options_init (&o);
+  o.input_size = input_size;
+  json = metrics_json (&o, tune, report);
+  stored = lode_store_relative_path (store, path);
   return lode_store_add_model_version (store, LODE_MODEL_SAM2, name, stored, json, 0, error);
 }

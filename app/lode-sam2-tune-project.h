@@ -72,6 +72,18 @@ gint64      lode_sam2_tune_project_run (const char                       *projec
                                         GCancellable                     *cancellable,
                                         GError                          **error);
 
+/* Adds the fine-tuned checkpoint written at path to store as a model
+ * version of kind sam2 named name (NULL: made up), with the metrics JSON
+ * of the run that made it (input_size, tune, report); returns its id, or 0
+ * with an error. */
+gint64      lode_sam2_tune_project_record (LodeStore                       *store,
+                                           const char                      *name,
+                                           const char                      *path,
+                                           int                              input_size,
+                                           const LodeSam2TuneConfig        *tune,
+                                           const LodeSam2TuneProjectReport *report,
+                                           GError                         **error);
+
 /* The metrics JSON of a sam2 model version: {"input_size", "steps", "lr",
  * "weight_decay", "seed", "train_patches", "validation_patches",
  * "loss_first", "loss_last", "validation": {"iou_before", "iou_after"}}.

@@ -17,6 +17,7 @@
 #include "lode-sam2-config.h"
 #include "lode-sam2-predictor.h"
 #include "lode-sam2-train.h"
+#include "lode-store.h"
 #include "lode-test-util.h"
 #include "lode-test-weights.h"
 
@@ -437,7 +438,8 @@ test_fine_tune_saves (void)
 /* `lode train sam2` on a demo project with a random tiny checkpoint at 512:
  * the training loss falls (the bar: the last tenth's mean below 90 % of
  * the first tenth's, at lr 1e-3 for 20 steps), the source checkpoint is
- * untouched, and the new one opens in the predictor. */
+ * untouched, the new one opens in the predictor and is the project's new
+ * model version. */
 static double
 number_after (const char *text, const char *key)
 {
@@ -463,7 +465,7 @@ test_cli (void)
   LodeImportOptions import;
   double first, last;
   const char *args[] = { "train", "sam2", "--checkpoint", ckpt, "--project", project, "--out", tuned,
-                         "--size", "512", "--steps", "20", "--lr", "1e-3", "--quiet", NULL };
+                         "--size", "512", "--steps", "20", "--lr", "1e-3", "--name", "field-tuned", "--quiet", NULL };
   const char *same[] = { "train", "sam2", "--checkpoint", ckpt, "--project", project, "--out", ckpt,
                          "--size", "512", "--steps", "1", "--quiet", NULL };
 
@@ -490,6 +492,26 @@ test_cli (void)
   pred = lode_sam2_predictor_open (tuned, NULL, 512, &error);
   g_assert_no_error (error);
   g_assert_nonnull (pred);
+
+  /* the project lists it as a SAM2 model version, with the run's metrics */
+  {
+    g_autoptr(LodeStore) store = lode_store_open (project, FALSE, &error);
+    g_autoptr(GPtrArray) versions = NULL;
+    g_autofree char *where = NULL;
+    const LodeModelVersion *v;
+
+    g_assert_no_error (error);
+    versions = lode_store_list_model_versions (store, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (versions->len, ==, 1);
+    v = g_ptr_array_index (versions, 0);
+    g_assert_cmpint (v->kind, ==, LODE_MODEL_SAM2);
+    g_assert_cmpstr (v->name, ==, "field-tuned");
+    where = lode_store_resolve_path (store, v->path);
+    g_assert_cmpstr (where, ==, tuned);
+    g_assert_nonnull (strstr (v->metrics_json, "\"steps\":20"));
+    g_assert_nonnull (strstr (out, "Added model version"));
+  }
 
   /* refusing to overwrite the source */
   g_clear_pointer (&out, g_free);

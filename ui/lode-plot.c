@@ -77,11 +77,16 @@ draw (LodePlot *self, cairo_t *cr, int width, int height)
   cairo_move_to (cr, left + pw - ext.x_advance, top + ph + 14);
   cairo_show_text (cr, text);
 
-  for (guint i = 0; i < self->series->len; i++)
+  /* Series without points (a SAM2 run has no U-Net IoU) stay out of the
+   * legend too. */
+  for (guint i = 0, shown = 0; i < self->series->len; i++)
     {
       Series *s = g_ptr_array_index (self->series, i);
-      double lx = left + 8, ly = top + 12 + 14 * i;
+      double lx = left + 8, ly = top + 12 + 14 * shown;
 
+      if (s->points->len == 0)
+        continue;
+      shown++;
       cairo_set_source_rgb (cr, s->rgb.red, s->rgb.green, s->rgb.blue);
       cairo_set_line_width (cr, 2);
       for (guint k = 0; k < s->points->len; k += 2)

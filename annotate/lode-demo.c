@@ -907,6 +907,20 @@ lode_demo_options_init (LodeDemoOptions *options)
   options->size = 128;
 }
 
+void
+lode_demo_tile_district (guint tile_id, double *lat, double *lon)
+{
+  guint district;
+
+  g_return_if_fail (tile_id >= 1);
+
+  district = (tile_id - 1) % N_DISTRICTS;
+  if (lat != NULL)
+    *lat = districts[district].lat;
+  if (lon != NULL)
+    *lon = districts[district].lon;
+}
+
 static char *
 utm_wkt (OGRCoordinateTransformationH *to_utm, GError **error)
 {

@@ -30,5 +30,11 @@ gboolean lode_demo_write        (const char            *dir,
                                  gpointer               user_data,
                                  GCancellable          *cancellable,
                                  GError               **error);
+/* The approximate centre, in WGS84 degrees, of the mining district that
+ * tile tile_id (1-based, as in IMG_GH_0001_2016.tif) is placed in; the
+ * tiles of a district lie within a few kilometres of it. */
+void     lode_demo_tile_district (guint                  tile_id,
+                                  double                *lat,
+                                  double                *lon);
 
 G_END_DECLS

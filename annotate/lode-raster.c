@@ -544,8 +544,10 @@ lode_raster_pixel_to_map (const LodeRaster *r, double px, double py, double *x, 
     *y = gt[3] + px * gt[4] + py * gt[5];
 }
 
-gboolean
-lode_raster_pixel_to_lonlat (const LodeRaster *r, double px, double py, double *lon, double *lat)
+/* (px, py) in WGS84 degrees; FALSE with error set (when not NULL) on
+ * failure. */
+static gboolean
+to_lonlat (const LodeRaster *r, double px, double py, double *lon, double *lat, GError **error)
 {
   OGRSpatialReferenceH src, dst;
   OGRCoordinateTransformationH ct = NULL;
@@ -553,10 +555,14 @@ lode_raster_pixel_to_lonlat (const LodeRaster *r, double px, double py, double *
   double x, y;
   gboolean ok = FALSE;
 
-  g_return_val_if_fail (r != NULL, FALSE);
-
   if (r->crs_wkt[0] == '\0' || !r->has_geotransform)
-    return FALSE;
+    {
+      g_set_error (error, LODE_RASTER_ERROR, LODE_RASTER_ERROR_GEOREF,
+                   r->crs_wkt[0] == '\0' ? _("“%s” has no coordinate reference system")
+                                         : _("“%s” has no geotransform"),
+                   lode_raster_display_name (r));
+      return FALSE;
+    }
 
   ensure_gdal ();
   gdal_errors_push (&errors);
@@ -576,6 +582,10 @@ lode_raster_pixel_to_lonlat (const LodeRaster *r, double px, double py, double *
         *lat = y;
       ok = TRUE;
     }
+  else
+    g_set_error (error, LODE_RASTER_ERROR, LODE_RASTER_ERROR_GEOREF,
+                 _("The coordinates of “%s” cannot be converted to latitude and longitude: %s"),
+                 lode_raster_display_name (r), gdal_errors_message (&errors));
   if (ct != NULL)
     OCTDestroyCoordinateTransformation (ct);
   if (src != NULL)
@@ -583,4 +593,21 @@ lode_raster_pixel_to_lonlat (const LodeRaster *r, double px, double py, double *
   OSRDestroySpatialReference (dst);
   gdal_errors_pop (&errors);
   return ok;
+}
+
+gboolean
+lode_raster_pixel_to_lonlat (const LodeRaster *r, double px, double py, double *lon, double *lat)
+{
+  g_return_val_if_fail (r != NULL, FALSE);
+
+  return to_lonlat (r, px, py, lon, lat, NULL);
+}
+
+gboolean
+lode_raster_centre_latlon (const LodeRaster *r, double *lat, double *lon, GError **error)
+{
+  g_return_val_if_fail (r != NULL, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  return to_lonlat (r, r->width / 2.0, r->height / 2.0, lon, lat, error);
 }

@@ -18,6 +18,7 @@ typedef enum {
   LODE_RASTER_ERROR_OPEN,    /* missing, unreadable, corrupt or truncated file */
   LODE_RASTER_ERROR_FORMAT,  /* unsupported sample type, zero or absurd size */
   LODE_RASTER_ERROR_PROFILE, /* the band count does not fit a band profile */
+  LODE_RASTER_ERROR_GEOREF,  /* no CRS or geotransform, or no way to WGS84 */
 } LodeRasterError;
 
 /* Larger rasters are refused with LODE_RASTER_ERROR_FORMAT. */
@@ -80,6 +81,14 @@ gboolean     lode_raster_pixel_to_lonlat (const LodeRaster *r,
                                           double            py,
                                           double           *lon,
                                           double           *lat);
+/* The centre of the raster (pixel width / 2, height / 2) in WGS84
+ * (EPSG:4326) degrees, from its CRS and geotransform; FALSE with
+ * LODE_RASTER_ERROR_GEOREF, naming the raster, when it has no CRS or no
+ * geotransform or the transformation fails. */
+gboolean     lode_raster_centre_latlon   (const LodeRaster *r,
+                                          double           *lat,
+                                          double           *lon,
+                                          GError          **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeRaster, lode_raster_free)
 

@@ -215,8 +215,8 @@ lode_bench_prithvi (int argc, char **argv)
       options.unfreeze_blocks = unfreeze;
       start = g_get_monotonic_time ();
       if (train)
-        ok = lode_prithvi_model_train_step (model, &options, raw, masks, batch, LODE_PRITHVI_N_BANDS, size, size, r,
-                                            NULL, &error);
+        ok = lode_prithvi_model_train_step (model, &options, raw, masks, batch, LODE_PRITHVI_N_BANDS, size, size,
+                                            NULL, r, NULL, &error);
       else
         ok = lode_prithvi_model_predict (model, raw, batch, LODE_PRITHVI_N_BANDS, size, size, NULL, NULL, masks, NULL,
                                          &error);

@@ -11,34 +11,32 @@
 
 #include "lode-commands.h"
 #include "lode-prelabel.h"
+#include "lode-prithvi-patch.h"
 #include "lode-prithvi.h"
 #include "lode-raster.h"
 #include "lode-train.h"
 
-/* The Prithvi segmenter's classes (255 where the image has no data). */
+/* The Prithvi segmenter's classes (255 where the image has no data), with
+ * the patch's date and place for a -TL model. */
 static guint8 *
-predict_prithvi (LodePrithviModel *model, const LodeRaster *r, GError **error)
+predict_prithvi (LodePrithviModel *model, const LodeRaster *r, int day_of_year, GError **error)
 {
-  gsize hw = (gsize) r->width * r->height;
-  g_autofree float *raw = g_new (float, r->n_bands * hw);
-  guint8 *mask = g_new (guint8, hw);
+  guint8 *mask = g_new (guint8, (gsize) r->width * r->height);
+  LodeTrainCoords coords;
+  gboolean tl = lode_prithvi_patch_wants_coords (model);
 
-  for (int b = 0; b < r->n_bands; b++)
+  if (tl)
     {
-      const float *src = lode_raster_band (r, b);
+      g_autofree char *warning = NULL, *line = NULL;
 
-      for (gsize q = 0; q < hw; q++)
-        raw[b * hw + q] = r->valid[q] ? src[q] : NAN;
+      lode_prithvi_patch_coords (r, 0, day_of_year, &coords, &warning);
+      if (warning != NULL)
+        lode_cli_error ("predict", _("warning: %s"), warning);
+      line = lode_prithvi_patch_describe (model, &coords, day_of_year);
+      g_print ("%s\n", line);
     }
-  if (!lode_prithvi_model_predict (model, raw, 1, r->n_bands, r->height, r->width, NULL, NULL, mask, NULL, error))
-    {
-      g_prefix_error (error, "“%s”: ", r->path);
-      g_free (mask);
-      return NULL;
-    }
-  for (gsize q = 0; q < hw; q++)
-    if (!r->valid[q])
-      mask[q] = 255;
+  if (!lode_prithvi_patch_predict (model, r, tl ? &coords : NULL, NULL, mask, error))
+    g_clear_pointer (&mask, g_free);
   return mask;
 }
 
@@ -62,11 +60,13 @@ lode_cmd_predict (int argc, char **argv)
 {
   g_autofree char *model = NULL, *image = NULL, *out = NULL, *encoder = NULL;
   g_autoptr(GError) error = NULL;
+  int day_of_year = LODE_PRITHVI_PATCH_DAY;
   const GOptionEntry entries[] = {
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &model, N_("Checkpoint written by lode train, or a fine-tuned Prithvi (TerraTorch) checkpoint"), N_("FILE") },
     { "encoder", 0, 0, G_OPTION_ARG_FILENAME, &encoder, N_("Prithvi encoder checkpoint (Prithvi_EO_V2_300M.pt) for a decoder written by “lode train prithvi”"), N_("FILE") },
     { "image", 'i', 0, G_OPTION_ARG_FILENAME, &image, N_("Patch to segment (GeoTIFF)"), N_("TIF") },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, N_("Mask to write (class indices, 255 where there is no data)"), N_("MASK.tif") },
+    { "day-of-year", 0, 0, G_OPTION_ARG_INT, &day_of_year, N_("Prithvi -TL models: the day of year of the patch (1-366, default 15: the January composites); the year comes from the file name, the place from the patch's centre"), N_("N") },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (NULL);
@@ -90,6 +90,8 @@ lode_cmd_predict (int argc, char **argv)
       lode_cli_error ("predict", _("--model, --image and --out are needed"));
       return LODE_EXIT_USAGE;
     }
+  if (!lode_prithvi_patch_check_day ("predict", day_of_year))
+    return LODE_EXIT_USAGE;
   if (encoder != NULL || !is_unet_checkpoint (model))
     {
       prithvi = lode_prithvi_model_new_from_checkpoint (encoder ? encoder : model, encoder ? model : NULL, NULL,
@@ -97,7 +99,7 @@ lode_cmd_predict (int argc, char **argv)
       if (prithvi != NULL)
         config.classes = lode_prithvi_model_get_classes (prithvi);
       if (prithvi == NULL || (raster = lode_raster_open (image, &error)) == NULL
-          || (mask = predict_prithvi (prithvi, raster, &error)) == NULL
+          || (mask = predict_prithvi (prithvi, raster, day_of_year, &error)) == NULL
           || !lode_cli_write_mask (out, raster, mask, &error))
         {
           lode_cli_error ("predict", "%s", error->message);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "lode-commands.h"
+#include "lode-prithvi-patch.h"
 #include "lode-prithvi.h"
 #include "lode-raster.h"
 #include "lode-store.h"
@@ -26,12 +27,15 @@
 
 typedef struct {
   char *image, *mask;
+  gboolean has_coords;      /* coords read (once, for a -TL model) */
+  LodeTrainCoords coords;
 } Sample;
 
 typedef struct {
   GArray *split[2];   /* Sample, by LodeTrainSplit */
   const LodeTrainConfig *config;
   int size;
+  int day_of_year;    /* for the -TL encodings */
 } Data;
 
 static void
@@ -141,6 +145,7 @@ collect (Data       *data,
           if (key == NULL || !g_str_has_prefix (name, "IMG_") || !g_str_has_suffix (name, ".tif"))
             continue;
           mask_name = g_strconcat ("MASK_", name + 4, NULL);
+          memset (&s, 0, sizeof s);
           s.image = g_build_filename (image_dir, name, NULL);
           s.mask = g_build_filename (root, y, "MASK", mask_name, NULL);
           if (!g_file_test (s.mask, G_FILE_TEST_EXISTS))
@@ -213,6 +218,34 @@ data_get (LodeTrainSplit split,
   for (gsize q = 0; q < hw; q++)
     mask[q] = isfinite (m[q]) && m[q] >= 0 && m[q] < c->classes && img->valid[q]
               ? (guint8) m[q] : (guint8) c->ignore_index;
+  return TRUE;
+}
+
+/* The date (the year in the file name) and place (the centre) of a patch,
+ * read once; what cannot be known is left out with a warning. */
+static gboolean
+data_get_coords (LodeTrainSplit   split,
+                 int              index,
+                 LodeTrainCoords *coords,
+                 gpointer         user_data,
+                 GError         **error)
+{
+  Data *data = user_data;
+  Sample *s = &g_array_index (data->split[split], Sample, index);
+
+  if (!s->has_coords)
+    {
+      g_autoptr(LodeRaster) r = lode_raster_open_header (s->image, error);
+      g_autofree char *warning = NULL;
+
+      if (r == NULL)
+        return FALSE;
+      lode_prithvi_patch_coords (r, 0, data->day_of_year, &s->coords, &warning);
+      if (warning != NULL)
+        lode_cli_error ("train", _("warning: %s"), warning);
+      s->has_coords = TRUE;
+    }
+  *coords = s->coords;
   return TRUE;
 }
 
@@ -336,7 +369,7 @@ lode_cmd_train (int argc, char **argv)
 {
   g_autofree char *data_dir = NULL, *project = NULL, *name = NULL, *out = NULL, *encoder = NULL, *bands = NULL;
   g_autofree char *year = NULL, *weights = NULL, *class_weights = NULL, *device = NULL;
-  int epochs = 10, batch = 4, classes = 2, unfreeze = 0;
+  int epochs = 10, batch = 4, classes = 2, unfreeze = 0, day_of_year = G_MININT;
   gint64 steps = 0, seed = 0;
   double lr = NAN, wd = 0.05, dice = 0.0;
   gboolean frozen = FALSE, no_augment = FALSE, resume = FALSE, quiet = FALSE, accepted_only = FALSE;
@@ -362,6 +395,7 @@ lode_cmd_train (int argc, char **argv)
     { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &wd, N_("AdamW weight decay (default 0.05)"), N_("W") },
     { "frozen-encoder", 0, 0, G_OPTION_ARG_NONE, &frozen, N_("Train the decoder and head only (the published recipe)"), NULL },
     { "unfreeze-blocks", 0, 0, G_OPTION_ARG_INT, &unfreeze, N_("prithvi: also train the last N encoder blocks that feed the decoder (default 0: the encoder frozen)"), N_("N") },
+    { "day-of-year", 0, 0, G_OPTION_ARG_INT, &day_of_year, N_("prithvi -TL models: the day of year of the patches (1-366, default 15: the January composites); each year comes from the file name, each place from the patch's centre"), N_("N") },
     { "no-augment", 0, 0, G_OPTION_ARG_NONE, &no_augment, N_("No flips or rotations"), NULL },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, N_("Seed (default 0)"), N_("SEED") },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu, cuda or auto (default)"), N_("DEVICE") },
@@ -418,6 +452,15 @@ lode_cmd_train (int argc, char **argv)
       lode_cli_error ("train", _("--unfreeze-blocks takes a number of blocks, 0 or more, and is for prithvi only"));
       return LODE_EXIT_USAGE;
     }
+  if (day_of_year != G_MININT && !is_prithvi)
+    {
+      lode_cli_error ("train", _("--day-of-year is for prithvi only"));
+      return LODE_EXIT_USAGE;
+    }
+  if (day_of_year == G_MININT)
+    day_of_year = LODE_PRITHVI_PATCH_DAY;
+  if (!lode_prithvi_patch_check_day ("train", day_of_year))
+    return LODE_EXIT_USAGE;
   if (isnan (lr))
     lr = is_prithvi ? 1e-3 : 1e-4;
   if ((data_dir == NULL) == (project == NULL))
@@ -468,6 +511,7 @@ lode_cmd_train (int argc, char **argv)
   g_array_set_clear_func (data.split[0], sample_clear);
   g_array_set_clear_func (data.split[1], sample_clear);
   data.config = &config;
+  data.day_of_year = day_of_year;
   if (!collect (&data, data_dir, year, &error))
     goto fail;
   {
@@ -495,6 +539,13 @@ lode_cmd_train (int argc, char **argv)
                  "(%d × %d, %d bands, %d classes)\n"),
                lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (prithvi))->size_name,
                data.split[0]->len, data.split[1]->len, data.size, data.size, config.bands, config.classes);
+      if (lode_prithvi_patch_wants_coords (prithvi))
+        {
+          g_autofree char *line = lode_prithvi_patch_describe (prithvi, NULL, day_of_year);
+
+          g_print ("%s\n", line);
+          source.get_coords = data_get_coords;
+        }
       if (unfreeze > 0)
         {
           int last = lode_prithvi_model_get_max_unfreeze (prithvi) - 1;

@@ -1483,8 +1483,8 @@ mix (guint64 a, guint64 b)
 
 gboolean
 lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOptions *options, const float *raw,
-                               const guint8 *masks, int n, int n_bands, int h, int w, gint64 step, double *loss,
-                               GError **error)
+                               const guint8 *masks, int n, int n_bands, int h, int w, const LodePrithviCoords *coords,
+                               gint64 step, double *loss, GError **error)
 {
   int k, p, e, gh, gw;
   gsize plane = (gsize) h * w;
@@ -1544,7 +1544,7 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
   input = prepare_input (flipped, n, n_bands, &f, error);
   g_clear_pointer (&flipped, g_free);
   if (input == NULL
-      || !encode_maps (self, input, n, &f, NULL, maps, options->unfreeze_blocks > 0 ? &train : NULL, error))
+      || !encode_maps (self, input, n, &f, coords, maps, options->unfreeze_blocks > 0 ? &train : NULL, error))
     return FALSE;
   gh = f.ph / p, gw = f.pw / p;
   full = g_try_new (float, (gsize) n * k * f.ph * f.pw);
@@ -1608,6 +1608,70 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
 
 /* ---- the training job ---------------------------------------------------- */
 
+/* The coordinates of a batch drawn from a source, for the -TL encodings. */
+typedef struct {
+  gboolean  wanted;          /* the model encodes them and the source tells */
+  float    *temporal;        /* [n, 2] */
+  float    *location;        /* [n, 2] */
+  gboolean  dates, places;   /* every sample so far has one */
+} BatchCoords;
+
+static void
+batch_coords_init (BatchCoords *bc, LodePrithviModel *self, const LodeTrainSource *source, int n)
+{
+  const LodePrithviConfig *c = &self->encoder->config;
+
+  memset (bc, 0, sizeof *bc);
+  bc->wanted = source->get_coords != NULL && (c->temporal_encoding || c->location_encoding);
+  if (bc->wanted)
+    {
+      bc->temporal = g_new0 (float, (gsize) 2 * n);
+      bc->location = g_new0 (float, (gsize) 2 * n);
+    }
+}
+
+static void
+batch_coords_clear (BatchCoords *bc)
+{
+  g_clear_pointer (&bc->temporal, g_free);
+  g_clear_pointer (&bc->location, g_free);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (BatchCoords, batch_coords_clear)
+
+/* Asks for sample index of split as the batch's b-th. */
+static gboolean
+batch_coords_get (BatchCoords *bc, const LodeTrainSource *source, LodeTrainSplit split, int index, int b,
+                  GError **error)
+{
+  LodeTrainCoords one = { 0 };
+
+  if (!bc->wanted)
+    return TRUE;
+  if (b == 0)
+    bc->dates = bc->places = TRUE;
+  if (!source->get_coords (split, index, &one, source->user_data, error))
+    return FALSE;
+  bc->dates = bc->dates && one.has_date;
+  bc->places = bc->places && one.has_location;
+  bc->temporal[2 * b] = one.year;
+  bc->temporal[2 * b + 1] = one.day_of_year;
+  bc->location[2 * b] = one.latitude;
+  bc->location[2 * b + 1] = one.longitude;
+  return TRUE;
+}
+
+/* The coordinates of the batch gathered since its first sample, or NULL. */
+static const LodePrithviCoords *
+batch_coords_finish (BatchCoords *bc, LodePrithviCoords *out)
+{
+  if (!bc->wanted || (!bc->dates && !bc->places))
+    return NULL;
+  out->temporal = bc->dates ? bc->temporal : NULL;
+  out->location = bc->places ? bc->location : NULL;
+  return out;
+}
+
 static gboolean
 check_source (LodePrithviModel *self, const LodeTrainConfig *config, const LodeTrainSource *source, GError **error)
 {
@@ -1643,6 +1707,9 @@ lode_prithvi_model_evaluate (LodePrithviModel *self, const LodeTrainConfig *conf
   g_autofree gint64 *cm = NULL;
   g_autofree float *images = NULL;
   g_autofree guint8 *truth = NULL, *pred = NULL;
+  BatchCoords bc;
+  LodePrithviCoords coords;
+  gboolean ok = TRUE;
 
   g_return_val_if_fail (self != NULL && config != NULL && source != NULL && metrics != NULL, FALSE);
   if (!check_source (self, config, source, error))
@@ -1654,22 +1721,25 @@ lode_prithvi_model_evaluate (LodePrithviModel *self, const LodeTrainConfig *conf
   images = g_new (float, (gsize) PREDICT_CHUNK * bands * plane);
   truth = g_new (guint8, (gsize) PREDICT_CHUNK * plane);
   pred = g_new (guint8, (gsize) PREDICT_CHUNK * plane);
-  for (int start = 0; start < n; start += PREDICT_CHUNK)
+  batch_coords_init (&bc, self, source, PREDICT_CHUNK);
+  for (int start = 0; start < n && ok; start += PREDICT_CHUNK)
     {
       int m = MIN (PREDICT_CHUNK, n - start);
 
-      for (int i = 0; i < m; i++)
-        if (!source->get (split, start + i, images + (gsize) i * bands * plane, truth + (gsize) i * plane,
-                          source->user_data, error))
-          return FALSE;
-      if (!lode_prithvi_model_predict (self, images, m, bands, h, w, NULL, NULL, pred, cancellable, error))
-        return FALSE;
-      for (gsize q = 0; q < (gsize) m * plane; q++)
+      for (int i = 0; i < m && ok; i++)
+        ok = source->get (split, start + i, images + (gsize) i * bands * plane, truth + (gsize) i * plane,
+                          source->user_data, error)
+             && batch_coords_get (&bc, source, split, start + i, i, error);
+      ok = ok && lode_prithvi_model_predict (self, images, m, bands, h, w, batch_coords_finish (&bc, &coords), NULL,
+                                             pred, cancellable, error);
+      for (gsize q = 0; ok && q < (gsize) m * plane; q++)
         if (truth[q] < k && truth[q] != config->ignore_index)
           cm[truth[q] * k + pred[q]]++;
     }
-  lode_train_metrics_from_confusion (metrics, cm, k);
-  return TRUE;
+  batch_coords_clear (&bc);
+  if (ok)
+    lode_train_metrics_from_confusion (metrics, cm, k);
+  return ok;
 }
 
 gboolean
@@ -1685,6 +1755,8 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
   g_autofree float *images = NULL;
   g_autofree guint8 *masks = NULL;
   gint64 started = g_get_monotonic_time ();
+  g_auto(BatchCoords) bc = { 0 };
+  LodePrithviCoords coords;
 
   g_return_val_if_fail (self != NULL && config != NULL && source != NULL, FALSE);
   if (!check_source (self, config, source, error) || !lode_prithvi_model_check_unfreeze (self, unfreeze_blocks, error))
@@ -1714,6 +1786,7 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
   order = g_new (guint, n_train);
   images = g_new (float, (gsize) batch * bands * plane);
   masks = g_new (guint8, (gsize) batch * plane);
+  batch_coords_init (&bc, self, source, batch);
 
   for (int epoch = 1; step < total; epoch++)
     {
@@ -1742,9 +1815,11 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
             }
           for (int b = 0; b < batch; b++)
             if (!source->get (LODE_TRAIN_SPLIT_TRAIN, (int) order[s * batch + b], images + (gsize) b * bands * plane,
-                              masks + (gsize) b * plane, source->user_data, error))
+                              masks + (gsize) b * plane, source->user_data, error)
+                || !batch_coords_get (&bc, source, LODE_TRAIN_SPLIT_TRAIN, (int) order[s * batch + b], b, error))
               return FALSE;
-          if (!lode_prithvi_model_train_step (self, &options, images, masks, batch, bands, h, w, step, &loss, error))
+          if (!lode_prithvi_model_train_step (self, &options, images, masks, batch, bands, h, w,
+                                              batch_coords_finish (&bc, &coords), step, &loss, error))
             return FALSE;
           if (progress != NULL)
             {

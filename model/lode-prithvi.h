@@ -283,7 +283,7 @@ const float *lode_prithvi_model_get_block_grad (LodePrithviModel *self,
                                                 LodeVitParam      param);
 
 /* One AdamW step of the decoder (and of options->unfreeze_blocks blocks)
- * on a batch of n >= 2 patches: raw as for
+ * on a batch of n >= 2 patches: raw and coords (may be NULL) as for
  * lode_prithvi_model_predict, masks [n, h, w] of class indices (values
  * at or above the class count, or ignore_index, are left out), flipped
  * at random from the seed and step. Cross-entropy on the logits upsampled
@@ -297,6 +297,7 @@ gboolean lode_prithvi_model_train_step (LodePrithviModel              *self,
                                         int                            n_bands,
                                         int                            h,
                                         int                            w,
+                                        const LodePrithviCoords       *coords,
                                         gint64                         step,
                                         double                        *loss,
                                         GError                       **error);
@@ -306,7 +307,10 @@ gboolean lode_prithvi_model_train_step (LodePrithviModel              *self,
  * its configuration and sample source: config->batch_size (at least 2),
  * epochs, max_steps, lr, weight_decay, augment (flips), seed,
  * ignore_index and classes (the decoder's) are used; the samples hold the
- * six bands (or all 13). Batches are drawn shuffled per epoch; after each
+ * six bands (or all 13). For a model with temporal or location encodings,
+ * source->get_coords (when not NULL) gives each sample's coordinates; a
+ * batch gets the dates when every sample in it has one, and the locations
+ * likewise, else that encoding is left out for the batch. Batches are drawn shuffled per epoch; after each
  * epoch the validation split is scored (progress gets the metrics) and the
  * decoder saved to checkpoint_path (may be NULL) as by
  * lode_prithvi_model_save_decoder. A cancelled run saves the last whole
@@ -321,7 +325,8 @@ gboolean lode_prithvi_model_train    (LodePrithviModel       *self,
                                       GCancellable           *cancellable,
                                       GError                **error);
 /* Scores the model on a split of source (per-class IoU, mean IoU, micro
- * F1, accuracy over the labelled pixels), in batches of 8. */
+ * F1, accuracy over the labelled pixels), in batches of 8, with the
+ * coordinates of source->get_coords as lode_prithvi_model_train. */
 gboolean lode_prithvi_model_evaluate (LodePrithviModel       *self,
                                       const LodeTrainConfig  *config,
                                       const LodeTrainSource  *source,

@@ -77,9 +77,22 @@ typedef enum {
   LODE_TRAIN_SPLIT_VALIDATION,
 } LodeTrainSplit;
 
+/* When and where a sample was taken, for models that encode it (the
+ * Prithvi-EO-2.0 "-TL" checkpoints); either part may be missing. */
+typedef struct {
+  gboolean has_date;
+  float    year;
+  float    day_of_year;       /* 1-366 */
+  gboolean has_location;
+  float    latitude;          /* WGS84 degrees */
+  float    longitude;
+} LodeTrainCoords;
+
 /* The samples: every image [bands, height, width] float32 (raw values,
  * NaN where there is no data) with a mask [height, width] of class indices
- * (ignore_index where unlabelled). get is called from the job's thread. */
+ * (ignore_index where unlabelled). get is called from the job's thread;
+ * so is get_coords, which may be NULL (no coordinates; the U-Net never
+ * asks) and fills coords (zeroed beforehand) for sample index. */
 typedef struct {
   int        height, width;   /* multiples of 32 */
   int      (*count) (LodeTrainSplit split,
@@ -91,6 +104,11 @@ typedef struct {
                      gpointer       user_data,
                      GError       **error);
   gpointer   user_data;
+  gboolean (*get_coords) (LodeTrainSplit    split,
+                          int               index,
+                          LodeTrainCoords  *coords,
+                          gpointer          user_data,
+                          GError          **error);
 } LodeTrainSource;
 
 typedef struct {

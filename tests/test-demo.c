@@ -17,6 +17,7 @@
 #pragma GCC diagnostic pop
 
 #include "lode-demo.h"
+#include "lode-raster.h"
 #include "lode-test-util.h"
 
 #define N_TILES 8
@@ -650,6 +651,40 @@ test_invalid (void)
   lode_test_rmtree (dir);
 }
 
+/* Each tile's centre, in latitude and longitude from its own CRS and
+ * geotransform, lies in the district the demo placed it in: within a few
+ * kilometres of that district's centre and nearer to it than to any
+ * other. */
+static void
+test_centre (void)
+{
+  const char *dir = demo ();
+
+  for (guint t = 1; t <= N_TILES; t++)
+    {
+      g_autofree char *path = image_path (dir, t, years[t % 2]);
+      g_autoptr(GError) error = NULL;
+      g_autoptr(LodeRaster) r = lode_raster_open_header (path, &error);
+      double lat, lon, dlat, dlon, km;
+
+      g_assert_no_error (error);
+      g_assert_true (lode_raster_centre_latlon (r, &lat, &lon, &error));
+      g_assert_no_error (error);
+      lode_demo_tile_district (t, &dlat, &dlon);
+      km = hypot (lat - dlat, (lon - dlon) * cos (dlat * G_PI / 180)) * 111.2;
+      g_test_message ("tile %u: %.5f N %.5f E, %.1f km from its district's centre", t, lat, lon, km);
+      g_assert_cmpfloat (km, <, 8.0);
+      for (guint other = 1; other <= 5; other++)
+        {
+          double olat, olon;
+
+          lode_demo_tile_district (other, &olat, &olon);
+          if ((other - 1) % 5 != (t - 1) % 5)
+            g_assert_cmpfloat (hypot (lat - olat, (lon - olon) * cos (olat * G_PI / 180)) * 111.2, >, km);
+        }
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -663,6 +698,7 @@ main (int argc, char **argv)
   g_test_add_func ("/demo/change", test_change);
   g_test_add_func ("/demo/splits", test_splits);
   g_test_add_func ("/demo/plausible", test_plausible);
+  g_test_add_func ("/demo/centre", test_centre);
   g_test_add_func ("/demo/deterministic", test_deterministic);
   g_test_add_func ("/demo/default-size", test_default_size);
   g_test_add_func ("/demo/cancel", test_cancel);

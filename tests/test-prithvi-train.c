@@ -203,7 +203,7 @@ test_train_demo (void)
           memcpy (batch + (gsize) b * 13 * plane, train->images + (gsize) idx * 13 * plane, 13 * plane * sizeof (float));
           memcpy (masks + (gsize) b * plane, train->masks + (gsize) idx * plane, plane);
         }
-      g_assert_true (lode_prithvi_model_train_step (model, &options, batch, masks, BATCH, 13, SIZE, SIZE, step,
+      g_assert_true (lode_prithvi_model_train_step (model, &options, batch, masks, BATCH, 13, SIZE, SIZE, NULL, step,
                                                     &loss, &error));
       g_assert_no_error (error);
       g_assert_true (isfinite (loss));
@@ -236,7 +236,7 @@ test_train_demo (void)
   g_assert_cmpmem (pred, (gsize) val->n * plane, pred2, (gsize) val->n * plane);
 
   /* a batch of one cannot train (batch statistics) */
-  g_assert_false (lode_prithvi_model_train_step (model, &options, batch, masks, 1, 13, SIZE, SIZE, 0, NULL, &error));
+  g_assert_false (lode_prithvi_model_train_step (model, &options, batch, masks, 1, 13, SIZE, SIZE, NULL, 0, NULL, &error));
   g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_INPUT);
 
   lode_test_rmtree (dir);

@@ -181,7 +181,7 @@ test_parity (void)
   options.head_dropout = 0.0f;
   options.unfreeze_blocks = 4;
   g_assert_null (lode_prithvi_model_get_block_grad (model, 3, LODE_VIT_QKV_WEIGHT));
-  g_assert_true (lode_prithvi_model_train_step (model, &options, raw, masks, 2, 6, SIZE, SIZE, 0, &loss, &error));
+  g_assert_true (lode_prithvi_model_train_step (model, &options, raw, masks, 2, 6, SIZE, SIZE, NULL, 0, &loss, &error));
   g_assert_no_error (error);
   g_test_message ("loss %.7f, PyTorch %.7f", loss, ref_loss->data[0]);
   g_assert_cmpfloat (fabs (loss - ref_loss->data[0]), <, 1e-5 * fabs (ref_loss->data[0]));
@@ -269,7 +269,7 @@ train (LodePrithviModel *model, int unfreeze, const float *raw, const guint8 *ma
     {
       double loss;
 
-      g_assert_true (lode_prithvi_model_train_step (model, &options, raw, masks, 2, 6, SIZE, SIZE, step, &loss,
+      g_assert_true (lode_prithvi_model_train_step (model, &options, raw, masks, 2, 6, SIZE, SIZE, NULL, step, &loss,
                                                     &error));
       g_assert_no_error (error);
       if (step == 0)
@@ -353,7 +353,7 @@ test_train_and_save (void)
   lode_prithvi_train_options_init (&options);
   options.unfreeze_blocks = 5;
   g_assert_cmpint (lode_prithvi_model_get_max_unfreeze (model), ==, 4);
-  g_assert_false (lode_prithvi_model_train_step (model, &options, raw, masks, 2, 6, SIZE, SIZE, 0, NULL, &error));
+  g_assert_false (lode_prithvi_model_train_step (model, &options, raw, masks, 2, 6, SIZE, SIZE, NULL, 0, NULL, &error));
   g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG);
   snapshot_clear (&before);
   lode_test_rmtree (dir);

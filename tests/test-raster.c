@@ -482,6 +482,38 @@ test_lonlat (void)
   g_assert_false (lode_raster_pixel_to_lonlat (bare, 0, 0, &lon, &lat));
 }
 
+/* The centre in latitude and longitude, and a clear refusal without a CRS
+ * or a geotransform. */
+static void
+test_centre (void)
+{
+  g_autoptr(LodeRaster) r = grid_raster (128, 64, utm30_gt, 32630);
+  g_autoptr(LodeRaster) bare = grid_raster (128, 128, NULL, 0);
+  g_autoptr(LodeRaster) no_gt = grid_raster (128, 128, utm30_gt, 32630);
+  g_autoptr(GError) error = NULL;
+  double lat, lon, lon2, lat2;
+
+  g_assert_true (lode_raster_centre_latlon (r, &lat, &lon, &error));
+  g_assert_no_error (error);
+  /* latitude first; the centre is 64 x 32 pixels from the corner */
+  g_assert_true (lode_raster_pixel_to_lonlat (r, 64, 32, &lon2, &lat2));
+  g_assert_cmpfloat (lat, ==, lat2);
+  g_assert_cmpfloat (lon, ==, lon2);
+  g_assert_cmpfloat_with_epsilon (lat, 6.3, 0.05);
+  g_assert_cmpfloat_with_epsilon (lon, -1.9, 0.05);
+
+  g_assert_false (lode_raster_centre_latlon (bare, &lat, &lon, &error));
+  g_assert_error (error, LODE_RASTER_ERROR, LODE_RASTER_ERROR_GEOREF);
+  g_assert_nonnull (strstr (error->message, "coordinate reference system"));
+  g_assert_nonnull (strstr (error->message, lode_raster_display_name (bare)));
+  g_clear_error (&error);
+
+  no_gt->has_geotransform = FALSE;
+  g_assert_false (lode_raster_centre_latlon (no_gt, &lat, &lon, &error));
+  g_assert_error (error, LODE_RASTER_ERROR, LODE_RASTER_ERROR_GEOREF);
+  g_assert_nonnull (strstr (error->message, "geotransform"));
+}
+
 static void
 test_profiles (void)
 {
@@ -567,6 +599,7 @@ main (int argc, char **argv)
   g_test_add_func ("/raster/quiet-errors", test_quiet_errors);
   g_test_add_func ("/raster/same-grid", test_same_grid);
   g_test_add_func ("/raster/lonlat", test_lonlat);
+  g_test_add_func ("/raster/centre", test_centre);
   g_test_add_func ("/raster/profiles", test_profiles);
   g_test_add_func ("/raster/wrong-band-count", test_wrong_band_count);
   return g_test_run ();

@@ -274,11 +274,25 @@ im2col_chunk (float               *col,
           else
             {
               const float *src = plane + (gsize) iy * s->w;
-              for (int e = 0; e < run; e++)
-                {
-                  int ix = (ox + e) * s->stride_w - s->pad_w + kx * s->dil_w;
-                  dst[j + e] = (ix >= 0 && ix < s->w) ? src[ix] : 0.0f;
-                }
+              int sw = s->stride_w, x0 = kx * s->dil_w - s->pad_w;
+              /* e runs over [lo, hi) where ix = (ox + e) sw + x0 is inside
+               * the row: zeros either side, a copy (or a strided gather)
+               * in between, without a test per pixel */
+              int lo = 0, hi = run;
+
+              while (lo < run && (ox + lo) * sw + x0 < 0)
+                lo++;
+              while (hi > lo && (ox + hi - 1) * sw + x0 >= s->w)
+                hi--;
+              if (lo > 0)
+                memset (dst + j, 0, sizeof (float) * lo);
+              if (hi > lo && sw == 1)
+                memcpy (dst + j + lo, src + ox + lo + x0, sizeof (float) * (hi - lo));
+              else
+                for (int e = lo; e < hi; e++)
+                  dst[j + e] = src[(ox + e) * sw + x0];
+              if (hi < run)
+                memset (dst + j + hi, 0, sizeof (float) * (run - hi));
             }
           j += run;
         }
@@ -612,12 +626,18 @@ lode_ops_gelu_tanh (float *out, const float *in, gsize count)
     }
 }
 
+VECTOR_CLONES static void
+relu_span (float *out, const float *in, gsize n)
+{
+  SIMD_FOR
+  for (gsize i = 0; i < n; i++)
+    out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+}
+
 void
 lode_ops_relu (float *out, const float *in, gsize count)
 {
-  PARALLEL_FOR (count)
-  for (gint64 i = 0; i < (gint64) count; i++)
-    out[i] = in[i] > 0.0f ? in[i] : 0.0f;
+  PARALLEL_SPANS (relu_span, out, in, count, 1);
 }
 
 void

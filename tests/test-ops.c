@@ -174,6 +174,7 @@ static const LodeConvShape conv_cases[] = {
   { 2, 5, 6, 7, 3, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0 },   /* 1x1: no im2col */
   { 1, 3, 17, 16, 8, 7, 7, 4, 4, 3, 3, 1, 1, 1, 0, 0 }, /* Hiera patch embedding */
   { 1, 16, 180, 181, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0 }, /* im2col in several chunks */
+  { 2, 5, 9, 11, 4, 3, 3, 2, 2, 0, 1, 1, 1, 1, 0, 0 },  /* stride 2, padding on one side only */
 };
 
 static void

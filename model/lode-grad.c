@@ -12,16 +12,7 @@
 #include <cblas.h>
 
 #include "lode-grad.h"
-
-#define PARALLEL_MIN_WORK 32768
-
-#ifdef _OPENMP
-#define LODE_PRAGMA(x) _Pragma (#x)
-#define PARALLEL_FOR(work) \
-  LODE_PRAGMA (omp parallel for schedule (static) if ((work) > PARALLEL_MIN_WORK))
-#else
-#define PARALLEL_FOR(work)
-#endif
+#include "lode-parallel.h"
 
 /* im2col scratch: 16 MiB, as lode_ops_conv2d. */
 #define SCRATCH_FLOATS (1 << 22)
@@ -309,17 +300,31 @@ lode_grad_batch_norm (float       *dx,
 
 /* ---- element-wise, pooling, resizing, concatenation --------------------- */
 
+VECTOR_CLONES static void
+relu_backward_span (float *dx, const float *dy, const float *y, gsize n)
+{
+  SIMD_FOR
+  for (gsize i = 0; i < n; i++)
+    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
 void
 lode_grad_relu (float       *dx,
                 const float *dy,
                 const float *y,
                 gsize        count)
 {
+  gint64 n_chunks = ((gint64) count + SPAN_CHUNK - 1) / SPAN_CHUNK;
+
   g_return_if_fail (dx != NULL && dy != NULL && y != NULL);
 
   PARALLEL_FOR (count)
-  for (gsize i = 0; i < count; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+  for (gint64 k = 0; k < n_chunks; k++)
+    {
+      gsize o = (gsize) k * SPAN_CHUNK;
+
+      relu_backward_span (dx + o, dy + o, y + o, MIN ((gsize) SPAN_CHUNK, count - o));
+    }
 }
 
 void

@@ -772,7 +772,8 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t, gbo
 
 /* The image attends to the tokens, folded: the queries Wq x + bq meet the
  * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i]; the output
- * Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo. */
+ * Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo, added to out (the
+ * residual) by the last product itself. */
 static void
 image_to_token_folded (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
                        int t, float *out)
@@ -807,26 +808,28 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *ktok, cons
   lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, self->kpe, self->r, 0.0f, self->sc);
   lode_ops_add_row_bias (self->sc, self->sc, bias, hw, h * t);
   lode_ops_softmax (self->sc, self->sc, hw * h, t);
-  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 0.0f, out);
+  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 1.0f, out);
   lode_ops_add_row_bias (out, out, a->ob->data, hw, c);
 }
 
+/* keys += the image's attention to the tokens. */
 static void
 image_to_token (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
-                int t, float *out)
+                int t, float *keys)
 {
   const Attn *a = &self->layers[layer].i2t;
   Heads img_tok = { self->hq, self->thk, self->thv, self->ho };
 
   if (use_folded (self, a, t))
     {
-      image_to_token_folded (self, layer, ktok, vtok, t, out);
+      image_to_token_folded (self, layer, ktok, vtok, t, keys);
       return;
     }
   linear (self->pq, self->kpe, a->qw, a->qb, self->hw);
   linear (self->tk, ktok, a->kw, a->kb, t);
   linear (self->tv, vtok, a->vw, a->vb, t);
-  attn_core (self, a, self->pq, self->tk, self->tv, &img_tok, self->hw, t, out);
+  attn_core (self, a, self->pq, self->tk, self->tv, &img_tok, self->hw, t, self->ktmp);
+  lode_ops_add (keys, keys, self->ktmp, (gsize) self->hw * self->c);
 }
 
 /* Layer 0's keys, keys + PE and token-to-image K, V depend on the image
@@ -904,8 +907,7 @@ two_way_transformer (LodeSam2Decoder *self, int t, gboolean first_cached)
 
       /* the image attends to the tokens: q from keys + PE */
       lode_ops_add (q, queries, qpe, tc);
-      image_to_token (self, l, q, queries, t, self->ktmp);
-      lode_ops_add (keys, keys, self->ktmp, kc);
+      image_to_token (self, l, q, queries, t, keys);
       layer_norm (keys, ly->norm_w[3], ly->norm_b[3], hw, c);
       lode_ops_add (self->kpe, keys, self->dense_pe, kc);
     }
@@ -918,13 +920,15 @@ two_way_transformer (LodeSam2Decoder *self, int t, gboolean first_cached)
 }
 
 /* ConvTranspose2d, kernel 2, stride 2: one product [c_out*4, hw] =
- * W^T [c_out*4, c_in] @ in [c_in, hw], then each column to its 2 x 2 block
+ * W^T [c_out*4, c_in] @ in [c_in, hw] (or in^T when in is [hw, c_in],
+ * in_nhwc), then each column to its 2 x 2 block
  * with the bias, plus add (the high-resolution features), GELU if asked. */
 static void
-conv_transpose_2x2 (LodeSam2Decoder *self, float *out, const float *in, const LodeTensor *w,
-                    const LodeTensor *b, int c_in, int c_out, int side, const float *add, gboolean gelu)
+conv_transpose_2x2 (LodeSam2Decoder *self, float *out, const float *in, gboolean in_nhwc,
+                    const LodeTensor *w, const LodeTensor *b, int c_in, int c_out, int side,
+                    const float *add, gboolean gelu)
 {
-  lode_ops_gemm (TRUE, FALSE, c_out * 4, side * side, c_in, 1.0f, w->data, in, 0.0f, self->up_cols);
+  lode_ops_gemm (TRUE, in_nhwc, c_out * 4, side * side, c_in, 1.0f, w->data, in, 0.0f, self->up_cols);
   lode_ops_unfold_2x2 (out, self->up_cols, b->data, add, c_out, side, gelu);
 }
 
@@ -999,13 +1003,12 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
   }
 
   /* upscaling with the high-resolution features */
-  lode_ops_nhwc_to_nchw (self->ktmp, self->keys, 1, c, e, e);
-  conv_transpose_2x2 (self, self->up1, self->ktmp, self->up_w[0], self->up_b[0], c, c / 4, e,
+  conv_transpose_2x2 (self, self->up1, self->keys, TRUE, self->up_w[0], self->up_b[0], c, c / 4, e,
                       emb->high_res[1], FALSE);
   lode_ops_layer_norm2d (self->up1, self->up1, self->up_ln_w->data, self->up_ln_b->data,
                          1, c / 4, 4 * hw, LN2D_EPS);
   lode_ops_gelu (self->up1, self->up1, (gsize) (c / 4) * 4 * hw);
-  conv_transpose_2x2 (self, self->up2, self->up1, self->up_w[1], self->up_b[1], c / 4, c / 8, 2 * e,
+  conv_transpose_2x2 (self, self->up2, self->up1, FALSE, self->up_w[1], self->up_b[1], c / 4, c / 8, 2 * e,
                       emb->high_res[0], TRUE);
 
   /* hypernetworks: one [c/8] vector per mask token, masks = hyper @ up2 */

@@ -31,7 +31,9 @@ typedef struct
   char              *embedding_key;
 } Worker;
 
-typedef enum { JOB_EMBED, JOB_PREDICT } JobKind;
+/* JOB_PREFETCH encodes the patch likely to come next into the project's
+ * cache and keeps nothing itself. */
+typedef enum { JOB_EMBED, JOB_PREDICT, JOB_PREFETCH } JobKind;
 
 typedef struct
 {
@@ -71,6 +73,13 @@ struct _LodeSam2Tool
   GThreadPool        *pool;
   Worker             *worker;
   GCancellable       *encode_cancellable;  /* the last encode asked for */
+
+  gboolean            prefetch;            /* encode the upcoming patch when idle */
+  gint64              upcoming_id;         /* the patch likely to come next, 0: none */
+  char               *upcoming_path;
+  gint64              prefetch_id;         /* the prefetch in flight, 0: none */
+  GCancellable       *prefetch_cancellable;
+  gint64              prefetched_id;       /* the last prefetch that finished */
   int                 pending;      /* jobs of this generation in flight */
 
   char               *checkpoint;
@@ -210,6 +219,28 @@ run_embed (Worker *w, Job *job)
 }
 
 static void
+run_prefetch (Worker *w, Job *job)
+{
+  g_autoptr(LodeRaster) raster = NULL;
+  g_autoptr(GError) error = NULL;
+  LodeSam2Embedding *embedding;
+  gboolean from_cache = FALSE;
+
+  if (g_cancellable_is_cancelled (job->cancellable) || !ensure_session (w, job, &error) ||
+      !ensure_store (w, job->project, &error) || (raster = lode_raster_open (job->image_path, &error)) == NULL)
+    {
+      job->skipped = TRUE;
+      return;
+    }
+  embedding = lode_sam2_session_embed (w->session, w->store, job->patch_id, raster, &job->spec,
+                                       job->cache_bytes, &from_cache, job->cancellable, &error);
+  if (embedding == NULL)
+    job->skipped = TRUE;
+  else
+    lode_sam2_embedding_free (embedding);
+}
+
+static void
 run_predict (Worker *w, Job *job)
 {
   LodeSam2Click click = { 0 };
@@ -244,8 +275,10 @@ worker_run (gpointer data, gpointer user_data)
       lode_background_leave ();
       return;
     }
-  if (job->generation != g_atomic_int_get (&w->generation) ||
-      (job->kind == JOB_PREDICT && job->serial != g_atomic_int_get (&w->serial)))
+  if (job->kind == JOB_PREFETCH)
+    run_prefetch (w, job);  /* stopped by its own cancellable, not by a new patch */
+  else if (job->generation != g_atomic_int_get (&w->generation) ||
+           (job->kind == JOB_PREDICT && job->serial != g_atomic_int_get (&w->serial)))
     job->skipped = TRUE;
   else if (job->kind == JOB_EMBED)
     run_embed (w, job);
@@ -333,6 +366,41 @@ request_embedding (LodeSam2Tool *self)
   push (self, job);
 }
 
+static void
+cancel_prefetch (LodeSam2Tool *self)
+{
+  if (self->prefetch_cancellable != NULL)
+    g_cancellable_cancel (self->prefetch_cancellable);
+  g_clear_object (&self->prefetch_cancellable);
+  self->prefetch_id = 0;
+}
+
+/* While the tool waits for clicks on a ready patch, the upcoming patch is
+ * encoded into the project's cache (on the same worker, so a click waits
+ * for the encoder's next block at most: a click cancels it). */
+static void
+maybe_prefetch (LodeSam2Tool *self)
+{
+  Job *job;
+
+  if (!self->prefetch || self->upcoming_id == 0 || self->upcoming_id == self->patch_id ||
+      self->state != LODE_SAM2_TOOL_READY || self->pending > 0 || lode_sam2_tool_has_prompts (self) ||
+      self->prefetch_id != 0 || self->prefetched_id == self->upcoming_id || self->cache_bytes == 0)
+    return;
+  job = job_new (self, JOB_PREFETCH);
+  job->patch_id = self->upcoming_id;
+  job->image_path = g_strdup (self->upcoming_path);
+  job->checkpoint = g_strdup (self->checkpoint);
+  job->input_size = self->input_size;
+  job->cache_bytes = self->cache_bytes;
+  job->spec = self->spec;
+  job->cancellable = g_cancellable_new ();
+  g_set_object (&self->prefetch_cancellable, job->cancellable);
+  self->prefetch_id = job->patch_id;
+  lode_background_enter ();  /* left by worker_run; not counted as busy */
+  g_thread_pool_push (self->pool, job, NULL);
+}
+
 /* Everything computed so far no longer holds. */
 static void
 new_generation (LodeSam2Tool *self)
@@ -359,6 +427,17 @@ job_done (gpointer data)
   Job *job = data;
   g_autoptr(LodeSam2Tool) self = g_weak_ref_get (&job->tool);
 
+  if (self != NULL && self->worker != NULL && job->kind == JOB_PREFETCH)
+    {
+      if (self->prefetch_id == job->patch_id && self->prefetch_cancellable == job->cancellable)
+        {
+          self->prefetch_id = 0;
+          g_clear_object (&self->prefetch_cancellable);
+          if (!job->skipped)
+            self->prefetched_id = job->patch_id;
+        }
+      return G_SOURCE_REMOVE;
+    }
   if (self == NULL || self->worker == NULL || job->generation != g_atomic_int_get (&self->worker->generation))
     return G_SOURCE_REMOVE;
   self->pending = MAX (self->pending - 1, 0);
@@ -382,6 +461,7 @@ job_done (gpointer data)
       self->state = LODE_SAM2_TOOL_READY;
       self->from_cache = job->from_cache;
       request_prediction (self);
+      maybe_prefetch (self);
       emit_changed (self);
       return G_SOURCE_REMOVE;
     }
@@ -415,6 +495,7 @@ lode_sam2_tool_dispose (GObject *object)
       if (self->encode_cancellable != NULL)
         g_cancellable_cancel (self->encode_cancellable);
       g_clear_object (&self->encode_cancellable);
+      cancel_prefetch (self);
       g_thread_pool_free (self->pool, FALSE, FALSE);
       self->pool = NULL;
       g_clear_pointer (&self->worker, worker_unref);
@@ -430,6 +511,7 @@ lode_sam2_tool_finalize (GObject *object)
   g_free (self->checkpoint);
   g_free (self->project);
   g_free (self->image_path);
+  g_free (self->upcoming_path);
   g_free (self->error);
   g_array_unref (self->points);
   g_array_unref (self->labels);
@@ -459,6 +541,7 @@ lode_sam2_tool_init (LodeSam2Tool *self)
   self->points = g_array_new (FALSE, FALSE, sizeof (float));
   self->labels = g_array_new (FALSE, FALSE, sizeof (int));
   self->input_size = 1024;
+  self->prefetch = TRUE;
 }
 
 LodeSam2Tool *
@@ -481,6 +564,8 @@ lode_sam2_tool_set_model (LodeSam2Tool *self, const char *checkpoint, int input_
   self->checkpoint = g_strdup (checkpoint);
   self->input_size = input_size;
   self->model_loaded = FALSE;
+  cancel_prefetch (self);
+  self->prefetched_id = 0;
   new_generation (self);
   self->state = LODE_SAM2_TOOL_IDLE;
   g_clear_pointer (&self->error, g_free);
@@ -511,6 +596,13 @@ lode_sam2_tool_set_patch (LodeSam2Tool            *self,
       memcmp (spec, &self->spec, sizeof *spec) == 0 && self->state != LODE_SAM2_TOOL_FAILED &&
       self->state != LODE_SAM2_TOOL_IDLE)
     return;
+  /* Moving to the patch being prefetched: its encode goes on, and the
+   * patch's own job, queued behind it, finds it in the cache. */
+  if (self->prefetch_id != 0 && (self->prefetch_id != patch_id || g_strcmp0 (project, self->project) != 0 ||
+                                 spec == NULL || memcmp (spec, &self->spec, sizeof *spec) != 0))
+    cancel_prefetch (self);
+  if (g_strcmp0 (project, self->project) != 0 || (spec != NULL && memcmp (spec, &self->spec, sizeof *spec) != 0))
+    self->prefetched_id = 0;
   new_generation (self);
   g_free (self->project);
   g_free (self->image_path);
@@ -523,6 +615,39 @@ lode_sam2_tool_set_patch (LodeSam2Tool            *self,
     self->spec = *spec;
   request_embedding (self);
   emit_changed (self);
+}
+
+void
+lode_sam2_tool_set_upcoming (LodeSam2Tool *self, gint64 patch_id, const char *image_path)
+{
+  g_return_if_fail (LODE_IS_SAM2_TOOL (self));
+
+  if (patch_id == self->upcoming_id && g_strcmp0 (image_path, self->upcoming_path) == 0)
+    return;
+  if (self->prefetch_id != 0 && self->prefetch_id != patch_id && self->prefetch_id != self->patch_id)
+    cancel_prefetch (self);
+  self->upcoming_id = image_path != NULL ? patch_id : 0;
+  g_free (self->upcoming_path);
+  self->upcoming_path = self->upcoming_id != 0 ? g_strdup (image_path) : NULL;
+  maybe_prefetch (self);
+}
+
+void
+lode_sam2_tool_set_prefetch (LodeSam2Tool *self, gboolean prefetch)
+{
+  g_return_if_fail (LODE_IS_SAM2_TOOL (self));
+  self->prefetch = prefetch;
+  if (prefetch)
+    maybe_prefetch (self);
+  else
+    cancel_prefetch (self);
+}
+
+gint64
+lode_sam2_tool_get_prefetched (LodeSam2Tool *self)
+{
+  g_return_val_if_fail (LODE_IS_SAM2_TOOL (self), 0);
+  return self->prefetched_id;
 }
 
 gint64
@@ -563,6 +688,7 @@ lode_sam2_tool_is_busy (LodeSam2Tool *self)
 static void
 prompts_changed (LodeSam2Tool *self)
 {
+  cancel_prefetch (self);
   g_atomic_int_inc (&self->worker->serial);
   request_prediction (self);
   emit_changed (self);
@@ -606,6 +732,7 @@ lode_sam2_tool_clear (LodeSam2Tool *self)
   self->has_box = FALSE;
   g_clear_pointer (&self->prediction, lode_sam2_prediction_free);
   self->chosen = 0;
+  maybe_prefetch (self);
   emit_changed (self);
 }
 

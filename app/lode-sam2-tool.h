@@ -55,6 +55,20 @@ void               lode_sam2_tool_set_patch      (LodeSam2Tool            *self,
                                                   const LodeCompositeSpec *spec);
 gint64             lode_sam2_tool_get_patch_id   (LodeSam2Tool            *self);
 
+/* The patch likely to be opened next (the next of the list; 0 or a NULL
+ * image_path: none). With prefetching on (the default), once the current
+ * patch is ready and no prompt is given, its embedding is computed into
+ * the project's cache so that moving on needs no wait; a click, another
+ * patch (but that one) or another model stops it. */
+void               lode_sam2_tool_set_upcoming   (LodeSam2Tool            *self,
+                                                  gint64                   patch_id,
+                                                  const char              *image_path);
+void               lode_sam2_tool_set_prefetch   (LodeSam2Tool            *self,
+                                                  gboolean                 prefetch);
+/* The last patch whose prefetch finished (0: none since the project,
+ * composite or model changed). */
+gint64             lode_sam2_tool_get_prefetched (LodeSam2Tool            *self);
+
 LodeSam2ToolState  lode_sam2_tool_get_state      (LodeSam2Tool            *self);
 /* The last error's message (FAILED), else NULL. */
 const char        *lode_sam2_tool_get_error      (LodeSam2Tool            *self);

@@ -694,6 +694,7 @@ sam2_read_settings (LodeWindow *self)
   guint64 cache = (guint64) MAX (g_settings_get_int (self->settings, "sam2-cache-mb"), 1) << 20;
 
   lode_sam2_tool_set_model (self->sam2, checkpoint, size, cache);
+  lode_sam2_tool_set_prefetch (self->sam2, g_settings_get_boolean (self->settings, "sam2-prefetch"));
 }
 
 /* The tool follows the shown patch and composite while chosen; without a
@@ -724,6 +725,15 @@ sam2_follow_patch (LodeWindow *self)
   image = lode_store_resolve_path (self->store, patch->image_path);
   lode_sam2_tool_set_patch (self->sam2, lode_store_get_path (self->store), patch->id, image,
                             raster->width, raster->height, &self->spec);
+
+  /* The next patch of the list, for the tool to encode ahead. */
+  {
+    gint64 next = lode_patch_browser_get_neighbour (self->browser, 1);
+    g_autoptr(LodePatch) upcoming = next != 0 ? lode_store_get_patch (self->store, next, NULL) : NULL;
+    g_autofree char *upcoming_image = upcoming ? lode_store_resolve_path (self->store, upcoming->image_path) : NULL;
+
+    lode_sam2_tool_set_upcoming (self->sam2, upcoming ? next : 0, upcoming_image);
+  }
 }
 
 /* The candidate as the canvas previews it: the active class's colour,
@@ -844,7 +854,15 @@ sam2_update_bar (LodeWindow *self)
       text = g_strdup ("");
     }
   gtk_label_set_label (self->sam2_label, text);
-  gtk_widget_set_tooltip_text (GTK_WIDGET (self->sam2_label), text);
+  /* Only when it changes: GTK 4.8 can remove a tooltip timeout twice (a
+   * critical, fatal in the tests) when the text is set again while the
+   * pointer rests on the widget, and this runs at every step of the tool. */
+  {
+    const char *tip = gtk_widget_get_tooltip_text (GTK_WIDGET (self->sam2_label));
+
+    if (g_strcmp0 (tip, text) != 0)
+      gtk_widget_set_tooltip_text (GTK_WIDGET (self->sam2_label), text);
+  }
   gtk_spinner_set_spinning (self->sam2_spinner, busy);
   gtk_widget_set_visible (GTK_WIDGET (self->sam2_spinner), busy);
 }
@@ -2253,6 +2271,7 @@ lode_window_init (LodeWindow *self)
   g_signal_connect (self->settings, "changed::sam2-checkpoint", G_CALLBACK (on_sam2_settings_changed), self);
   g_signal_connect (self->settings, "changed::sam2-input-size", G_CALLBACK (on_sam2_settings_changed), self);
   g_signal_connect (self->settings, "changed::sam2-cache-mb", G_CALLBACK (on_sam2_settings_changed), self);
+  g_signal_connect (self->settings, "changed::sam2-prefetch", G_CALLBACK (on_sam2_settings_changed), self);
   g_signal_connect (self->sam2_message_close, "clicked", G_CALLBACK (on_sam2_message_close), self);
   sam2_build_candidates (self);
   sam2_read_settings (self);

@@ -5,7 +5,8 @@
  * is the patch's new mask within the active class (revision source sam2),
  * equal to what the predictor gives for the same click; undo restores the
  * mask; a second patch is encoded and the first comes back from the cache.
- * Moving on while a patch encodes cancels that encode.
+ * Moving on while a patch encodes cancels that encode; with prefetching on,
+ * the next patch is encoded ahead and comes from the cache.
  * Without a checkpoint the tool says where to choose one; a checkpoint cut
  * short is reported with the file's name and what is wrong. */
 #include "config.h"
@@ -74,6 +75,9 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_settings_set_string (f->settings, "sam2-checkpoint", data ? data : "");
   g_settings_set_int (f->settings, "sam2-input-size", INPUT_SIZE);
   g_settings_set_int (f->settings, "sam2-cache-mb", 256);
+  /* off, so that what each test encodes does not depend on timing; the
+   * prefetch test turns it on */
+  g_settings_set_boolean (f->settings, "sam2-prefetch", FALSE);
 
   f->window = lode_window_new (NULL);
   gtk_window_set_default_size (GTK_WINDOW (f->window), 1400, 850);
@@ -571,6 +575,46 @@ test_switch_while_encoding (Fixture *f, gconstpointer data)
   g_assert_cmpuint (count_cached_embeddings (f), ==, 2);
 }
 
+static gboolean
+prefetched (gpointer data)
+{
+  return lode_sam2_tool_get_prefetched (data) != 0;
+}
+
+/* With "Encode the next patch ahead" on, the next patch of the list is
+ * encoded into the cache while the tool waits for clicks on the first:
+ * moving on finds its embedding there. */
+static void
+test_prefetch (Fixture *f, gconstpointer data)
+{
+  LodeSam2Tool *tool = tool_of (f);
+  gint64 first = lode_window_get_patch_id (f->window);
+
+  g_settings_set_boolean (f->settings, "sam2-prefetch", TRUE);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.tool", "s", "sam2"));
+  g_assert_true (lode_test_wait_for (embedding_ready, tool, 60000));
+  g_assert_cmpint (lode_sam2_tool_get_patch_id (tool), ==, first);
+  g_assert_false (lode_sam2_tool_get_from_cache (tool));
+  g_assert_true (lode_test_wait_for (prefetched, tool, 60000));
+  g_assert_cmpint (lode_sam2_tool_get_prefetched (tool), !=, first);
+  g_assert_cmpuint (count_cached_embeddings (f), ==, 2);
+  /* the tool is not busy with it: clicks on the first are answered */
+  g_assert_false (lode_sam2_tool_is_busy (tool));
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.next-patch", NULL));
+  g_assert_cmpint (lode_window_get_patch_id (f->window), ==, lode_sam2_tool_get_prefetched (tool));
+  g_assert_true (lode_test_wait_for (embedding_ready, tool, 60000));
+  g_assert_true (lode_sam2_tool_get_from_cache (tool));
+
+  /* Turned off, nothing more is encoded ahead. */
+  g_settings_set_boolean (f->settings, "sam2-prefetch", FALSE);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (f->window), "win.next-patch", NULL));
+  g_assert_true (lode_test_wait_for (embedding_ready, tool, 60000));
+  g_assert_false (lode_sam2_tool_get_from_cache (tool));
+  lode_test_wait_for (NULL, NULL, 1500);
+  g_assert_cmpuint (count_cached_embeddings (f), ==, 3);
+}
+
 static void
 test_preferences (void)
 {
@@ -579,15 +623,25 @@ test_preferences (void)
   GtkDropDown *sizes;
   GtkAdjustment *cache;
   GtkLabel *label;
+  GtkSwitch *prefetch;
 
   g_settings_reset (settings, "sam2-checkpoint");
   g_settings_reset (settings, "sam2-input-size");
   g_settings_reset (settings, "sam2-cache-mb");
+  g_settings_reset (settings, "sam2-prefetch");
   dialog = lode_preferences_dialog_new (NULL, settings);
   sizes = GTK_DROP_DOWN (gtk_widget_get_template_child (dialog, LODE_TYPE_PREFERENCES_DIALOG, "size_dropdown"));
   cache = GTK_ADJUSTMENT (gtk_widget_get_template_child (dialog, LODE_TYPE_PREFERENCES_DIALOG, "cache_adjustment"));
   label = GTK_LABEL (gtk_widget_get_template_child (dialog, LODE_TYPE_PREFERENCES_DIALOG, "checkpoint_label"));
+  prefetch = GTK_SWITCH (gtk_widget_get_template_child (dialog, LODE_TYPE_PREFERENCES_DIALOG, "prefetch_switch"));
   gtk_window_present (GTK_WINDOW (dialog));
+
+  /* encoding ahead is on unless the user turns it off */
+  g_assert_true (gtk_switch_get_active (prefetch));
+  gtk_switch_set_active (prefetch, FALSE);
+  g_assert_false (g_settings_get_boolean (settings, "sam2-prefetch"));
+  g_settings_reset (settings, "sam2-prefetch");
+  g_assert_true (gtk_switch_get_active (prefetch));
 
   g_assert_cmpuint (gtk_drop_down_get_selected (sizes), ==, 0);
   g_assert_cmpint (g_settings_get_int (settings, "sam2-input-size"), ==, 1024);
@@ -635,6 +689,7 @@ main (int argc, char **argv)
   g_test_add ("/sam2-tool/encode-project", Fixture, ckpt_path, fixture_setup, test_encode_project,
               fixture_teardown);
   g_test_add ("/sam2-tool/encode-cancel", Fixture, ckpt_path, fixture_setup, test_encode_cancel, fixture_teardown);
+  g_test_add ("/sam2-tool/prefetch", Fixture, ckpt_path, fixture_setup, test_prefetch, fixture_teardown);
   g_test_add ("/sam2-tool/switch-while-encoding", Fixture, ckpt_path, fixture_setup, test_switch_while_encoding,
               fixture_teardown);
   g_test_add ("/sam2-tool/close-while-encoding", Fixture, ckpt_path, fixture_setup, test_close_while_encoding,

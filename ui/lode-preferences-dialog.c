@@ -21,6 +21,7 @@ struct _LodePreferencesDialog
   GtkButton     *checkpoint_clear;
   GtkDropDown   *size_dropdown;
   GtkAdjustment *cache_adjustment;
+  GtkSwitch     *prefetch_switch;
 
   GSettings     *settings;
 };
@@ -180,6 +181,7 @@ lode_preferences_dialog_class_init (LodePreferencesDialogClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LodePreferencesDialog, checkpoint_clear);
   gtk_widget_class_bind_template_child (widget_class, LodePreferencesDialog, size_dropdown);
   gtk_widget_class_bind_template_child (widget_class, LodePreferencesDialog, cache_adjustment);
+  gtk_widget_class_bind_template_child (widget_class, LodePreferencesDialog, prefetch_switch);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Escape, 0, "window.close", NULL);
 }
 
@@ -221,6 +223,7 @@ lode_preferences_dialog_new (GtkWindow *parent, GSettings *settings)
   g_settings_bind_with_mapping (settings, "sam2-input-size", self->size_dropdown, "selected",
                                 G_SETTINGS_BIND_DEFAULT, size_get, size_set, NULL, NULL);
   g_settings_bind (settings, "sam2-cache-mb", self->cache_adjustment, "value", G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (settings, "sam2-prefetch", self->prefetch_switch, "active", G_SETTINGS_BIND_DEFAULT);
   g_signal_connect (settings, "changed::sam2-checkpoint", G_CALLBACK (on_checkpoint_changed), self);
   update_checkpoint_label (self);
   return GTK_WIDGET (self);

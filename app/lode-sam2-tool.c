@@ -343,6 +343,34 @@ request_prediction (LodeSam2Tool *self)
   push (self, job);
 }
 
+/* An encode of patch_id (image_path) with the tool's model, cache bound
+ * and composite, stopped by its own cancellable, which *cancellable (the
+ * tool's handle on it) also holds. */
+static Job *
+encode_job_new (LodeSam2Tool *self, JobKind kind, gint64 patch_id, const char *image_path,
+                GCancellable **cancellable)
+{
+  Job *job = job_new (self, kind);
+
+  job->patch_id = patch_id;
+  job->image_path = g_strdup (image_path);
+  job->checkpoint = g_strdup (self->checkpoint);
+  job->input_size = self->input_size;
+  job->cache_bytes = self->cache_bytes;
+  job->spec = self->spec;
+  job->cancellable = g_cancellable_new ();
+  g_set_object (cancellable, job->cancellable);
+  return job;
+}
+
+static void
+cancel_and_clear (GCancellable **cancellable)
+{
+  if (*cancellable != NULL)
+    g_cancellable_cancel (*cancellable);
+  g_clear_object (cancellable);
+}
+
 static void
 request_embedding (LodeSam2Tool *self)
 {
@@ -353,14 +381,7 @@ request_embedding (LodeSam2Tool *self)
       self->state = LODE_SAM2_TOOL_IDLE;
       return;
     }
-  job = job_new (self, JOB_EMBED);
-  job->checkpoint = g_strdup (self->checkpoint);
-  job->input_size = self->input_size;
-  job->cache_bytes = self->cache_bytes;
-  job->image_path = g_strdup (self->image_path);
-  job->spec = self->spec;
-  job->cancellable = g_cancellable_new ();
-  g_set_object (&self->encode_cancellable, job->cancellable);
+  job = encode_job_new (self, JOB_EMBED, self->patch_id, self->image_path, &self->encode_cancellable);
   self->state = self->model_loaded ? LODE_SAM2_TOOL_ENCODING : LODE_SAM2_TOOL_LOADING;
   g_clear_pointer (&self->error, g_free);
   push (self, job);
@@ -369,9 +390,7 @@ request_embedding (LodeSam2Tool *self)
 static void
 cancel_prefetch (LodeSam2Tool *self)
 {
-  if (self->prefetch_cancellable != NULL)
-    g_cancellable_cancel (self->prefetch_cancellable);
-  g_clear_object (&self->prefetch_cancellable);
+  cancel_and_clear (&self->prefetch_cancellable);
   self->prefetch_id = 0;
 }
 
@@ -387,15 +406,8 @@ maybe_prefetch (LodeSam2Tool *self)
       self->state != LODE_SAM2_TOOL_READY || self->pending > 0 || lode_sam2_tool_has_prompts (self) ||
       self->prefetch_id != 0 || self->prefetched_id == self->upcoming_id || self->cache_bytes == 0)
     return;
-  job = job_new (self, JOB_PREFETCH);
-  job->patch_id = self->upcoming_id;
-  job->image_path = g_strdup (self->upcoming_path);
-  job->checkpoint = g_strdup (self->checkpoint);
-  job->input_size = self->input_size;
-  job->cache_bytes = self->cache_bytes;
-  job->spec = self->spec;
-  job->cancellable = g_cancellable_new ();
-  g_set_object (&self->prefetch_cancellable, job->cancellable);
+  job = encode_job_new (self, JOB_PREFETCH, self->upcoming_id, self->upcoming_path,
+                        &self->prefetch_cancellable);
   self->prefetch_id = job->patch_id;
   lode_background_enter ();  /* left by worker_run; not counted as busy */
   g_thread_pool_push (self->pool, job, NULL);
@@ -409,9 +421,7 @@ new_generation (LodeSam2Tool *self)
   g_atomic_int_inc (&self->worker->serial);
   /* An encode still running for the patch left behind stops at its next
    * block rather than holding up the new patch's. */
-  if (self->encode_cancellable != NULL)
-    g_cancellable_cancel (self->encode_cancellable);
-  g_clear_object (&self->encode_cancellable);
+  cancel_and_clear (&self->encode_cancellable);
   self->pending = 0;
   self->from_cache = FALSE;
   g_clear_pointer (&self->prediction, lode_sam2_prediction_free);
@@ -492,9 +502,7 @@ lode_sam2_tool_dispose (GObject *object)
        * dropped by the worker; nothing here waits for it: the last job
        * frees the worker's state. */
       g_atomic_int_set (&self->worker->closing, 1);
-      if (self->encode_cancellable != NULL)
-        g_cancellable_cancel (self->encode_cancellable);
-      g_clear_object (&self->encode_cancellable);
+      cancel_and_clear (&self->encode_cancellable);
       cancel_prefetch (self);
       g_thread_pool_free (self->pool, FALSE, FALSE);
       self->pool = NULL;
@@ -596,13 +604,17 @@ lode_sam2_tool_set_patch (LodeSam2Tool            *self,
       memcmp (spec, &self->spec, sizeof *spec) == 0 && self->state != LODE_SAM2_TOOL_FAILED &&
       self->state != LODE_SAM2_TOOL_IDLE)
     return;
-  /* Moving to the patch being prefetched: its encode goes on, and the
-   * patch's own job, queued behind it, finds it in the cache. */
-  if (self->prefetch_id != 0 && (self->prefetch_id != patch_id || g_strcmp0 (project, self->project) != 0 ||
-                                 spec == NULL || memcmp (spec, &self->spec, sizeof *spec) != 0))
-    cancel_prefetch (self);
-  if (g_strcmp0 (project, self->project) != 0 || (spec != NULL && memcmp (spec, &self->spec, sizeof *spec) != 0))
-    self->prefetched_id = 0;
+  {
+    gboolean same_project = g_strcmp0 (project, self->project) == 0;
+    gboolean same_spec = spec != NULL && memcmp (spec, &self->spec, sizeof *spec) == 0;
+
+    /* Moving to the patch being prefetched: its encode goes on, and the
+     * patch's own job, queued behind it, finds it in the cache. */
+    if (self->prefetch_id != 0 && (self->prefetch_id != patch_id || !same_project || !same_spec))
+      cancel_prefetch (self);
+    if (!same_project || (spec != NULL && !same_spec))
+      self->prefetched_id = 0;
+  }
   new_generation (self);
   g_free (self->project);
   g_free (self->image_path);

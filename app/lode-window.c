@@ -726,13 +726,15 @@ sam2_follow_patch (LodeWindow *self)
   lode_sam2_tool_set_patch (self->sam2, lode_store_get_path (self->store), patch->id, image,
                             raster->width, raster->height, &self->spec);
 
-  /* The next patch of the list, for the tool to encode ahead. */
+  /* The next patch of the list (the browser holds it), for the tool to
+   * encode ahead. */
   {
     gint64 next = lode_patch_browser_get_neighbour (self->browser, 1);
-    g_autoptr(LodePatch) upcoming = next != 0 ? lode_store_get_patch (self->store, next, NULL) : NULL;
-    g_autofree char *upcoming_image = upcoming ? lode_store_resolve_path (self->store, upcoming->image_path) : NULL;
+    LodePatchItem *item = next != 0 ? lode_patch_browser_find (self->browser, next) : NULL;
+    g_autofree char *upcoming_image =
+      item ? lode_store_resolve_path (self->store, lode_patch_item_get_patch (item)->image_path) : NULL;
 
-    lode_sam2_tool_set_upcoming (self->sam2, upcoming ? next : 0, upcoming_image);
+    lode_sam2_tool_set_upcoming (self->sam2, item ? next : 0, upcoming_image);
   }
 }
 

@@ -65,7 +65,6 @@ struct _LodeSam2Decoder {
   float *tq, *tk, *tv, *thq, *thk, *thv, *tho;
   float *keys, *kpe, *ktmp;                          /* [hw, c] */
   float *pk, *pv, *pq, *hk, *hv, *hq, *ho;           /* [hw, internal] */
-  float *dense;                                      /* [c, hw] */
   float *up1, *up2;                                  /* upscaled features */
   float *masks;                                      /* [4, low_res^2] */
   float *mask_scratch;
@@ -79,6 +78,11 @@ struct _LodeSam2Decoder {
   float *cached_embed;
   gboolean cache_valid;
   float *c_keys, *c_kpe, *c_hk, *c_hv;
+  /* layer 0's token-to-image Wk Wd and Wv Wd [internal, MASK_IN_CHANS]
+   * (Wd: the last convolution of the mask downscaling), and per click
+   * bd - no_mask_embed [c] and its images through Wk and Wv [internal] */
+  float *mask_kw, *mask_vw;
+  float *mask_shift, *mask_kb, *mask_vb;
 };
 
 /* ---- weights ------------------------------------------------------------ */
@@ -280,6 +284,37 @@ check_config (const LodeSam2Config *config, GError **error)
   return TRUE;
 }
 
+/* A mask input changes the keys of layer 0 only through the last 1x1
+ * convolution of the mask downscaling (see apply_mask_input), so the
+ * token-to-image projections of that layer see it through Wk Wd and Wv Wd,
+ * products of the weights formed here once, in double. */
+static void
+fold_mask_input (LodeSam2Decoder *self)
+{
+  const Attn *a = &self->layers[0].t2i;
+  const float *wd = self->md_w[2]->data;   /* [c, MASK_IN_CHANS] */
+  int c = self->c, in = a->internal;
+
+  self->mask_kw = g_new (float, (gsize) in * MASK_IN_CHANS);
+  self->mask_vw = g_new (float, (gsize) in * MASK_IN_CHANS);
+  self->mask_shift = g_new (float, c);
+  self->mask_kb = g_new (float, in);
+  self->mask_vb = g_new (float, in);
+  for (int i = 0; i < in; i++)
+    for (int j = 0; j < MASK_IN_CHANS; j++)
+      {
+        double k = 0.0, v = 0.0;
+
+        for (int m = 0; m < c; m++)
+          {
+            k += (double) a->kw->data[(gsize) i * c + m] * wd[(gsize) m * MASK_IN_CHANS + j];
+            v += (double) a->vw->data[(gsize) i * c + m] * wd[(gsize) m * MASK_IN_CHANS + j];
+          }
+        self->mask_kw[(gsize) i * MASK_IN_CHANS + j] = (float) k;
+        self->mask_vw[(gsize) i * MASK_IN_CHANS + j] = (float) v;
+      }
+}
+
 LodeSam2Decoder *
 lode_sam2_decoder_new (const LodeSam2Config *config,
                        LodeSam2TensorSource  source,
@@ -345,7 +380,6 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->hv = g_new (float, hw * c);
   self->hq = g_new (float, hw * c);
   self->ho = g_new (float, hw * c);
-  self->dense = g_new (float, hw * c);
   self->up1 = g_new (float, hw * c);          /* [c/4, 2e, 2e] */
   self->up2 = g_new (float, hw * c * 2);      /* [c/8, 4e, 4e] */
   self->masks = g_new (float, N_MASK_TOKENS * ls);
@@ -360,6 +394,7 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->c_kpe = g_new (float, hw * c);
   self->c_hk = g_new (float, hw * c);
   self->c_hv = g_new (float, hw * c);
+  fold_mask_input (self);
   /* out_proj^T per head of the image-to-token attentions: [h][d, c] */
   for (int l = 0; l < self->depth; l++)
     {
@@ -496,7 +531,6 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->hv);
   g_free (self->hq);
   g_free (self->ho);
-  g_free (self->dense);
   g_free (self->up1);
   g_free (self->up2);
   g_free (self->masks);
@@ -511,6 +545,11 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->c_kpe);
   g_free (self->c_hk);
   g_free (self->c_hv);
+  g_free (self->mask_kw);
+  g_free (self->mask_vw);
+  g_free (self->mask_shift);
+  g_free (self->mask_kb);
+  g_free (self->mask_vb);
   for (int l = 0; l < 9; l++)
     g_free (self->wout_t[l]);
   g_free (self);
@@ -656,28 +695,16 @@ embed_prompts (LodeSam2Decoder *self, const LodeSam2Prompt *p, int *n_sparse, GE
   return TRUE;
 }
 
-/* Dense prompt embedding [c, hw]: the mask downscaling path, or no_mask_embed
- * broadcast. */
-static void
-embed_dense (LodeSam2Decoder *self, const float *mask)
+/* The mask downscaling path up to its last convolution: the previous
+ * low-resolution logits -> G [MASK_IN_CHANS, hw], in self->ktmp. */
+static const float *
+mask_features (LodeSam2Decoder *self, const float *mask)
 {
-  int c = self->c, e = self->e, ls = self->low_res;
+  int e = self->e, ls = self->low_res;
   LodeConvShape s;
   float *a = self->mask_scratch;
   float *b = self->ktmp;
 
-  if (mask == NULL)
-    {
-      for (int j = 0; j < c; j++)
-        {
-          float v = self->no_mask->data[j];
-          float *dst = self->dense + (gsize) j * self->hw;
-
-          for (int p = 0; p < self->hw; p++)
-            dst[p] = v;
-        }
-      return;
-    }
   /* conv 2x2 s2 (1 -> 4), LayerNorm2d, GELU */
   lode_conv_shape_init (&s, 1, 1, ls, ls, MASK_IN_CHANS / 4, 2, 2, 0);
   lode_ops_conv2d (a, mask, self->md_w[0]->data, self->md_b[0]->data, &s);
@@ -690,9 +717,7 @@ embed_dense (LodeSam2Decoder *self, const float *mask)
   lode_ops_layer_norm2d (b, b, self->md_ln_w[1]->data, self->md_ln_b[1]->data,
                          1, MASK_IN_CHANS, e * e, LN2D_EPS);
   lode_ops_gelu (b, b, (gsize) MASK_IN_CHANS * e * e);
-  /* conv 1x1 (16 -> c) */
-  lode_conv_shape_init (&s, 1, MASK_IN_CHANS, e, e, c, 1, 1, 0);
-  lode_ops_conv2d (self->dense, b, self->md_w[2]->data, self->md_b[2]->data, &s);
+  return b;
 }
 
 /* ---- two-way transformer ------------------------------------------------ */
@@ -742,19 +767,20 @@ token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int
 }
 
 /* Tokens attend to the image: q from the tokens (plus their PE), k from
- * keys + PE (kpe), v from keys. cached: K and V already in head layout in
- * c_hk, c_hv. */
+ * keys + PE (kpe), v from keys. With hk and hv (not NULL), K and V are
+ * already projected, in head layout. */
 static void
-token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t, gboolean cached, float *out)
+token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
+                const float *hk, const float *hv, float *out)
 {
   Heads tok_img = { self->thq, self->hk, self->hv, self->tho };
   int h = self->heads, d = a->internal / h;
 
-  if (cached)
+  if (hk != NULL)
     {
       linear (self->tq, q, a->qw, a->qb, t);
       lode_ops_split_heads (self->thq, self->tq, t, h, d);
-      lode_ops_attention (self->tho, self->thq, self->c_hk, self->c_hv, 1, h, t, self->hw, d);
+      lode_ops_attention (self->tho, self->thq, hk, hv, 1, h, t, self->hw, d);
       lode_ops_merge_heads (self->tq, self->tho, t, h, d);
       linear (out, self->tq, a->ow, a->ob, t);
       return;
@@ -832,37 +858,77 @@ image_to_token (LodeSam2Decoder *self, int layer, const float *ktok, const float
   lode_ops_add (keys, keys, self->ktmp, (gsize) self->hw * self->c);
 }
 
-/* Layer 0's keys, keys + PE and token-to-image K, V depend on the image
- * only when there is no mask input: kept between clicks. */
+/* Layer 0's keys K0 = image_embed + no_mask_embed ([hw, c]), K0 + PE and
+ * its token-to-image K and V (head layout) depend on the image only: kept
+ * for the embedding whose image_embed is copied in cached_embed. */
 static void
-prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb, gboolean no_mask)
+prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
 {
   gsize kc = (gsize) self->hw * self->c;
   const Attn *a = &self->layers[0].t2i;
   int h = self->heads, d = a->internal / h;
 
-  if (no_mask && self->cache_valid &&
-      memcmp (self->cached_embed, emb->image_embed, kc * sizeof (float)) == 0)
-    {
-      memcpy (self->keys, self->c_keys, kc * sizeof (float));
-      memcpy (self->kpe, self->c_kpe, kc * sizeof (float));
-      return;
-    }
-  lode_ops_add (self->kpe, self->keys, self->dense_pe, kc);
-  if (!no_mask)
+  if (self->cache_valid && memcmp (self->cached_embed, emb->image_embed, kc * sizeof (float)) == 0)
     return;
-  linear (self->pk, self->kpe, a->kw, a->kb, self->hw);
-  linear (self->pv, self->keys, a->vw, a->vb, self->hw);
+  lode_ops_nchw_to_nhwc (self->c_keys, emb->image_embed, 1, self->c, self->e, self->e);
+  lode_ops_add_row_bias (self->c_keys, self->c_keys, self->no_mask->data, self->hw, self->c);
+  lode_ops_add (self->c_kpe, self->c_keys, self->dense_pe, kc);
+  linear (self->pk, self->c_kpe, a->kw, a->kb, self->hw);
+  linear (self->pv, self->c_keys, a->vw, a->vb, self->hw);
   lode_ops_split_heads (self->c_hk, self->pk, self->hw, h, d);
   lode_ops_split_heads (self->c_hv, self->pv, self->hw, h, d);
-  memcpy (self->c_keys, self->keys, kc * sizeof (float));
-  memcpy (self->c_kpe, self->kpe, kc * sizeof (float));
   memcpy (self->cached_embed, emb->image_embed, kc * sizeof (float));
   self->cache_valid = TRUE;
 }
 
+/* With a mask input, the dense embedding is Wd G + bd (G: mask_features)
+ * instead of no_mask_embed, so the keys are K0 + G^T Wd^T + (bd -
+ * no_mask_embed), and layer 0's token-to-image K and V, linear in the
+ * keys, move by G^T (Wk Wd)^T and G^T (Wv Wd)^T plus the shift through Wk
+ * and Wv: products of depth MASK_IN_CHANS instead of c. Fills keys, kpe
+ * and layer 0's K and V (hk, hv). */
 static void
-two_way_transformer (LodeSam2Decoder *self, int t, gboolean first_cached)
+apply_mask_input (LodeSam2Decoder *self, const float *mask)
+{
+  const Attn *a = &self->layers[0].t2i;
+  int c = self->c, hw = self->hw, in = a->internal, h = self->heads, d = in / h;
+  gsize kc = (gsize) hw * c;
+  const float *g = mask_features (self, mask);
+
+  for (int j = 0; j < c; j++)
+    self->mask_shift[j] = self->md_b[2]->data[j] - self->no_mask->data[j];
+  for (int i = 0; i < in; i++)
+    {
+      float k = 0.0f, v = 0.0f;
+
+      for (int j = 0; j < c; j++)
+        {
+          k += a->kw->data[(gsize) i * c + j] * self->mask_shift[j];
+          v += a->vw->data[(gsize) i * c + j] * self->mask_shift[j];
+        }
+      self->mask_kb[i] = k;
+      self->mask_vb[i] = v;
+    }
+
+  memcpy (self->keys, self->c_keys, kc * sizeof (float));
+  lode_ops_gemm (TRUE, TRUE, hw, c, MASK_IN_CHANS, 1.0f, g, self->md_w[2]->data, 1.0f, self->keys);
+  lode_ops_add_row_bias (self->keys, self->keys, self->mask_shift, hw, c);
+  lode_ops_add (self->kpe, self->keys, self->dense_pe, kc);
+
+  lode_ops_gemm (TRUE, TRUE, hw, in, MASK_IN_CHANS, 1.0f, g, self->mask_kw, 0.0f, self->pk);
+  lode_ops_add_row_bias (self->pk, self->pk, self->mask_kb, hw, in);
+  lode_ops_split_heads (self->hk, self->pk, hw, h, d);
+  lode_ops_add (self->hk, self->hk, self->c_hk, (gsize) hw * in);
+  lode_ops_gemm (TRUE, TRUE, hw, in, MASK_IN_CHANS, 1.0f, g, self->mask_vw, 0.0f, self->pv);
+  lode_ops_add_row_bias (self->pv, self->pv, self->mask_vb, hw, in);
+  lode_ops_split_heads (self->hv, self->pv, hw, h, d);
+  lode_ops_add (self->hv, self->hv, self->c_hv, (gsize) hw * in);
+}
+
+/* The layers and the final attention; layer 0's token-to-image K and V
+ * are given (hk0, hv0). */
+static void
+two_way_transformer (LodeSam2Decoder *self, int t, const float *hk0, const float *hv0)
 {
   int c = self->c, hw = self->hw;
   gsize kc = (gsize) hw * c, tc = (gsize) t * c;
@@ -896,7 +962,7 @@ two_way_transformer (LodeSam2Decoder *self, int t, gboolean first_cached)
 
       /* the tokens attend to the image (kpe = keys + PE is up to date) */
       lode_ops_add (q, queries, qpe, tc);
-      token_to_image (self, &ly->t2i, q, t, l == 0 && first_cached, attn);
+      token_to_image (self, &ly->t2i, q, t, l == 0 ? hk0 : NULL, l == 0 ? hv0 : NULL, attn);
       lode_ops_add (queries, queries, attn, tc);
       layer_norm (queries, ly->norm_w[1], ly->norm_b[1], t, c);
 
@@ -914,7 +980,7 @@ two_way_transformer (LodeSam2Decoder *self, int t, gboolean first_cached)
 
   /* final attention of the tokens to the image, then its norm */
   lode_ops_add (q, queries, qpe, tc);
-  token_to_image (self, &self->final_attn, q, t, FALSE, attn);
+  token_to_image (self, &self->final_attn, q, t, NULL, NULL, attn);
   lode_ops_add (queries, queries, attn, tc);
   layer_norm (queries, self->final_norm_w, self->final_norm_b, t, c);
 }
@@ -987,20 +1053,18 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
           sizeof (float) * N_MASK_TOKENS * c);
 
   /* src = image_embed + dense, as [hw, c] */
-  {
-    gboolean no_mask = prompt->mask_input == NULL;
-    gboolean cached = no_mask && self->cache_valid &&
-      memcmp (self->cached_embed, emb->image_embed, (gsize) c * hw * sizeof (float)) == 0;
-
-    if (!cached)
-      {
-        embed_dense (self, prompt->mask_input);
-        lode_ops_add (self->ktmp, emb->image_embed, self->dense, (gsize) c * hw);
-        lode_ops_nchw_to_nhwc (self->keys, self->ktmp, 1, c, e, e);
-      }
-    prepare_first_layer (self, emb, no_mask);
-    two_way_transformer (self, t, no_mask);
-  }
+  prepare_first_layer (self, emb);
+  if (prompt->mask_input == NULL)
+    {
+      memcpy (self->keys, self->c_keys, sizeof (float) * c * hw);
+      memcpy (self->kpe, self->c_kpe, sizeof (float) * c * hw);
+      two_way_transformer (self, t, self->c_hk, self->c_hv);
+    }
+  else
+    {
+      apply_mask_input (self, prompt->mask_input);
+      two_way_transformer (self, t, self->hk, self->hv);
+    }
 
   /* upscaling with the high-resolution features */
   conv_transpose_2x2 (self, self->up1, self->keys, TRUE, self->up_w[0], self->up_b[0], c, c / 4, e,

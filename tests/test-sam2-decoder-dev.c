@@ -291,6 +291,18 @@ test_fixtures (gconstpointer data)
     }
   g_assert_cmpint (n, >=, 7);
   g_test_message ("%s: %d prompt sets, largest difference from the CPU decoder %.3g", name, n, worst);
+  {
+    /* what a click queues (kernels, copies), the figure for the GPU */
+    float pt[2] = { 100.0f, 200.0f };
+    int lab[1] = { 1 };
+    LodeSam2Prompt p = { 1, pt, lab, FALSE, { 0 }, NULL, TRUE };
+    LodeSam2DecoderDevTiming t;
+
+    g_assert_true (lode_sam2_decoder_dev_time (dev, &p, 1, &t, &error));
+    g_assert_cmpint (t.calls_per_click, >, 0);
+    g_test_message ("%s: a one-point click is %d table calls, %.1f ms with the CPU table",
+                    name, t.calls_per_click, t.ms_per_click);
+  }
   lode_sam2_decoder_free (cpu);
   lode_sam2_decoder_dev_free (dev);
   fixture_clear (&f);

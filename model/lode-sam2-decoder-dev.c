@@ -772,10 +772,14 @@ open_backend (LodeSam2DecoderDev *self, LodeDeviceKind device, GError **error)
       self->be = &gpu_backend;
       return TRUE;
     }
-#endif
   g_set_error_literal (error, LODE_DEVICE_ERROR, LODE_DEVICE_ERROR_UNAVAILABLE,
-                       _("The SAM2 decoder cannot run on CUDA: this build has no CUDA support or the machine has no CUDA device"));
+                       _("No CUDA device was found; use --device cpu"));
   return FALSE;
+#else
+  g_set_error_literal (error, LODE_DEVICE_ERROR, LODE_DEVICE_ERROR_UNAVAILABLE,
+                       _("This Lode was built without CUDA; use --device cpu"));
+  return FALSE;
+#endif
 }
 
 LodeSam2DecoderDev *
@@ -881,9 +885,16 @@ checkpoint_source (const char   *name,
     same = t->shape[i] == shape[i];
   if (!same)
     {
+      g_autoptr(GString) want = g_string_new (NULL);
+      g_autoptr(GString) got = g_string_new (NULL);
+
+      for (int i = 0; i < ndim; i++)
+        g_string_append_printf (want, "%s%" G_GINT64_FORMAT, i ? ", " : "", shape[i]);
+      for (int i = 0; i < t->ndim; i++)
+        g_string_append_printf (got, "%s%" G_GINT64_FORMAT, i ? ", " : "", t->shape[i]);
       g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_WEIGHTS,
-                   _("Tensor “%s” of the checkpoint does not have the shape the SAM2 decoder expects"),
-                   name);
+                   _("Tensor “%s” of the checkpoint has shape [%s], expected [%s]"),
+                   name, got->str, want->str);
       lode_tensor_free (t);
       return NULL;
     }
@@ -1242,14 +1253,9 @@ lode_sam2_decoder_dev_run (LodeSam2DecoderDev    *self,
   const float *iou_all, *scores;
 
   g_return_val_if_fail (self != NULL && prompt != NULL && out != NULL, FALSE);
+  g_return_val_if_fail (self->has_embedding, FALSE);
 
   memset (out, 0, sizeof *out);
-  if (!self->has_embedding)
-    {
-      g_set_error_literal (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_EMBEDDING,
-                           _("The SAM2 decoder has no image embedding to segment"));
-      return FALSE;
-    }
   n_sparse = sparse_prompts (self, prompt, error);
   if (n_sparse < 0)
     return FALSE;

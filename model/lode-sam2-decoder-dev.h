@@ -57,8 +57,8 @@ gboolean lode_sam2_decoder_dev_set_embedding (LodeSam2DecoderDev      *self,
 
 /* One click on the current embedding: fills out as lode_sam2_decoder_run
  * does (clear it with lode_sam2_decoder_output_clear). PROMPT error for bad
- * prompts, EMBEDDING error when no embedding was set. Not thread-safe on one
- * decoder. */
+ * prompts. An embedding must have been set (a programmer error otherwise).
+ * Not thread-safe on one decoder. */
 gboolean lode_sam2_decoder_dev_run (LodeSam2DecoderDev    *self,
                                     const LodeSam2Prompt  *prompt,
                                     LodeSam2DecoderOutput *out,

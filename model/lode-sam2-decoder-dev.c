@@ -860,6 +860,17 @@ lode_sam2_decoder_dev_new (const LodeSam2Config *config,
   return self;
 }
 
+/* "2, 256" for a shape [2, 256]. */
+static char *
+shape_text (int ndim, const gint64 *shape)
+{
+  GString *s = g_string_new (NULL);
+
+  for (int i = 0; i < ndim; i++)
+    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, i ? ", " : "", shape[i]);
+  return g_string_free (s, FALSE);
+}
+
 static LodeTensor *
 checkpoint_source (const char   *name,
                    int           ndim,
@@ -885,16 +896,12 @@ checkpoint_source (const char   *name,
     same = t->shape[i] == shape[i];
   if (!same)
     {
-      g_autoptr(GString) want = g_string_new (NULL);
-      g_autoptr(GString) got = g_string_new (NULL);
+      g_autofree char *want = shape_text (ndim, shape);
+      g_autofree char *got = shape_text (t->ndim, t->shape);
 
-      for (int i = 0; i < ndim; i++)
-        g_string_append_printf (want, "%s%" G_GINT64_FORMAT, i ? ", " : "", shape[i]);
-      for (int i = 0; i < t->ndim; i++)
-        g_string_append_printf (got, "%s%" G_GINT64_FORMAT, i ? ", " : "", t->shape[i]);
       g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_WEIGHTS,
                    _("Tensor “%s” of the checkpoint has shape [%s], expected [%s]"),
-                   name, got->str, want->str);
+                   name, got, want);
       lode_tensor_free (t);
       return NULL;
     }

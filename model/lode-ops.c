@@ -1152,3 +1152,149 @@ lode_ops_cuda_check (int      status,
   return FALSE;
 }
 #endif
+
+/* ---- SAM2 decoder kernels ------------------------------------------------ */
+
+void
+lode_ops_add_layer_norm (float       *out,
+                         const float *a,
+                         const float *b,
+                         const float *weight,
+                         const float *bias,
+                         int          rows,
+                         int          c,
+                         float        eps,
+                         float       *out_pe,
+                         const float *pe)
+{
+  gsize n = (gsize) rows * c;
+
+  g_return_if_fail (rows >= 0 && c > 0 && a != NULL && out != NULL);
+  g_return_if_fail (out_pe == NULL || pe != NULL);
+
+  if (b != NULL)
+    lode_ops_add (out, a, b, n);
+  lode_ops_layer_norm (out, b != NULL ? out : a, weight, bias, rows, c, eps);
+  if (out_pe != NULL)
+    lode_ops_add (out_pe, out, pe, n);
+}
+
+/* One query row and head of lode_ops_attention_rows; p holds lk scores. */
+static void
+attention_row (float *o, const float *qi, const float *k, int k_stride, const float *v,
+               int v_stride, int lk, int d, float scale, float *p)
+{
+  float m = -INFINITY, sum = 0.0f;
+
+  for (int j = 0; j < lk; j++)
+    {
+      const float *kj = k + (gsize) j * k_stride;
+      float s = 0.0f;
+
+      for (int x = 0; x < d; x++)
+        s += qi[x] * kj[x];
+      p[j] = s * scale;
+      m = MAX (m, p[j]);
+    }
+  for (int x = 0; x < d; x++)
+    o[x] = 0.0f;
+  for (int j = 0; j < lk; j++)
+    {
+      const float *vj = v + (gsize) j * v_stride;
+      float e = expf (p[j] - m);
+
+      sum += e;
+      for (int x = 0; x < d; x++)
+        o[x] += e * vj[x];
+    }
+  for (int x = 0; x < d; x++)
+    o[x] /= sum;
+}
+
+void
+lode_ops_attention_rows (float       *out,
+                         const float *q,
+                         int          q_stride,
+                         const float *k,
+                         int          k_stride,
+                         const float *v,
+                         int          v_stride,
+                         int          lq,
+                         int          lk,
+                         int          h,
+                         int          d)
+{
+  float scale;
+
+  g_return_if_fail (lq >= 0 && lk > 0 && h > 0 && d > 0);
+  g_return_if_fail (q_stride >= h * d && k_stride >= h * d && v_stride >= h * d);
+
+  scale = 1.0f / sqrtf ((float) d);
+  PARALLEL_FOR ((gint64) lq * lk * h * d)
+  for (gint64 t = 0; t < (gint64) lq * h; t++)
+    {
+      int i = (int) (t / h), hd = (int) (t % h) * d;
+      float *p = g_new (float, lk);
+
+      attention_row (out + (gsize) i * h * d + hd, q + (gsize) i * q_stride + hd, k + hd, k_stride,
+                     v + hd, v_stride, lk, d, scale, p);
+      g_free (p);
+    }
+}
+
+void
+lode_ops_point_encoding (float       *out,
+                         const float *points,
+                         const float *gauss,
+                         const float *label_embed,
+                         int          n,
+                         int          c,
+                         float        size)
+{
+  int half = c / 2;
+  const float two_pi = (float) (2.0 * G_PI);
+
+  g_return_if_fail (n >= 0 && c > 0 && c % 2 == 0 && size > 0.0f);
+
+  for (int i = 0; i < n; i++)
+    {
+      float *row = out + (gsize) i * c;
+      int label = (int) points[3 * i + 2];
+      float cx = 2.0f * ((points[3 * i] + 0.5f) / size) - 1.0f;
+      float cy = 2.0f * ((points[3 * i + 1] + 0.5f) / size) - 1.0f;
+
+      if (label_embed != NULL && label < 0)
+        {
+          memcpy (row, label_embed, sizeof (float) * c);
+          continue;
+        }
+      for (int j = 0; j < half; j++)
+        {
+          float a = two_pi * (cx * gauss[j] + cy * gauss[half + j]);
+
+          row[j] = sinf (a);
+          row[half + j] = cosf (a);
+        }
+      if (label_embed != NULL)
+        lode_ops_add (row, row, label_embed + (gsize) (label + 1) * c, c);
+    }
+}
+
+void
+lode_ops_bias_relu (float       *out,
+                    const float *in,
+                    const float *bias,
+                    int          rows,
+                    int          c)
+{
+  g_return_if_fail (rows >= 0 && c > 0);
+
+  PARALLEL_FOR ((gint64) rows * c)
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < c; j++)
+      {
+        float x = in[(gsize) r * c + j] + bias[j];
+
+        out[(gsize) r * c + j] = x > 0.0f ? x : 0.0f;
+      }
+}

@@ -336,4 +336,61 @@ void lode_ops_merge_heads (float *out, const float *in, int l, int h, int d);
 void lode_ops_nchw_to_nhwc (float *out, const float *in, int n, int c, int h, int w);
 void lode_ops_nhwc_to_nchw (float *out, const float *in, int n, int c, int h, int w);
 
+/* ---- SAM2 decoder kernels (twins of lode-sam2-decoder-cuda.h) ------------ */
+
+/* out = layer_norm (a + b) over rows of c (b may be NULL: out = layer_norm
+ * (a)), as lode_ops_layer_norm; then, when out_pe is not NULL,
+ * out_pe = out + pe (pe [rows, c]). out may be a or b. */
+void lode_ops_add_layer_norm (float       *out,
+                              const float *a,
+                              const float *b,
+                              const float *weight,
+                              const float *bias,
+                              int          rows,
+                              int          c,
+                              float        eps,
+                              float       *out_pe,
+                              const float *pe);
+
+/* Multi-head attention on projected rows, heads side by side in each row:
+ * q [lq, h * d] with rows q_stride floats apart, k and v [lk, h * d] with
+ * rows k_stride and v_stride apart; out [lq, h * d] contiguous,
+ * out[i, head] = softmax_j (q[i, head] . k[j, head] / sqrt d) v[j, head].
+ * out does not alias the inputs. */
+void lode_ops_attention_rows (float       *out,
+                              const float *q,
+                              int          q_stride,
+                              const float *k,
+                              int          k_stride,
+                              const float *v,
+                              int          v_stride,
+                              int          lq,
+                              int          lk,
+                              int          h,
+                              int          d);
+
+/* SAM2's random Fourier features of points plus their label embedding
+ * (PromptEncoder._embed_points): points [n, 3] as x, y, label (a float);
+ * x and y are normalised as (x + 0.5) / size; gauss [2, c / 2];
+ * out[i, 0 .. c/2) = sin, out[i, c/2 .. c) = cos of
+ * 2 pi ((2x - 1) gauss[0] + (2y - 1) gauss[1]), then label_embed row
+ * label + 1 is added ([5, c]: not-a-point, then labels 0 .. 3), except that
+ * a point of label -1 gets not-a-point alone. label_embed may be NULL: the
+ * features alone, labels ignored (the dense positional encoding). */
+void lode_ops_point_encoding (float       *out,
+                              const float *points,
+                              const float *gauss,
+                              const float *label_embed,
+                              int          n,
+                              int          c,
+                              float        size);
+
+/* out[r, j] = max (in[r, j] + bias[j], 0): a linear layer's bias and ReLU in
+ * one pass. out may be in. */
+void lode_ops_bias_relu (float       *out,
+                         const float *in,
+                         const float *bias,
+                         int          rows,
+                         int          c);
+
 G_END_DECLS

@@ -25,11 +25,12 @@ peak_mib (void)
 int
 lode_bench_train (int argc, char **argv)
 {
-  g_autofree char *device = NULL, *encoder = NULL;
+  g_autofree char *device = NULL, *encoder = NULL, *precision = NULL;
   int batch = 16, size = 128, bands = 6, classes = 2, steps = 3;
   gboolean frozen = FALSE;
   const GOptionEntry entries[] = {
-    { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu (default) or cuda"), N_("DEVICE") },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu (default), cuda or auto"), N_("DEVICE") },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("fp32 (default) or tf32 (CUDA only)"), N_("MODE") },
     { "encoder", 0, 0, G_OPTION_ARG_STRING, &encoder, N_("resnet18, resnet34 or resnet50 (default)"), N_("NAME") },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, N_("Batch size (default 16)"), N_("N") },
     { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Patch side, a multiple of 32 (default 128)"), N_("PIXELS") },
@@ -42,13 +43,14 @@ lode_bench_train (int argc, char **argv)
   g_autoptr(GError) error = NULL;
   g_autoptr(LodeUnet) net = NULL;
   g_autoptr(GRand) rand = g_rand_new_with_seed (1);
-  g_autofree float *input = NULL, *logits = NULL, *dlogits = NULL, *m = NULL, *v = NULL;
+  g_autofree float *input = NULL, *logits = NULL;
   g_autofree gint16 *target = NULL;
   g_autofree char *what = NULL, *where = NULL;
   LodeUnetConfig config = { LODE_UNET_RESNET50, 6, 2 };
   LodeUnetMode mode;
+  LodeDeviceKind kind;
   LodeAdamW opt;
-  gsize np, hw, first;
+  gsize hw, first;
   gint64 t0;
   double train_s = 0.0, infer_s = 0.0, loss = 0.0;
 
@@ -68,15 +70,20 @@ lode_bench_train (int argc, char **argv)
       lode_cli_error ("bench train", _("--batch, --steps and --bands must be positive and --size a multiple of 32"));
       return LODE_EXIT_USAGE;
     }
-  if (lode_device_choose (device ? device : "cpu", &error) != LODE_DEVICE_CPU || error != NULL)
+  if (precision != NULL && !g_str_equal (precision, "fp32") && !g_str_equal (precision, "tf32"))
     {
-      lode_cli_error ("bench train", "%s", error ? error->message
-                      : _("U-Net training runs on the CPU in this version of Lode; ask for the cpu device"));
+      lode_cli_error ("bench train", _("--precision must be fp32 or tf32, not “%s”"), precision);
+      return LODE_EXIT_USAGE;
+    }
+  kind = lode_device_choose (device ? device : "cpu", &error);
+  if (error != NULL)
+    {
+      lode_cli_error ("bench train", "%s", error->message);
       return LODE_EXIT_FAILURE;
     }
   config.in_channels = bands;
   config.classes = classes;
-  net = lode_unet_new (&config, 1, &error);
+  net = lode_unet_new_on (&config, 1, kind, &error);
   if (net == NULL)
     {
       lode_cli_error ("bench train", "%s", error->message);
@@ -85,15 +92,12 @@ lode_bench_train (int argc, char **argv)
   hw = (gsize) size * size;
   input = g_new (float, batch * bands * hw);
   logits = g_new (float, batch * classes * hw);
-  dlogits = g_new (float, batch * classes * hw);
   target = g_new (gint16, batch * hw);
   for (gsize i = 0; i < batch * bands * hw; i++)
     input[i] = (float) g_rand_double_range (rand, -2, 2);
   for (gsize i = 0; i < batch * hw; i++)
     target[i] = (gint16) g_rand_int_range (rand, 0, classes);
-  lode_unet_params (net, &np);
-  m = g_new0 (float, np);
-  v = g_new0 (float, np);
+  lode_unet_set_tf32 (net, precision != NULL && g_str_equal (precision, "tf32"));
   lode_adamw_init_defaults (&opt);
   first = frozen ? lode_unet_encoder_params (net) : 0;
   mode = frozen ? LODE_UNET_TRAIN_DECODER : LODE_UNET_TRAIN;
@@ -101,24 +105,29 @@ lode_bench_train (int argc, char **argv)
   what = g_strdup_printf ("%s, %d bands, %d classes, batch %d, %d × %d, %s", lode_unet_encoder_name (config.encoder),
                           bands, classes, batch, size, size,
                           frozen ? _("frozen encoder") : _("full fine-tuning"));
-  where = lode_device_describe (LODE_DEVICE_CPU);
+  where = lode_device_describe (kind);
   g_print (_("U-Net %s on the %s\n"), what, where);
   for (int s = 0; s <= steps; s++)
     {
       t0 = g_get_monotonic_time ();
-      lode_unet_forward (net, input, batch, size, size, mode, logits, NULL);
-      loss = lode_grad_cross_entropy (dlogits, logits, target, NULL, batch, classes, (int) hw, 255, 1.0f);
+      /* the step of the training job, on the model's device */
+      if (!lode_unet_forward (net, input, batch, size, size, mode, NULL, &error)
+          || !lode_unet_loss (net, target, NULL, 255, 0.0f, &loss, &error))
+        goto fail;
       lode_unet_zero_grad (net);
-      lode_unet_backward (net, dlogits);
-      lode_grad_adamw (lode_unet_params (net, NULL) + first, lode_unet_grads (net, NULL) + first,
-                       m + first, v + first, np - first, &opt, s + 1);
+      if (!lode_unet_backward_checked (net, NULL, &error)
+          || !lode_unet_adamw_step (net, &opt, s + 1, first, &error)
+          || !lode_unet_finish (net, &error))
+        goto fail;
       if (s > 0)   /* the first step allocates the activations */
         train_s += (g_get_monotonic_time () - t0) / 1e6;
     }
   for (int s = 0; s <= steps; s++)
     {
       t0 = g_get_monotonic_time ();
-      lode_unet_forward (net, input, batch, size, size, LODE_UNET_EVAL, logits, NULL);
+      /* the logits come back to the host, as for prediction */
+      if (!lode_unet_forward (net, input, batch, size, size, LODE_UNET_EVAL, logits, &error))
+        goto fail;
       if (s > 0)
         infer_s += (g_get_monotonic_time () - t0) / 1e6;
     }
@@ -127,4 +136,8 @@ lode_bench_train (int argc, char **argv)
   g_print (_("inference: %.2f images/s (%.2f s a batch)\n"), steps * batch / infer_s, infer_s / steps);
   g_print (_("peak memory: %.0f MiB\n"), peak_mib ());
   return LODE_EXIT_OK;
+
+fail:
+  lode_cli_error ("bench train", "%s", error->message);
+  return LODE_EXIT_FAILURE;
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "lode-commands.h"
+#include "lode-device.h"
 #include "lode-prithvi-patch.h"
 #include "lode-prithvi.h"
 #include "lode-raster.h"
@@ -369,6 +370,7 @@ lode_cmd_train (int argc, char **argv)
 {
   g_autofree char *data_dir = NULL, *project = NULL, *name = NULL, *out = NULL, *encoder = NULL, *bands = NULL;
   g_autofree char *year = NULL, *weights = NULL, *class_weights = NULL, *device = NULL;
+  g_autofree char *precision = NULL;
   int epochs = 10, batch = 4, classes = 2, unfreeze = 0, day_of_year = G_MININT;
   gint64 steps = 0, seed = 0;
   double lr = NAN, wd = 0.05, dice = 0.0;
@@ -399,6 +401,7 @@ lode_cmd_train (int argc, char **argv)
     { "no-augment", 0, 0, G_OPTION_ARG_NONE, &no_augment, N_("No flips or rotations"), NULL },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, N_("Seed (default 0)"), N_("SEED") },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu, cuda or auto (default)"), N_("DEVICE") },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("unet on CUDA: fp32 (default) or tf32"), N_("MODE") },
     { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, N_("Continue from the checkpoint in --out"), NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("No progress line"), NULL },
     { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, N_("unet|prithvi") },
@@ -446,6 +449,21 @@ lode_cmd_train (int argc, char **argv)
       lode_cli_error ("train", _("prithvi needs --weights (the encoder checkpoint) and takes neither --encoder, "
                                  "--resume, --class-weights, --dice nor --device cuda; --bands 6 or 13"));
       return LODE_EXIT_USAGE;
+    }
+  /* the U-Net's device, asked for before any data is read */
+  if (!is_prithvi)
+    {
+      lode_device_choose (device ? device : "auto", &error);
+      if (error != NULL)
+        {
+          lode_cli_error ("train", "%s", error->message);
+          return LODE_EXIT_FAILURE;
+        }
+      if (precision != NULL && !g_str_equal (precision, "fp32") && !g_str_equal (precision, "tf32"))
+        {
+          lode_cli_error ("train", _("--precision must be fp32 or tf32, not “%s”"), precision);
+          return LODE_EXIT_USAGE;
+        }
     }
   if (unfreeze != 0 && (!is_prithvi || unfreeze < 0))
     {
@@ -503,6 +521,7 @@ lode_cmd_train (int argc, char **argv)
   config.augment = !no_augment;
   config.seed = (guint64) seed;
   g_strlcpy (config.device, device ? device : "auto", sizeof config.device);
+  g_strlcpy (config.precision, precision ? precision : "fp32", sizeof config.precision);
   if (project != NULL)
     return train_project (project, &config, name, out, accepted_only, quiet);
 
@@ -583,6 +602,10 @@ lode_cmd_train (int argc, char **argv)
   g_print (_("Training a %s U-Net on %u patches, validating on %u (%d × %d, %d bands, %d classes)\n"),
            lode_unet_encoder_name (config.encoder), data.split[0]->len, data.split[1]->len,
            data.size, data.size, config.bands, config.classes);
+  {
+    g_autofree char *where = lode_device_describe (lode_train_job_get_device (job));
+    g_print (_("Running on the %s\n"), where);
+  }
   if (data.split[1]->len > 0)
     {
       if (!lode_train_evaluate (lode_train_job_get_model (job), &config, &source,

@@ -30,15 +30,15 @@ struct _LodeTrainJob {
   LodeTrainSource source;
   char *checkpoint_path;
   LodeUnet *model;
-  float *m, *v;
+  LodeDeviceKind device;
   gint64 step;
   int n_train;
   int batch;            /* the batch actually drawn */
   gint64 steps_per_epoch, total_steps;
   LodeTrainMetrics metrics;
   gboolean have_metrics;
-  /* batch scratch */
-  float *images, *logits, *dlogits, *plane;
+  /* batch scratch (host) */
+  float *images, *plane;
   gint16 *masks;
   guint8 *mask8;
 };
@@ -59,6 +59,7 @@ lode_train_config_init (LodeTrainConfig *config)
   config->batch_size = 16;
   config->augment = TRUE;
   g_strlcpy (config->device, "auto", sizeof config->device);
+  g_strlcpy (config->precision, "fp32", sizeof config->precision);
   for (int b = 0; b < LODE_TRAIN_MAX_BANDS; b++)
     {
       config->std[b] = 1.0f;
@@ -81,6 +82,13 @@ config_check (const LodeTrainConfig *c,
                      "learning rate %g: bands must be 1 to %d, classes 2 to %d, the rest positive"),
                    c->bands, c->classes, c->batch_size, c->epochs, c->lr,
                    LODE_TRAIN_MAX_BANDS, LODE_TRAIN_MAX_CLASSES);
+      return FALSE;
+    }
+  if (c->precision[0] != '\0' && g_strcmp0 (c->precision, "fp32") != 0
+      && g_strcmp0 (c->precision, "tf32") != 0)
+    {
+      g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG,
+                   _("Unknown precision “%s” (expected fp32 or tf32)"), c->precision);
       return FALSE;
     }
   for (int b = 0; b < c->bands; b++)
@@ -470,6 +478,9 @@ lode_train_checkpoint_save (const char            *path,
 
   g_return_val_if_fail (path != NULL && model != NULL && config != NULL, FALSE);
 
+  /* a model on the GPU: the host mirrors take the device's values */
+  if (!lode_unet_sync_to_host (model, error))
+    return FALSE;
   json = header_json (model, config, adam_m != NULL, step);
   jlen = (guint32) strlen (json);
   params = lode_unet_params (model, &np);
@@ -576,6 +587,19 @@ lode_train_checkpoint_load (const char       *path,
                             gint64           *step,
                             GError          **error)
 {
+  return lode_train_checkpoint_load_on (path, LODE_DEVICE_CPU, config, adam_m, adam_v, step,
+                                        error);
+}
+
+LodeUnet *
+lode_train_checkpoint_load_on (const char       *path,
+                               LodeDeviceKind    device,
+                               LodeTrainConfig  *config,
+                               float           **adam_m,
+                               float           **adam_v,
+                               gint64           *step,
+                               GError          **error)
+{
   g_autoptr(GMappedFile) map = NULL;
   g_autoptr(JsonParser) parser = json_parser_new ();
   g_autoptr(LodeUnet) model = NULL;
@@ -646,7 +670,7 @@ lode_train_checkpoint_load (const char       *path,
       }
   }
   uc = (LodeUnetConfig) { c.encoder, c.bands, c.classes };
-  model = lode_unet_new (&uc, 0, error);
+  model = lode_unet_new_on (&uc, 0, device, error);
   if (model == NULL)
     return NULL;
   lode_unet_params (model, &np);
@@ -690,11 +714,7 @@ lode_train_job_free (LodeTrainJob *self)
     return;
   lode_unet_free (self->model);
   g_free (self->checkpoint_path);
-  g_free (self->m);
-  g_free (self->v);
   g_free (self->images);
-  g_free (self->logits);
-  g_free (self->dlogits);
   g_free (self->plane);
   g_free (self->masks);
   g_free (self->mask8);
@@ -710,8 +730,9 @@ lode_train_job_new (const LodeTrainConfig  *config,
                     GError                **error)
 {
   g_autoptr(LodeTrainJob) self = NULL;
+  g_autofree float *m = NULL, *v = NULL;
   LodeUnetConfig uc;
-  gsize np, hw;
+  gsize hw;
   LodeDeviceKind device;
   GError *local = NULL;
 
@@ -724,13 +745,6 @@ lode_train_job_new (const LodeTrainConfig  *config,
   if (local != NULL)
     {
       g_propagate_error (error, local);
-      return NULL;
-    }
-  if (device != LODE_DEVICE_CPU && g_strcmp0 (config->device, "auto") != 0)
-    {
-      g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG,
-                   _("U-Net training runs on the CPU in this version of Lode; "
-                     "ask for the cpu device"));
       return NULL;
     }
   if (source->height < 32 || source->width < 32
@@ -746,6 +760,7 @@ lode_train_job_new (const LodeTrainConfig  *config,
   self->config = *config;
   self->source = *source;
   self->checkpoint_path = g_strdup (checkpoint_path);
+  self->device = device;
   self->n_train = source->count (LODE_TRAIN_SPLIT_TRAIN, source->user_data);
   if (self->n_train < 1)
     {
@@ -763,8 +778,8 @@ lode_train_job_new (const LodeTrainConfig  *config,
     {
       LodeTrainConfig saved;
 
-      self->model = lode_train_checkpoint_load (checkpoint_path, &saved, &self->m, &self->v,
-                                                &self->step, error);
+      self->model = lode_train_checkpoint_load_on (checkpoint_path, device, &saved, &m, &v,
+                                                   &self->step, error);
       if (self->model == NULL)
         return NULL;
       if (saved.encoder != config->encoder || saved.bands != config->bands
@@ -782,7 +797,7 @@ lode_train_job_new (const LodeTrainConfig  *config,
   else
     {
       uc = (LodeUnetConfig) { config->encoder, config->bands, config->classes };
-      self->model = lode_unet_new (&uc, config->seed, error);
+      self->model = lode_unet_new_on (&uc, config->seed, device, error);
       if (self->model == NULL)
         return NULL;
       if (encoder_weights != NULL)
@@ -792,17 +807,12 @@ lode_train_job_new (const LodeTrainConfig  *config,
             return NULL;
         }
     }
-  lode_unet_params (self->model, &np);
-  if (self->m == NULL)
-    {
-      g_clear_pointer (&self->v, g_free);
-      self->m = g_new0 (float, np);
-      self->v = g_new0 (float, np);
-    }
+  /* the moments of the checkpoint, or zeros */
+  if (!lode_unet_set_adam_moments (self->model, m, m != NULL ? v : NULL, error))
+    return NULL;
+  lode_unet_set_tf32 (self->model, g_strcmp0 (config->precision, "tf32") == 0);
   hw = (gsize) source->height * source->width;
   self->images = g_new (float, self->batch * config->bands * hw);
-  self->logits = g_new (float, self->batch * config->classes * hw);
-  self->dlogits = g_new (float, self->batch * config->classes * hw);
   self->plane = g_new (float, hw);
   self->masks = g_new (gint16, self->batch * hw);
   self->mask8 = g_new (guint8, hw);
@@ -823,6 +833,13 @@ lode_train_job_get_step (LodeTrainJob *self)
   return self->step;
 }
 
+LodeDeviceKind
+lode_train_job_get_device (LodeTrainJob *self)
+{
+  g_return_val_if_fail (self != NULL, LODE_DEVICE_CPU);
+  return self->device;
+}
+
 const LodeTrainMetrics *
 lode_train_job_get_metrics (LodeTrainJob *self)
 {
@@ -834,10 +851,15 @@ static gboolean
 save (LodeTrainJob *self,
       GError      **error)
 {
+  const float *m, *v;
+
   if (self->checkpoint_path == NULL)
     return TRUE;
+  if (!lode_unet_sync_to_host (self->model, error))
+    return FALSE;
+  m = lode_unet_adam_moments (self->model, &v);
   return lode_train_checkpoint_save (self->checkpoint_path, self->model, &self->config,
-                                     self->m, self->v, self->step, error);
+                                     m, v, self->step, error);
 }
 
 /* One step: batch, forward, loss, backward, AdamW. */
@@ -848,11 +870,10 @@ train_step (LodeTrainJob *self,
 {
   const LodeTrainConfig *c = &self->config;
   int h = self->source.height, w = self->source.width, b = self->batch;
-  gsize hw = (gsize) h * w, np, nenc, first;
+  gsize hw = (gsize) h * w;
   int epoch = (int) (self->step / self->steps_per_epoch);
   int pos = (int) (self->step % self->steps_per_epoch);
   g_autofree int *order = epoch_order (c->seed, epoch, self->n_train);
-  float *params, *grads;
   LodeAdamW opt;
 
   for (int j = 0; j < b; j++)
@@ -870,29 +891,26 @@ train_step (LodeTrainJob *self,
         self->masks[j * hw + q] = self->mask8[q];
     }
 
+  /* on the model's device: the logits, their gradient and the step stay
+   * there; the loss comes back */
   if (!lode_unet_forward (self->model, self->images, b, h, w,
                           c->frozen_encoder ? LODE_UNET_TRAIN_DECODER : LODE_UNET_TRAIN,
-                          self->logits, error))
+                          NULL, error)
+      || !lode_unet_loss (self->model, self->masks, c->class_weights, c->ignore_index,
+                          c->dice_weight, loss, error))
     return FALSE;
-  *loss = lode_grad_cross_entropy (self->dlogits, self->logits, self->masks, c->class_weights,
-                                   b, c->classes, (int) hw, c->ignore_index, 1.0f);
-  if (c->dice_weight > 0.0f)
-    *loss += c->dice_weight * lode_grad_dice (self->dlogits, self->logits, self->masks, b,
-                                              c->classes, (int) hw, c->ignore_index,
-                                              c->dice_weight);
   lode_unet_zero_grad (self->model);
-  lode_unet_backward (self->model, self->dlogits);
+  if (!lode_unet_backward_checked (self->model, NULL, error))
+    return FALSE;
 
-  params = lode_unet_params (self->model, &np);
-  grads = lode_unet_grads (self->model, NULL);
-  nenc = lode_unet_encoder_params (self->model);
-  first = c->frozen_encoder ? nenc : 0;
   lode_adamw_init_defaults (&opt);
   opt.lr = c->lr;
   opt.weight_decay = c->weight_decay;
+  if (!lode_unet_adamw_step (self->model, &opt, self->step + 1,
+                             c->frozen_encoder ? lode_unet_encoder_params (self->model) : 0,
+                             error))
+    return FALSE;
   self->step++;
-  lode_grad_adamw (params + first, grads + first, self->m + first, self->v + first,
-                   np - first, &opt, self->step);
   return TRUE;
 }
 

@@ -8,7 +8,13 @@
  * mean and std, and takes an AdamW step on cross-entropy (class weights,
  * ignored label) plus, optionally, soft Dice. After each epoch the model is
  * scored on the validation split (per-class IoU, mean IoU, micro F1,
- * accuracy) and saved. Everything random comes from the seed and the step,
+ * accuracy) and saved. The job runs on the device the configuration asks
+ * for ("auto": CUDA when the build has it and a device is present): the
+ * batch is drawn, augmented and normalised on the host and uploaded; the
+ * passes, cross-entropy and AdamW run on the device (Dice on the host from
+ * the downloaded logits); the validation metrics come from downloaded
+ * logits; checkpoints go through the model's host mirrors, in the same
+ * file whatever the device. Everything random comes from the seed and the step,
  * so a run that is cancelled and resumed from its checkpoint ends with the
  * same weights as one that never stopped.
  *
@@ -58,6 +64,10 @@ typedef struct {
   gboolean augment;                               /* flips and rotations */
   guint64  seed;
   char     device[16];                            /* "cpu", "cuda" or "auto" */
+  char     precision[8];                          /* "fp32" (or ""), or "tf32":
+                                                   * TF32 tensor cores on CUDA
+                                                   * (ignored on the CPU; not
+                                                   * saved in checkpoints) */
   int      band_select[LODE_TRAIN_MAX_BANDS];     /* which band of the source
                                                    * files each input is (kept
                                                    * for prediction; the job
@@ -68,8 +78,8 @@ typedef struct {
 
 /* Defaults: resnet50, 6 bands, 2 classes with weights 1, ignore 255, no
  * Dice, lr 1e-4, weight decay 1e-2, 10 epochs, batch 16, full fine-tuning,
- * augmentation on, seed 0, device "auto", band_select 0, 1, 2, ..., mean 0
- * and std 1. */
+ * augmentation on, seed 0, device "auto", precision "fp32", band_select 0,
+ * 1, 2, ..., mean 0 and std 1. */
 void lode_train_config_init (LodeTrainConfig *config);
 
 typedef enum {
@@ -136,7 +146,9 @@ typedef void (*LodeTrainProgressFunc) (const LodeTrainProgress *progress,
 
 typedef struct _LodeTrainJob LodeTrainJob;
 
-/* A job that trains into checkpoint_path (NULL: no checkpoints). When that
+/* A job that trains into checkpoint_path (NULL: no checkpoints), on the
+ * device config->device names (an error of LODE_DEVICE_ERROR when it names
+ * cuda and there is none). When that
  * file exists and resume is TRUE, the run continues from it (its model and
  * configuration must match config's). encoder_weights (may be NULL) is a
  * PyTorch or safetensors checkpoint loaded into a fresh model (see
@@ -156,7 +168,9 @@ gboolean      lode_train_job_run        (LodeTrainJob           *self,
                                          gpointer                user_data,
                                          GCancellable           *cancellable,
                                          GError                **error);
+/* The model, on the job's device (see lode-unet.h for reading it). */
 LodeUnet     *lode_train_job_get_model  (LodeTrainJob           *self);
+LodeDeviceKind lode_train_job_get_device (LodeTrainJob          *self);
 gint64        lode_train_job_get_step   (LodeTrainJob           *self);
 /* The last validation's metrics, NULL before one. */
 const LodeTrainMetrics *lode_train_job_get_metrics (LodeTrainJob *self);
@@ -202,6 +216,14 @@ LodeUnet     *lode_train_checkpoint_load (const char            *path,
                                           float                **adam_v,
                                           gint64                *step,
                                           GError               **error);
+/* The same, the model on device. */
+LodeUnet     *lode_train_checkpoint_load_on (const char         *path,
+                                             LodeDeviceKind      device,
+                                             LodeTrainConfig    *config,
+                                             float             **adam_m,
+                                             float             **adam_v,
+                                             gint64             *step,
+                                             GError            **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeTrainJob, lode_train_job_free)
 

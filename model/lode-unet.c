@@ -7,6 +7,14 @@
  * backward of a unit turns dy, in place, into the gradient of z and then
  * into the gradient of its input, written into the dy of the unit before it
  * (or added to it, where two paths meet: residual shortcuts, U-Net skips).
+ *
+ * One orchestration for both devices: the passes call their kernels and
+ * their memory operations through a UnetBackend table, and never touch the
+ * buffers it hands out ("device" buffers) with plain C. The CPU table wraps
+ * lode-ops.h and lode-grad.h (its device buffers are host memory, and the
+ * device copies of the parameters are the host arrays themselves); the CUDA
+ * table wraps lode-ops-cuda.h, lode-grad-cuda.h and lode-unet-cuda.h, and
+ * the host arrays are mirrors kept coherent by the stale masks below.
  */
 #define G_LOG_DOMAIN "lode-model"
 
@@ -20,6 +28,10 @@
 #include "lode-grad.h"
 #include "lode-ops.h"
 #include "lode-unet.h"
+#ifdef LODE_WITH_CUDA
+#include "lode-grad-cuda.h"
+#include "lode-unet-cuda.h"
+#endif
 
 G_DEFINE_QUARK (lode-unet-error-quark, lode_unet_error)
 
@@ -28,6 +40,458 @@ G_DEFINE_QUARK (lode-unet-error-quark, lode_unet_error)
 #define N_DECODER 5
 
 static const int decoder_channels[N_DECODER] = { 256, 128, 64, 32, 16 };
+
+/* ---- the kernels and memory operations, per device -------------------- */
+
+/* Device pointers in, a status out (0: done; otherwise a LodeCudaStatus
+ * that check turns into a GError). Each entry has the semantics of its
+ * lode-ops.h / lode-grad.h namesake. */
+typedef struct {
+  int  (*alloc)      (void *ctx, void **dev, gsize bytes);
+  void (*release)    (void *ctx, void *dev);
+  int  (*upload)     (void *ctx, void *dev, const void *host, gsize bytes);
+  /* waits for the queued work before it returns */
+  int  (*download)   (void *ctx, void *host, const void *dev, gsize bytes);
+  int  (*copy)       (void *ctx, void *dst, const void *src, gsize bytes);
+  int  (*zero)       (void *ctx, void *dev, gsize bytes);
+  int  (*synchronize) (void *ctx);
+  gboolean (*check)  (int status, GError **error);
+  int  (*conv2d)     (void *ctx, float *out, const float *in, const float *w, const float *b,
+                      const LodeConvShape *s);
+  int  (*batch_norm) (void *ctx, float *out, const float *in, const float *mean,
+                      const float *var, const float *w, const float *b, int n, int c, int hw,
+                      float eps);
+  int  (*batch_norm_train) (void *ctx, float *out, const float *in, const float *w,
+                            const float *b, float *rmean, float *rvar, float *mean,
+                            float *invstd, int n, int c, int hw, float eps, float momentum);
+  int  (*invstd)     (void *ctx, float *invstd, const float *var, int c, float eps);
+  int  (*relu)       (void *ctx, float *out, const float *in, gsize count);
+  int  (*add)        (void *ctx, float *out, const float *a, const float *b, gsize count);
+  int  (*grad_relu)  (void *ctx, float *dx, const float *dy, const float *y, gsize count);
+  int  (*grad_batch_norm) (void *ctx, float *dx, float *dw, float *db, const float *dy,
+                           const float *x, const float *mean, const float *invstd,
+                           const float *w, int n, int c, int hw, gboolean batch_stats);
+  int  (*grad_conv2d) (void *ctx, float *dx, float *dw, float *db, const float *dy,
+                       const float *x, const float *w, const LodeConvShape *s,
+                       gboolean accumulate);
+  int  (*max_pool)   (void *ctx, float *out, gint32 *argmax, const float *in, int n, int c,
+                      int h, int w, int kernel, int stride, int pad);
+  int  (*grad_max_pool) (void *ctx, float *dx, const float *dy, const gint32 *argmax, int n,
+                         int c, int h, int w, int oh, int ow, int kernel, int stride, int pad,
+                         gboolean accumulate);
+  int  (*upsample)   (void *ctx, float *out, const float *in, int nc, int h, int w);
+  int  (*grad_upsample) (void *ctx, float *dx, const float *dy, int nc, int h, int w);
+  int  (*concat)     (void *ctx, float *out, const float *a, int ca, const float *b, int cb,
+                      int n, int hw);
+  int  (*split)      (void *ctx, float *da, float *db, const float *dout, int ca, int cb,
+                      int n, int hw);
+  int  (*cross_entropy) (void *ctx, float *dlogits, const float *logits, const gint16 *target,
+                         const float *class_weight, int n, int c, int hw, int ignore_index,
+                         float scale, double *loss);
+  /* adds its gradient into dlogits */
+  int  (*dice)       (void *ctx, float *dlogits, const float *logits, const gint16 *target,
+                      int n, int c, int hw, int ignore_index, float scale, double *loss);
+  int  (*adamw)      (void *ctx, float *param, const float *grad, float *m, float *v,
+                      gsize count, const LodeAdamW *opt, gint64 step);
+} UnetBackend;
+
+static int
+cpu_alloc (void *ctx, void **dev, gsize bytes)
+{
+  *dev = g_malloc (bytes ? bytes : 1);
+  return 0;
+}
+
+static void
+cpu_release (void *ctx, void *dev)
+{
+  g_free (dev);
+}
+
+static int
+cpu_memcpy (void *ctx, void *dst, const void *src, gsize bytes)
+{
+  if (dst != src && bytes > 0)
+    memcpy (dst, src, bytes);
+  return 0;
+}
+
+static int
+cpu_zero (void *ctx, void *dev, gsize bytes)
+{
+  memset (dev, 0, bytes);
+  return 0;
+}
+
+static int
+cpu_synchronize (void *ctx)
+{
+  return 0;
+}
+
+static gboolean
+cpu_check (int status, GError **error)
+{
+  return TRUE;
+}
+
+static int
+cpu_conv2d (void *ctx, float *out, const float *in, const float *w, const float *b,
+            const LodeConvShape *s)
+{
+  lode_ops_conv2d (out, in, w, b, s);
+  return 0;
+}
+
+static int
+cpu_batch_norm (void *ctx, float *out, const float *in, const float *mean, const float *var,
+                const float *w, const float *b, int n, int c, int hw, float eps)
+{
+  lode_ops_batch_norm (out, in, mean, var, w, b, n, c, hw, eps);
+  return 0;
+}
+
+static int
+cpu_batch_norm_train (void *ctx, float *out, const float *in, const float *w, const float *b,
+                      float *rmean, float *rvar, float *mean, float *invstd, int n, int c,
+                      int hw, float eps, float momentum)
+{
+  lode_grad_batch_norm_train (out, in, w, b, rmean, rvar, mean, invstd, n, c, hw, eps, momentum);
+  return 0;
+}
+
+static int
+cpu_invstd (void *ctx, float *invstd, const float *var, int c, float eps)
+{
+  lode_grad_invstd (invstd, var, c, eps);
+  return 0;
+}
+
+static int
+cpu_relu (void *ctx, float *out, const float *in, gsize count)
+{
+  lode_ops_relu (out, in, count);
+  return 0;
+}
+
+static int
+cpu_add (void *ctx, float *out, const float *a, const float *b, gsize count)
+{
+  lode_ops_add (out, a, b, count);
+  return 0;
+}
+
+static int
+cpu_grad_relu (void *ctx, float *dx, const float *dy, const float *y, gsize count)
+{
+  lode_grad_relu (dx, dy, y, count);
+  return 0;
+}
+
+static int
+cpu_grad_batch_norm (void *ctx, float *dx, float *dw, float *db, const float *dy,
+                     const float *x, const float *mean, const float *invstd, const float *w,
+                     int n, int c, int hw, gboolean batch_stats)
+{
+  lode_grad_batch_norm (dx, dw, db, dy, x, mean, invstd, w, n, c, hw, batch_stats);
+  return 0;
+}
+
+static int
+cpu_grad_conv2d (void *ctx, float *dx, float *dw, float *db, const float *dy, const float *x,
+                 const float *w, const LodeConvShape *s, gboolean accumulate)
+{
+  lode_grad_conv2d (dx, dw, db, dy, x, w, s, accumulate);
+  return 0;
+}
+
+static int
+cpu_max_pool (void *ctx, float *out, gint32 *argmax, const float *in, int n, int c, int h,
+              int w, int kernel, int stride, int pad)
+{
+  lode_grad_max_pool2d_forward (out, argmax, in, n, c, h, w, kernel, stride, pad);
+  return 0;
+}
+
+static int
+cpu_grad_max_pool (void *ctx, float *dx, const float *dy, const gint32 *argmax, int n, int c,
+                   int h, int w, int oh, int ow, int kernel, int stride, int pad,
+                   gboolean accumulate)
+{
+  lode_grad_max_pool2d (dx, dy, argmax, n, c, h, w, oh, ow, accumulate);
+  return 0;
+}
+
+static int
+cpu_upsample (void *ctx, float *out, const float *in, int nc, int h, int w)
+{
+  lode_grad_upsample2x_forward (out, in, nc, h, w);
+  return 0;
+}
+
+static int
+cpu_grad_upsample (void *ctx, float *dx, const float *dy, int nc, int h, int w)
+{
+  lode_grad_upsample2x (dx, dy, nc, h, w);
+  return 0;
+}
+
+static int
+cpu_concat (void *ctx, float *out, const float *a, int ca, const float *b, int cb, int n, int hw)
+{
+  lode_grad_concat_channels (out, a, ca, b, cb, n, hw);
+  return 0;
+}
+
+static int
+cpu_split (void *ctx, float *da, float *db, const float *dout, int ca, int cb, int n, int hw)
+{
+  lode_grad_split_channels (da, db, dout, ca, cb, n, hw);
+  return 0;
+}
+
+static int
+cpu_cross_entropy (void *ctx, float *dlogits, const float *logits, const gint16 *target,
+                   const float *class_weight, int n, int c, int hw, int ignore_index,
+                   float scale, double *loss)
+{
+  *loss = lode_grad_cross_entropy (dlogits, logits, target, class_weight, n, c, hw,
+                                   ignore_index, scale);
+  return 0;
+}
+
+static int
+cpu_dice (void *ctx, float *dlogits, const float *logits, const gint16 *target, int n, int c,
+          int hw, int ignore_index, float scale, double *loss)
+{
+  *loss = lode_grad_dice (dlogits, logits, target, n, c, hw, ignore_index, scale);
+  return 0;
+}
+
+static int
+cpu_adamw (void *ctx, float *param, const float *grad, float *m, float *v, gsize count,
+           const LodeAdamW *opt, gint64 step)
+{
+  lode_grad_adamw (param, grad, m, v, count, opt, step);
+  return 0;
+}
+
+static const UnetBackend cpu_backend = {
+  cpu_alloc, cpu_release, cpu_memcpy, cpu_memcpy, cpu_memcpy, cpu_zero, cpu_synchronize,
+  cpu_check, cpu_conv2d, cpu_batch_norm, cpu_batch_norm_train, cpu_invstd, cpu_relu, cpu_add,
+  cpu_grad_relu, cpu_grad_batch_norm, cpu_grad_conv2d, cpu_max_pool, cpu_grad_max_pool,
+  cpu_upsample, cpu_grad_upsample, cpu_concat, cpu_split, cpu_cross_entropy, cpu_dice,
+  cpu_adamw,
+};
+
+#ifdef LODE_WITH_CUDA
+
+static int
+gpu_alloc (void *ctx, void **dev, gsize bytes)
+{
+  return lode_ops_cuda_alloc (dev, bytes);
+}
+
+static void
+gpu_release (void *ctx, void *dev)
+{
+  lode_ops_cuda_release (dev);
+}
+
+static int
+gpu_upload (void *ctx, void *dev, const void *host, gsize bytes)
+{
+  return bytes > 0 ? lode_ops_cuda_upload (ctx, dev, host, bytes) : 0;
+}
+
+static int
+gpu_download (void *ctx, void *host, const void *dev, gsize bytes)
+{
+  return bytes > 0 ? lode_ops_cuda_download (ctx, host, dev, bytes) : 0;
+}
+
+static int
+gpu_copy (void *ctx, void *dst, const void *src, gsize bytes)
+{
+  return lode_unet_cuda_copy (ctx, dst, src, bytes);
+}
+
+static int
+gpu_zero (void *ctx, void *dev, gsize bytes)
+{
+  return bytes > 0 ? lode_ops_cuda_zero (ctx, dev, bytes) : 0;
+}
+
+static int
+gpu_synchronize (void *ctx)
+{
+  return lode_ops_cuda_synchronize (ctx);
+}
+
+static int
+gpu_conv2d (void *ctx, float *out, const float *in, const float *w, const float *b,
+            const LodeConvShape *s)
+{
+  return lode_ops_cuda_conv2d (ctx, out, in, w, b, s);
+}
+
+static int
+gpu_batch_norm (void *ctx, float *out, const float *in, const float *mean, const float *var,
+                const float *w, const float *b, int n, int c, int hw, float eps)
+{
+  return lode_ops_cuda_batch_norm (ctx, out, in, mean, var, w, b, n, c, hw, eps);
+}
+
+static int
+gpu_batch_norm_train (void *ctx, float *out, const float *in, const float *w, const float *b,
+                      float *rmean, float *rvar, float *mean, float *invstd, int n, int c,
+                      int hw, float eps, float momentum)
+{
+  return lode_grad_cuda_batch_norm_train (ctx, out, in, w, b, rmean, rvar, mean, invstd, n, c,
+                                          hw, eps, momentum);
+}
+
+static int
+gpu_invstd (void *ctx, float *invstd, const float *var, int c, float eps)
+{
+  return lode_unet_cuda_invstd (ctx, invstd, var, c, eps);
+}
+
+static int
+gpu_relu (void *ctx, float *out, const float *in, gsize count)
+{
+  return lode_ops_cuda_relu (ctx, out, in, count);
+}
+
+static int
+gpu_add (void *ctx, float *out, const float *a, const float *b, gsize count)
+{
+  return lode_ops_cuda_add (ctx, out, a, b, count);
+}
+
+static int
+gpu_grad_relu (void *ctx, float *dx, const float *dy, const float *y, gsize count)
+{
+  return lode_grad_cuda_relu (ctx, dx, dy, y, count);
+}
+
+static int
+gpu_grad_batch_norm (void *ctx, float *dx, float *dw, float *db, const float *dy,
+                     const float *x, const float *mean, const float *invstd, const float *w,
+                     int n, int c, int hw, gboolean batch_stats)
+{
+  return lode_grad_cuda_batch_norm (ctx, dx, dw, db, dy, x, mean, invstd, w, n, c, hw,
+                                    batch_stats);
+}
+
+static int
+gpu_grad_conv2d (void *ctx, float *dx, float *dw, float *db, const float *dy, const float *x,
+                 const float *w, const LodeConvShape *s, gboolean accumulate)
+{
+  return lode_grad_cuda_conv2d (ctx, dx, dw, db, dy, x, w, s, accumulate);
+}
+
+static int
+gpu_max_pool (void *ctx, float *out, gint32 *argmax, const float *in, int n, int c, int h,
+              int w, int kernel, int stride, int pad)
+{
+  return lode_grad_cuda_max_pool2d_forward (ctx, out, argmax, in, n, c, h, w, kernel, stride, pad);
+}
+
+static int
+gpu_grad_max_pool (void *ctx, float *dx, const float *dy, const gint32 *argmax, int n, int c,
+                   int h, int w, int oh, int ow, int kernel, int stride, int pad,
+                   gboolean accumulate)
+{
+  return lode_grad_cuda_max_pool2d (ctx, dx, dy, argmax, n, c, h, w, oh, ow, kernel, stride,
+                                    pad, accumulate);
+}
+
+static int
+gpu_upsample (void *ctx, float *out, const float *in, int nc, int h, int w)
+{
+  return lode_grad_cuda_upsample2x_forward (ctx, out, in, nc, h, w);
+}
+
+static int
+gpu_grad_upsample (void *ctx, float *dx, const float *dy, int nc, int h, int w)
+{
+  return lode_grad_cuda_upsample2x (ctx, dx, dy, nc, h, w);
+}
+
+static int
+gpu_concat (void *ctx, float *out, const float *a, int ca, const float *b, int cb, int n, int hw)
+{
+  return lode_unet_cuda_concat_channels (ctx, out, a, ca, b, cb, n, hw);
+}
+
+static int
+gpu_split (void *ctx, float *da, float *db, const float *dout, int ca, int cb, int n, int hw)
+{
+  return lode_unet_cuda_split_channels (ctx, da, db, dout, ca, cb, n, hw);
+}
+
+static int
+gpu_cross_entropy (void *ctx, float *dlogits, const float *logits, const gint16 *target,
+                   const float *class_weight, int n, int c, int hw, int ignore_index,
+                   float scale, double *loss)
+{
+  return lode_grad_cuda_cross_entropy (ctx, dlogits, logits, target, class_weight, n, c, hw,
+                                       ignore_index, scale, loss);
+}
+
+/* Soft Dice on the host, from the downloaded logits and target: its
+ * gradient comes back up and is added into dlogits. The logits of a batch
+ * are small beside the activations (classes planes a patch), so the copies
+ * cost little; lode_grad_dice stays the one implementation. */
+static int
+gpu_dice (void *ctx, float *dlogits, const float *logits, const gint16 *target, int n, int c,
+          int hw, int ignore_index, float scale, double *loss)
+{
+  gsize nl = (gsize) n * c * hw, nt = (gsize) n * hw;
+  g_autofree float *hl = g_new (float, nl);
+  g_autofree float *hd = g_new0 (float, nl);
+  g_autofree gint16 *ht = g_new (gint16, nt);
+  float *dd = NULL;
+  int status;
+
+  status = lode_ops_cuda_download (ctx, hl, logits, nl * sizeof (float));
+  if (status == 0)
+    status = lode_ops_cuda_download (ctx, ht, target, nt * sizeof (gint16));
+  if (status != 0)
+    return status;
+  *loss = lode_grad_dice (hd, hl, ht, n, c, hw, ignore_index, scale);
+  status = lode_ops_cuda_alloc ((void **) &dd, nl * sizeof (float));
+  if (status == 0)
+    status = lode_ops_cuda_upload (ctx, dd, hd, nl * sizeof (float));
+  if (status == 0)
+    status = lode_ops_cuda_add (ctx, dlogits, dlogits, dd, nl);
+  /* the add must have read dd before it goes */
+  if (status == 0)
+    status = lode_ops_cuda_synchronize (ctx);
+  lode_ops_cuda_release (dd);
+  return status;
+}
+
+static int
+gpu_adamw (void *ctx, float *param, const float *grad, float *m, float *v, gsize count,
+           const LodeAdamW *opt, gint64 step)
+{
+  return lode_grad_cuda_adamw (ctx, param, grad, m, v, count, opt->lr, opt->beta1, opt->beta2,
+                               opt->eps, opt->weight_decay, step);
+}
+
+static const UnetBackend cuda_backend = {
+  gpu_alloc, gpu_release, gpu_upload, gpu_download, gpu_copy, gpu_zero, gpu_synchronize,
+  lode_ops_cuda_check, gpu_conv2d, gpu_batch_norm, gpu_batch_norm_train, gpu_invstd, gpu_relu,
+  gpu_add, gpu_grad_relu, gpu_grad_batch_norm, gpu_grad_conv2d, gpu_max_pool, gpu_grad_max_pool,
+  gpu_upsample, gpu_grad_upsample, gpu_concat, gpu_split, gpu_cross_entropy, gpu_dice,
+  gpu_adamw,
+};
+
+#endif /* LODE_WITH_CUDA */
+
+/* ---- the model ---------------------------------------------------------- */
 
 typedef struct {
   char   *name;
@@ -38,6 +502,7 @@ typedef struct {
   gboolean buffer;  /* running statistics */
 } TensorInfo;
 
+/* Activation buffers below are device buffers (UnetBackend.alloc). */
 typedef struct {
   int c_in, c_out, k, stride, pad;
   gboolean has_bn, relu, has_bias, encoder;
@@ -69,11 +534,27 @@ typedef struct {
   gsize cap_up, cap_cat;
 } DecoderBlock;
 
+/* What the host mirrors and the device copies hold (CUDA only). */
+enum {
+  SYNC_PARAMS  = 1 << 0,
+  SYNC_GRADS   = 1 << 1,
+  SYNC_BUFFERS = 1 << 2,
+  SYNC_MOMENTS = 1 << 3,
+  SYNC_ALL     = 0xf,
+};
+
 struct _LodeUnet {
   LodeUnetConfig config;
+  LodeDeviceKind device;
+  const UnetBackend *be;
+  void *ctx;                 /* the LodeOpsCuda on CUDA, NULL on the CPU */
   GArray *tensors;           /* TensorInfo */
   GHashTable *by_name;       /* name -> index + 1 */
-  float *params, *grads, *buffers;
+  /* host arrays, and their device copies (the same pointers on the CPU) */
+  float *params, *grads, *buffers, *adam_m, *adam_v;
+  float *d_params, *d_grads, *d_buffers, *d_adam_m, *d_adam_v;
+  guint host_stale;          /* SYNC_*: the device copy is newer */
+  guint device_stale;        /* SYNC_*: the host array is newer (or was handed out) */
   gsize n_params, n_buffers, n_encoder_params;
 
   Unit stem;
@@ -86,8 +567,13 @@ struct _LodeUnet {
   DecoderBlock dec[N_DECODER];
   Unit head;
 
-  /* the last forward */
-  const float *input;
+  /* the last forward's input (a device copy) and the loss's target */
+  float *input;
+  gsize cap_input;
+  gint16 *target;
+  gsize cap_target;
+  float *class_weight;       /* classes floats, device */
+  gboolean have_forward, have_dlogits;
   int n, h, w;
   LodeUnetMode mode;
 };
@@ -196,15 +682,28 @@ unit_init (LodeUnet   *self,
     }
 }
 
+/* Releases a device buffer and clears its pointer. */
 static void
-unit_release (Unit *u)
+dev_clear (LodeUnet *self,
+           void     *pp)
+{
+  void **p = pp;
+
+  if (*p != NULL)
+    self->be->release (self->ctx, *p);
+  *p = NULL;
+}
+
+static void
+unit_release (LodeUnet *self,
+              Unit     *u)
 {
   if (u->has_bn)
-    g_free (u->z);
-  g_clear_pointer (&u->y, g_free);
-  g_clear_pointer (&u->dy, g_free);
-  g_clear_pointer (&u->mean, g_free);
-  g_clear_pointer (&u->invstd, g_free);
+    dev_clear (self, &u->z);
+  dev_clear (self, &u->y);
+  dev_clear (self, &u->dy);
+  dev_clear (self, &u->mean);
+  dev_clear (self, &u->invstd);
   u->z = NULL;
   u->cap = 0;
 }
@@ -371,7 +870,16 @@ lode_unet_new (const LodeUnetConfig *config,
                guint64               seed,
                GError              **error)
 {
-  LodeUnet *self;
+  return lode_unet_new_on (config, seed, LODE_DEVICE_CPU, error);
+}
+
+LodeUnet *
+lode_unet_new_on (const LodeUnetConfig *config,
+                  guint64               seed,
+                  LodeDeviceKind        device,
+                  GError              **error)
+{
+  g_autoptr(LodeUnet) self = NULL;
 
   g_return_val_if_fail (config != NULL, NULL);
 
@@ -392,6 +900,8 @@ lode_unet_new (const LodeUnetConfig *config,
 
   self = g_new0 (LodeUnet, 1);
   self->config = *config;
+  self->device = LODE_DEVICE_CPU;
+  self->be = &cpu_backend;
   self->tensors = g_array_new (FALSE, TRUE, sizeof (TensorInfo));
   g_array_set_clear_func (self->tensors, tensor_info_clear);
   self->by_name = g_hash_table_new (g_str_hash, g_str_equal);
@@ -404,18 +914,57 @@ lode_unet_new (const LodeUnetConfig *config,
   self->grads = g_new0 (float, self->n_params);
   self->buffers = g_new (float, self->n_buffers);
   init_weights (self, seed);
-  return self;
+  self->d_params = self->params;
+  self->d_grads = self->grads;
+  self->d_buffers = self->buffers;
+
+  if (device == LODE_DEVICE_CUDA)
+    {
+#ifdef LODE_WITH_CUDA
+      LodeOpsCuda *cuda = NULL;
+      int status;
+
+      if (lode_device_cuda_count () == 0)
+        {
+          g_set_error (error, LODE_DEVICE_ERROR, LODE_DEVICE_ERROR_UNAVAILABLE,
+                       _("No CUDA device was found; use --device cpu"));
+          return NULL;
+        }
+      status = lode_ops_cuda_new (&cuda);
+      if (!lode_ops_cuda_check (status, error))
+        return NULL;
+      self->device = LODE_DEVICE_CUDA;
+      self->be = &cuda_backend;
+      self->ctx = cuda;
+      self->d_params = self->d_grads = self->d_buffers = NULL;
+      if (!lode_ops_cuda_check (lode_ops_cuda_alloc ((void **) &self->d_params,
+                                                     sizeof (float) * self->n_params), error)
+          || !lode_ops_cuda_check (lode_ops_cuda_alloc ((void **) &self->d_grads,
+                                                        sizeof (float) * self->n_params), error)
+          || !lode_ops_cuda_check (lode_ops_cuda_alloc ((void **) &self->d_buffers,
+                                                        sizeof (float) * self->n_buffers), error))
+        return NULL;
+      /* the host holds the initial values; the first pass uploads them */
+      self->device_stale = SYNC_PARAMS | SYNC_GRADS | SYNC_BUFFERS;
+#else
+      g_set_error (error, LODE_DEVICE_ERROR, LODE_DEVICE_ERROR_UNAVAILABLE,
+                   _("This Lode was built without CUDA; use --device cpu"));
+      return NULL;
+#endif
+    }
+  return g_steal_pointer (&self);
 }
 
 static void
-block_release (Block *b)
+block_release (LodeUnet *self,
+               Block    *b)
 {
   for (int i = 0; i < b->nu; i++)
-    unit_release (&b->u[i]);
+    unit_release (self, &b->u[i]);
   if (b->has_ds)
-    unit_release (&b->ds);
-  g_clear_pointer (&b->out, g_free);
-  g_clear_pointer (&b->dout, g_free);
+    unit_release (self, &b->ds);
+  dev_clear (self, &b->out);
+  dev_clear (self, &b->dout);
   b->cap = 0;
 }
 
@@ -424,27 +973,31 @@ lode_unet_trim (LodeUnet *self)
 {
   g_return_if_fail (self != NULL);
 
-  unit_release (&self->stem);
-  g_clear_pointer (&self->pool, g_free);
-  g_clear_pointer (&self->dpool, g_free);
-  g_clear_pointer (&self->pool_arg, g_free);
+  unit_release (self, &self->stem);
+  dev_clear (self, &self->pool);
+  dev_clear (self, &self->dpool);
+  dev_clear (self, &self->pool_arg);
   self->cap_pool = 0;
   for (int l = 0; l < 4; l++)
     for (int b = 0; b < self->n_blocks[l]; b++)
-      block_release (&self->layers[l][b]);
+      block_release (self, &self->layers[l][b]);
   for (int j = 0; j < N_DECODER; j++)
     {
       DecoderBlock *d = &self->dec[j];
-      unit_release (&d->conv1);
-      unit_release (&d->conv2);
-      g_clear_pointer (&d->up, g_free);
-      g_clear_pointer (&d->dup, g_free);
-      g_clear_pointer (&d->cat, g_free);
-      g_clear_pointer (&d->dcat, g_free);
+      unit_release (self, &d->conv1);
+      unit_release (self, &d->conv2);
+      dev_clear (self, &d->up);
+      dev_clear (self, &d->dup);
+      dev_clear (self, &d->cat);
+      dev_clear (self, &d->dcat);
       d->cap_up = d->cap_cat = 0;
     }
-  unit_release (&self->head);
-  self->input = NULL;
+  unit_release (self, &self->head);
+  dev_clear (self, &self->input);
+  dev_clear (self, &self->target);
+  dev_clear (self, &self->class_weight);
+  self->cap_input = self->cap_target = 0;
+  self->have_forward = self->have_dlogits = FALSE;
 }
 
 void
@@ -452,14 +1005,30 @@ lode_unet_free (LodeUnet *self)
 {
   if (self == NULL)
     return;
-  lode_unet_trim (self);
+  if (self->be != NULL)
+    lode_unet_trim (self);
   for (int l = 0; l < 4; l++)
     g_free (self->layers[l]);
-  g_hash_table_unref (self->by_name);
-  g_array_unref (self->tensors);
+  if (self->device == LODE_DEVICE_CUDA)
+    {
+      dev_clear (self, &self->d_params);
+      dev_clear (self, &self->d_grads);
+      dev_clear (self, &self->d_buffers);
+      dev_clear (self, &self->d_adam_m);
+      dev_clear (self, &self->d_adam_v);
+#ifdef LODE_WITH_CUDA
+      lode_ops_cuda_free (self->ctx);
+#endif
+    }
+  if (self->by_name)
+    g_hash_table_unref (self->by_name);
+  if (self->tensors)
+    g_array_unref (self->tensors);
   g_free (self->params);
   g_free (self->grads);
   g_free (self->buffers);
+  g_free (self->adam_m);
+  g_free (self->adam_v);
   g_free (self);
 }
 
@@ -516,6 +1085,133 @@ lode_unet_tensor_numel (LodeUnet *self,
   return t ? t->numel : 0;
 }
 
+/* ---- host mirrors ---------------------------------------------------- */
+
+/* Host array, device copy and length of each SYNC_* part. */
+static int
+sync_parts (LodeUnet *self,
+            float   **host[4],
+            float   **dev[4],
+            gsize     len[4])
+{
+  host[0] = &self->params;  dev[0] = &self->d_params;  len[0] = self->n_params;
+  host[1] = &self->grads;   dev[1] = &self->d_grads;   len[1] = self->n_params;
+  host[2] = &self->buffers; dev[2] = &self->d_buffers; len[2] = self->n_buffers;
+  host[3] = &self->adam_m;  dev[3] = &self->d_adam_m;  len[3] = self->n_params;
+  return 4;
+}
+
+/* Downloads the parts of mask the device holds newer. */
+static gboolean
+pull (LodeUnet *self,
+      guint     mask,
+      GError  **error)
+{
+  float **host[4], **dev[4];
+  gsize len[4];
+  guint want = self->host_stale & mask;
+
+  if (want == 0)
+    return TRUE;
+  sync_parts (self, host, dev, len);
+  for (int k = 0; k < 4; k++)
+    if ((want & (1u << k)) && *dev[k] != NULL)
+      {
+        int status = self->be->download (self->ctx, *host[k], *dev[k], sizeof (float) * len[k]);
+        if (status == 0 && k == 3)
+          status = self->be->download (self->ctx, self->adam_v, self->d_adam_v,
+                                       sizeof (float) * len[k]);
+        if (!self->be->check (status, error))
+          return FALSE;
+      }
+  self->host_stale &= ~want;
+  return TRUE;
+}
+
+/* Uploads the parts of mask the host holds newer. */
+static gboolean
+push (LodeUnet *self,
+      guint     mask,
+      GError  **error)
+{
+  float **host[4], **dev[4];
+  gsize len[4];
+  guint want = self->device_stale & mask;
+
+  if (want == 0)
+    return TRUE;
+  sync_parts (self, host, dev, len);
+  for (int k = 0; k < 4; k++)
+    if ((want & (1u << k)) && *dev[k] != NULL)
+      {
+        int status = self->be->upload (self->ctx, *dev[k], *host[k], sizeof (float) * len[k]);
+        if (status == 0 && k == 3)
+          status = self->be->upload (self->ctx, self->d_adam_v, self->adam_v,
+                                     sizeof (float) * len[k]);
+        if (!self->be->check (status, error))
+          return FALSE;
+      }
+  self->device_stale &= ~want;
+  return TRUE;
+}
+
+/* For the getters: bring the host array up to date and assume the caller
+ * writes into it. */
+static void
+hand_out (LodeUnet *self,
+          guint     mask)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (self->device == LODE_DEVICE_CPU)
+    return;
+  if (!pull (self, mask, &error))
+    g_warning ("U-Net: %s", error->message);
+  self->device_stale |= mask;
+}
+
+gboolean
+lode_unet_sync_to_host (LodeUnet *self,
+                        GError  **error)
+{
+  g_return_val_if_fail (self != NULL, FALSE);
+  return pull (self, SYNC_ALL, error);
+}
+
+gboolean
+lode_unet_sync_to_device (LodeUnet *self,
+                          GError  **error)
+{
+  g_return_val_if_fail (self != NULL, FALSE);
+  return push (self, SYNC_ALL, error);
+}
+
+LodeDeviceKind
+lode_unet_get_device (LodeUnet *self)
+{
+  g_return_val_if_fail (self != NULL, LODE_DEVICE_CPU);
+  return self->device;
+}
+
+void
+lode_unet_set_tf32 (LodeUnet *self,
+                    gboolean  allow)
+{
+  g_return_if_fail (self != NULL);
+#ifdef LODE_WITH_CUDA
+  if (self->device == LODE_DEVICE_CUDA)
+    lode_ops_cuda_set_tf32 (self->ctx, allow);
+#endif
+}
+
+gboolean
+lode_unet_finish (LodeUnet *self,
+                  GError  **error)
+{
+  g_return_val_if_fail (self != NULL, FALSE);
+  return self->be->check (self->be->synchronize (self->ctx), error);
+}
+
 float *
 lode_unet_tensor_data (LodeUnet *self,
                        guint     i)
@@ -524,6 +1220,7 @@ lode_unet_tensor_data (LodeUnet *self,
 
   if (t == NULL)
     return NULL;
+  hand_out (self, t->buffer ? SYNC_BUFFERS : SYNC_PARAMS);
   return (t->buffer ? self->buffers : self->params) + t->offset;
 }
 
@@ -535,6 +1232,7 @@ lode_unet_tensor_grad (LodeUnet *self,
 
   if (t == NULL || t->buffer)
     return NULL;
+  hand_out (self, SYNC_GRADS);
   return self->grads + t->offset;
 }
 
@@ -553,6 +1251,7 @@ lode_unet_params (LodeUnet *self,
   g_return_val_if_fail (self != NULL, NULL);
   if (count)
     *count = self->n_params;
+  hand_out (self, SYNC_PARAMS);
   return self->params;
 }
 
@@ -563,6 +1262,7 @@ lode_unet_grads (LodeUnet *self,
   g_return_val_if_fail (self != NULL, NULL);
   if (count)
     *count = self->n_params;
+  hand_out (self, SYNC_GRADS);
   return self->grads;
 }
 
@@ -580,14 +1280,123 @@ lode_unet_buffers (LodeUnet *self,
   g_return_val_if_fail (self != NULL, NULL);
   if (count)
     *count = self->n_buffers;
+  hand_out (self, SYNC_BUFFERS);
   return self->buffers;
 }
 
 void
 lode_unet_zero_grad (LodeUnet *self)
 {
+  g_autoptr(GError) error = NULL;
+
   g_return_if_fail (self != NULL);
-  memset (self->grads, 0, sizeof (float) * self->n_params);
+  if (!self->be->check (self->be->zero (self->ctx, self->d_grads,
+                                        sizeof (float) * self->n_params), &error))
+    g_warning ("U-Net: %s", error->message);
+  if (self->device == LODE_DEVICE_CUDA)
+    {
+      self->device_stale &= ~SYNC_GRADS;
+      self->host_stale |= SYNC_GRADS;
+    }
+}
+
+/* Allocates the AdamW moments (zero) when there are none. */
+static gboolean
+ensure_moments (LodeUnet *self,
+                GError  **error)
+{
+  gsize bytes = sizeof (float) * self->n_params;
+
+  if (self->adam_m != NULL)
+    return TRUE;
+  self->adam_m = g_new0 (float, self->n_params);
+  self->adam_v = g_new0 (float, self->n_params);
+  if (self->device == LODE_DEVICE_CPU)
+    {
+      self->d_adam_m = self->adam_m;
+      self->d_adam_v = self->adam_v;
+      return TRUE;
+    }
+  if (!self->be->check (self->be->alloc (self->ctx, (void **) &self->d_adam_m, bytes), error)
+      || !self->be->check (self->be->alloc (self->ctx, (void **) &self->d_adam_v, bytes), error))
+    {
+      dev_clear (self, &self->d_adam_m);
+      dev_clear (self, &self->d_adam_v);
+      g_clear_pointer (&self->adam_m, g_free);
+      g_clear_pointer (&self->adam_v, g_free);
+      return FALSE;
+    }
+  self->device_stale |= SYNC_MOMENTS;
+  return TRUE;
+}
+
+gboolean
+lode_unet_set_adam_moments (LodeUnet    *self,
+                            const float *m,
+                            const float *v,
+                            GError     **error)
+{
+  g_return_val_if_fail (self != NULL && (m == NULL) == (v == NULL), FALSE);
+
+  if (!ensure_moments (self, error))
+    return FALSE;
+  if (m != NULL)
+    {
+      memcpy (self->adam_m, m, sizeof (float) * self->n_params);
+      memcpy (self->adam_v, v, sizeof (float) * self->n_params);
+    }
+  else
+    {
+      memset (self->adam_m, 0, sizeof (float) * self->n_params);
+      memset (self->adam_v, 0, sizeof (float) * self->n_params);
+    }
+  if (self->device == LODE_DEVICE_CUDA)
+    {
+      self->host_stale &= ~SYNC_MOMENTS;
+      self->device_stale |= SYNC_MOMENTS;
+    }
+  return TRUE;
+}
+
+const float *
+lode_unet_adam_moments (LodeUnet     *self,
+                        const float **v)
+{
+  g_return_val_if_fail (self != NULL && v != NULL, NULL);
+
+  *v = NULL;
+  if (self->adam_m == NULL)
+    return NULL;
+  if (self->device == LODE_DEVICE_CUDA)
+    {
+      g_autoptr(GError) error = NULL;
+      if (!pull (self, SYNC_MOMENTS, &error))
+        g_warning ("U-Net: %s", error->message);
+    }
+  *v = self->adam_v;
+  return self->adam_m;
+}
+
+gboolean
+lode_unet_adamw_step (LodeUnet        *self,
+                      const LodeAdamW *opt,
+                      gint64           step,
+                      gsize            first,
+                      GError         **error)
+{
+  int status;
+
+  g_return_val_if_fail (self != NULL && opt != NULL && first <= self->n_params, FALSE);
+  g_return_val_if_fail (step >= 1, FALSE);
+
+  if (!ensure_moments (self, error) || !push (self, SYNC_ALL, error))
+    return FALSE;
+  status = self->be->adamw (self->ctx, self->d_params + first, self->d_grads + first,
+                            self->d_adam_m + first, self->d_adam_v + first,
+                            self->n_params - first, opt, step);
+  if (self->device == LODE_DEVICE_CUDA)
+    self->host_stale |= SYNC_PARAMS | SYNC_MOMENTS;
+  return self->be->check (status, error);
 }
 
 /* The first convolution of a 3-band checkpoint for a model of `bands`
@@ -717,7 +1526,30 @@ lode_unet_load_checkpoint (LodeUnet       *self,
 
 /* ---- forward ------------------------------------------------------------ */
 
-static void
+#define TRY(expr) \
+  G_STMT_START { int s_ = (expr); if (s_ != 0) return s_; } G_STMT_END
+
+/* Makes *buf a device buffer of at least count elements of size, keeping
+ * it when it is big enough (*cap counts elements). */
+static int
+ensure_buffer (LodeUnet *self,
+               void     *buf,
+               gsize    *cap,
+               gsize     count,
+               gsize     size)
+{
+  void **p = buf;
+
+  if (*p != NULL && count <= *cap)
+    return 0;
+  dev_clear (self, p);
+  *cap = 0;
+  TRY (self->be->alloc (self->ctx, p, count * size));
+  *cap = count;
+  return 0;
+}
+
+static int
 unit_forward (LodeUnet    *self,
               Unit        *u,
               const float *x,
@@ -726,8 +1558,10 @@ unit_forward (LodeUnet    *self,
               int          w,
               gboolean     batch_stats)
 {
+  const UnetBackend *be = self->be;
+  void *ctx = self->ctx;
   gsize need, hw;
-  float *par = self->params, *buf = self->buffers;
+  float *par = self->d_params, *buf = self->d_buffers;
 
   lode_conv_shape_init (&u->shape, n, u->c_in, h, w, u->c_out, u->k, u->stride, u->pad);
   lode_conv_shape_out_size (&u->shape, &u->oh, &u->ow);
@@ -735,58 +1569,64 @@ unit_forward (LodeUnet    *self,
   need = (gsize) n * u->c_out * hw;
   if (need > u->cap || u->y == NULL)
     {
-      unit_release (u);
-      u->y = g_new (float, need);
-      u->dy = g_new (float, need);
-      u->z = u->has_bn ? g_new (float, need) : u->y;
-      u->mean = g_new (float, u->c_out);
-      u->invstd = g_new (float, u->c_out);
+      unit_release (self, u);
+      TRY (be->alloc (ctx, (void **) &u->y, sizeof (float) * need));
+      TRY (be->alloc (ctx, (void **) &u->dy, sizeof (float) * need));
+      if (u->has_bn)
+        TRY (be->alloc (ctx, (void **) &u->z, sizeof (float) * need));
+      else
+        u->z = u->y;
+      TRY (be->alloc (ctx, (void **) &u->mean, sizeof (float) * u->c_out));
+      TRY (be->alloc (ctx, (void **) &u->invstd, sizeof (float) * u->c_out));
       u->cap = need;
     }
   u->batch_stats = batch_stats;
 
-  lode_ops_conv2d (u->z, x, par + u->w_off, u->has_bias ? par + u->b_off : NULL, &u->shape);
+  TRY (be->conv2d (ctx, u->z, x, par + u->w_off, u->has_bias ? par + u->b_off : NULL, &u->shape));
   if (u->has_bn)
     {
       if (batch_stats)
-        lode_grad_batch_norm_train (u->y, u->z, par + u->g_off, par + u->b_off,
-                                    buf + u->rm_off, buf + u->rv_off, u->mean, u->invstd,
-                                    n, u->c_out, (int) hw, BN_EPS, BN_MOMENTUM);
+        TRY (be->batch_norm_train (ctx, u->y, u->z, par + u->g_off, par + u->b_off,
+                                   buf + u->rm_off, buf + u->rv_off, u->mean, u->invstd,
+                                   n, u->c_out, (int) hw, BN_EPS, BN_MOMENTUM));
       else
         {
-          lode_ops_batch_norm (u->y, u->z, buf + u->rm_off, buf + u->rv_off,
-                               par + u->g_off, par + u->b_off, n, u->c_out, (int) hw, BN_EPS);
-          memcpy (u->mean, buf + u->rm_off, sizeof (float) * u->c_out);
-          lode_grad_invstd (u->invstd, buf + u->rv_off, u->c_out, BN_EPS);
+          TRY (be->batch_norm (ctx, u->y, u->z, buf + u->rm_off, buf + u->rv_off,
+                               par + u->g_off, par + u->b_off, n, u->c_out, (int) hw, BN_EPS));
+          TRY (be->copy (ctx, u->mean, buf + u->rm_off, sizeof (float) * u->c_out));
+          TRY (be->invstd (ctx, u->invstd, buf + u->rv_off, u->c_out, BN_EPS));
         }
     }
   if (u->relu)
-    lode_ops_relu (u->y, u->y, need);
+    TRY (be->relu (ctx, u->y, u->y, need));
+  return 0;
 }
 
 /* u->dy holds dL/dy; it is consumed. dx (may be NULL) receives dL/dx,
  * added to when accumulate. */
-static void
+static int
 unit_backward (LodeUnet    *self,
                Unit        *u,
                const float *x,
                float       *dx,
                gboolean     accumulate)
 {
+  const UnetBackend *be = self->be;
+  void *ctx = self->ctx;
   gsize hw = (gsize) u->oh * u->ow, count = (gsize) u->shape.n * u->c_out * hw;
-  float *par = self->params, *gr = self->grads;
+  float *par = self->d_params, *gr = self->d_grads;
 
   if (u->relu)
-    lode_grad_relu (u->dy, u->dy, u->y, count);
+    TRY (be->grad_relu (ctx, u->dy, u->dy, u->y, count));
   if (u->has_bn)
-    lode_grad_batch_norm (u->dy, gr + u->g_off, gr + u->b_off, u->dy, u->z, u->mean,
-                          u->invstd, par + u->g_off, u->shape.n, u->c_out, (int) hw,
-                          u->batch_stats);
-  lode_grad_conv2d (dx, gr + u->w_off, u->has_bias ? gr + u->b_off : NULL, u->dy, x,
-                    par + u->w_off, &u->shape, accumulate);
+    TRY (be->grad_batch_norm (ctx, u->dy, gr + u->g_off, gr + u->b_off, u->dy, u->z, u->mean,
+                              u->invstd, par + u->g_off, u->shape.n, u->c_out, (int) hw,
+                              u->batch_stats));
+  return be->grad_conv2d (ctx, dx, gr + u->w_off, u->has_bias ? gr + u->b_off : NULL, u->dy, x,
+                          par + u->w_off, &u->shape, accumulate);
 }
 
-static void
+static int
 block_forward (LodeUnet    *self,
                Block       *b,
                const float *x,
@@ -797,6 +1637,7 @@ block_forward (LodeUnet    *self,
                int         *oh,
                int         *ow)
 {
+  const UnetBackend *be = self->be;
   Unit *last = &b->u[b->nu - 1];
   gsize count;
   const float *prev = x;
@@ -805,7 +1646,7 @@ block_forward (LodeUnet    *self,
   b->in = x;
   for (int i = 0; i < b->nu; i++)
     {
-      unit_forward (self, &b->u[i], prev, n, ph, pw, batch_stats);
+      TRY (unit_forward (self, &b->u[i], prev, n, ph, pw, batch_stats));
       prev = b->u[i].y;
       ph = b->u[i].oh;
       pw = b->u[i].ow;
@@ -813,51 +1654,55 @@ block_forward (LodeUnet    *self,
   count = (gsize) n * last->c_out * ph * pw;
   if (count > b->cap || b->out == NULL)
     {
-      g_free (b->out);
-      g_free (b->dout);
-      b->out = g_new (float, count);
-      b->dout = g_new (float, count);
+      dev_clear (self, &b->out);
+      dev_clear (self, &b->dout);
+      b->cap = 0;
+      TRY (be->alloc (self->ctx, (void **) &b->out, sizeof (float) * count));
+      TRY (be->alloc (self->ctx, (void **) &b->dout, sizeof (float) * count));
       b->cap = count;
     }
   if (b->has_ds)
     {
-      unit_forward (self, &b->ds, x, n, h, w, batch_stats);
-      lode_ops_add (b->out, last->y, b->ds.y, count);
+      TRY (unit_forward (self, &b->ds, x, n, h, w, batch_stats));
+      TRY (be->add (self->ctx, b->out, last->y, b->ds.y, count));
     }
   else
-    lode_ops_add (b->out, last->y, x, count);
-  lode_ops_relu (b->out, b->out, count);
+    TRY (be->add (self->ctx, b->out, last->y, x, count));
+  TRY (be->relu (self->ctx, b->out, b->out, count));
   *oh = ph;
   *ow = pw;
+  return 0;
 }
 
 /* b->dout holds dL/dout; dx gets dL/dx (added to when accumulate). */
-static void
+static int
 block_backward (LodeUnet *self,
                 Block    *b,
                 float    *dx,
                 gboolean  accumulate)
 {
+  const UnetBackend *be = self->be;
   Unit *last = &b->u[b->nu - 1];
   gsize count = (gsize) last->shape.n * last->c_out * last->oh * last->ow;
 
-  lode_grad_relu (b->dout, b->dout, b->out, count);
-  memcpy (last->dy, b->dout, sizeof (float) * count);
+  TRY (be->grad_relu (self->ctx, b->dout, b->dout, b->out, count));
+  TRY (be->copy (self->ctx, last->dy, b->dout, sizeof (float) * count));
   for (int i = b->nu - 1; i >= 0; i--)
     {
       const float *in = i > 0 ? b->u[i - 1].y : b->in;
       if (i > 0)
-        unit_backward (self, &b->u[i], in, b->u[i - 1].dy, FALSE);
+        TRY (unit_backward (self, &b->u[i], in, b->u[i - 1].dy, FALSE));
       else
-        unit_backward (self, &b->u[i], in, dx, accumulate);
+        TRY (unit_backward (self, &b->u[i], in, dx, accumulate));
     }
   if (b->has_ds)
     {
-      memcpy (b->ds.dy, b->dout, sizeof (float) * count);
-      unit_backward (self, &b->ds, b->in, dx, TRUE);
+      TRY (be->copy (self->ctx, b->ds.dy, b->dout, sizeof (float) * count));
+      TRY (unit_backward (self, &b->ds, b->in, dx, TRUE));
     }
   else
-    lode_ops_add (dx, dx, b->dout, count);
+    TRY (be->add (self->ctx, dx, dx, b->dout, count));
+  return 0;
 }
 
 static float *
@@ -867,44 +1712,23 @@ block_last_dout (LodeUnet *self,
   return self->layers[layer][self->n_blocks[layer] - 1].dout;
 }
 
-gboolean
-lode_unet_forward (LodeUnet     *self,
-                   const float  *input,
-                   int           n,
-                   int           h,
-                   int           w,
-                   LodeUnetMode  mode,
-                   float        *logits,
-                   GError      **error)
+/* The whole forward from self->input (already on the device). */
+static int
+run_forward (LodeUnet *self)
 {
-  gboolean enc_batch, dec_batch;
+  const UnetBackend *be = self->be;
+  void *ctx = self->ctx;
+  int n = self->n, h = self->h, w = self->w;
+  gboolean enc_batch = self->mode == LODE_UNET_TRAIN, dec_batch = self->mode != LODE_UNET_EVAL;
   int ph, pw, fh[6], fw[6];
   const float *x, *feat[6];
   gsize count;
 
-  g_return_val_if_fail (self != NULL && input != NULL && logits != NULL, FALSE);
-  g_return_val_if_fail (n > 0, FALSE);
-
-  if (h < 32 || w < 32 || h % 32 != 0 || w % 32 != 0)
-    {
-      g_set_error (error, LODE_UNET_ERROR, LODE_UNET_ERROR_SIZE,
-                   _("The U-Net takes images whose sides are multiples of 32, not %d × %d"),
-                   w, h);
-      return FALSE;
-    }
-  self->input = input;
-  self->n = n;
-  self->h = h;
-  self->w = w;
-  self->mode = mode;
-  enc_batch = mode == LODE_UNET_TRAIN;
-  dec_batch = mode != LODE_UNET_EVAL;
-
   /* encoder */
-  feat[0] = input;
+  feat[0] = self->input;
   fh[0] = h;
   fw[0] = w;
-  unit_forward (self, &self->stem, input, n, h, w, enc_batch);
+  TRY (unit_forward (self, &self->stem, self->input, n, h, w, enc_batch));
   feat[1] = self->stem.y;
   fh[1] = self->stem.oh;
   fw[1] = self->stem.ow;
@@ -913,22 +1737,22 @@ lode_unet_forward (LodeUnet     *self,
   count = (gsize) n * 64 * ph * pw;
   if (count > self->cap_pool || self->pool == NULL)
     {
-      g_free (self->pool);
-      g_free (self->dpool);
-      g_free (self->pool_arg);
-      self->pool = g_new (float, count);
-      self->dpool = g_new (float, count);
-      self->pool_arg = g_new (gint32, count);
+      dev_clear (self, &self->pool);
+      dev_clear (self, &self->dpool);
+      dev_clear (self, &self->pool_arg);
+      self->cap_pool = 0;
+      TRY (be->alloc (ctx, (void **) &self->pool, sizeof (float) * count));
+      TRY (be->alloc (ctx, (void **) &self->dpool, sizeof (float) * count));
+      TRY (be->alloc (ctx, (void **) &self->pool_arg, sizeof (gint32) * count));
       self->cap_pool = count;
     }
-  lode_grad_max_pool2d_forward (self->pool, self->pool_arg, self->stem.y, n, 64,
-                                fh[1], fw[1], 3, 2, 1);
+  TRY (be->max_pool (ctx, self->pool, self->pool_arg, self->stem.y, n, 64, fh[1], fw[1], 3, 2, 1));
   x = self->pool;
   for (int l = 0; l < 4; l++)
     {
       for (int b = 0; b < self->n_blocks[l]; b++)
         {
-          block_forward (self, &self->layers[l][b], x, n, ph, pw, enc_batch, &ph, &pw);
+          TRY (block_forward (self, &self->layers[l][b], x, n, ph, pw, enc_batch, &ph, &pw));
           x = self->layers[l][b].out;
         }
       feat[l + 2] = x;
@@ -946,46 +1770,137 @@ lode_unet_forward (LodeUnet     *self,
 
       if (nup > d->cap_up || d->up == NULL)
         {
-          g_free (d->up);
-          g_free (d->dup);
-          d->up = g_new (float, nup);
-          d->dup = g_new (float, nup);
+          dev_clear (self, &d->up);
+          dev_clear (self, &d->dup);
+          d->cap_up = 0;
+          TRY (be->alloc (ctx, (void **) &d->up, sizeof (float) * nup));
+          TRY (be->alloc (ctx, (void **) &d->dup, sizeof (float) * nup));
           d->cap_up = nup;
         }
-      lode_grad_upsample2x_forward (d->up, x, n * d->c_in, sh, sw);
+      TRY (be->upsample (ctx, d->up, x, n * d->c_in, sh, sw));
       if (d->c_skip > 0)
         {
           if (ncat > d->cap_cat || d->cat == NULL)
             {
-              g_free (d->cat);
-              g_free (d->dcat);
-              d->cat = g_new (float, ncat);
-              d->dcat = g_new (float, ncat);
+              dev_clear (self, &d->cat);
+              dev_clear (self, &d->dcat);
+              d->cap_cat = 0;
+              TRY (be->alloc (ctx, (void **) &d->cat, sizeof (float) * ncat));
+              TRY (be->alloc (ctx, (void **) &d->dcat, sizeof (float) * ncat));
               d->cap_cat = ncat;
             }
-          lode_grad_concat_channels (d->cat, d->up, d->c_in, feat[4 - j], d->c_skip, n,
-                                     sh * sw * 4);
+          TRY (be->concat (ctx, d->cat, d->up, d->c_in, feat[4 - j], d->c_skip, n, sh * sw * 4));
         }
-      unit_forward (self, &d->conv1, d->c_skip > 0 ? d->cat : d->up, n, 2 * sh, 2 * sw,
-                    dec_batch);
-      unit_forward (self, &d->conv2, d->conv1.y, n, 2 * sh, 2 * sw, dec_batch);
+      TRY (unit_forward (self, &d->conv1, d->c_skip > 0 ? d->cat : d->up, n, 2 * sh, 2 * sw,
+                         dec_batch));
+      TRY (unit_forward (self, &d->conv2, d->conv1.y, n, 2 * sh, 2 * sw, dec_batch));
       x = d->conv2.y;
     }
-  unit_forward (self, &self->head, x, n, h, w, FALSE);
-  memcpy (logits, self->head.y, sizeof (float) * n * self->config.classes * h * w);
+  return unit_forward (self, &self->head, x, n, h, w, FALSE);
+}
+
+static gsize
+logits_count (LodeUnet *self)
+{
+  return (gsize) self->n * self->config.classes * self->h * self->w;
+}
+
+gboolean
+lode_unet_forward (LodeUnet     *self,
+                   const float  *input,
+                   int           n,
+                   int           h,
+                   int           w,
+                   LodeUnetMode  mode,
+                   float        *logits,
+                   GError      **error)
+{
+  gsize nin;
+  int status;
+
+  g_return_val_if_fail (self != NULL && input != NULL, FALSE);
+  g_return_val_if_fail (n > 0, FALSE);
+
+  if (h < 32 || w < 32 || h % 32 != 0 || w % 32 != 0)
+    {
+      g_set_error (error, LODE_UNET_ERROR, LODE_UNET_ERROR_SIZE,
+                   _("The U-Net takes images whose sides are multiples of 32, not %d × %d"),
+                   w, h);
+      return FALSE;
+    }
+  if (!push (self, SYNC_PARAMS | SYNC_BUFFERS, error))
+    return FALSE;
+  self->have_forward = self->have_dlogits = FALSE;
+  self->n = n;
+  self->h = h;
+  self->w = w;
+  self->mode = mode;
+  nin = (gsize) n * self->config.in_channels * h * w;
+  status = ensure_buffer (self, &self->input, &self->cap_input, nin, sizeof (float));
+  if (status == 0)
+    status = self->be->upload (self->ctx, self->input, input, sizeof (float) * nin);
+  if (status == 0)
+    status = run_forward (self);
+  if (mode != LODE_UNET_EVAL && self->device == LODE_DEVICE_CUDA)
+    self->host_stale |= SYNC_BUFFERS;   /* batch statistics moved the running ones */
+  if (status == 0 && logits != NULL)
+    status = self->be->download (self->ctx, logits, self->head.y,
+                                 sizeof (float) * logits_count (self));
+  if (!self->be->check (status, error))
+    return FALSE;
+  self->have_forward = TRUE;
   return TRUE;
 }
 
-void
-lode_unet_backward (LodeUnet    *self,
-                    const float *dlogits)
+gboolean
+lode_unet_loss (LodeUnet     *self,
+                const gint16 *target,
+                const float  *class_weights,
+                int           ignore_index,
+                float         dice_weight,
+                double       *loss,
+                GError      **error)
 {
+  const UnetBackend *be;
+  gsize nt, cap_cw = (gsize) self->config.classes;
+  int c = self->config.classes, hw, status;
+  double ce = 0.0, dice = 0.0;
+
+  g_return_val_if_fail (self != NULL && target != NULL && loss != NULL, FALSE);
+  g_return_val_if_fail (self->have_forward, FALSE);
+
+  be = self->be;
+  hw = self->h * self->w;
+  nt = (gsize) self->n * hw;
+  status = ensure_buffer (self, &self->target, &self->cap_target, nt, sizeof (gint16));
+  if (status == 0)
+    status = be->upload (self->ctx, self->target, target, sizeof (gint16) * nt);
+  if (status == 0 && class_weights != NULL && self->class_weight == NULL)
+    status = ensure_buffer (self, &self->class_weight, &cap_cw, cap_cw, sizeof (float));
+  if (status == 0 && class_weights != NULL)
+    status = be->upload (self->ctx, self->class_weight, class_weights, sizeof (float) * c);
+  if (status == 0)
+    status = be->cross_entropy (self->ctx, self->head.dy, self->head.y, self->target,
+                                class_weights != NULL ? self->class_weight : NULL, self->n, c,
+                                hw, ignore_index, 1.0f, &ce);
+  if (status == 0 && dice_weight > 0.0f)
+    status = be->dice (self->ctx, self->head.dy, self->head.y, self->target, self->n, c, hw,
+                       ignore_index, dice_weight, &dice);
+  if (!be->check (status, error))
+    return FALSE;
+  *loss = ce + (dice_weight > 0.0f ? dice_weight * dice : 0.0);
+  self->have_dlogits = TRUE;
+  return TRUE;
+}
+
+static int
+run_backward (LodeUnet *self)
+{
+  const UnetBackend *be = self->be;
+  void *ctx = self->ctx;
   gboolean full;
   float *dfeat[6];
   int n, ph, pw;
-
-  g_return_if_fail (self != NULL && dlogits != NULL);
-  g_return_if_fail (self->input != NULL);
 
   n = self->n;
   full = self->mode != LODE_UNET_TRAIN_DECODER;
@@ -998,34 +1913,33 @@ lode_unet_backward (LodeUnet    *self,
         Unit *u = f == 1 ? &self->stem : NULL;
         gsize count = u ? (gsize) n * u->c_out * u->oh * u->ow
                         : (gsize) n * self->enc_channels[f] * (self->h >> f) * (self->w >> f);
-        memset (dfeat[f], 0, sizeof (float) * count);
+        TRY (be->zero (ctx, dfeat[f], sizeof (float) * count));
       }
 
-  memcpy (self->head.dy, dlogits, sizeof (float) * n * self->config.classes * self->h * self->w);
-  unit_backward (self, &self->head, self->dec[N_DECODER - 1].conv2.y,
-                 self->dec[N_DECODER - 1].conv2.dy, FALSE);
+  TRY (unit_backward (self, &self->head, self->dec[N_DECODER - 1].conv2.y,
+                      self->dec[N_DECODER - 1].conv2.dy, FALSE));
   for (int j = N_DECODER - 1; j >= 0; j--)
     {
       DecoderBlock *d = &self->dec[j];
       int sh = self->h >> (5 - j), sw = self->w >> (5 - j);
       float *dprev;
 
-      unit_backward (self, &d->conv2, d->conv1.y, d->conv1.dy, FALSE);
+      TRY (unit_backward (self, &d->conv2, d->conv1.y, d->conv1.dy, FALSE));
       if (d->c_skip > 0)
         {
-          unit_backward (self, &d->conv1, d->cat, d->dcat, FALSE);
-          lode_grad_split_channels (d->dup, full ? dfeat[4 - j] : NULL, d->dcat, d->c_in,
-                                    d->c_skip, n, sh * sw * 4);
+          TRY (unit_backward (self, &d->conv1, d->cat, d->dcat, FALSE));
+          TRY (be->split (ctx, d->dup, full ? dfeat[4 - j] : NULL, d->dcat, d->c_in, d->c_skip,
+                          n, sh * sw * 4));
         }
       else
-        unit_backward (self, &d->conv1, d->up, d->dup, FALSE);
+        TRY (unit_backward (self, &d->conv1, d->up, d->dup, FALSE));
       if (j == 0 && !full)
         break;
       dprev = j > 0 ? self->dec[j - 1].conv2.dy : dfeat[5];
-      lode_grad_upsample2x (dprev, d->dup, n * d->c_in, sh, sw);
+      TRY (be->grad_upsample (ctx, dprev, d->dup, n * d->c_in, sh, sw));
     }
   if (!full)
-    return;
+    return 0;
 
   for (int l = 3; l >= 0; l--)
     for (int b = self->n_blocks[l] - 1; b >= 0; b--)
@@ -1049,11 +1963,49 @@ lode_unet_backward (LodeUnet    *self,
             dx = self->dpool;
             acc = FALSE;
           }
-        block_backward (self, blk, dx, acc);
+        TRY (block_backward (self, blk, dx, acc));
       }
   ph = lode_ops_pool_out_size (self->stem.oh, 3, 2, 1);
   pw = lode_ops_pool_out_size (self->stem.ow, 3, 2, 1);
-  lode_grad_max_pool2d (self->stem.dy, self->dpool, self->pool_arg, n, 64, self->stem.oh,
-                        self->stem.ow, ph, pw, TRUE);
-  unit_backward (self, &self->stem, self->input, NULL, FALSE);
+  TRY (be->grad_max_pool (ctx, self->stem.dy, self->dpool, self->pool_arg, n, 64, self->stem.oh,
+                          self->stem.ow, ph, pw, 3, 2, 1, TRUE));
+  return unit_backward (self, &self->stem, self->input, NULL, FALSE);
+}
+
+gboolean
+lode_unet_backward_checked (LodeUnet    *self,
+                            const float *dlogits,
+                            GError     **error)
+{
+  int status = 0;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_return_val_if_fail (self->have_forward, FALSE);
+  g_return_val_if_fail (dlogits != NULL || self->have_dlogits, FALSE);
+
+  if (!push (self, SYNC_PARAMS | SYNC_GRADS, error))
+    return FALSE;
+  if (dlogits != NULL)
+    status = self->be->upload (self->ctx, self->head.dy, dlogits,
+                               sizeof (float) * logits_count (self));
+  if (status == 0)
+    status = run_backward (self);
+  /* the backward consumes the dlogits in place */
+  self->have_dlogits = FALSE;
+  if (self->device == LODE_DEVICE_CUDA)
+    self->host_stale |= SYNC_GRADS;
+  return self->be->check (status, error);
+}
+
+void
+lode_unet_backward (LodeUnet    *self,
+                    const float *dlogits)
+{
+  g_autoptr(GError) error = NULL;
+
+  g_return_if_fail (self != NULL && dlogits != NULL);
+  g_return_if_fail (self->have_forward);
+
+  if (!lode_unet_backward_checked (self, dlogits, &error))
+    g_warning ("U-Net: %s", error->message);
 }

@@ -1,4 +1,4 @@
-/* lode-unet.h: U-Net with a ResNet encoder, on the CPU.
+/* lode-unet.h: U-Net with a ResNet encoder, on the CPU or a CUDA device.
  *
  * The layout of segmentation_models_pytorch 0.6.0's Unet(encoder_name=
  * 'resnet18' | 'resnet34' | 'resnet50', decoder_channels (256, 128, 64, 32,
@@ -24,12 +24,34 @@
  * kept from the forward for the backward and reallocated only when the
  * batch shape grows. Inputs are NCHW float32 with height and width
  * multiples of 32.
+ *
+ * Devices: lode_unet_new_on (..., LODE_DEVICE_CUDA, ...) keeps the
+ * parameters, gradients, running statistics, AdamW moments and activations
+ * in GPU memory, and runs the same passes with the CUDA kernels. The
+ * host-pointer API below (lode_unet_params, lode_unet_grads,
+ * lode_unet_buffers, lode_unet_tensor_data, lode_unet_tensor_grad) then
+ * works on host mirrors, kept coherent this way:
+ *   - a getter first downloads what the device holds newer, and counts the
+ *     array as written by the caller: the next pass uploads it again. The
+ *     pointer stays valid for the model's life; its contents are current as
+ *     of the call, so call the getter again after a pass or a step;
+ *   - lode_unet_sync_to_host and lode_unet_sync_to_device do the same for
+ *     everything at once, with errors reported (a getter can only warn);
+ *     checkpoint saving calls the first, lode_unet_load_checkpoint needs
+ *     neither.
+ * Forward takes host input and writes host logits (the copies are inside);
+ * lode_unet_loss, lode_unet_backward_checked with NULL and
+ * lode_unet_adamw_step keep a training step on the device. On the CPU the
+ * mirrors are the arrays themselves and the syncs do nothing. A model is
+ * used by one thread at a time.
  */
 #pragma once
 
 #include <glib.h>
 
 #include "lode-checkpoint.h"
+#include "lode-device.h"
+#include "lode-grad.h"
 
 G_BEGIN_DECLS
 
@@ -81,6 +103,19 @@ gboolean    lode_unet_encoder_from_name (const char      *name,
 LodeUnet   *lode_unet_new               (const LodeUnetConfig *config,
                                          guint64               seed,
                                          GError              **error);
+/* The same on a device: LODE_DEVICE_CUDA fails (LODE_DEVICE_ERROR) when
+ * the build has no CUDA or there is no device, and with a LODE_OPS_ERROR
+ * when the GPU memory does not suffice. The weights are the same as on the
+ * CPU for the same seed. */
+LodeUnet   *lode_unet_new_on            (const LodeUnetConfig *config,
+                                         guint64               seed,
+                                         LodeDeviceKind        device,
+                                         GError              **error);
+LodeDeviceKind lode_unet_get_device     (LodeUnet             *self);
+/* CUDA: TF32 tensor cores in the convolutions and products of both passes
+ * (faster, about 1e-3 relative error). Nothing on the CPU. */
+void        lode_unet_set_tf32          (LodeUnet             *self,
+                                         gboolean              allow);
 void        lode_unet_free              (LodeUnet             *self);
 const LodeUnetConfig *lode_unet_get_config (LodeUnet          *self);
 
@@ -117,6 +152,36 @@ float       *lode_unet_buffers          (LodeUnet     *self,
                                          gsize        *count);
 void         lode_unet_zero_grad        (LodeUnet     *self);
 
+/* Host mirrors and device copies (see the top of this file); TRUE at once
+ * on the CPU. */
+gboolean     lode_unet_sync_to_host     (LodeUnet     *self,
+                                         GError      **error);
+gboolean     lode_unet_sync_to_device   (LodeUnet     *self,
+                                         GError      **error);
+/* Waits for the device's queued work (timing). */
+gboolean     lode_unet_finish           (LodeUnet     *self,
+                                         GError      **error);
+
+/* ---- AdamW, with the moments kept by the model ----------------------- */
+
+/* One AdamW step (lode_grad_adamw) of the parameters from index first on
+ * (lode_unet_encoder_params to leave the encoder alone), on the model's
+ * device. The moments start at zero. */
+gboolean     lode_unet_adamw_step       (LodeUnet        *self,
+                                         const LodeAdamW *opt,
+                                         gint64           step,
+                                         gsize            first,
+                                         GError         **error);
+/* The moments m (returned) and v as host arrays of lode_unet_params' length,
+ * current as of the call; NULL before a step or lode_unet_set_adam_moments. */
+const float *lode_unet_adam_moments     (LodeUnet        *self,
+                                         const float    **v);
+/* Copies m and v in (NULL and NULL: zeros). */
+gboolean     lode_unet_set_adam_moments (LodeUnet        *self,
+                                         const float     *m,
+                                         const float     *v,
+                                         GError         **error);
+
 /* Copies every tensor of the checkpoint that the model has: the names of a
  * segmentation_models_pytorch Unet, or a torchvision / timm ResNet (the
  * encoder alone; the decoder keeps its values). *n_loaded (may be NULL)
@@ -130,9 +195,9 @@ gboolean     lode_unet_load_checkpoint  (LodeUnet       *self,
 
 /* ---- running ------------------------------------------------------------ */
 
-/* The forward pass on input [n, in_channels, h, w] into logits [n, classes,
- * h, w]. The input must stay unchanged until lode_unet_backward, if one
- * follows. */
+/* The forward pass on input [n, in_channels, h, w] (host memory) into
+ * logits [n, classes, h, w] (host memory; NULL: they stay on the device for
+ * lode_unet_loss). The model keeps a copy of the input for the backward. */
 gboolean     lode_unet_forward          (LodeUnet     *self,
                                          const float  *input,
                                          int           n,
@@ -143,9 +208,30 @@ gboolean     lode_unet_forward          (LodeUnet     *self,
                                          GError      **error);
 
 /* Adds to the gradients the backward pass of the last forward, from
- * dlogits [n, classes, h, w]. The input of that forward must be unchanged. */
+ * dlogits [n, classes, h, w] (host memory). A device failure is only
+ * warned about: use lode_unet_backward_checked on CUDA. */
 void         lode_unet_backward         (LodeUnet     *self,
                                          const float  *dlogits);
+/* The same with errors; dlogits NULL takes the gradient lode_unet_loss
+ * left on the device. */
+gboolean     lode_unet_backward_checked (LodeUnet     *self,
+                                         const float  *dlogits,
+                                         GError      **error);
+
+/* The loss of the last forward against target [n, h, w] (host memory,
+ * class indices, ignore_index not scored): cross-entropy with
+ * class_weights (NULL: 1; classes values) plus dice_weight times soft Dice
+ * (lode_grad_cross_entropy, lode_grad_dice), into *loss, and its gradient
+ * kept on the device for lode_unet_backward_checked (self, NULL, ...).
+ * Cross-entropy runs on the device; Dice on the host, from the downloaded
+ * logits, its gradient uploaded and added. */
+gboolean     lode_unet_loss             (LodeUnet     *self,
+                                         const gint16 *target,
+                                         const float  *class_weights,
+                                         int           ignore_index,
+                                         float         dice_weight,
+                                         double       *loss,
+                                         GError      **error);
 
 /* Releases the activations kept between passes. */
 void         lode_unet_trim             (LodeUnet     *self);

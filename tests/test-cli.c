@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "lode-device.h"
 #include "lode-test-util.h"
 
 static void
@@ -69,6 +70,32 @@ test_missing_project (void)
 
   g_assert_cmpint (lode_test_run_lode (args, NULL, &err), ==, 1);
   g_assert_nonnull (strstr (err, "nothing-here.lode"));
+}
+
+/* Asking for CUDA where there is none: a clear error and exit 1, before
+ * any data is read (lode train unet) or any model is built (lode bench
+ * train). */
+static void
+test_cuda_unavailable (void)
+{
+  g_autofree char *err1 = NULL, *err2 = NULL;
+  const char *train[] = { "train", "unet", "--data", "/nonexistent/no-data-here", "--device", "cuda",
+                          "--quiet", NULL };
+  const char *bench[] = { "bench", "train", "--device", "cuda", "--encoder", "resnet18",
+                          "--batch", "1", "--size", "32", "--steps", "1", NULL };
+
+  if (lode_device_cuda_count () > 0)
+    {
+      g_test_skip ("a CUDA device is present");
+      return;
+    }
+  g_assert_cmpint (lode_test_run_lode (train, NULL, &err1), ==, 1);
+  g_assert_nonnull (strstr (err1, "CUDA"));
+  g_assert_nonnull (strstr (err1, "--device cpu"));
+  g_assert_null (strstr (err1, "no-data-here"));
+  g_assert_cmpint (lode_test_run_lode (bench, NULL, &err2), ==, 1);
+  g_assert_nonnull (strstr (err2, "CUDA"));
+  g_assert_nonnull (strstr (err2, "--device cpu"));
 }
 
 static void
@@ -157,6 +184,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/unknown-option", test_unknown_option);
   g_test_add_func ("/cli/missing-project", test_missing_project);
   g_test_add_func ("/cli/demo-unwritable", test_demo_unwritable);
+  g_test_add_func ("/cli/cuda-unavailable", test_cuda_unavailable);
   g_test_add_func ("/cli/demo-usage", test_demo_usage);
   g_test_add_func ("/cli/encode-usage", test_encode_usage);
   g_test_add_func ("/cli/french", test_french);

@@ -57,6 +57,7 @@
 #include <gio/gio.h>
 
 #include "lode-checkpoint.h"
+#include "lode-device.h"
 #include "lode-train.h"
 #include "lode-upernet.h"
 #include "lode-vit.h"
@@ -205,6 +206,24 @@ LodePrithviModel *lode_prithvi_model_new_with_decoder    (const char            
 /* A model of encoder and decoder (both taken). */
 LodePrithviModel *lode_prithvi_model_new         (LodePrithviEncoder *encoder,
                                                   LodeUpernet        *decoder);
+/* The same on device: for CUDA a context is made and every weight is
+ * copied to the GPU once; prediction then runs there (the patches are
+ * normalised and padded on the host, the logits cropped there). An error
+ * (LODE_DEVICE_ERROR_UNAVAILABLE without CUDA or a device, LODE_OPS_ERROR
+ * when the GPU fails or lacks memory) frees encoder and decoder. The
+ * models on CUDA predict and evaluate; training them is refused with
+ * LODE_PRITHVI_ERROR_CONFIG (train a CPU model). */
+LodePrithviModel *lode_prithvi_model_new_on      (LodePrithviEncoder *encoder,
+                                                  LodeUpernet        *decoder,
+                                                  LodeDeviceKind      device,
+                                                  GError            **error);
+/* lode_prithvi_model_new_from_checkpoint on device. */
+LodePrithviModel *lode_prithvi_model_new_from_checkpoint_on (const char               *path,
+                                                             const char               *decoder_path,
+                                                             const LodePrithviOptions *options,
+                                                             LodeDeviceKind            device,
+                                                             GError                  **error);
+LodeDeviceKind    lode_prithvi_model_get_device  (LodePrithviModel *self);
 void              lode_prithvi_model_free        (LodePrithviModel *self);
 void              lode_prithvi_model_set_padding (LodePrithviModel   *self,
                                                   LodePrithviPadding  padding);

@@ -60,6 +60,8 @@ struct _LodeUpernet {
   float  *adam_m, *adam_v;
   gint64  adam_step;
   Acts   *acts;          /* kept by the last training forward */
+  float  *dev;           /* the values on the device of dev_be (data on the CPU) */
+  LodePrithviBackend dev_be;
   gsize   n_values;
   gsize   n_params;
 
@@ -181,6 +183,8 @@ layout (const LodeUpernetConfig *config)
   self->head_b = add_tensor (self, "head.head.2.bias", KIND_BIAS, 1, config->classes, 0, 0, 0);
   self->data = g_try_new0 (float, self->n_values);
   self->grad = g_try_new0 (float, self->n_values);
+  lode_prithvi_backend_init_cpu (&self->dev_be);
+  self->dev = self->data;
   if (self->data == NULL || self->grad == NULL)
     {
       lode_upernet_free (self);
@@ -357,6 +361,8 @@ lode_upernet_free (LodeUpernet *self)
   for (guint i = 0; i < self->n_tensors; i++)
     g_free (self->tensors[i].name);
   g_clear_pointer (&self->acts, acts_free);
+  if (self->dev != NULL && self->dev != self->data)
+    self->dev_be.k->unmirror (&self->dev_be, self->dev);
   g_free (self->data);
   g_free (self->grad);
   g_free (self->adam_m);
@@ -520,8 +526,11 @@ typedef struct {
   int h, w;
 } ModuleAct;
 
-/* Everything a forward keeps for the backward. */
+/* Everything a forward keeps for the backward: buffers of the backend be,
+ * the weights at w (the decoder's values on be's device). */
 struct _Acts {
+  LodePrithviBackend be;
+  float *w;
   int n, gh, gw, hs[4], ws[4];
   gboolean train;
   const float *f[4];
@@ -537,13 +546,15 @@ struct _Acts {
   int out_h, out_w;
 };
 
+#define RELEASE(a, p) ((a)->be.k->release (&(a)->be, (p)), (p) = NULL)
+
 static void
-module_act_clear (ModuleAct *a)
+module_act_clear (Acts *a, ModuleAct *m)
 {
-  g_clear_pointer (&a->y, g_free);
-  g_clear_pointer (&a->z, g_free);
-  g_clear_pointer (&a->mean, g_free);
-  g_clear_pointer (&a->invstd, g_free);
+  RELEASE (a, m->y);
+  RELEASE (a, m->z);
+  RELEASE (a, m->mean);
+  RELEASE (a, m->invstd);
 }
 
 static void
@@ -551,77 +562,95 @@ acts_free (Acts *a)
 {
   if (a == NULL)
     return;
-  g_free (a->t0a), g_free (a->t0b), g_free (a->t0c), g_free (a->s0), g_free (a->s1), g_free (a->s3);
-  g_free (a->s3_arg);
-  g_free (a->fpn1_mean), g_free (a->fpn1_invstd);
+  RELEASE (a, a->t0a), RELEASE (a, a->t0b), RELEASE (a, a->t0c);
+  RELEASE (a, a->s0), RELEASE (a, a->s1), RELEASE (a, a->s3);
+  a->be.k->release (&a->be, (float *) a->s3_arg);
+  RELEASE (a, a->fpn1_mean), RELEASE (a, a->fpn1_invstd);
   for (int i = 0; i < 3; i++)
     {
-      module_act_clear (&a->lat[i]);
-      module_act_clear (&a->fpn[i]);
+      module_act_clear (a, &a->lat[i]);
+      module_act_clear (a, &a->fpn[i]);
     }
   for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
     {
-      module_act_clear (&a->psp[i]);
-      g_free (a->pooled[i]);
+      module_act_clear (a, &a->psp[i]);
+      RELEASE (a, a->pooled[i]);
     }
-  module_act_clear (&a->bott);
-  module_act_clear (&a->fb);
+  module_act_clear (a, &a->bott);
+  module_act_clear (a, &a->fb);
   for (int i = 0; i < 3; i++)   /* latsum[3] is bott.z */
-    g_free (a->latsum[i]);
-  g_free (a->cat), g_free (a->cat2), g_free (a->mask), g_free (a->dropped), g_free (a->small);
+    RELEASE (a, a->latsum[i]);
+  RELEASE (a, a->cat), RELEASE (a, a->cat2), RELEASE (a, a->mask), RELEASE (a, a->dropped);
+  RELEASE (a, a->small);
   g_free (a);
 }
 
-static void
-batch_norm (LodeUpernet *self, const Norm *norm, float *out, const float *in, int n, int c, int hw,
-            gboolean train, float **mean, float **invstd)
+/* A weight of the pass a, on its device. */
+static float *
+W (LodeUpernet *self, Acts *a, int i)
 {
-  if (train)
-    {
-      *mean = g_new (float, c);
-      *invstd = g_new (float, c);
-      lode_grad_batch_norm_train (out, in, T (self, norm->w), T (self, norm->b), T (self, norm->mean),
-                                  T (self, norm->var), *mean, *invstd, n, c, hw, BN_EPS, BN_MOMENTUM);
-    }
-  else
-    lode_ops_batch_norm (out, in, T (self, norm->mean), T (self, norm->var), T (self, norm->w),
-                         T (self, norm->b), n, c, hw, BN_EPS);
+  return a->w + self->tensors[i].offset;
 }
 
-/* ReLU (BN (conv (in))), "same" padding: a->z [n, c_out, h, w]. */
-static void
-conv_module (LodeUpernet *self, const ConvModule *cm, const float *in, int n, int h, int w, gboolean train,
-             ModuleAct *a)
+static float *
+acts_alloc (Acts *a, gsize n)
 {
+  return a->be.k->alloc (&a->be, n);
+}
+
+static void
+batch_norm (LodeUpernet *self, Acts *a, const Norm *norm, float *out, const float *in, int n, int c, int hw,
+            float **mean, float **invstd)
+{
+  LodePrithviBackend *be = &a->be;
+
+  if (a->train)
+    {
+      *mean = acts_alloc (a, c);
+      *invstd = acts_alloc (a, c);
+      be->k->batch_norm_train (be, out, in, W (self, a, norm->w), W (self, a, norm->b), W (self, a, norm->mean),
+                               W (self, a, norm->var), *mean, *invstd, n, c, hw, BN_EPS, BN_MOMENTUM);
+    }
+  else
+    be->k->batch_norm (be, out, in, W (self, a, norm->mean), W (self, a, norm->var), W (self, a, norm->w),
+                       W (self, a, norm->b), n, c, hw, BN_EPS);
+}
+
+/* ReLU (BN (conv (in))), "same" padding: m->z [n, c_out, h, w]. */
+static void
+conv_module (LodeUpernet *self, Acts *a, const ConvModule *cm, const float *in, int n, int h, int w, ModuleAct *m)
+{
+  LodePrithviBackend *be = &a->be;
   LodeConvShape s;
   gsize count = (gsize) n * cm->c_out * h * w;
 
-  a->in = in, a->h = h, a->w = w;
-  a->y = g_new (float, count);
-  a->z = g_new (float, count);
+  m->in = in, m->h = h, m->w = w;
+  m->y = acts_alloc (a, count);
+  m->z = acts_alloc (a, count);
   lode_conv_shape_init (&s, n, cm->c_in, h, w, cm->c_out, cm->k, 1, cm->k / 2);
-  lode_ops_conv2d (a->y, in, T (self, cm->conv), NULL, &s);
-  batch_norm (self, &cm->norm, a->z, a->y, n, cm->c_out, h * w, train, &a->mean, &a->invstd);
-  lode_ops_relu (a->z, a->z, count);
-  if (!train)
-    g_clear_pointer (&a->y, g_free);
+  be->k->conv2d (be, m->y, in, W (self, a, cm->conv), NULL, &s);
+  batch_norm (self, a, &cm->norm, m->z, m->y, n, cm->c_out, h * w, &m->mean, &m->invstd);
+  be->k->relu (be, m->z, m->z, count);
+  if (!a->train)
+    RELEASE (a, m->y);
 }
 
 /* ConvTranspose2d(kernel 2, stride 2) with bias: [n, c_in, h, w] -> [n, c_out, 2h, 2w] */
 static void
-up2 (LodeUpernet *self, int weight, int bias, const float *in, int n, int c_in, int c_out, int h, int w,
+up2 (LodeUpernet *self, Acts *a, int weight, int bias, const float *in, int n, int c_in, int c_out, int h, int w,
      float *out)
 {
   LodeConvShape s;
 
   lode_conv_shape_init (&s, n, c_in, h, w, c_out, 2, 2, 0);
-  lode_ops_conv_transpose2d (out, in, T (self, weight), T (self, bias), &s);
+  a->be.k->conv_transpose2d (&a->be, out, in, W (self, a, weight), W (self, a, bias), &s);
 }
 
 /* Resizes each image's [c, h, w] (bilinear, corners aligned) into channel
  * slice at of an [n, c_total, oh, ow] tensor. */
 static void
-resize_into (float *out, int c_total, int at, const float *in, int n, int c, int h, int w, int oh, int ow)
+resize_into (LodePrithviBackend *be, float *out, int c_total, int at, const float *in, int n, int c, int h, int w,
+             int oh, int ow)
 {
   for (int b = 0; b < n; b++)
     {
@@ -629,9 +658,9 @@ resize_into (float *out, int c_total, int at, const float *in, int n, int c, int
       const float *src = in + (gsize) b * c * h * w;
 
       if (h == oh && w == ow)
-        memcpy (dst, src, (gsize) c * h * w * sizeof (float));
+        be->k->copy (be, dst, src, (gsize) c * h * w);
       else
-        lode_ops_resize (dst, src, c, h, w, oh, ow, LODE_RESIZE_BILINEAR_ALIGN_CORNERS);
+        be->k->resize (be, dst, src, c, h, w, oh, ow, LODE_RESIZE_BILINEAR_ALIGN_CORNERS);
     }
 }
 
@@ -662,16 +691,22 @@ check_grid (int gh, int gw, GError **error)
   return FALSE;
 }
 
-/* The forward pass into a->small [n, K, 4 gh, 4 gw]. */
+/* The forward pass into a->small [n, K, 4 gh, 4 gw] through the kernels of
+ * be, with the weights at w on its device; failures stay in the returned
+ * acts' backend (copied back into be). */
 static Acts *
-run_forward (LodeUpernet *self, const float *const features[4], int n, int gh, int gw, gboolean train,
-             float dropout, guint64 dropout_seed)
+run_forward (LodeUpernet *self, LodePrithviBackend *be, float *w, const float *const features[4], int n, int gh,
+             int gw, gboolean train, float dropout, guint64 dropout_seed)
 {
   Acts *a = g_new0 (Acts, 1);
+  const LodePrithviKernels *K = be->k;
   int e = self->config.embed_dim, c = self->config.channels, k = self->config.classes;
   int *hs = a->hs, *ws = a->ws;
   gsize plane;
+  LodePrithviBackend *ab = &a->be;
 
+  a->be = *be;
+  a->w = w;
   a->n = n, a->gh = gh, a->gw = gw, a->train = train;
   memcpy (a->f, features, sizeof a->f);
   hs[0] = 4 * gh, ws[0] = 4 * gw;
@@ -681,45 +716,44 @@ run_forward (LodeUpernet *self, const float *const features[4], int n, int gh, i
 
   /* scale modules */
   plane = (gsize) hs[1] * ws[1];
-  a->t0a = g_new (float, (gsize) n * (e / 2) * plane);
-  a->t0b = g_new (float, (gsize) n * (e / 2) * plane);
-  a->t0c = g_new (float, (gsize) n * (e / 2) * plane);
-  up2 (self, self->fpn1_0_w, self->fpn1_0_b, features[0], n, e, e / 2, gh, gw, a->t0a);
-  batch_norm (self, &self->fpn1_norm, a->t0b, a->t0a, n, e / 2, (int) plane, train, &a->fpn1_mean,
-              &a->fpn1_invstd);
-  lode_ops_gelu (a->t0c, a->t0b, (gsize) n * (e / 2) * plane);
-  a->s0 = g_new (float, (gsize) n * (e / 4) * hs[0] * ws[0]);
-  up2 (self, self->fpn1_3_w, self->fpn1_3_b, a->t0c, n, e / 2, e / 4, hs[1], ws[1], a->s0);
-  a->s1 = g_new (float, (gsize) n * (e / 2) * plane);
-  up2 (self, self->fpn2_0_w, self->fpn2_0_b, features[1], n, e, e / 2, gh, gw, a->s1);
-  a->s3 = g_new (float, (gsize) n * e * hs[3] * ws[3]);
+  a->t0a = acts_alloc (a, (gsize) n * (e / 2) * plane);
+  a->t0b = acts_alloc (a, (gsize) n * (e / 2) * plane);
+  a->t0c = acts_alloc (a, (gsize) n * (e / 2) * plane);
+  up2 (self, a, self->fpn1_0_w, self->fpn1_0_b, features[0], n, e, e / 2, gh, gw, a->t0a);
+  batch_norm (self, a, &self->fpn1_norm, a->t0b, a->t0a, n, e / 2, (int) plane, &a->fpn1_mean, &a->fpn1_invstd);
+  K->gelu (ab, a->t0c, a->t0b, (gsize) n * (e / 2) * plane);
+  a->s0 = acts_alloc (a, (gsize) n * (e / 4) * hs[0] * ws[0]);
+  up2 (self, a, self->fpn1_3_w, self->fpn1_3_b, a->t0c, n, e / 2, e / 4, hs[1], ws[1], a->s0);
+  a->s1 = acts_alloc (a, (gsize) n * (e / 2) * plane);
+  up2 (self, a, self->fpn2_0_w, self->fpn2_0_b, features[1], n, e, e / 2, gh, gw, a->s1);
+  a->s3 = acts_alloc (a, (gsize) n * e * hs[3] * ws[3]);
   if (train)
     {
-      a->s3_arg = g_new (gint32, (gsize) n * e * hs[3] * ws[3]);
-      lode_grad_max_pool2d_forward (a->s3, a->s3_arg, features[3], n, e, gh, gw, 2, 2, 0);
+      a->s3_arg = (gint32 *) acts_alloc (a, (gsize) n * e * hs[3] * ws[3]);
+      K->max_pool2d_train (ab, a->s3, (float *) a->s3_arg, features[3], n, e, gh, gw, 2, 2, 0);
     }
   else
-    lode_ops_max_pool2d (a->s3, features[3], n, e, gh, gw, 2, 2, 0);
+    K->max_pool2d (ab, a->s3, features[3], n, e, gh, gw, 2, 2, 0);
 
   /* laterals of the three larger scales */
   for (int i = 0; i < 3; i++)
-    conv_module (self, &self->lateral[i], i == 0 ? a->s0 : i == 1 ? a->s1 : features[2], n, hs[i], ws[i],
-                 train, &a->lat[i]);
+    conv_module (self, a, &self->lateral[i], i == 0 ? a->s0 : i == 1 ? a->s1 : features[2], n, hs[i], ws[i],
+                 &a->lat[i]);
 
   /* pyramid pooling on the coarsest scale, then the bottleneck */
   plane = (gsize) hs[3] * ws[3];
-  a->cat = g_new (float, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * plane);
-  resize_into (a->cat, e + LODE_UPERNET_N_POOLS * c, 0, a->s3, n, e, hs[3], ws[3], hs[3], ws[3]);
+  a->cat = acts_alloc (a, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * plane);
+  resize_into (ab, a->cat, e + LODE_UPERNET_N_POOLS * c, 0, a->s3, n, e, hs[3], ws[3], hs[3], ws[3]);
   for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
     {
       int p = lode_upernet_pool_scales[i];
 
-      a->pooled[i] = g_new (float, (gsize) n * e * p * p);
-      lode_upernet_adaptive_avg_pool (a->pooled[i], a->s3, n * e, hs[3], ws[3], p, p);
-      conv_module (self, &self->psp[i], a->pooled[i], n, p, p, train, &a->psp[i]);
-      resize_into (a->cat, e + LODE_UPERNET_N_POOLS * c, e + i * c, a->psp[i].z, n, c, p, p, hs[3], ws[3]);
+      a->pooled[i] = acts_alloc (a, (gsize) n * e * p * p);
+      K->adaptive_avg_pool (ab, a->pooled[i], a->s3, n * e, hs[3], ws[3], p, p);
+      conv_module (self, a, &self->psp[i], a->pooled[i], n, p, p, &a->psp[i]);
+      resize_into (ab, a->cat, e + LODE_UPERNET_N_POOLS * c, e + i * c, a->psp[i].z, n, c, p, p, hs[3], ws[3]);
     }
-  conv_module (self, &self->bottleneck, a->cat, n, hs[3], ws[3], train, &a->bott);
+  conv_module (self, a, &self->bottleneck, a->cat, n, hs[3], ws[3], &a->bott);
   a->latsum[3] = a->bott.z;
 
   /* top-down path */
@@ -727,50 +761,96 @@ run_forward (LodeUpernet *self, const float *const features[4], int n, int gh, i
     {
       gsize count = (gsize) n * c * hs[i - 1] * ws[i - 1];
 
-      a->latsum[i - 1] = g_new (float, count);
-      resize_into (a->latsum[i - 1], c, 0, a->latsum[i], n, c, hs[i], ws[i], hs[i - 1], ws[i - 1]);
-      lode_ops_add (a->latsum[i - 1], a->latsum[i - 1], a->lat[i - 1].z, count);
+      a->latsum[i - 1] = acts_alloc (a, count);
+      resize_into (ab, a->latsum[i - 1], c, 0, a->latsum[i], n, c, hs[i], ws[i], hs[i - 1], ws[i - 1]);
+      K->add (ab, a->latsum[i - 1], a->latsum[i - 1], a->lat[i - 1].z, count);
     }
 
   /* FPN outputs, all at the finest scale, fused */
-  a->cat2 = g_new (float, (gsize) n * 4 * c * hs[0] * ws[0]);
+  a->cat2 = acts_alloc (a, (gsize) n * 4 * c * hs[0] * ws[0]);
   for (int i = 0; i < 3; i++)
     {
-      conv_module (self, &self->fpn_conv[i], a->latsum[i], n, hs[i], ws[i], train, &a->fpn[i]);
-      resize_into (a->cat2, 4 * c, i * c, a->fpn[i].z, n, c, hs[i], ws[i], hs[0], ws[0]);
+      conv_module (self, a, &self->fpn_conv[i], a->latsum[i], n, hs[i], ws[i], &a->fpn[i]);
+      resize_into (ab, a->cat2, 4 * c, i * c, a->fpn[i].z, n, c, hs[i], ws[i], hs[0], ws[0]);
     }
-  resize_into (a->cat2, 4 * c, 3 * c, a->latsum[3], n, c, hs[3], ws[3], hs[0], ws[0]);
-  conv_module (self, &self->fpn_bottleneck, a->cat2, n, hs[0], ws[0], train, &a->fb);
+  resize_into (ab, a->cat2, 4 * c, 3 * c, a->latsum[3], n, c, hs[3], ws[3], hs[0], ws[0]);
+  conv_module (self, a, &self->fpn_bottleneck, a->cat2, n, hs[0], ws[0], &a->fb);
 
-  /* head: dropout (training only), then a 1x1 convolution */
+  /* head: dropout (training only; the mask drawn on the host), then a 1x1
+   * convolution */
   plane = (gsize) hs[0] * ws[0];
   if (train && dropout > 0.0f)
     {
       gsize count = (gsize) n * c * plane;
       guint32 seeds[2] = { (guint32) dropout_seed, (guint32) (dropout_seed >> 32) };
       g_autoptr(GRand) rng = g_rand_new_with_seed_array (seeds, 2);
+      g_autofree float *mask = g_new (float, count);
 
-      a->mask = g_new (float, count);
-      a->dropped = g_new (float, count);
+      a->mask = acts_alloc (a, count);
+      a->dropped = acts_alloc (a, count);
       for (gsize i = 0; i < count; i++)
-        a->mask[i] = g_rand_double (rng) < dropout ? 0.0f : 1.0f / (1.0f - dropout);
-      lode_ops_mul (a->dropped, a->fb.z, a->mask, count);
+        mask[i] = g_rand_double (rng) < dropout ? 0.0f : 1.0f / (1.0f - dropout);
+      K->upload (ab, a->mask, mask, count);
+      K->mul (ab, a->dropped, a->fb.z, a->mask, count);
     }
-  a->small = g_new (float, (gsize) n * k * plane);
+  a->small = acts_alloc (a, (gsize) n * k * plane);
   {
     LodeConvShape s;
 
     lode_conv_shape_init (&s, n, c, hs[0], ws[0], k, 1, 1, 0);
-    lode_ops_conv2d (a->small, a->dropped ? a->dropped : a->fb.z, T (self, self->head_w),
-                     T (self, self->head_b), &s);
+    K->conv2d (ab, a->small, a->dropped ? a->dropped : a->fb.z, W (self, a, self->head_w), W (self, a, self->head_b),
+               &s);
   }
+  if (be->status == 0)
+    be->status = ab->status, be->own = ab->own;
   return a;
+}
+
+gboolean
+lode_upernet_bind (LodeUpernet *self, LodePrithviBackend *be, GError **error)
+{
+  LodePrithviBackend run;
+
+  g_return_val_if_fail (self != NULL && be != NULL, FALSE);
+  if (self->dev != NULL && self->dev != self->data)
+    self->dev_be.k->unmirror (&self->dev_be, self->dev);
+  self->dev = NULL;
+  run = lode_prithvi_backend_run (be);
+  self->dev = run.k->mirror (&run, self->data, self->n_values);
+  if (!lode_prithvi_backend_check (&run, _("load the UperNet decoder"), error))
+    {
+      if (self->dev != NULL)
+        run.k->unmirror (&run, self->dev);
+      self->dev = NULL;
+      return FALSE;
+    }
+  self->dev_be = run;
+  return TRUE;
+}
+
+gboolean
+lode_upernet_forward_on (LodeUpernet *self, LodePrithviBackend *be, const float *const features[4], int n, int gh,
+                         int gw, float *logits, GError **error)
+{
+  Acts *a;
+
+  g_return_val_if_fail (self != NULL && be != NULL && features != NULL && logits != NULL && n >= 0, FALSE);
+  g_return_val_if_fail (self->dev != NULL && self->dev_be.k == be->k, FALSE);
+  if (!check_grid (gh, gw, error))
+    return FALSE;
+  if (n == 0)
+    return TRUE;
+  a = run_forward (self, be, self->dev, features, n, gh, gw, FALSE, 0.0f, 0);
+  be->k->copy (be, logits, a->small, (gsize) n * self->config.classes * 16 * gh * gw);
+  acts_free (a);
+  return TRUE;
 }
 
 gboolean
 lode_upernet_forward (LodeUpernet *self, const float *const features[4], int n, int gh, int gw, float *logits,
                       GError **error)
 {
+  LodePrithviBackend cpu;
   Acts *a;
 
   g_return_val_if_fail (self != NULL && features != NULL && logits != NULL && n >= 0, FALSE);
@@ -778,10 +858,11 @@ lode_upernet_forward (LodeUpernet *self, const float *const features[4], int n, 
     return FALSE;
   if (n == 0)
     return TRUE;
-  a = run_forward (self, features, n, gh, gw, FALSE, 0.0f, 0);
-  memcpy (logits, a->small, (gsize) n * self->config.classes * 16 * gh * gw * sizeof (float));
+  lode_prithvi_backend_init_cpu (&cpu);
+  a = run_forward (self, &cpu, self->data, features, n, gh, gw, FALSE, 0.0f, 0);
+  cpu.k->download (&cpu, logits, a->small, (gsize) n * self->config.classes * 16 * gh * gw);
   acts_free (a);
-  return TRUE;
+  return lode_prithvi_backend_check (&cpu, _("run the UperNet decoder"), error);
 }
 
 /* ---- training ----------------------------------------------------------- */
@@ -791,6 +872,7 @@ lode_upernet_forward_train (LodeUpernet *self, const float *const features[4], i
                             float dropout, guint64 dropout_seed, int out_h, int out_w, float *logits,
                             GError **error)
 {
+  LodePrithviBackend cpu;
   int k;
 
   g_return_val_if_fail (self != NULL && features != NULL && logits != NULL, FALSE);
@@ -805,7 +887,14 @@ lode_upernet_forward_train (LodeUpernet *self, const float *const features[4], i
     }
   k = self->config.classes;
   g_clear_pointer (&self->acts, acts_free);
-  self->acts = run_forward (self, features, n, gh, gw, TRUE, dropout, dropout_seed);
+  /* training runs on the host (the backward reads the activations) */
+  lode_prithvi_backend_init_cpu (&cpu);
+  self->acts = run_forward (self, &cpu, self->data, features, n, gh, gw, TRUE, dropout, dropout_seed);
+  if (!lode_prithvi_backend_check (&cpu, _("train the UperNet decoder"), error))
+    {
+      g_clear_pointer (&self->acts, acts_free);
+      return FALSE;
+    }
   self->acts->out_h = out_h, self->acts->out_w = out_w;
   if (out_h == 4 * gh && out_w == 4 * gw)
     memcpy (logits, self->acts->small, (gsize) n * k * out_h * out_w * sizeof (float));

@@ -34,6 +34,7 @@
 
 #include "lode-checkpoint.h"
 #include "lode-grad.h"
+#include "lode-prithvi-backend.h"
 
 G_BEGIN_DECLS
 
@@ -116,6 +117,26 @@ gboolean     lode_upernet_forward          (LodeUpernet  *self,
                                             int           gw,
                                             float        *logits,
                                             GError      **error);
+
+/* ---- on a device ------------------------------------------------------------ */
+
+/* Puts the decoder's values on the device of be (a copy on CUDA, the
+ * values themselves on the CPU, which is how a decoder starts); replaces an
+ * earlier binding. */
+gboolean     lode_upernet_bind             (LodeUpernet          *self,
+                                            LodePrithviBackend   *be,
+                                            GError              **error);
+/* lode_upernet_forward with be's kernels (the backend of the last
+ * lode_upernet_bind): features and logits are be's buffers. Kernel failures
+ * stay in be (lode_prithvi_backend_check); FALSE only for a grid too small. */
+gboolean     lode_upernet_forward_on       (LodeUpernet          *self,
+                                            LodePrithviBackend   *be,
+                                            const float  *const   features[4],
+                                            int                   n,
+                                            int                   gh,
+                                            int                   gw,
+                                            float                *logits,
+                                            GError              **error);
 
 /* ---- training ------------------------------------------------------------ */
 

@@ -996,15 +996,43 @@ load_trained_blocks (LodePrithviEncoder *encoder, LodeCheckpoint *ckpt, GError *
   return TRUE;
 }
 
-/* Puts the model on device (the CPU backend needs nothing). */
+/* Puts the model on device: back on the CPU the device copies are freed
+ * (the host values are the model's own; nothing trains on a device), on
+ * CUDA a context is made and the weights copied. */
 static gboolean
 model_bind (LodePrithviModel *self, LodeDeviceKind device, GError **error)
 {
+  LodePrithviBackend cpu;
+
+  if (device == self->be.kind)
+    return TRUE;
+  lode_prithvi_backend_init_cpu (&cpu);
+  encoder_bind (self->encoder, &cpu, NULL);
+  lode_upernet_bind (self->decoder, &cpu, NULL);
+  lode_prithvi_backend_clear (&self->be);
   if (device == LODE_DEVICE_CPU)
     return TRUE;
   if (!lode_prithvi_backend_init (&self->be, device, error))
     return FALSE;
-  return encoder_bind (self->encoder, &self->be, error) && lode_upernet_bind (self->decoder, &self->be, error);
+  if (encoder_bind (self->encoder, &self->be, error) && lode_upernet_bind (self->decoder, &self->be, error))
+    return TRUE;
+  /* back to the CPU, the model still usable there */
+  encoder_bind (self->encoder, &cpu, NULL);
+  lode_upernet_bind (self->decoder, &cpu, NULL);
+  lode_prithvi_backend_clear (&self->be);
+  return FALSE;
+}
+
+gboolean
+lode_prithvi_model_use_device (LodePrithviModel *self, LodeDeviceKind device, GError **error)
+{
+  gboolean ok;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_mutex_lock (&self->lock);
+  ok = model_bind (self, device, error);
+  g_mutex_unlock (&self->lock);
+  return ok;
 }
 
 static LodePrithviModel *
@@ -1392,6 +1420,42 @@ predict_chunk (LodePrithviModel *self, const float *raw, int n, int n_bands, int
     return FALSE;
   crop (logits, full, n * k, &f);
   return TRUE;
+}
+
+gboolean
+lode_prithvi_model_features (LodePrithviModel *self, const float *raw, int n, int n_bands, int h, int w,
+                             const LodePrithviCoords *coords, float *const maps[4], GError **error)
+{
+  g_autofree float *input = NULL;
+  g_autofree char *what = NULL;
+  LodePrithviBackend be;
+  float *dmaps[4] = { NULL }, *din;
+  gsize count;
+  Frame f;
+  int gh, gw;
+  gboolean ok;
+
+  g_return_val_if_fail (self != NULL && raw != NULL && maps != NULL && n > 0, FALSE);
+  if (!frame_init (self, h, w, &f, error) || !(input = prepare_input (raw, n, n_bands, &f, error)))
+    return FALSE;
+  gh = f.ph / self->encoder->config.patch_size, gw = f.pw / self->encoder->config.patch_size;
+  count = (gsize) n * LODE_PRITHVI_N_BANDS * f.ph * f.pw;
+  what = g_strdup_printf (_("encode %d images"), n);
+  g_mutex_lock (&self->lock);
+  be = lode_prithvi_backend_run (&self->be);
+  din = be.k->alloc (&be, count);
+  be.k->upload (&be, din, input, count);
+  ok = encode_maps (self, &be, din, n, &f, coords, dmaps, NULL, error);
+  be.k->release (&be, din);
+  for (int i = 0; i < 4; i++)
+    {
+      if (ok)
+        be.k->download (&be, maps[i], dmaps[i], (gsize) n * self->encoder->config.embed_dim * gh * gw);
+      be.k->release (&be, dmaps[i]);
+    }
+  ok = lode_prithvi_backend_check (&be, what, ok ? error : NULL) && ok;
+  g_mutex_unlock (&self->lock);
+  return ok;
 }
 
 gboolean

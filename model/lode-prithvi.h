@@ -224,6 +224,12 @@ LodePrithviModel *lode_prithvi_model_new_from_checkpoint_on (const char         
                                                              LodeDeviceKind            device,
                                                              GError                  **error);
 LodeDeviceKind    lode_prithvi_model_get_device  (LodePrithviModel *self);
+/* Moves a model to device (the weights copied once; back to the CPU the
+ * copies are freed). Not while it predicts. On failure the model stays on
+ * the CPU. */
+gboolean          lode_prithvi_model_use_device  (LodePrithviModel  *self,
+                                                  LodeDeviceKind     device,
+                                                  GError           **error);
 void              lode_prithvi_model_free        (LodePrithviModel *self);
 void              lode_prithvi_model_set_padding (LodePrithviModel   *self,
                                                   LodePrithviPadding  padding);
@@ -240,6 +246,20 @@ gboolean lode_prithvi_normalise (float       *out,
                                  int          h,
                                  int          w,
                                  GError     **error);
+
+/* The decoder's four input maps for n patches (raw as for
+ * lode_prithvi_normalise, padded as for prediction), computed on the
+ * model's device and copied to maps[i], [n, E, gh, gw] of the padded
+ * size's token grid. coords may be NULL. */
+gboolean lode_prithvi_model_features (LodePrithviModel        *self,
+                                      const float             *raw,
+                                      int                      n,
+                                      int                      n_bands,
+                                      int                      h,
+                                      int                      w,
+                                      const LodePrithviCoords *coords,
+                                      float *const             maps[4],
+                                      GError                 **error);
 
 /* Segments n patches at once: raw [n, n_bands, h, w] as for
  * lode_prithvi_normalise. Writes logits [n, classes, h, w] (the decoder's

@@ -821,7 +821,9 @@ lode_upernet_bind (LodeUpernet *self, LodePrithviBackend *be, GError **error)
     {
       if (self->dev != NULL)
         run.k->unmirror (&run, self->dev);
-      self->dev = NULL;
+      /* still usable on the CPU */
+      self->dev = self->data;
+      lode_prithvi_backend_init_cpu (&self->dev_be);
       return FALSE;
     }
   self->dev_be = run;

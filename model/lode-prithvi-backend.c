@@ -265,12 +265,84 @@ cpu_tokens_to_image (LodePrithviBackend *be, float *out, const float *tokens, in
   lode_prithvi_tokens_to_image (out, tokens, n, gh, gw, e);
 }
 
+static void
+cpu_grad_conv2d (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy, const float *x,
+                 const float *weight, const LodeConvShape *s, gboolean accumulate_dx)
+{
+  CPU_GUARD (be);
+  lode_grad_conv2d (dx, dweight, dbias, dy, x, weight, s, accumulate_dx);
+}
+
+static void
+cpu_grad_batch_norm (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy,
+                     const float *x, const float *mean, const float *invstd, const float *weight, int n, int c,
+                     int hw)
+{
+  CPU_GUARD (be);
+  lode_grad_batch_norm (dx, dweight, dbias, dy, x, mean, invstd, weight, n, c, hw, TRUE);
+}
+
+static void
+cpu_grad_relu (LodePrithviBackend *be, float *dx, const float *dy, const float *y, gsize count)
+{
+  CPU_GUARD (be);
+  lode_grad_relu (dx, dy, y, count);
+}
+
+static void
+cpu_grad_gelu (LodePrithviBackend *be, float *dx, const float *dy, const float *x, gsize count)
+{
+  CPU_GUARD (be);
+  lode_grad_gelu (dx, dy, x, count);
+}
+
+static void
+cpu_grad_max_pool2d (LodePrithviBackend *be, float *dx, const float *dy, const float *argmax, int n, int c, int h,
+                     int w, int oh, int ow, gboolean accumulate)
+{
+  CPU_GUARD (be);
+  lode_grad_max_pool2d (dx, dy, (const gint32 *) argmax, n, c, h, w, oh, ow, accumulate);
+}
+
+static void
+cpu_resize_backward (LodePrithviBackend *be, float *dx, const float *dy, int nc, int h, int w, int oh, int ow,
+                     gboolean align, gboolean accumulate)
+{
+  CPU_GUARD (be);
+  lode_upernet_resize_backward (dx, dy, nc, h, w, oh, ow, align, accumulate);
+}
+
+static void
+cpu_adaptive_avg_pool_backward (LodePrithviBackend *be, float *dx, const float *dy, int nc, int h, int w,
+                                int out_h, int out_w)
+{
+  CPU_GUARD (be);
+  lode_upernet_adaptive_avg_pool_backward (dx, dy, nc, h, w, out_h, out_w);
+}
+
+static void
+cpu_up2_backward (LodePrithviBackend *be, float *dweight, float *dbias, float *dx, const float *x, const float *dy,
+                  const float *weight, int n, int c_in, int c_out, int h, int w)
+{
+  CPU_GUARD (be);
+  lode_upernet_up2_backward (dweight, dbias, dx, x, dy, weight, n, c_in, c_out, h, w);
+}
+
+static void
+cpu_adamw (LodePrithviBackend *be, float *param, const float *grad, float *m, float *v, gsize count,
+           const LodeAdamW *opt, gint64 step)
+{
+  CPU_GUARD (be);
+  lode_grad_adamw (param, grad, m, v, count, opt, step);
+}
+
 static const LodePrithviKernels cpu_kernels = {
   cpu_alloc, cpu_release, cpu_upload, cpu_copy /* download */, cpu_copy, cpu_zero, cpu_mirror, cpu_unmirror,
   cpu_conv2d, cpu_conv_transpose2d, cpu_linear, cpu_layer_norm, cpu_batch_norm, cpu_batch_norm_train,
   cpu_gelu, cpu_relu, cpu_add, cpu_mul, cpu_attention, cpu_attention_train, cpu_max_pool2d,
   cpu_max_pool2d_train, cpu_resize, cpu_adaptive_avg_pool, cpu_heads_copy, cpu_tokens_assemble,
-  cpu_tokens_to_image,
+  cpu_tokens_to_image, cpu_grad_conv2d, cpu_grad_batch_norm, cpu_grad_relu, cpu_grad_gelu, cpu_grad_max_pool2d,
+  cpu_resize_backward, cpu_adaptive_avg_pool_backward, cpu_up2_backward, cpu_adamw,
 };
 
 /* ---- the CUDA table ------------------------------------------------------- */
@@ -479,12 +551,77 @@ cuda_tokens_to_image (LodePrithviBackend *be, float *out, const float *tokens, i
   CUDA_OWN (be, lode_prithvi_cuda_tokens_to_image (CTX (be), out, tokens, n, gh, gw, e));
 }
 
+static void
+cuda_grad_conv2d (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy, const float *x,
+                  const float *weight, const LodeConvShape *s, gboolean accumulate_dx)
+{
+  CUDA_OPS (be, lode_grad_cuda_conv2d (CTX (be), dx, dweight, dbias, dy, x, weight, s, accumulate_dx));
+}
+
+static void
+cuda_grad_batch_norm (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy,
+                      const float *x, const float *mean, const float *invstd, const float *weight, int n, int c,
+                      int hw)
+{
+  CUDA_OPS (be, lode_grad_cuda_batch_norm (CTX (be), dx, dweight, dbias, dy, x, mean, invstd, weight, n, c, hw, 1));
+}
+
+static void
+cuda_grad_relu (LodePrithviBackend *be, float *dx, const float *dy, const float *y, gsize count)
+{
+  CUDA_OPS (be, lode_grad_cuda_relu (CTX (be), dx, dy, y, count));
+}
+
+static void
+cuda_grad_gelu (LodePrithviBackend *be, float *dx, const float *dy, const float *x, gsize count)
+{
+  CUDA_OWN (be, lode_prithvi_cuda_gelu_backward (CTX (be), dx, dy, x, count));
+}
+
+static void
+cuda_grad_max_pool2d (LodePrithviBackend *be, float *dx, const float *dy, const float *argmax, int n, int c, int h,
+                      int w, int oh, int ow, gboolean accumulate)
+{
+  CUDA_OPS (be, lode_grad_cuda_max_pool2d (CTX (be), dx, dy, (const int *) argmax, n, c, h, w, oh, ow, 2, 2, 0,
+                                           accumulate));
+}
+
+static void
+cuda_resize_backward (LodePrithviBackend *be, float *dx, const float *dy, int nc, int h, int w, int oh, int ow,
+                      gboolean align, gboolean accumulate)
+{
+  CUDA_OWN (be, lode_prithvi_cuda_resize_backward (CTX (be), dx, dy, nc, h, w, oh, ow, align, accumulate));
+}
+
+static void
+cuda_adaptive_avg_pool_backward (LodePrithviBackend *be, float *dx, const float *dy, int nc, int h, int w,
+                                 int out_h, int out_w)
+{
+  CUDA_OWN (be, lode_prithvi_cuda_adaptive_avg_pool_backward (CTX (be), dx, dy, nc, h, w, out_h, out_w));
+}
+
+static void
+cuda_up2_backward (LodePrithviBackend *be, float *dweight, float *dbias, float *dx, const float *x, const float *dy,
+                   const float *weight, int n, int c_in, int c_out, int h, int w)
+{
+  CUDA_OWN (be, lode_prithvi_cuda_up2_backward (CTX (be), dweight, dbias, dx, x, dy, weight, n, c_in, c_out, h, w));
+}
+
+static void
+cuda_adamw (LodePrithviBackend *be, float *param, const float *grad, float *m, float *v, gsize count,
+            const LodeAdamW *opt, gint64 step)
+{
+  CUDA_OPS (be, lode_grad_cuda_adamw (CTX (be), param, grad, m, v, count, opt->lr, opt->beta1, opt->beta2, opt->eps,
+                                      opt->weight_decay, step));
+}
+
 static const LodePrithviKernels cuda_kernels = {
   cuda_alloc, cuda_release, cuda_upload, cuda_download, cuda_copy, cuda_zero, cuda_mirror, cuda_unmirror,
   cuda_conv2d, cuda_conv_transpose2d, cuda_linear, cuda_layer_norm, cuda_batch_norm, cuda_batch_norm_train,
   cuda_gelu, cuda_relu, cuda_add, cuda_mul, cuda_attention, cuda_attention_train, cuda_max_pool2d,
   cuda_max_pool2d_train, cuda_resize, cuda_adaptive_avg_pool, cuda_heads_copy, cuda_tokens_assemble,
-  cuda_tokens_to_image,
+  cuda_tokens_to_image, cuda_grad_conv2d, cuda_grad_batch_norm, cuda_grad_relu, cuda_grad_gelu,
+  cuda_grad_max_pool2d, cuda_resize_backward, cuda_adaptive_avg_pool_backward, cuda_up2_backward, cuda_adamw,
 };
 
 #endif /* LODE_WITH_CUDA */

@@ -26,6 +26,7 @@
 #include <glib.h>
 
 #include "lode-device.h"
+#include "lode-grad.h"
 #include "lode-ops.h"
 
 G_BEGIN_DECLS
@@ -85,6 +86,27 @@ typedef struct {
                             const float *enc, const float *cls, int n, int l, int e);
   void (*tokens_to_image)  (LodePrithviBackend *be, float *out, const float *tokens, int n, int gh, int gw,
                             int e);
+
+  /* training the decoder: the backward kernels of lode-grad.h, the
+   * decoder's own (lode-upernet.h) and AdamW */
+  void (*grad_conv2d)      (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy,
+                            const float *x, const float *weight, const LodeConvShape *s, gboolean accumulate_dx);
+  void (*grad_batch_norm)  (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy,
+                            const float *x, const float *mean, const float *invstd, const float *weight, int n,
+                            int c, int hw);
+  void (*grad_relu)        (LodePrithviBackend *be, float *dx, const float *dy, const float *y, gsize count);
+  void (*grad_gelu)        (LodePrithviBackend *be, float *dx, const float *dy, const float *x, gsize count);
+  /* 2 x 2 pooling, stride 2, of lode_grad_max_pool2d_forward */
+  void (*grad_max_pool2d)  (LodePrithviBackend *be, float *dx, const float *dy, const float *argmax, int n,
+                            int c, int h, int w, int oh, int ow, gboolean accumulate);
+  void (*resize_backward)  (LodePrithviBackend *be, float *dx, const float *dy, int nc, int h, int w, int oh,
+                            int ow, gboolean align, gboolean accumulate);
+  void (*adaptive_avg_pool_backward) (LodePrithviBackend *be, float *dx, const float *dy, int nc, int h, int w,
+                                      int out_h, int out_w);
+  void (*up2_backward)     (LodePrithviBackend *be, float *dweight, float *dbias, float *dx, const float *x,
+                            const float *dy, const float *weight, int n, int c_in, int c_out, int h, int w);
+  void (*adamw)            (LodePrithviBackend *be, float *param, const float *grad, float *m, float *v,
+                            gsize count, const LodeAdamW *opt, gint64 step);
 } LodePrithviKernels;
 
 struct _LodePrithviBackend {

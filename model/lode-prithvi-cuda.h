@@ -11,6 +11,10 @@
  *   tokens_to_image    lode_prithvi_tokens_to_image   (lode-prithvi.h)
  *   adaptive_avg_pool  lode_upernet_adaptive_avg_pool (lode-upernet.h)
  *   copy               memcpy
+ *   gelu_backward      lode_grad_gelu                 (lode-grad.h)
+ *   resize_backward    lode_upernet_resize_backward   (lode-upernet.h)
+ *   adaptive_avg_pool_backward  lode_upernet_adaptive_avg_pool_backward
+ *   up2_backward       lode_upernet_up2_backward      (lode-upernet.h)
  */
 #pragma once
 
@@ -36,6 +40,17 @@ int lode_prithvi_cuda_tokens_to_image   (LodeOpsCuda *ctx, float *out, const flo
                                          int n, int gh, int gw, int e);
 int lode_prithvi_cuda_adaptive_avg_pool (LodeOpsCuda *ctx, float *out, const float *in, int nc,
                                          int h, int w, int out_h, int out_w);
+
+/* ---- backward ---- */
+int lode_prithvi_cuda_gelu_backward     (LodeOpsCuda *ctx, float *dx, const float *dy, const float *x,
+                                         size_t count);
+int lode_prithvi_cuda_resize_backward   (LodeOpsCuda *ctx, float *dx, const float *dy, int nc, int h,
+                                         int w, int oh, int ow, int align, int accumulate);
+int lode_prithvi_cuda_adaptive_avg_pool_backward (LodeOpsCuda *ctx, float *dx, const float *dy,
+                                                  int nc, int h, int w, int out_h, int out_w);
+int lode_prithvi_cuda_up2_backward      (LodeOpsCuda *ctx, float *dweight, float *dbias, float *dx,
+                                         const float *x, const float *dy, const float *weight,
+                                         int n, int c_in, int c_out, int h, int w);
 
 #ifdef __cplusplus
 }

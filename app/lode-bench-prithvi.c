@@ -140,7 +140,7 @@ lode_bench_prithvi (int argc, char **argv)
     { "train", 0, 0, G_OPTION_ARG_NONE, &train, N_("Time decoder training steps (the recipe's) instead of prediction"), NULL },
     { "unfreeze-blocks", 0, 0, G_OPTION_ARG_INT, &unfreeze, N_("With --train, also train the last N encoder blocks feeding the decoder (default 0)"), N_("N") },
     { "blocks", 0, 0, G_OPTION_ARG_STRING, &blocks_text, N_("Encoder blocks feeding the decoder (default 0,1,2,3 as the recipe)"), N_("A,B,C,D") },
-    { "device", 0, 0, G_OPTION_ARG_STRING, &device_name, N_("Prediction on cpu (default), cuda or auto; training runs on the CPU"), N_("DEVICE") },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device_name, N_("Run on cpu (default), cuda or auto"), N_("DEVICE") },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (NULL);
@@ -189,9 +189,9 @@ lode_bench_prithvi (int argc, char **argv)
       lode_cli_error ("bench", "%s", error->message);
       return error->code == LODE_DEVICE_ERROR_UNKNOWN ? LODE_EXIT_USAGE : LODE_EXIT_FAILURE;
     }
-  if (train && device != LODE_DEVICE_CPU)
+  if (unfreeze != 0 && device != LODE_DEVICE_CPU)
     {
-      lode_cli_error ("bench", _("--train runs on the CPU only (Prithvi training is not available on CUDA)"));
+      lode_cli_error ("bench", _("--unfreeze-blocks trains encoder blocks on the CPU only; use --device cpu"));
       return LODE_EXIT_USAGE;
     }
 

@@ -996,9 +996,9 @@ load_trained_blocks (LodePrithviEncoder *encoder, LodeCheckpoint *ckpt, GError *
   return TRUE;
 }
 
-/* Puts the model on device: back on the CPU the device copies are freed
- * (the host values are the model's own; nothing trains on a device), on
- * CUDA a context is made and the weights copied. */
+/* Puts the model on device: the decoder's values come back to the host,
+ * the device copies are freed, and for CUDA a context is made and the
+ * weights copied (the optimiser's moments start again). */
 static gboolean
 model_bind (LodePrithviModel *self, LodeDeviceKind device, GError **error)
 {
@@ -1006,6 +1006,9 @@ model_bind (LodePrithviModel *self, LodeDeviceKind device, GError **error)
 
   if (device == self->be.kind)
     return TRUE;
+  /* what the decoder learnt on the device comes back first */
+  if (!lode_upernet_sync_host (self->decoder, error))
+    return FALSE;
   lode_prithvi_backend_init_cpu (&cpu);
   encoder_bind (self->encoder, &cpu, NULL);
   lode_upernet_bind (self->decoder, &cpu, NULL);
@@ -1144,6 +1147,18 @@ lode_prithvi_model_new_on (LodePrithviEncoder *encoder, LodeUpernet *decoder, Lo
   return g_steal_pointer (&self);
 }
 
+gboolean
+lode_prithvi_model_sync_host (LodePrithviModel *self, GError **error)
+{
+  gboolean ok;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_mutex_lock (&self->lock);
+  ok = lode_upernet_sync_host (self->decoder, error);
+  g_mutex_unlock (&self->lock);
+  return ok;
+}
+
 LodeDeviceKind
 lode_prithvi_model_get_device (LodePrithviModel *self)
 {
@@ -1151,14 +1166,15 @@ lode_prithvi_model_get_device (LodePrithviModel *self)
   return self->be.kind;
 }
 
-/* Training runs on the host: a model on CUDA refuses it. */
+/* Training the encoder's blocks runs on the host: a model on CUDA
+ * refuses it (the decoder alone trains there). */
 static gboolean
-check_trainable (LodePrithviModel *self, GError **error)
+check_unfreeze_device (LodePrithviModel *self, int unfreeze_blocks, GError **error)
 {
-  if (self->be.kind == LODE_DEVICE_CPU)
+  if (unfreeze_blocks == 0 || self->be.kind == LODE_DEVICE_CPU)
     return TRUE;
   g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
-               _("Training Prithvi runs on the CPU only; this model is on %s (use the CPU device to train)"),
+               _("Training encoder blocks (unfreezing) runs on the CPU only; this model is on %s"),
                lode_device_kind_name (self->be.kind));
   return FALSE;
 }
@@ -1551,6 +1567,9 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
   g_return_val_if_fail (self != NULL && path != NULL, FALSE);
   g_array_set_clear_func (list, saved_clear);
   d = self->decoder;
+  /* a decoder trained on a GPU: its values back into the host mirror */
+  if (!lode_prithvi_model_sync_host (self, error))
+    return FALSE;
   for (guint i = 0; i < lode_upernet_n_tensors (d); i++)
     {
       Saved t = { g_strdup (lode_upernet_tensor_name (d, i)), 0, { 0 }, lode_upernet_tensor_data (d, i),
@@ -1777,22 +1796,21 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
                                gint64 step, double *loss, GError **error)
 {
   int k, p, e, gh, gw;
-  gsize plane = (gsize) h * w;
+  gsize plane = (gsize) h * w, in_count, full_count;
   g_autofree float *flipped = NULL, *input = NULL, *full = NULL, *dlogits = NULL;
   g_autofree gint16 *target = NULL;
-  float *maps[4] = { NULL }, *dmaps[4] = { NULL };
+  g_autofree char *what = NULL;
+  float *maps[4] = { NULL }, *dmaps[4] = { NULL }, *din = NULL, *dfull = NULL, *ddlogits = NULL;
   const int *fb;
   Trainable train = { 0, -1, NULL, NULL };
-  LodePrithviBackend cpu;
+  LodePrithviBackend be;
+  const LodePrithviKernels *K;
   LodeAdamW opt;
   Frame f;
   double value;
   gboolean ok;
 
   g_return_val_if_fail (self != NULL && options != NULL && raw != NULL && masks != NULL, FALSE);
-  if (!check_trainable (self, error))
-    return FALSE;
-  lode_prithvi_backend_init_cpu (&cpu);
   k = lode_prithvi_model_get_classes (self);
   p = self->encoder->config.patch_size;
   e = self->encoder->config.embed_dim;
@@ -1804,6 +1822,8 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
       return FALSE;
     }
   if (!lode_prithvi_model_check_unfreeze (self, options->unfreeze_blocks, error) || !frame_init (self, h, w, &f, error))
+    return FALSE;
+  if (!check_unfreeze_device (self, options->unfreeze_blocks, error))
     return FALSE;
   train.last = lode_prithvi_model_get_max_unfreeze (self) - 1;
   train.first = train.last - options->unfreeze_blocks + 1;
@@ -1837,30 +1857,42 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
     }
   input = prepare_input (flipped, n, n_bands, &f, error);
   g_clear_pointer (&flipped, g_free);
-  /* the CPU backend: its buffers are the host arrays the decoder's
-   * backward and the blocks' read */
-  if (input == NULL
-      || !encode_maps (self, &cpu, input, n, &f, coords, maps, options->unfreeze_blocks > 0 ? &train : NULL, error)
-      || !lode_prithvi_backend_check (&cpu, _("train on these patches"), error))
+  if (input == NULL)
+    return FALSE;
+  gh = f.ph / p, gw = f.pw / p;
+  in_count = (gsize) n * LODE_PRITHVI_N_BANDS * f.ph * f.pw;
+  full_count = (gsize) n * k * f.ph * f.pw;
+  full = g_try_new (float, full_count);
+  dlogits = g_try_new0 (float, full_count);
+  if (full == NULL || dlogits == NULL)
     {
-      for (int i = 0; i < 4; i++)
-        cpu.k->release (&cpu, maps[i]);
-      trainable_clear (&train, self->encoder->config.loaded_depth);
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                   _("Not enough memory to train on %d patches"), n);
       return FALSE;
     }
-  gh = f.ph / p, gw = f.pw / p;
-  full = g_try_new (float, (gsize) n * k * f.ph * f.pw);
-  dlogits = g_try_new0 (float, (gsize) n * k * f.ph * f.pw);
-  ok = full != NULL && dlogits != NULL;
+  what = g_strdup_printf (_("train on %d patches"), n);
+
+  /* one pass at a time on the model's device; the loss on the host */
+  g_mutex_lock (&self->lock);
+  be = lode_prithvi_backend_run (&self->be);
+  K = be.k;
+  din = K->alloc (&be, in_count);
+  K->upload (&be, din, input, in_count);
+  g_clear_pointer (&input, g_free);
+  ok = encode_maps (self, &be, din, n, &f, coords, maps, options->unfreeze_blocks > 0 ? &train : NULL, error);
+  K->release (&be, din);
+  /* the blocks' backward reads dmaps on the host: the CPU backend only */
   for (int i = 0; i < 4 && ok; i++)
     if (fb[i] >= train.first && fb[i] <= train.last)
-      ok = (dmaps[i] = g_try_new (float, (gsize) n * e * gh * gw)) != NULL;
-  if (!ok)
-    g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
-                 _("Not enough memory to train on %d patches"), n);
-  else
-    ok = lode_upernet_forward_train (self->decoder, (const float *const *) maps, n, gh, gw, options->head_dropout,
-                                     (guint64) mix (options->seed, (guint64) step) << 1 | 1, f.ph, f.pw, full, error);
+      dmaps[i] = K->alloc (&be, (gsize) n * e * gh * gw);
+  dfull = ok ? K->alloc (&be, full_count) : NULL;
+  ok = ok && lode_upernet_forward_train_on (self->decoder, &be, (const float *const *) maps, n, gh, gw,
+                                            options->head_dropout, (guint64) mix (options->seed, (guint64) step) << 1 | 1,
+                                            f.ph, f.pw, dfull, error);
+  if (ok)
+    K->download (&be, full, dfull, full_count);
+  K->release (&be, dfull);
+  ok = lode_prithvi_backend_check (&be, what, ok ? error : NULL) && ok;
   if (ok)
     {
       g_autofree float *logits = g_new (float, (gsize) n * k * plane);
@@ -1876,9 +1908,13 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
         for (int y = 0; y < h; y++)
           memcpy (dlogits + ((gsize) q * f.ph + f.top + y) * f.pw + f.left, logits + ((gsize) q * h + y) * w,
                   w * sizeof (float));
-      lode_upernet_zero_grad (self->decoder);
-      lode_upernet_backward_features (self->decoder, dlogits, dmaps);
-      if (options->unfreeze_blocks > 0)
+      ddlogits = K->alloc (&be, full_count);
+      K->upload (&be, ddlogits, dlogits, full_count);
+      lode_upernet_zero_grad_on (self->decoder, &be);
+      lode_upernet_backward_on (self->decoder, &be, ddlogits, dmaps);
+      K->release (&be, ddlogits);
+      ok = lode_prithvi_backend_check (&be, what, error);
+      if (ok && options->unfreeze_blocks > 0)
         ok = encoder_backward (self, &train, dmaps, n, gh, gw, error);
     }
   if (ok)
@@ -1887,7 +1923,7 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
       lode_adamw_init_defaults (&opt);
       opt.lr = options->lr;
       opt.weight_decay = options->weight_decay;
-      lode_upernet_adamw_step (self->decoder, &opt);
+      lode_upernet_adamw_step_on (self->decoder, &be, &opt);
       for (int b = train.first; b <= train.last; b++)
         {
           BlockTrain *bt = self->block_train[b];
@@ -1902,9 +1938,11 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
   trainable_clear (&train, self->encoder->config.loaded_depth);
   for (int i = 0; i < 4; i++)
     {
-      cpu.k->release (&cpu, maps[i]);
-      g_free (dmaps[i]);
+      K->release (&be, maps[i]);
+      K->release (&be, dmaps[i]);
     }
+  ok = lode_prithvi_backend_check (&be, what, ok ? error : NULL) && ok;
+  g_mutex_unlock (&self->lock);
   return ok;
 }
 
@@ -2061,7 +2099,7 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
   LodePrithviCoords coords;
 
   g_return_val_if_fail (self != NULL && config != NULL && source != NULL, FALSE);
-  if (!check_trainable (self, error) || !check_source (self, config, source, error)
+  if (!check_unfreeze_device (self, unfreeze_blocks, error) || !check_source (self, config, source, error)
       || !lode_prithvi_model_check_unfreeze (self, unfreeze_blocks, error))
     return FALSE;
   h = source->height, w = source->width, bands = config->bands, batch = config->batch_size;

@@ -224,6 +224,11 @@ LodePrithviModel *lode_prithvi_model_new_from_checkpoint_on (const char         
                                                              LodeDeviceKind            device,
                                                              GError                  **error);
 LodeDeviceKind    lode_prithvi_model_get_device  (LodePrithviModel *self);
+/* The decoder's values (running statistics included) and gradients copied
+ * from the device to the host arrays of lode_upernet_tensor_data and
+ * lode_upernet_tensor_grad; nothing to do on the CPU. */
+gboolean          lode_prithvi_model_sync_host   (LodePrithviModel  *self,
+                                                  GError           **error);
 /* Moves a model to device (the weights copied once; back to the CPU the
  * copies are freed). Not while it predicts. On failure the model stays on
  * the CPU. */

@@ -135,6 +135,10 @@ test_prithvi_device (void)
   const char *cpu[] = { "bench", "prithvi", "-m", "reduced", "--size", "64", "-r", "1", "--device", "cpu", NULL };
   const char *unknown[] = { "bench", "prithvi", "-m", "reduced", "--device", "gpu", NULL };
   const char *cuda[] = { "bench", "prithvi", "-m", "reduced", "--size", "64", "-r", "1", "--device", "cuda", NULL };
+  const char *train[] = { "train", "prithvi", "--weights", "/nonexistent/Prithvi_EO_V2_300M.pt", "--data",
+                          "/nonexistent/smallmines", "--device", "cuda", NULL };
+  const char *unfreeze[] = { "bench", "prithvi", "-m", "reduced", "--train", "--unfreeze-blocks", "1", "--device",
+                             "cuda", NULL };
   const char *predict[] = { "predict", "--device", "cuda", "-m", "/nonexistent/decoder.safetensors", "-i",
                             "/nonexistent/patch.tif", "-o", "/nonexistent/mask.tif", NULL };
   int rc;
@@ -161,6 +165,14 @@ test_prithvi_device (void)
   /* without a device the device is refused before the files are read */
   g_assert_cmpint (lode_test_run_lode (predict, NULL, &err), ==, 1);
   g_assert_true (strstr (err, "--device cpu") != NULL || strstr (err, "decoder.safetensors") != NULL);
+  g_clear_pointer (&err, g_free);
+  rc = lode_test_run_lode (train, NULL, &err);
+  g_assert_cmpint (rc, ==, 1);
+  g_assert_true (strstr (err, "--device cpu") != NULL || strstr (err, "/nonexistent") != NULL);
+  g_clear_pointer (&err, g_free);
+  /* encoder blocks train on the CPU only */
+  g_assert_cmpint (lode_test_run_lode (unfreeze, NULL, &err), !=, 0);
+  g_assert_nonnull (strstr (err, "--device cpu"));
 }
 
 /* A French user gets French messages (the catalogue built in po/). */

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "lode-device.h"
+#include "lode-grad.h"
 #include "lode-prithvi-backend.h"
 #include "lode-prithvi.h"
 #include "lode-upernet.h"
@@ -211,6 +212,90 @@ test_adaptive_avg_pool (void)
   lode_ops_cuda_release (d_in);
 }
 
+/* The decoder's backward kernels. resize_backward scatters with atomicAdd
+ * (four adds per input in varying order, ~1e-7 relative): TOL_POINTWISE
+ * 1e-5. GELU's derivative is computed in double on both sides (CUDA's erf
+ * and exp within 2 ulp): 1e-6. The pooling backward gathers in the CPU's
+ * order: exact. up2's backward sums products with cuBLAS: TOL_PRODUCT 1e-4
+ * as tests/test-ops-gpu.c. */
+#define TOL_POINTWISE 1e-5
+#define TOL_PRODUCT 1e-4
+
+static void
+test_backward_kernels (void)
+{
+  g_autoptr(GRand) rng = g_rand_new_with_seed (4);
+  const int nc = 5, h = 3, w = 4, oh = 12, ow = 16;
+  gsize in_count = (gsize) nc * h * w, out_count = (gsize) nc * oh * ow;
+  g_autofree float *dy = NULL, *dx0 = NULL, *x = NULL;
+  float *d_dy, *d_dx, *d_x;
+
+  if (!kernels_ready ())
+    return;
+  dy = random_array (rng, out_count, -1, 1);
+  dx0 = random_array (rng, out_count, -1, 1);
+  x = random_array (rng, out_count, -3, 3);
+  d_dy = to_gpu (dy, out_count), d_x = to_gpu (x, out_count);
+  /* resize backward, corners aligned or not, overwriting or adding */
+  for (int mode = 0; mode < 4; mode++)
+    {
+      g_autofree float *cpu = g_memdup2 (dx0, in_count * sizeof (float)), *gpu = NULL;
+
+      d_dx = to_gpu (cpu, in_count);
+      lode_upernet_resize_backward (cpu, dy, nc, h, w, oh, ow, mode & 1, mode >> 1);
+      assert_ok (lode_prithvi_cuda_resize_backward (ctx, d_dx, d_dy, nc, h, w, oh, ow, mode & 1, mode >> 1));
+      gpu = from_gpu (d_dx, in_count);
+      g_assert_cmpfloat (normalised_error (gpu, cpu, in_count), <=, TOL_POINTWISE);
+      lode_ops_cuda_release (d_dx);
+    }
+  /* GELU's derivative */
+  {
+    g_autofree float *cpu = g_new (float, out_count), *gpu = NULL;
+
+    d_dx = to_gpu (cpu, out_count);
+    lode_grad_gelu (cpu, dy, x, out_count);
+    assert_ok (lode_prithvi_cuda_gelu_backward (ctx, d_dx, d_dy, d_x, out_count));
+    gpu = from_gpu (d_dx, out_count);
+    g_assert_cmpfloat (normalised_error (gpu, cpu, out_count), <=, 1e-6);
+    lode_ops_cuda_release (d_dx);
+  }
+  /* adaptive average pooling's backward, the pyramid's 6 on a 4 x 5 map
+   * (overlapping cells) added to dx */
+  {
+    const int ph = 4, pw = 5, p = 6;
+    g_autofree float *cpu = g_memdup2 (dx0, (gsize) nc * ph * pw * sizeof (float)), *gpu = NULL;
+
+    d_dx = to_gpu (cpu, (gsize) nc * ph * pw);
+    lode_upernet_adaptive_avg_pool_backward (cpu, dy, nc, ph, pw, p, p);
+    assert_ok (lode_prithvi_cuda_adaptive_avg_pool_backward (ctx, d_dx, d_dy, nc, ph, pw, p, p));
+    gpu = from_gpu (d_dx, (gsize) nc * ph * pw);
+    g_assert_cmpfloat (normalised_error (gpu, cpu, (gsize) nc * ph * pw), <=, TOL_EXACT);
+    lode_ops_cuda_release (d_dx);
+  }
+  lode_ops_cuda_release (d_dy), lode_ops_cuda_release (d_x);
+
+  /* up2's backward: 2 images, 6 -> 4 channels, 3 x 5 */
+  {
+    const int n = 2, ci = 6, co = 4, uh = 3, uw = 5;
+    gsize xs = (gsize) n * ci * uh * uw, ys = (gsize) n * co * 4 * uh * uw, ws = (gsize) ci * co * 4;
+    g_autofree float *ux = random_array (rng, xs, -1, 1), *udy = random_array (rng, ys, -1, 1);
+    g_autofree float *wt = random_array (rng, ws, -1, 1), *dw = random_array (rng, ws, -1, 1);
+    g_autofree float *db = random_array (rng, co, -1, 1), *udx = g_new (float, xs);
+    g_autofree float *gdw = NULL, *gdb = NULL, *gdx = NULL;
+    float *d_ux = to_gpu (ux, xs), *d_udy = to_gpu (udy, ys), *d_wt = to_gpu (wt, ws);
+    float *d_dw = to_gpu (dw, ws), *d_db = to_gpu (db, co), *d_udx = to_gpu (udx, xs);
+
+    lode_upernet_up2_backward (dw, db, udx, ux, udy, wt, n, ci, co, uh, uw);
+    assert_ok (lode_prithvi_cuda_up2_backward (ctx, d_dw, d_db, d_udx, d_ux, d_udy, d_wt, n, ci, co, uh, uw));
+    gdw = from_gpu (d_dw, ws), gdb = from_gpu (d_db, co), gdx = from_gpu (d_udx, xs);
+    g_assert_cmpfloat (normalised_error (gdw, dw, ws), <=, TOL_PRODUCT);
+    g_assert_cmpfloat (normalised_error (gdb, db, co), <=, TOL_PRODUCT);
+    g_assert_cmpfloat (normalised_error (gdx, udx, xs), <=, TOL_PRODUCT);
+    lode_ops_cuda_release (d_ux), lode_ops_cuda_release (d_udy), lode_ops_cuda_release (d_wt);
+    lode_ops_cuda_release (d_dw), lode_ops_cuda_release (d_db), lode_ops_cuda_release (d_udx);
+  }
+}
+
 #endif /* LODE_HAVE_CUDA */
 
 /* ---- the whole model ---------------------------------------------------- */
@@ -314,9 +399,87 @@ test_model_padded (void)
     compare_model (9, 50, 70);
 }
 
-/* A model on CUDA predicts but refuses to train, saying so. */
+/* One decoder training step (flips, dropout, a padded size) on both
+ * devices from the same weights and batch: the loss, every gradient, every
+ * parameter and running statistic after AdamW. The loss comes from logits
+ * compared at TOL_MODEL, so it agrees to ~1e-5 relative (TOL_LOSS 1e-4).
+ * Gradients go back through eleven batch norms, each subtracting channel
+ * means (cancellation lifts fp32 differences relative to a tensor's
+ * largest value by up to ~10x): TOL_GRAD 2e-3 of each tensor's largest
+ * gradient. After AdamW's first step a parameter moves by about lr sign(g):
+ * where a tiny gradient's sign differs between devices the parameters
+ * differ by up to 2 lr, so each may differ by 2 lr + 1e-6, and at most 1 %
+ * of them by more than 1e-5. The model moves back to the CPU afterwards
+ * with what it learnt. */
+#define TOL_LOSS 1e-4
+#define TOL_GRAD 2e-3
+
 static void
-test_train_refused (void)
+test_train_step (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodePrithviModel) cpu = NULL, gpu = NULL;
+  const int n = 3, h = 50, w = 70;
+  g_autofree float *raw = NULL;
+  g_autofree guint8 *masks = g_new (guint8, (gsize) n * h * w);
+  LodePrithviTrainOptions options;
+  LodeUpernet *dc, *dg;
+  double loss_cpu = 0.0, loss_gpu = 0.0;
+  gsize far = 0, total = 0;
+
+  if (!gpu_present ())
+    return;
+  cpu = reduced_model (LODE_DEVICE_CPU, &error);
+  gpu = reduced_model (LODE_DEVICE_CUDA, &error);
+  g_assert_no_error (error);
+  raw = patches (n, h, w);
+  for (gsize i = 0; i < (gsize) n * h * w; i++)
+    masks[i] = (guint8) ((i / 9 + i / 700) % 4 == 3 ? 255 : (i / 9 + i / 700) % 3);
+  lode_prithvi_train_options_init (&options);
+  options.seed = 7;
+  g_assert_true (lode_prithvi_model_train_step (cpu, &options, raw, masks, n, LODE_PRITHVI_N_BANDS, h, w, NULL, 1,
+                                                &loss_cpu, &error));
+  g_assert_true (lode_prithvi_model_train_step (gpu, &options, raw, masks, n, LODE_PRITHVI_N_BANDS, h, w, NULL, 1,
+                                                &loss_gpu, &error));
+  g_assert_no_error (error);
+  g_assert_cmpfloat (fabs (loss_gpu - loss_cpu), <=, TOL_LOSS * fabs (loss_cpu));
+  g_assert_true (lode_prithvi_model_sync_host (gpu, &error));
+  g_assert_no_error (error);
+  dc = lode_prithvi_model_get_decoder (cpu), dg = lode_prithvi_model_get_decoder (gpu);
+  for (guint t = 0; t < lode_upernet_n_tensors (dc); t++)
+    {
+      gsize count = lode_upernet_tensor_numel (dc, t);
+      const float *pc = lode_upernet_tensor_data (dc, t), *pg = lode_upernet_tensor_data (dg, t);
+
+      if (lode_upernet_tensor_is_buffer (dc, t))
+        {
+          g_assert_cmpfloat (normalised_error (pg, pc, count), <=, TOL_MODEL);
+          continue;
+        }
+      if (normalised_error (lode_upernet_tensor_grad (dg, t), lode_upernet_tensor_grad (dc, t), count) > TOL_GRAD)
+        g_error ("gradient of %s: error %g", lode_upernet_tensor_name (dc, t),
+                 normalised_error (lode_upernet_tensor_grad (dg, t), lode_upernet_tensor_grad (dc, t), count));
+      for (gsize i = 0; i < count; i++)
+        {
+          double d = fabs ((double) pg[i] - pc[i]);
+
+          g_assert_cmpfloat (d, <=, 2.0 * options.lr + 1e-6);
+          far += d > 1e-5;
+        }
+      total += count;
+    }
+  g_assert_cmpfloat ((double) far / total, <=, 0.01);
+
+  /* back on the CPU with the trained values */
+  g_assert_true (lode_prithvi_model_use_device (gpu, LODE_DEVICE_CPU, &error));
+  g_assert_no_error (error);
+  g_assert_cmpfloat (normalised_error (lode_upernet_tensor_data (dg, 0), lode_upernet_tensor_data (dc, 0),
+                                       lode_upernet_tensor_numel (dc, 0)), <=, 2.0 * options.lr + 1e-6);
+}
+
+/* Training encoder blocks is refused on CUDA, saying where it runs. */
+static void
+test_unfreeze_refused (void)
 {
   g_autoptr(GError) error = NULL;
   g_autoptr(LodePrithviModel) gpu = NULL;
@@ -329,16 +492,11 @@ test_train_refused (void)
   gpu = reduced_model (LODE_DEVICE_CUDA, &error);
   g_assert_no_error (error);
   lode_prithvi_train_options_init (&options);
+  options.unfreeze_blocks = 1;
   g_assert_false (lode_prithvi_model_train_step (gpu, &options, raw, masks, 2, LODE_PRITHVI_N_BANDS, 64, 64, NULL,
                                                  0, NULL, &error));
   g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG);
   g_assert_nonnull (strstr (error->message, "CPU"));
-  /* back on the CPU it trains */
-  g_clear_error (&error);
-  g_assert_true (lode_prithvi_model_use_device (gpu, LODE_DEVICE_CPU, &error));
-  g_assert_true (lode_prithvi_model_train_step (gpu, &options, raw, masks, 2, LODE_PRITHVI_N_BANDS, 64, 64, NULL,
-                                                0, NULL, &error));
-  g_assert_no_error (error);
 }
 
 /* Without a device, asking for CUDA is a clear error (runs here). */
@@ -369,10 +527,12 @@ main (int argc, char **argv)
   g_test_add_func ("/prithvi-gpu/heads-copy", test_heads_copy);
   g_test_add_func ("/prithvi-gpu/tokens", test_tokens);
   g_test_add_func ("/prithvi-gpu/adaptive-avg-pool", test_adaptive_avg_pool);
+  g_test_add_func ("/prithvi-gpu/backward-kernels", test_backward_kernels);
 #endif
   g_test_add_func ("/prithvi-gpu/model-64", test_model_64);
   g_test_add_func ("/prithvi-gpu/model-padded", test_model_padded);
-  g_test_add_func ("/prithvi-gpu/train-refused", test_train_refused);
+  g_test_add_func ("/prithvi-gpu/train-step", test_train_step);
+  g_test_add_func ("/prithvi-gpu/unfreeze-refused", test_unfreeze_refused);
   g_test_add_func ("/prithvi-gpu/no-device", test_no_device);
   ret = g_test_run ();
 #if LODE_HAVE_CUDA

@@ -61,7 +61,7 @@ parse_blocks (const char *text, int blocks[4])
 
 static LodePrithviModel *
 make_model (const char *size, const char *checkpoint, const char *decoder, const int blocks[4], int classes,
-            gboolean custom_blocks, GError **error)
+            gboolean custom_blocks, LodeDeviceKind device, GError **error)
 {
   LodePrithviConfig config;
   LodeUpernetConfig dconfig;
@@ -72,13 +72,17 @@ make_model (const char *size, const char *checkpoint, const char *decoder, const
   if (checkpoint != NULL)
     {
       LodePrithviOptions options;
+      g_autoptr(LodePrithviModel) model = NULL;
 
       lode_prithvi_options_init (&options);
       if (custom_blocks)
         memcpy (options.feature_blocks, blocks, sizeof options.feature_blocks);
       if (decoder != NULL)
-        return lode_prithvi_model_new_from_checkpoint (checkpoint, decoder, &options, error);
-      return lode_prithvi_model_new_with_decoder (checkpoint, classes, 0, 1, &options, error);
+        return lode_prithvi_model_new_from_checkpoint_on (checkpoint, decoder, &options, device, error);
+      model = lode_prithvi_model_new_with_decoder (checkpoint, classes, 0, 1, &options, error);
+      if (model == NULL || !lode_prithvi_model_use_device (model, device, error))
+        return NULL;
+      return g_steal_pointer (&model);
     }
   if (g_ascii_strcasecmp (size, "reduced") == 0)
     {
@@ -110,7 +114,7 @@ make_model (const char *size, const char *checkpoint, const char *decoder, const
       lode_prithvi_encoder_free (encoder);
       return NULL;
     }
-  return lode_prithvi_model_new (encoder, upernet);
+  return lode_prithvi_model_new_on (encoder, upernet, device, error);
 }
 
 int
@@ -120,6 +124,8 @@ lode_bench_prithvi (int argc, char **argv)
   g_autofree char *checkpoint = NULL;
   g_autofree char *decoder = NULL;
   g_autofree char *blocks_text = NULL;
+  g_autofree char *device_name = NULL;
+  LodeDeviceKind device;
   int batch = 4, size = 128, repeat = 3, classes = 2, threads = 0, unfreeze = 0;
   gboolean train = FALSE;
   int blocks[4] = { 0, 1, 2, 3 };
@@ -134,6 +140,7 @@ lode_bench_prithvi (int argc, char **argv)
     { "train", 0, 0, G_OPTION_ARG_NONE, &train, N_("Time decoder training steps (the recipe's) instead of prediction"), NULL },
     { "unfreeze-blocks", 0, 0, G_OPTION_ARG_INT, &unfreeze, N_("With --train, also train the last N encoder blocks feeding the decoder (default 0)"), N_("N") },
     { "blocks", 0, 0, G_OPTION_ARG_STRING, &blocks_text, N_("Encoder blocks feeding the decoder (default 0,1,2,3 as the recipe)"), N_("A,B,C,D") },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device_name, N_("Run on cpu (default), cuda or auto"), N_("DEVICE") },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (NULL);
@@ -176,11 +183,23 @@ lode_bench_prithvi (int argc, char **argv)
       return LODE_EXIT_USAGE;
     }
 
+  device = lode_device_choose (device_name != NULL ? device_name : "cpu", &error);
+  if (error != NULL)
+    {
+      lode_cli_error ("bench", "%s", error->message);
+      return error->code == LODE_DEVICE_ERROR_UNKNOWN ? LODE_EXIT_USAGE : LODE_EXIT_FAILURE;
+    }
+  if (unfreeze != 0 && device != LODE_DEVICE_CPU)
+    {
+      lode_cli_error ("bench", _("--unfreeze-blocks trains encoder blocks on the CPU only; use --device cpu"));
+      return LODE_EXIT_USAGE;
+    }
+
   if (threads > 0)
     openblas_set_num_threads (threads);
   reset_peak ();
   base_kib = peak_kib ();
-  model = make_model (model_size, checkpoint, decoder, blocks, classes, blocks_text != NULL, &error);
+  model = make_model (model_size, checkpoint, decoder, blocks, classes, blocks_text != NULL, device, &error);
   if (model == NULL)
     {
       lode_cli_error ("bench", "%s", error->message);
@@ -235,5 +254,10 @@ lode_bench_prithvi (int argc, char **argv)
            (double) batch * repeat / (total / 1e6), total / 1e3 / ((double) batch * repeat), repeat);
   g_print (_("Peak memory: %.0f MiB (weights %.0f MiB); OpenBLAS threads: %d\n"), peak_kib () / 1024.0,
            weights_kib / 1024.0, openblas_get_num_threads ());
+  {
+    g_autofree char *where = lode_device_describe (device);
+
+    g_print (_("Device: %s\n"), where);
+  }
   return LODE_EXIT_OK;
 }

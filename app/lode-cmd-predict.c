@@ -58,7 +58,8 @@ is_unet_checkpoint (const char *path)
 int
 lode_cmd_predict (int argc, char **argv)
 {
-  g_autofree char *model = NULL, *image = NULL, *out = NULL, *encoder = NULL;
+  g_autofree char *model = NULL, *image = NULL, *out = NULL, *encoder = NULL, *device_name = NULL;
+  LodeDeviceKind device;
   g_autoptr(GError) error = NULL;
   int day_of_year = LODE_PRITHVI_PATCH_DAY;
   const GOptionEntry entries[] = {
@@ -66,6 +67,7 @@ lode_cmd_predict (int argc, char **argv)
     { "encoder", 0, 0, G_OPTION_ARG_FILENAME, &encoder, N_("Prithvi encoder checkpoint (Prithvi_EO_V2_300M.pt) for a decoder written by “lode train prithvi”"), N_("FILE") },
     { "image", 'i', 0, G_OPTION_ARG_FILENAME, &image, N_("Patch to segment (GeoTIFF)"), N_("TIF") },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, N_("Mask to write (class indices, 255 where there is no data)"), N_("MASK.tif") },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device_name, N_("Prithvi models: run on cpu, cuda or auto (default: CUDA when present)"), N_("DEVICE") },
     { "day-of-year", 0, 0, G_OPTION_ARG_INT, &day_of_year, N_("Prithvi -TL models: the day of year of the patch (1-366, default 15: the January composites); the year comes from the file name, the place from the patch's centre"), N_("N") },
     { NULL }
   };
@@ -92,10 +94,16 @@ lode_cmd_predict (int argc, char **argv)
     }
   if (!lode_prithvi_patch_check_day ("predict", day_of_year))
     return LODE_EXIT_USAGE;
+  device = lode_device_choose (device_name != NULL ? device_name : "auto", &error);
+  if (error != NULL)
+    {
+      lode_cli_error ("predict", "%s", error->message);
+      return error->code == LODE_DEVICE_ERROR_UNKNOWN ? LODE_EXIT_USAGE : LODE_EXIT_FAILURE;
+    }
   if (encoder != NULL || !is_unet_checkpoint (model))
     {
-      prithvi = lode_prithvi_model_new_from_checkpoint (encoder ? encoder : model, encoder ? model : NULL, NULL,
-                                                        &error);
+      prithvi = lode_prithvi_model_new_from_checkpoint_on (encoder ? encoder : model, encoder ? model : NULL, NULL,
+                                                           device, &error);
       if (prithvi != NULL)
         config.classes = lode_prithvi_model_get_classes (prithvi);
       if (prithvi == NULL || (raster = lode_raster_open (image, &error)) == NULL
@@ -105,6 +113,11 @@ lode_cmd_predict (int argc, char **argv)
           lode_cli_error ("predict", "%s", error->message);
           return LODE_EXIT_FAILURE;
         }
+    }
+  else if (device != LODE_DEVICE_CPU)
+    {
+      lode_cli_error ("predict", _("--device is for Prithvi models; “%s” is a U-Net checkpoint"), model);
+      return LODE_EXIT_USAGE;
     }
   else
     {

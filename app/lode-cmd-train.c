@@ -371,6 +371,7 @@ lode_cmd_train (int argc, char **argv)
   g_autofree char *data_dir = NULL, *project = NULL, *name = NULL, *out = NULL, *encoder = NULL, *bands = NULL;
   g_autofree char *year = NULL, *weights = NULL, *class_weights = NULL, *device = NULL;
   g_autofree char *precision = NULL;
+  LodeDeviceKind prithvi_device = LODE_DEVICE_CPU;
   int epochs = 10, batch = 4, classes = 2, unfreeze = 0, day_of_year = G_MININT;
   gint64 steps = 0, seed = 0;
   double lr = NAN, wd = 0.05, dice = 0.0;
@@ -443,11 +444,10 @@ lode_cmd_train (int argc, char **argv)
     }
   is_prithvi = g_str_equal (rest[0], "prithvi");
   if (is_prithvi && (weights == NULL || encoder != NULL || resume || class_weights != NULL || dice != 0.0
-                     || (device != NULL && g_str_equal (device, "cuda"))
                      || (bands != NULL && !g_str_equal (bands, "6") && !g_str_equal (bands, "13"))))
     {
       lode_cli_error ("train", _("prithvi needs --weights (the encoder checkpoint) and takes neither --encoder, "
-                                 "--resume, --class-weights, --dice nor --device cuda; --bands 6 or 13"));
+                                 "--resume, --class-weights nor --dice; --bands 6 or 13"));
       return LODE_EXIT_USAGE;
     }
   /* the U-Net's device, asked for before any data is read */
@@ -462,6 +462,25 @@ lode_cmd_train (int argc, char **argv)
       if (precision != NULL && !g_str_equal (precision, "fp32") && !g_str_equal (precision, "tf32"))
         {
           lode_cli_error ("train", _("--precision must be fp32 or tf32, not “%s”"), precision);
+          return LODE_EXIT_USAGE;
+        }
+    }
+  else
+    {
+      /* auto: CUDA when present, but the CPU when encoder blocks are to
+       * be trained (they train on the CPU only) */
+      g_autoptr(GError) device_error = NULL;
+
+      prithvi_device = lode_device_choose (device != NULL ? device : unfreeze != 0 ? "cpu" : "auto",
+                                           &device_error);
+      if (device_error != NULL)
+        {
+          lode_cli_error ("train", "%s", device_error->message);
+          return device_error->code == LODE_DEVICE_ERROR_UNKNOWN ? LODE_EXIT_USAGE : LODE_EXIT_FAILURE;
+        }
+      if (prithvi_device != LODE_DEVICE_CPU && unfreeze != 0)
+        {
+          lode_cli_error ("train", _("--unfreeze-blocks trains encoder blocks on the CPU only; use --device cpu"));
           return LODE_EXIT_USAGE;
         }
     }
@@ -546,7 +565,7 @@ lode_cmd_train (int argc, char **argv)
   if (is_prithvi)
     {
       prithvi = lode_prithvi_model_new_with_decoder (weights, config.classes, 0, config.seed, NULL, &error);
-      if (prithvi == NULL)
+      if (prithvi == NULL || !lode_prithvi_model_use_device (prithvi, prithvi_device, &error))
         goto fail;
       if (!lode_prithvi_model_check_unfreeze (prithvi, unfreeze, &error))
         {

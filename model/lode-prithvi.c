@@ -11,6 +11,7 @@
 
 #include "lode-grad.h"
 #include "lode-ops.h"
+#include "lode-prithvi-backend.h"
 #include "lode-prithvi.h"
 #include "lode-vit.h"
 
@@ -32,6 +33,7 @@ const double lode_prithvi_band_std[LODE_PRITHVI_N_BANDS] = {
 /* A transformer block's parameters, in LodeVitParam order. */
 typedef struct {
   LodeTensor *t[LODE_VIT_N_PARAMS];
+  float      *dev[LODE_VIT_N_PARAMS];  /* copies on a CUDA device, when bound */
 } Block;
 
 /* AdamW state of a block being trained: gradients and moments of its
@@ -47,9 +49,15 @@ struct _LodePrithviEncoder {
   LodeTensor *patch_w, *patch_b, *cls, *norm_w, *norm_b;
   float       temporal_scale, location_scale;
   Block      *blocks;
+  /* the weights on the device of be when it is CUDA (encoder_bind); a CPU
+   * backend's buffers are the tensors themselves */
+  LodePrithviBackend be;
+  float      *dev_patch_w, *dev_patch_b, *dev_cls, *dev_norm_w, *dev_norm_b;
 };
 
 struct _LodePrithviModel {
+  LodePrithviBackend  be;           /* the device it runs on (owns the CUDA context) */
+  GMutex              lock;         /* one pass at a time on a CUDA context */
   LodePrithviEncoder *encoder;
   LodeUpernet        *decoder;
   LodePrithviPadding  padding;
@@ -192,6 +200,74 @@ vit_block (LodePrithviEncoder *self, int index, LodeVitBlock *out)
   out->eps = LN_EPS;
   for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
     out->param[p] = self->blocks && self->blocks[index].t[p] ? self->blocks[index].t[p]->data : NULL;
+}
+
+/* A weight of the encoder as the kernels of be take it: the tensor on the
+ * CPU, its copy on a CUDA device (bound by encoder_bind). */
+static const float *
+weight_on (const LodePrithviBackend *be, const LodeTensor *t, const float *dev)
+{
+  return be->kind == LODE_DEVICE_CPU ? t->data : dev;
+}
+
+/* vit_block with the parameters on the device of be. */
+static void
+vit_block_on (LodePrithviEncoder *self, const LodePrithviBackend *be, int index, LodeVitBlock *out)
+{
+  vit_block (self, index, out);
+  for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+    out->param[p] = weight_on (be, self->blocks[index].t[p], self->blocks[index].dev[p]);
+}
+
+/* Frees the device copies of the weights. */
+static void
+encoder_unbind (LodePrithviEncoder *self)
+{
+  LodePrithviBackend *be = &self->be;
+  float **const top[] = { &self->dev_patch_w, &self->dev_patch_b, &self->dev_cls, &self->dev_norm_w,
+                          &self->dev_norm_b };
+
+  if (be->kind == LODE_DEVICE_CPU)
+    return;
+  for (gsize i = 0; i < G_N_ELEMENTS (top); i++)
+    {
+      be->k->unmirror (be, *top[i]);
+      *top[i] = NULL;
+    }
+  for (int b = 0; self->blocks != NULL && b < self->config.loaded_depth; b++)
+    for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+      {
+        be->k->unmirror (be, self->blocks[b].dev[p]);
+        self->blocks[b].dev[p] = NULL;
+      }
+  memset (be, 0, sizeof *be);
+}
+
+/* Copies the weights onto the device of be (nothing to do on the CPU). */
+static gboolean
+encoder_bind (LodePrithviEncoder *self, const LodePrithviBackend *be, GError **error)
+{
+  LodePrithviBackend run;
+  LodeTensor *const top_t[] = { self->patch_w, self->patch_b, self->cls, self->norm_w, self->norm_b };
+  float **const top[] = { &self->dev_patch_w, &self->dev_patch_b, &self->dev_cls, &self->dev_norm_w,
+                          &self->dev_norm_b };
+
+  encoder_unbind (self);
+  if (be->kind == LODE_DEVICE_CPU)
+    return TRUE;
+  run = lode_prithvi_backend_run (be);
+  for (gsize i = 0; i < G_N_ELEMENTS (top); i++)
+    *top[i] = run.k->mirror (&run, top_t[i]->data, top_t[i]->numel);
+  for (int b = 0; b < self->config.loaded_depth; b++)
+    for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+      self->blocks[b].dev[p] = run.k->mirror (&run, self->blocks[b].t[p]->data, self->blocks[b].t[p]->numel);
+  self->be = run;
+  if (!lode_prithvi_backend_check (&run, _("load the Prithvi encoder"), error))
+    {
+      encoder_unbind (self);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -467,6 +543,7 @@ lode_prithvi_encoder_free (LodePrithviEncoder *self)
 {
   if (self == NULL)
     return;
+  encoder_unbind (self);
   if (self->blocks != NULL)
     for (int i = 0; i < self->config.loaded_depth; i++)
       free_block (&self->blocks[i]);
@@ -671,17 +748,21 @@ typedef struct {
 
 static void trainable_clear (Trainable *t, int depth);
 
-/* lode_prithvi_encoder_forward, keeping in train (NULL: inference) the
- * activations of the blocks it trains. */
+/* lode_prithvi_encoder_forward through the kernels of be: input and
+ * outputs are be's buffers; train (NULL: inference; CPU only) gets the
+ * activations of the blocks it trains. Kernel failures stay in be. */
 static gboolean
-encoder_run (LodePrithviEncoder *self, const float *input, int n, int h, int w, const LodePrithviCoords *coords,
-             const int *blocks, int n_blocks, float *const *outputs, Trainable *train, GError **error)
+encoder_run (LodePrithviEncoder *self, LodePrithviBackend *be, const float *input, int n, int h, int w,
+             const LodePrithviCoords *coords, const int *blocks, int n_blocks, float *const *outputs,
+             Trainable *train, GError **error)
 {
+  const LodePrithviKernels *K = be->k;
   const LodePrithviConfig *c;
   int e, gh, gw, l, s, last = -1;
   gsize rows;
-  g_autofree float *patches = NULL, *pos = NULL, *x = NULL, *enc = NULL;
-  g_autoptr(LodeVitWork) work = NULL;
+  g_autofree float *pos = NULL, *enc = NULL;
+  float *patches, *x, *dpos, *denc;
+  LodeVitWork *work;
   LodeVitBlock vb;
   LodeConvShape cs;
 
@@ -707,34 +788,30 @@ encoder_run (LodePrithviEncoder *self, const float *input, int n, int h, int w, 
     }
   if (n == 0 || n_blocks == 0)
     return TRUE;
+  g_return_val_if_fail (train == NULL || be->kind == LODE_DEVICE_CPU, FALSE);
   l = gh * gw;
   s = l + 1;
   rows = (gsize) n * s;
 
   /* patch embedding: a p x p convolution with stride p */
-  patches = g_try_new (float, (gsize) n * e * l);
-  x = g_try_new (float, rows * e);
-  if (patches == NULL || x == NULL)
-    {
-      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
-                   _("Not enough memory to encode %d images"), n);
-      return FALSE;
-    }
+  patches = K->alloc (be, (gsize) n * e * l);
+  x = K->alloc (be, rows * e);
   lode_conv_shape_init (&cs, n, c->in_chans, h, w, e, c->patch_size, c->patch_size, 0);
-  lode_ops_conv2d (patches, input, self->patch_w->data, self->patch_b->data, &cs);
+  K->conv2d (be, patches, input, weight_on (be, self->patch_w, self->dev_patch_w),
+             weight_on (be, self->patch_b, self->dev_patch_b), &cs);
 
-  /* tokens: class token first, then the patches with their encodings */
+  /* tokens: class token first, then the patches with their encodings (the
+   * tables made on the host) */
   pos = patch_pos_embed (self, gh, gw);
-  enc = g_new0 (float, e);
+  enc = g_new0 (float, (gsize) n * e);
   for (int b = 0; b < n; b++)
     {
-      float *xb = x + (gsize) b * s * e;
+      float *eb = enc + (gsize) b * e;
 
-      memset (enc, 0, e * sizeof (float));
       if (c->temporal_encoding && coords != NULL && coords->temporal != NULL)
         {
-          sincos_1d_f (enc, e / 2, coords->temporal[2 * b], self->temporal_scale);
-          sincos_1d_f (enc + e / 2, e - e / 2, coords->temporal[2 * b + 1], self->temporal_scale);
+          sincos_1d_f (eb, e / 2, coords->temporal[2 * b], self->temporal_scale);
+          sincos_1d_f (eb + e / 2, e - e / 2, coords->temporal[2 * b + 1], self->temporal_scale);
         }
       if (c->location_encoding && coords != NULL && coords->location != NULL)
         {
@@ -742,17 +819,20 @@ encoder_run (LodePrithviEncoder *self, const float *input, int n, int h, int w, 
 
           sincos_1d_f (loc, e / 2, coords->location[2 * b], self->location_scale);
           sincos_1d_f (loc + e / 2, e - e / 2, coords->location[2 * b + 1], self->location_scale);
-          lode_ops_add (enc, enc, loc, e);
+          lode_ops_add (eb, eb, loc, e);
         }
-      memcpy (xb, self->cls->data, e * sizeof (float));
-      for (int t = 0; t < l; t++)
-        for (int j = 0; j < e; j++)
-          xb[(gsize) (t + 1) * e + j] = patches[((gsize) b * e + j) * l + t] + pos[(gsize) t * e + j] + enc[j];
     }
-  g_clear_pointer (&patches, g_free);
+  dpos = K->alloc (be, (gsize) l * e);
+  denc = K->alloc (be, (gsize) n * e);
+  K->upload (be, dpos, pos, (gsize) l * e);
+  K->upload (be, denc, enc, (gsize) n * e);
+  K->tokens_assemble (be, x, patches, dpos, denc, weight_on (be, self->cls, self->dev_cls), n, l, e);
+  K->release (be, patches);
+  K->release (be, dpos);
+  K->release (be, denc);
 
-  vit_block (self, 0, &vb);
-  work = lode_vit_work_new (&vb, n, s);
+  vit_block_on (self, be, 0, &vb);
+  work = lode_vit_work_new_on (be, &vb, n, s);
   if (train != NULL)
     {
       train->acts = g_new0 (LodeVitActs *, c->loaded_depth);
@@ -761,30 +841,41 @@ encoder_run (LodePrithviEncoder *self, const float *input, int n, int h, int w, 
         if ((train->acts[bi] = lode_vit_acts_new (&vb, n, s)) == NULL)
           g_clear_pointer (&train->last_out, g_free);
     }
-  if (work == NULL || (train != NULL && train->last_out == NULL))
+  if (work == NULL || x == NULL || (train != NULL && train->last_out == NULL))
     {
+      g_autoptr(GError) failure = NULL;
+      g_autofree char *what = g_strdup_printf (_("encode %d images"), n);
+
       if (train != NULL)
         trainable_clear (train, c->loaded_depth);
+      lode_vit_work_free (work);
+      K->release (be, x);
+      /* the backend's failure when it had one, else the host's memory */
+      if (!lode_prithvi_backend_check (be, what, error))
+        return FALSE;
       g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
                    _("Not enough memory to encode %d images"), n);
       return FALSE;
     }
   for (int bi = 0; bi <= last; bi++)
     {
-      vit_block (self, bi, &vb);
-      lode_vit_block_forward (&vb, x, n, s, work, train != NULL ? train->acts[bi] : NULL);
+      vit_block_on (self, be, bi, &vb);
+      lode_vit_block_forward_on (be, &vb, x, n, s, work, train != NULL ? train->acts[bi] : NULL);
       if (train != NULL && bi == train->last)
-        memcpy (train->last_out, x, rows * e * sizeof (float));
+        K->download (be, train->last_out, x, rows * e);
       for (int i = 0; i < n_blocks; i++)
         {
           if (blocks[i] != bi)
             continue;
           if (bi == c->depth - 1)
-            lode_ops_layer_norm (outputs[i], x, self->norm_w->data, self->norm_b->data, (int) rows, e, LN_EPS);
+            K->layer_norm (be, outputs[i], x, weight_on (be, self->norm_w, self->dev_norm_w),
+                           weight_on (be, self->norm_b, self->dev_norm_b), (int) rows, e, LN_EPS);
           else
-            memcpy (outputs[i], x, rows * e * sizeof (float));
+            K->copy (be, outputs[i], x, rows * e);
         }
     }
+  lode_vit_work_free (work);
+  K->release (be, x);
   return TRUE;
 }
 
@@ -793,9 +884,39 @@ lode_prithvi_encoder_forward (LodePrithviEncoder *self, const float *input, int 
                               const LodePrithviCoords *coords, const int *blocks, int n_blocks,
                               float *const *outputs, GError **error)
 {
+  LodePrithviBackend cpu;
+  int gh, gw;
+  gsize tokens;
+  float *din;
+  g_autofree float **dlist = NULL;
+  gboolean ok;
+
   g_return_val_if_fail (self != NULL && input != NULL && n >= 0, FALSE);
   g_return_val_if_fail (n_blocks >= 0 && (n_blocks == 0 || (blocks != NULL && outputs != NULL)), FALSE);
-  return encoder_run (self, input, n, h, w, coords, blocks, n_blocks, outputs, NULL, error);
+  /* the host entry: the CPU backend, its buffers filled and read back */
+  lode_prithvi_backend_init_cpu (&cpu);
+  lode_prithvi_encoder_grid (self, h, w, &gh, &gw);
+  tokens = (gsize) n * (MAX (gh, 0) * MAX (gw, 0) + 1) * self->config.embed_dim;
+  dlist = g_new0 (float *, MAX (n_blocks, 1));
+  din = cpu.k->alloc (&cpu, (gsize) n * self->config.in_chans * h * w);
+  cpu.k->upload (&cpu, din, input, (gsize) n * self->config.in_chans * h * w);
+  for (int i = 0; i < n_blocks; i++)
+    dlist[i] = cpu.k->alloc (&cpu, tokens);
+  ok = cpu.status != 0 || encoder_run (self, &cpu, din, n, h, w, coords, blocks, n_blocks, dlist, NULL, error);
+  for (int i = 0; i < n_blocks; i++)
+    {
+      if (ok)
+        cpu.k->download (&cpu, outputs[i], dlist[i], tokens);
+      cpu.k->release (&cpu, dlist[i]);
+    }
+  cpu.k->release (&cpu, din);
+  if (!ok)
+    return FALSE;
+  {
+    g_autofree char *what = g_strdup_printf (_("encode %d images"), n);
+
+    return lode_prithvi_backend_check (&cpu, what, error);
+  }
 }
 
 void
@@ -875,12 +996,65 @@ load_trained_blocks (LodePrithviEncoder *encoder, LodeCheckpoint *ckpt, GError *
   return TRUE;
 }
 
+/* Puts the model on device: the decoder's values come back to the host,
+ * the device copies are freed, and for CUDA a context is made and the
+ * weights copied (the optimiser's moments start again). */
+static gboolean
+model_bind (LodePrithviModel *self, LodeDeviceKind device, GError **error)
+{
+  LodePrithviBackend cpu;
+
+  if (device == self->be.kind)
+    return TRUE;
+  /* what the decoder learnt on the device comes back first */
+  if (!lode_upernet_sync_host (self->decoder, error))
+    return FALSE;
+  lode_prithvi_backend_init_cpu (&cpu);
+  encoder_bind (self->encoder, &cpu, NULL);
+  lode_upernet_bind (self->decoder, &cpu, NULL);
+  lode_prithvi_backend_clear (&self->be);
+  if (device == LODE_DEVICE_CPU)
+    return TRUE;
+  if (!lode_prithvi_backend_init (&self->be, device, error))
+    return FALSE;
+  if (encoder_bind (self->encoder, &self->be, error) && lode_upernet_bind (self->decoder, &self->be, error))
+    return TRUE;
+  /* back to the CPU, the model still usable there */
+  encoder_bind (self->encoder, &cpu, NULL);
+  lode_upernet_bind (self->decoder, &cpu, NULL);
+  lode_prithvi_backend_clear (&self->be);
+  return FALSE;
+}
+
+gboolean
+lode_prithvi_model_use_device (LodePrithviModel *self, LodeDeviceKind device, GError **error)
+{
+  gboolean ok;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_mutex_lock (&self->lock);
+  ok = model_bind (self, device, error);
+  g_mutex_unlock (&self->lock);
+  return ok;
+}
+
+static LodePrithviModel *
+model_alloc (void)
+{
+  LodePrithviModel *self = g_new0 (LodePrithviModel, 1);
+
+  lode_prithvi_backend_init_cpu (&self->be);
+  g_mutex_init (&self->lock);
+  self->padding = LODE_PRITHVI_PAD_END;
+  return self;
+}
+
 static LodePrithviModel *
 model_new (const char *path, const char *decoder_path, int classes, int channels, guint64 seed,
-           const LodePrithviOptions *options, GError **error)
+           const LodePrithviOptions *options, LodeDeviceKind device, GError **error)
 {
   g_autoptr(LodeCheckpoint) ckpt = NULL;
-  g_autoptr(LodePrithviModel) self = g_new0 (LodePrithviModel, 1);
+  g_autoptr(LodePrithviModel) self = model_alloc ();
 
   g_return_val_if_fail (path != NULL, NULL);
   ckpt = lode_checkpoint_open (path, error);
@@ -920,6 +1094,9 @@ model_new (const char *path, const char *decoder_path, int classes, int channels
     }
   if (self->decoder == NULL)
     return NULL;
+  g_clear_pointer (&ckpt, lode_checkpoint_free);
+  if (!model_bind (self, device, error))
+    return NULL;
   return g_steal_pointer (&self);
 }
 
@@ -927,7 +1104,15 @@ LodePrithviModel *
 lode_prithvi_model_new_from_checkpoint (const char *path, const char *decoder_path,
                                         const LodePrithviOptions *options, GError **error)
 {
-  return model_new (path, decoder_path, 0, 0, 0, options, error);
+  return model_new (path, decoder_path, 0, 0, 0, options, LODE_DEVICE_CPU, error);
+}
+
+LodePrithviModel *
+lode_prithvi_model_new_from_checkpoint_on (const char *path, const char *decoder_path,
+                                           const LodePrithviOptions *options, LodeDeviceKind device,
+                                           GError **error)
+{
+  return model_new (path, decoder_path, 0, 0, 0, options, device, error);
 }
 
 LodePrithviModel *
@@ -935,7 +1120,7 @@ lode_prithvi_model_new_with_decoder (const char *path, int classes, int channels
                                      const LodePrithviOptions *options, GError **error)
 {
   g_return_val_if_fail (classes > 0 && channels >= 0, NULL);
-  return model_new (path, NULL, classes, channels, seed, options, error);
+  return model_new (path, NULL, classes, channels, seed, options, LODE_DEVICE_CPU, error);
 }
 
 LodePrithviModel *
@@ -945,11 +1130,53 @@ lode_prithvi_model_new (LodePrithviEncoder *encoder, LodeUpernet *decoder)
 
   g_return_val_if_fail (encoder != NULL && decoder != NULL, NULL);
   g_return_val_if_fail (lode_upernet_get_config (decoder)->embed_dim == encoder->config.embed_dim, NULL);
-  self = g_new0 (LodePrithviModel, 1);
+  self = model_alloc ();
   self->encoder = encoder;
   self->decoder = decoder;
-  self->padding = LODE_PRITHVI_PAD_END;
   return self;
+}
+
+LodePrithviModel *
+lode_prithvi_model_new_on (LodePrithviEncoder *encoder, LodeUpernet *decoder, LodeDeviceKind device,
+                           GError **error)
+{
+  g_autoptr(LodePrithviModel) self = lode_prithvi_model_new (encoder, decoder);
+
+  if (self == NULL || !model_bind (self, device, error))
+    return NULL;
+  return g_steal_pointer (&self);
+}
+
+gboolean
+lode_prithvi_model_sync_host (LodePrithviModel *self, GError **error)
+{
+  gboolean ok;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_mutex_lock (&self->lock);
+  ok = lode_upernet_sync_host (self->decoder, error);
+  g_mutex_unlock (&self->lock);
+  return ok;
+}
+
+LodeDeviceKind
+lode_prithvi_model_get_device (LodePrithviModel *self)
+{
+  g_return_val_if_fail (self != NULL, LODE_DEVICE_CPU);
+  return self->be.kind;
+}
+
+/* Training the encoder's blocks runs on the host: a model on CUDA
+ * refuses it (the decoder alone trains there). */
+static gboolean
+check_unfreeze_device (LodePrithviModel *self, int unfreeze_blocks, GError **error)
+{
+  if (unfreeze_blocks == 0 || self->be.kind == LODE_DEVICE_CPU)
+    return TRUE;
+  g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
+               _("Training encoder blocks (unfreezing) runs on the CPU only; this model is on %s"),
+               lode_device_kind_name (self->be.kind));
+  return FALSE;
 }
 
 void
@@ -969,6 +1196,8 @@ lode_prithvi_model_free (LodePrithviModel *self)
   g_free (self->block_train);
   lode_prithvi_encoder_free (self->encoder);
   lode_upernet_free (self->decoder);
+  lode_prithvi_backend_clear (&self->be);
+  g_mutex_clear (&self->lock);
   g_free (self);
 }
 
@@ -1101,37 +1330,37 @@ prepare_input (const float *raw, int n, int n_bands, const Frame *f, GError **er
   return padded;
 }
 
-/* The decoder's four input maps [n, E, gh, gw] for a prepared input. */
+/* The decoder's four input maps [n, E, gh, gw] (be's buffers) for a
+ * prepared input (on be's device). Kernel failures stay in be. */
 static gboolean
-encode_maps (LodePrithviModel *self, const float *input, int n, const Frame *f, const LodePrithviCoords *coords,
-             float *maps[4], Trainable *train, GError **error)
+encode_maps (LodePrithviModel *self, LodePrithviBackend *be, const float *input, int n, const Frame *f,
+             const LodePrithviCoords *coords, float *maps[4], Trainable *train, GError **error)
 {
+  const LodePrithviKernels *K = be->k;
   const LodePrithviConfig *c = &self->encoder->config;
   int e = c->embed_dim, gh = f->ph / c->patch_size, gw = f->pw / c->patch_size;
   gsize tokens = (gsize) n * (gh * gw + 1) * e;
   float *outs[4] = { NULL };
-  gboolean ok = TRUE;
+  gboolean ok;
 
   for (int i = 0; i < 4; i++)
     {
-      outs[i] = g_try_new (float, tokens);
-      maps[i] = g_try_new (float, (gsize) n * e * gh * gw);
-      ok &= outs[i] != NULL && maps[i] != NULL;
+      outs[i] = K->alloc (be, tokens);
+      maps[i] = K->alloc (be, (gsize) n * e * gh * gw);
     }
-  if (!ok)
-    g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
-                 _("Not enough memory to encode %d images"), n);
-  else
-    ok = encoder_run (self->encoder, input, n, f->ph, f->pw, coords, c->feature_blocks, 4, outs, train, error);
+  ok = encoder_run (self->encoder, be, input, n, f->ph, f->pw, coords, c->feature_blocks, 4, outs, train, error);
   for (int i = 0; i < 4; i++)
     {
       if (ok)
-        lode_prithvi_tokens_to_image (maps[i], outs[i], n, gh, gw, e);
-      g_free (outs[i]);
+        K->tokens_to_image (be, maps[i], outs[i], n, gh, gw, e);
+      K->release (be, outs[i]);
     }
   if (!ok)
     for (int i = 0; i < 4; i++)
-      g_clear_pointer (&maps[i], g_free);
+      {
+        K->release (be, maps[i]);
+        maps[i] = NULL;
+      }
   return ok;
 }
 
@@ -1150,32 +1379,99 @@ predict_chunk (LodePrithviModel *self, const float *raw, int n, int n_bands, int
                const LodePrithviCoords *coords, float *logits, GError **error)
 {
   int k = lode_prithvi_model_get_classes (self), p = self->encoder->config.patch_size, gh, gw;
-  g_autofree float *input = NULL, *small = NULL, *full = NULL;
-  float *maps[4] = { NULL };
+  g_autofree float *input = NULL, *full = NULL;
+  g_autofree char *what = NULL;
+  LodePrithviBackend be = lode_prithvi_backend_run (&self->be);
+  const LodePrithviKernels *K = be.k;
+  float *maps[4] = { NULL }, *din, *small, *dfull;
+  gsize in_count, full_count;
   Frame f;
   gboolean ok;
 
-  if (!frame_init (self, h, w, &f, error)
-      || !(input = prepare_input (raw, n, n_bands, &f, error))
-      || !encode_maps (self, input, n, &f, coords, maps, NULL, error))
+  if (!frame_init (self, h, w, &f, error) || !(input = prepare_input (raw, n, n_bands, &f, error)))
     return FALSE;
   gh = f.ph / p, gw = f.pw / p;
-  small = g_new (float, (gsize) n * k * 16 * gh * gw);
-  ok = lode_upernet_forward (self->decoder, (const float *const *) maps, n, gh, gw, small, error);
-  for (int i = 0; i < 4; i++)
-    g_free (maps[i]);
+  in_count = (gsize) n * LODE_PRITHVI_N_BANDS * f.ph * f.pw;
+  full_count = (gsize) n * k * f.ph * f.pw;
+  full = g_try_new (float, full_count);
+  if (full == NULL)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                   _("Not enough memory to segment %d images"), n);
+      return FALSE;
+    }
+  what = g_strdup_printf (_("segment %d images"), n);
+  din = K->alloc (&be, in_count);
+  K->upload (&be, din, input, in_count);
+  g_clear_pointer (&input, g_free);
+  ok = encode_maps (self, &be, din, n, &f, coords, maps, NULL, error);
+  K->release (&be, din);
   if (!ok)
-    return FALSE;
-  /* TerraTorch's rescale to the padded size, then the crop */
+    {
+      lode_prithvi_backend_check (&be, what, NULL);
+      return FALSE;
+    }
+  small = K->alloc (&be, (gsize) n * k * 16 * gh * gw);
+  ok = lode_upernet_forward_on (self->decoder, &be, (const float *const *) maps, n, gh, gw, small, error);
+  for (int i = 0; i < 4; i++)
+    K->release (&be, maps[i]);
+  if (!ok)
+    {
+      K->release (&be, small);
+      lode_prithvi_backend_check (&be, what, NULL);
+      return FALSE;
+    }
+  /* TerraTorch's rescale to the padded size, then the crop (on the host) */
   if (4 * gh == f.ph && 4 * gw == f.pw)
-    full = g_steal_pointer (&small);
+    dfull = small;
   else
     {
-      full = g_new (float, (gsize) n * k * f.ph * f.pw);
-      lode_ops_resize (full, small, n * k, 4 * gh, 4 * gw, f.ph, f.pw, LODE_RESIZE_BILINEAR);
+      dfull = K->alloc (&be, full_count);
+      K->resize (&be, dfull, small, n * k, 4 * gh, 4 * gw, f.ph, f.pw, LODE_RESIZE_BILINEAR);
+      K->release (&be, small);
     }
+  K->download (&be, full, dfull, full_count);
+  K->release (&be, dfull);
+  if (!lode_prithvi_backend_check (&be, what, error))
+    return FALSE;
   crop (logits, full, n * k, &f);
   return TRUE;
+}
+
+gboolean
+lode_prithvi_model_features (LodePrithviModel *self, const float *raw, int n, int n_bands, int h, int w,
+                             const LodePrithviCoords *coords, float *const maps[4], GError **error)
+{
+  g_autofree float *input = NULL;
+  g_autofree char *what = NULL;
+  LodePrithviBackend be;
+  float *dmaps[4] = { NULL }, *din;
+  gsize count;
+  Frame f;
+  int gh, gw;
+  gboolean ok;
+
+  g_return_val_if_fail (self != NULL && raw != NULL && maps != NULL && n > 0, FALSE);
+  if (!frame_init (self, h, w, &f, error) || !(input = prepare_input (raw, n, n_bands, &f, error)))
+    return FALSE;
+  gh = f.ph / self->encoder->config.patch_size, gw = f.pw / self->encoder->config.patch_size;
+  count = (gsize) n * LODE_PRITHVI_N_BANDS * f.ph * f.pw;
+  what = g_strdup_printf (_("encode %d images"), n);
+  g_mutex_lock (&self->lock);
+  be = lode_prithvi_backend_run (&self->be);
+  din = be.k->alloc (&be, count);
+  be.k->upload (&be, din, input, count);
+  ok = encode_maps (self, &be, din, n, &f, coords, dmaps, NULL, error);
+  be.k->release (&be, din);
+  for (int i = 0; i < 4; i++)
+    {
+      if (ok)
+        be.k->download (&be, maps[i], dmaps[i], (gsize) n * self->encoder->config.embed_dim * gh * gw);
+      be.k->release (&be, dmaps[i]);
+    }
+  ok = lode_prithvi_backend_check (&be, what, ok ? error : NULL) && ok;
+  g_mutex_unlock (&self->lock);
+  return ok;
 }
 
 gboolean
@@ -1213,9 +1509,19 @@ lode_prithvi_model_predict (LodePrithviModel *self, const float *raw, int n, int
           sub.temporal = coords->temporal ? coords->temporal + 2 * start : NULL;
           sub.location = coords->location ? coords->location + 2 * start : NULL;
         }
-      if (!predict_chunk (self, raw + (gsize) start * n_bands * plane, m, n_bands, h, w,
-                          coords != NULL ? &sub : NULL, out, error))
-        return FALSE;
+      {
+        gboolean ok;
+
+        /* a CUDA context runs one pass at a time */
+        if (self->be.kind != LODE_DEVICE_CPU)
+          g_mutex_lock (&self->lock);
+        ok = predict_chunk (self, raw + (gsize) start * n_bands * plane, m, n_bands, h, w,
+                            coords != NULL ? &sub : NULL, out, error);
+        if (self->be.kind != LODE_DEVICE_CPU)
+          g_mutex_unlock (&self->lock);
+        if (!ok)
+          return FALSE;
+      }
       if (masks != NULL)
         for (int b = 0; b < m; b++)
           for (gsize p = 0; p < plane; p++)
@@ -1261,6 +1567,9 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
   g_return_val_if_fail (self != NULL && path != NULL, FALSE);
   g_array_set_clear_func (list, saved_clear);
   d = self->decoder;
+  /* a decoder trained on a GPU: its values back into the host mirror */
+  if (!lode_prithvi_model_sync_host (self, error))
+    return FALSE;
   for (guint i = 0; i < lode_upernet_n_tensors (d); i++)
     {
       Saved t = { g_strdup (lode_upernet_tensor_name (d, i)), 0, { 0 }, lode_upernet_tensor_data (d, i),
@@ -1487,12 +1796,15 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
                                gint64 step, double *loss, GError **error)
 {
   int k, p, e, gh, gw;
-  gsize plane = (gsize) h * w;
+  gsize plane = (gsize) h * w, in_count, full_count;
   g_autofree float *flipped = NULL, *input = NULL, *full = NULL, *dlogits = NULL;
   g_autofree gint16 *target = NULL;
-  float *maps[4] = { NULL }, *dmaps[4] = { NULL };
+  g_autofree char *what = NULL;
+  float *maps[4] = { NULL }, *dmaps[4] = { NULL }, *din = NULL, *dfull = NULL, *ddlogits = NULL;
   const int *fb;
   Trainable train = { 0, -1, NULL, NULL };
+  LodePrithviBackend be;
+  const LodePrithviKernels *K;
   LodeAdamW opt;
   Frame f;
   double value;
@@ -1510,6 +1822,8 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
       return FALSE;
     }
   if (!lode_prithvi_model_check_unfreeze (self, options->unfreeze_blocks, error) || !frame_init (self, h, w, &f, error))
+    return FALSE;
+  if (!check_unfreeze_device (self, options->unfreeze_blocks, error))
     return FALSE;
   train.last = lode_prithvi_model_get_max_unfreeze (self) - 1;
   train.first = train.last - options->unfreeze_blocks + 1;
@@ -1543,22 +1857,42 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
     }
   input = prepare_input (flipped, n, n_bands, &f, error);
   g_clear_pointer (&flipped, g_free);
-  if (input == NULL
-      || !encode_maps (self, input, n, &f, coords, maps, options->unfreeze_blocks > 0 ? &train : NULL, error))
+  if (input == NULL)
     return FALSE;
   gh = f.ph / p, gw = f.pw / p;
-  full = g_try_new (float, (gsize) n * k * f.ph * f.pw);
-  dlogits = g_try_new0 (float, (gsize) n * k * f.ph * f.pw);
-  ok = full != NULL && dlogits != NULL;
+  in_count = (gsize) n * LODE_PRITHVI_N_BANDS * f.ph * f.pw;
+  full_count = (gsize) n * k * f.ph * f.pw;
+  full = g_try_new (float, full_count);
+  dlogits = g_try_new0 (float, full_count);
+  if (full == NULL || dlogits == NULL)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                   _("Not enough memory to train on %d patches"), n);
+      return FALSE;
+    }
+  what = g_strdup_printf (_("train on %d patches"), n);
+
+  /* one pass at a time on the model's device; the loss on the host */
+  g_mutex_lock (&self->lock);
+  be = lode_prithvi_backend_run (&self->be);
+  K = be.k;
+  din = K->alloc (&be, in_count);
+  K->upload (&be, din, input, in_count);
+  g_clear_pointer (&input, g_free);
+  ok = encode_maps (self, &be, din, n, &f, coords, maps, options->unfreeze_blocks > 0 ? &train : NULL, error);
+  K->release (&be, din);
+  /* the blocks' backward reads dmaps on the host: the CPU backend only */
   for (int i = 0; i < 4 && ok; i++)
     if (fb[i] >= train.first && fb[i] <= train.last)
-      ok = (dmaps[i] = g_try_new (float, (gsize) n * e * gh * gw)) != NULL;
-  if (!ok)
-    g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
-                 _("Not enough memory to train on %d patches"), n);
-  else
-    ok = lode_upernet_forward_train (self->decoder, (const float *const *) maps, n, gh, gw, options->head_dropout,
-                                     (guint64) mix (options->seed, (guint64) step) << 1 | 1, f.ph, f.pw, full, error);
+      dmaps[i] = K->alloc (&be, (gsize) n * e * gh * gw);
+  dfull = ok ? K->alloc (&be, full_count) : NULL;
+  ok = ok && lode_upernet_forward_train_on (self->decoder, &be, (const float *const *) maps, n, gh, gw,
+                                            options->head_dropout, (guint64) mix (options->seed, (guint64) step) << 1 | 1,
+                                            f.ph, f.pw, dfull, error);
+  if (ok)
+    K->download (&be, full, dfull, full_count);
+  K->release (&be, dfull);
+  ok = lode_prithvi_backend_check (&be, what, ok ? error : NULL) && ok;
   if (ok)
     {
       g_autofree float *logits = g_new (float, (gsize) n * k * plane);
@@ -1574,9 +1908,13 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
         for (int y = 0; y < h; y++)
           memcpy (dlogits + ((gsize) q * f.ph + f.top + y) * f.pw + f.left, logits + ((gsize) q * h + y) * w,
                   w * sizeof (float));
-      lode_upernet_zero_grad (self->decoder);
-      lode_upernet_backward_features (self->decoder, dlogits, dmaps);
-      if (options->unfreeze_blocks > 0)
+      ddlogits = K->alloc (&be, full_count);
+      K->upload (&be, ddlogits, dlogits, full_count);
+      lode_upernet_zero_grad_on (self->decoder, &be);
+      lode_upernet_backward_on (self->decoder, &be, ddlogits, dmaps);
+      K->release (&be, ddlogits);
+      ok = lode_prithvi_backend_check (&be, what, error);
+      if (ok && options->unfreeze_blocks > 0)
         ok = encoder_backward (self, &train, dmaps, n, gh, gw, error);
     }
   if (ok)
@@ -1585,7 +1923,7 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
       lode_adamw_init_defaults (&opt);
       opt.lr = options->lr;
       opt.weight_decay = options->weight_decay;
-      lode_upernet_adamw_step (self->decoder, &opt);
+      lode_upernet_adamw_step_on (self->decoder, &be, &opt);
       for (int b = train.first; b <= train.last; b++)
         {
           BlockTrain *bt = self->block_train[b];
@@ -1600,9 +1938,11 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
   trainable_clear (&train, self->encoder->config.loaded_depth);
   for (int i = 0; i < 4; i++)
     {
-      g_free (maps[i]);
-      g_free (dmaps[i]);
+      K->release (&be, maps[i]);
+      K->release (&be, dmaps[i]);
     }
+  ok = lode_prithvi_backend_check (&be, what, ok ? error : NULL) && ok;
+  g_mutex_unlock (&self->lock);
   return ok;
 }
 
@@ -1759,7 +2099,8 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
   LodePrithviCoords coords;
 
   g_return_val_if_fail (self != NULL && config != NULL && source != NULL, FALSE);
-  if (!check_source (self, config, source, error) || !lode_prithvi_model_check_unfreeze (self, unfreeze_blocks, error))
+  if (!check_unfreeze_device (self, unfreeze_blocks, error) || !check_source (self, config, source, error)
+      || !lode_prithvi_model_check_unfreeze (self, unfreeze_blocks, error))
     return FALSE;
   h = source->height, w = source->width, bands = config->bands, batch = config->batch_size;
   plane = (gsize) h * w;

@@ -57,6 +57,7 @@
 #include <gio/gio.h>
 
 #include "lode-checkpoint.h"
+#include "lode-device.h"
 #include "lode-train.h"
 #include "lode-upernet.h"
 #include "lode-vit.h"
@@ -205,6 +206,35 @@ LodePrithviModel *lode_prithvi_model_new_with_decoder    (const char            
 /* A model of encoder and decoder (both taken). */
 LodePrithviModel *lode_prithvi_model_new         (LodePrithviEncoder *encoder,
                                                   LodeUpernet        *decoder);
+/* The same on device: for CUDA a context is made and every weight is
+ * copied to the GPU once; prediction then runs there (the patches are
+ * normalised and padded on the host, the logits cropped there). An error
+ * (LODE_DEVICE_ERROR_UNAVAILABLE without CUDA or a device, LODE_OPS_ERROR
+ * when the GPU fails or lacks memory) frees encoder and decoder. The
+ * models on CUDA predict and evaluate; training them is refused with
+ * LODE_PRITHVI_ERROR_CONFIG (train a CPU model). */
+LodePrithviModel *lode_prithvi_model_new_on      (LodePrithviEncoder *encoder,
+                                                  LodeUpernet        *decoder,
+                                                  LodeDeviceKind      device,
+                                                  GError            **error);
+/* lode_prithvi_model_new_from_checkpoint on device. */
+LodePrithviModel *lode_prithvi_model_new_from_checkpoint_on (const char               *path,
+                                                             const char               *decoder_path,
+                                                             const LodePrithviOptions *options,
+                                                             LodeDeviceKind            device,
+                                                             GError                  **error);
+LodeDeviceKind    lode_prithvi_model_get_device  (LodePrithviModel *self);
+/* The decoder's values (running statistics included) and gradients copied
+ * from the device to the host arrays of lode_upernet_tensor_data and
+ * lode_upernet_tensor_grad; nothing to do on the CPU. */
+gboolean          lode_prithvi_model_sync_host   (LodePrithviModel  *self,
+                                                  GError           **error);
+/* Moves a model to device (the weights copied once; back to the CPU the
+ * copies are freed). Not while it predicts. On failure the model stays on
+ * the CPU. */
+gboolean          lode_prithvi_model_use_device  (LodePrithviModel  *self,
+                                                  LodeDeviceKind     device,
+                                                  GError           **error);
 void              lode_prithvi_model_free        (LodePrithviModel *self);
 void              lode_prithvi_model_set_padding (LodePrithviModel   *self,
                                                   LodePrithviPadding  padding);
@@ -221,6 +251,20 @@ gboolean lode_prithvi_normalise (float       *out,
                                  int          h,
                                  int          w,
                                  GError     **error);
+
+/* The decoder's four input maps for n patches (raw as for
+ * lode_prithvi_normalise, padded as for prediction), computed on the
+ * model's device and copied to maps[i], [n, E, gh, gw] of the padded
+ * size's token grid. coords may be NULL. */
+gboolean lode_prithvi_model_features (LodePrithviModel        *self,
+                                      const float             *raw,
+                                      int                      n,
+                                      int                      n_bands,
+                                      int                      h,
+                                      int                      w,
+                                      const LodePrithviCoords *coords,
+                                      float *const             maps[4],
+                                      GError                 **error);
 
 /* Segments n patches at once: raw [n, n_bands, h, w] as for
  * lode_prithvi_normalise. Writes logits [n, classes, h, w] (the decoder's

@@ -60,6 +60,10 @@ struct _LodeUpernet {
   float  *adam_m, *adam_v;
   gint64  adam_step;
   Acts   *acts;          /* kept by the last training forward */
+  float  *dev;           /* the values on the device of dev_be (data on the CPU) */
+  float  *dgrad;         /* the gradients there (grad on the CPU) */
+  float  *dm, *dv;       /* AdamW moments there (CUDA only) */
+  LodePrithviBackend dev_be;
   gsize   n_values;
   gsize   n_params;
 
@@ -181,6 +185,9 @@ layout (const LodeUpernetConfig *config)
   self->head_b = add_tensor (self, "head.head.2.bias", KIND_BIAS, 1, config->classes, 0, 0, 0);
   self->data = g_try_new0 (float, self->n_values);
   self->grad = g_try_new0 (float, self->n_values);
+  lode_prithvi_backend_init_cpu (&self->dev_be);
+  self->dev = self->data;
+  self->dgrad = self->grad;
   if (self->data == NULL || self->grad == NULL)
     {
       lode_upernet_free (self);
@@ -202,6 +209,7 @@ G (LodeUpernet *self, int i)
 }
 
 static void acts_free (Acts *a);
+static void unbind (LodeUpernet *self);
 
 static gboolean
 alloc_failed (LodeUpernet *self, GError **error)
@@ -357,6 +365,7 @@ lode_upernet_free (LodeUpernet *self)
   for (guint i = 0; i < self->n_tensors; i++)
     g_free (self->tensors[i].name);
   g_clear_pointer (&self->acts, acts_free);
+  unbind (self);
   g_free (self->data);
   g_free (self->grad);
   g_free (self->adam_m);
@@ -478,10 +487,8 @@ bilinear_source (int dst, int in_size, int out_size, gboolean align, int *i0, in
   *frac = CLAMP (src - *i0, 0.0f, 1.0f);
 }
 
-/* Backward of lode_ops_resize (bilinear): dx [nc, h, w] is overwritten,
- * or added to when accumulate. */
-static void
-resize_backward (float *dx, const float *dy, int nc, int h, int w, int oh, int ow, gboolean align,
+void
+lode_upernet_resize_backward (float *dx, const float *dy, int nc, int h, int w, int oh, int ow, gboolean align,
                  gboolean accumulate)
 {
   if (!accumulate)
@@ -520,8 +527,11 @@ typedef struct {
   int h, w;
 } ModuleAct;
 
-/* Everything a forward keeps for the backward. */
+/* Everything a forward keeps for the backward: buffers of the backend be,
+ * the weights at w (the decoder's values on be's device). */
 struct _Acts {
+  LodePrithviBackend be;
+  float *w, *g;         /* weights and gradients on be's device */
   int n, gh, gw, hs[4], ws[4];
   gboolean train;
   const float *f[4];
@@ -537,13 +547,15 @@ struct _Acts {
   int out_h, out_w;
 };
 
+#define RELEASE(a, p) ((a)->be.k->release (&(a)->be, (p)), (p) = NULL)
+
 static void
-module_act_clear (ModuleAct *a)
+module_act_clear (Acts *a, ModuleAct *m)
 {
-  g_clear_pointer (&a->y, g_free);
-  g_clear_pointer (&a->z, g_free);
-  g_clear_pointer (&a->mean, g_free);
-  g_clear_pointer (&a->invstd, g_free);
+  RELEASE (a, m->y);
+  RELEASE (a, m->z);
+  RELEASE (a, m->mean);
+  RELEASE (a, m->invstd);
 }
 
 static void
@@ -551,77 +563,101 @@ acts_free (Acts *a)
 {
   if (a == NULL)
     return;
-  g_free (a->t0a), g_free (a->t0b), g_free (a->t0c), g_free (a->s0), g_free (a->s1), g_free (a->s3);
-  g_free (a->s3_arg);
-  g_free (a->fpn1_mean), g_free (a->fpn1_invstd);
+  RELEASE (a, a->t0a), RELEASE (a, a->t0b), RELEASE (a, a->t0c);
+  RELEASE (a, a->s0), RELEASE (a, a->s1), RELEASE (a, a->s3);
+  a->be.k->release (&a->be, (float *) a->s3_arg);
+  RELEASE (a, a->fpn1_mean), RELEASE (a, a->fpn1_invstd);
   for (int i = 0; i < 3; i++)
     {
-      module_act_clear (&a->lat[i]);
-      module_act_clear (&a->fpn[i]);
+      module_act_clear (a, &a->lat[i]);
+      module_act_clear (a, &a->fpn[i]);
     }
   for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
     {
-      module_act_clear (&a->psp[i]);
-      g_free (a->pooled[i]);
+      module_act_clear (a, &a->psp[i]);
+      RELEASE (a, a->pooled[i]);
     }
-  module_act_clear (&a->bott);
-  module_act_clear (&a->fb);
+  module_act_clear (a, &a->bott);
+  module_act_clear (a, &a->fb);
   for (int i = 0; i < 3; i++)   /* latsum[3] is bott.z */
-    g_free (a->latsum[i]);
-  g_free (a->cat), g_free (a->cat2), g_free (a->mask), g_free (a->dropped), g_free (a->small);
+    RELEASE (a, a->latsum[i]);
+  RELEASE (a, a->cat), RELEASE (a, a->cat2), RELEASE (a, a->mask), RELEASE (a, a->dropped);
+  RELEASE (a, a->small);
   g_free (a);
 }
 
-static void
-batch_norm (LodeUpernet *self, const Norm *norm, float *out, const float *in, int n, int c, int hw,
-            gboolean train, float **mean, float **invstd)
+/* A weight of the pass a, and its gradient, on its device. */
+static float *
+W (LodeUpernet *self, Acts *a, int i)
 {
-  if (train)
-    {
-      *mean = g_new (float, c);
-      *invstd = g_new (float, c);
-      lode_grad_batch_norm_train (out, in, T (self, norm->w), T (self, norm->b), T (self, norm->mean),
-                                  T (self, norm->var), *mean, *invstd, n, c, hw, BN_EPS, BN_MOMENTUM);
-    }
-  else
-    lode_ops_batch_norm (out, in, T (self, norm->mean), T (self, norm->var), T (self, norm->w),
-                         T (self, norm->b), n, c, hw, BN_EPS);
+  return a->w + self->tensors[i].offset;
 }
 
-/* ReLU (BN (conv (in))), "same" padding: a->z [n, c_out, h, w]. */
-static void
-conv_module (LodeUpernet *self, const ConvModule *cm, const float *in, int n, int h, int w, gboolean train,
-             ModuleAct *a)
+static float *
+GD (LodeUpernet *self, Acts *a, int i)
 {
+  return a->g + self->tensors[i].offset;
+}
+
+static float *
+acts_alloc (Acts *a, gsize n)
+{
+  return a->be.k->alloc (&a->be, n);
+}
+
+static void
+batch_norm (LodeUpernet *self, Acts *a, const Norm *norm, float *out, const float *in, int n, int c, int hw,
+            float **mean, float **invstd)
+{
+  LodePrithviBackend *be = &a->be;
+
+  if (a->train)
+    {
+      *mean = acts_alloc (a, c);
+      *invstd = acts_alloc (a, c);
+      be->k->batch_norm_train (be, out, in, W (self, a, norm->w), W (self, a, norm->b), W (self, a, norm->mean),
+                               W (self, a, norm->var), *mean, *invstd, n, c, hw, BN_EPS, BN_MOMENTUM);
+    }
+  else
+    be->k->batch_norm (be, out, in, W (self, a, norm->mean), W (self, a, norm->var), W (self, a, norm->w),
+                       W (self, a, norm->b), n, c, hw, BN_EPS);
+}
+
+/* ReLU (BN (conv (in))), "same" padding: m->z [n, c_out, h, w]. */
+static void
+conv_module (LodeUpernet *self, Acts *a, const ConvModule *cm, const float *in, int n, int h, int w, ModuleAct *m)
+{
+  LodePrithviBackend *be = &a->be;
   LodeConvShape s;
   gsize count = (gsize) n * cm->c_out * h * w;
 
-  a->in = in, a->h = h, a->w = w;
-  a->y = g_new (float, count);
-  a->z = g_new (float, count);
+  m->in = in, m->h = h, m->w = w;
+  m->y = acts_alloc (a, count);
+  m->z = acts_alloc (a, count);
   lode_conv_shape_init (&s, n, cm->c_in, h, w, cm->c_out, cm->k, 1, cm->k / 2);
-  lode_ops_conv2d (a->y, in, T (self, cm->conv), NULL, &s);
-  batch_norm (self, &cm->norm, a->z, a->y, n, cm->c_out, h * w, train, &a->mean, &a->invstd);
-  lode_ops_relu (a->z, a->z, count);
-  if (!train)
-    g_clear_pointer (&a->y, g_free);
+  be->k->conv2d (be, m->y, in, W (self, a, cm->conv), NULL, &s);
+  batch_norm (self, a, &cm->norm, m->z, m->y, n, cm->c_out, h * w, &m->mean, &m->invstd);
+  be->k->relu (be, m->z, m->z, count);
+  if (!a->train)
+    RELEASE (a, m->y);
 }
 
 /* ConvTranspose2d(kernel 2, stride 2) with bias: [n, c_in, h, w] -> [n, c_out, 2h, 2w] */
 static void
-up2 (LodeUpernet *self, int weight, int bias, const float *in, int n, int c_in, int c_out, int h, int w,
+up2 (LodeUpernet *self, Acts *a, int weight, int bias, const float *in, int n, int c_in, int c_out, int h, int w,
      float *out)
 {
   LodeConvShape s;
 
   lode_conv_shape_init (&s, n, c_in, h, w, c_out, 2, 2, 0);
-  lode_ops_conv_transpose2d (out, in, T (self, weight), T (self, bias), &s);
+  a->be.k->conv_transpose2d (&a->be, out, in, W (self, a, weight), W (self, a, bias), &s);
 }
 
 /* Resizes each image's [c, h, w] (bilinear, corners aligned) into channel
  * slice at of an [n, c_total, oh, ow] tensor. */
 static void
-resize_into (float *out, int c_total, int at, const float *in, int n, int c, int h, int w, int oh, int ow)
+resize_into (LodePrithviBackend *be, float *out, int c_total, int at, const float *in, int n, int c, int h, int w,
+             int oh, int ow)
 {
   for (int b = 0; b < n; b++)
     {
@@ -629,16 +665,17 @@ resize_into (float *out, int c_total, int at, const float *in, int n, int c, int
       const float *src = in + (gsize) b * c * h * w;
 
       if (h == oh && w == ow)
-        memcpy (dst, src, (gsize) c * h * w * sizeof (float));
+        be->k->copy (be, dst, src, (gsize) c * h * w);
       else
-        lode_ops_resize (dst, src, c, h, w, oh, ow, LODE_RESIZE_BILINEAR_ALIGN_CORNERS);
+        be->k->resize (be, dst, src, c, h, w, oh, ow, LODE_RESIZE_BILINEAR_ALIGN_CORNERS);
     }
 }
 
 /* Backward of resize_into: dx [n, c, h, w] overwritten from the channel
  * slice at of dout [n, c_total, oh, ow]. */
 static void
-resize_from (float *dx, const float *dout, int c_total, int at, int n, int c, int h, int w, int oh, int ow)
+resize_from (LodePrithviBackend *be, float *dx, const float *dout, int c_total, int at, int n, int c, int h, int w,
+             int oh, int ow)
 {
   for (int b = 0; b < n; b++)
     {
@@ -646,10 +683,27 @@ resize_from (float *dx, const float *dout, int c_total, int at, int n, int c, in
       float *dst = dx + (gsize) b * c * h * w;
 
       if (h == oh && w == ow)
-        memcpy (dst, src, (gsize) c * h * w * sizeof (float));
+        be->k->copy (be, dst, src, (gsize) c * h * w);
       else
-        resize_backward (dst, src, c, h, w, oh, ow, TRUE, FALSE);
+        be->k->resize_backward (be, dst, src, c, h, w, oh, ow, TRUE, FALSE);
     }
+}
+
+/* Frees the device copies; the decoder is back on the CPU. */
+static void
+unbind (LodeUpernet *self)
+{
+  if (self->dev_be.k != NULL && self->dev_be.kind != LODE_DEVICE_CPU)
+    {
+      self->dev_be.k->unmirror (&self->dev_be, self->dev);
+      self->dev_be.k->unmirror (&self->dev_be, self->dgrad);
+      self->dev_be.k->release (&self->dev_be, self->dm);
+      self->dev_be.k->release (&self->dev_be, self->dv);
+    }
+  self->dm = self->dv = NULL;
+  self->dev = self->data;
+  self->dgrad = self->grad;
+  lode_prithvi_backend_init_cpu (&self->dev_be);
 }
 
 static gboolean
@@ -662,16 +716,22 @@ check_grid (int gh, int gw, GError **error)
   return FALSE;
 }
 
-/* The forward pass into a->small [n, K, 4 gh, 4 gw]. */
+/* The forward pass into a->small [n, K, 4 gh, 4 gw] through the kernels of
+ * be, with the weights at w on its device; failures stay in the returned
+ * acts' backend (copied back into be). */
 static Acts *
-run_forward (LodeUpernet *self, const float *const features[4], int n, int gh, int gw, gboolean train,
-             float dropout, guint64 dropout_seed)
+run_forward (LodeUpernet *self, LodePrithviBackend *be, float *w, const float *const features[4], int n, int gh,
+             int gw, gboolean train, float dropout, guint64 dropout_seed)
 {
   Acts *a = g_new0 (Acts, 1);
+  const LodePrithviKernels *K = be->k;
   int e = self->config.embed_dim, c = self->config.channels, k = self->config.classes;
   int *hs = a->hs, *ws = a->ws;
   gsize plane;
+  LodePrithviBackend *ab = &a->be;
 
+  a->be = *be;
+  a->w = w;
   a->n = n, a->gh = gh, a->gw = gw, a->train = train;
   memcpy (a->f, features, sizeof a->f);
   hs[0] = 4 * gh, ws[0] = 4 * gw;
@@ -681,45 +741,44 @@ run_forward (LodeUpernet *self, const float *const features[4], int n, int gh, i
 
   /* scale modules */
   plane = (gsize) hs[1] * ws[1];
-  a->t0a = g_new (float, (gsize) n * (e / 2) * plane);
-  a->t0b = g_new (float, (gsize) n * (e / 2) * plane);
-  a->t0c = g_new (float, (gsize) n * (e / 2) * plane);
-  up2 (self, self->fpn1_0_w, self->fpn1_0_b, features[0], n, e, e / 2, gh, gw, a->t0a);
-  batch_norm (self, &self->fpn1_norm, a->t0b, a->t0a, n, e / 2, (int) plane, train, &a->fpn1_mean,
-              &a->fpn1_invstd);
-  lode_ops_gelu (a->t0c, a->t0b, (gsize) n * (e / 2) * plane);
-  a->s0 = g_new (float, (gsize) n * (e / 4) * hs[0] * ws[0]);
-  up2 (self, self->fpn1_3_w, self->fpn1_3_b, a->t0c, n, e / 2, e / 4, hs[1], ws[1], a->s0);
-  a->s1 = g_new (float, (gsize) n * (e / 2) * plane);
-  up2 (self, self->fpn2_0_w, self->fpn2_0_b, features[1], n, e, e / 2, gh, gw, a->s1);
-  a->s3 = g_new (float, (gsize) n * e * hs[3] * ws[3]);
+  a->t0a = acts_alloc (a, (gsize) n * (e / 2) * plane);
+  a->t0b = acts_alloc (a, (gsize) n * (e / 2) * plane);
+  a->t0c = acts_alloc (a, (gsize) n * (e / 2) * plane);
+  up2 (self, a, self->fpn1_0_w, self->fpn1_0_b, features[0], n, e, e / 2, gh, gw, a->t0a);
+  batch_norm (self, a, &self->fpn1_norm, a->t0b, a->t0a, n, e / 2, (int) plane, &a->fpn1_mean, &a->fpn1_invstd);
+  K->gelu (ab, a->t0c, a->t0b, (gsize) n * (e / 2) * plane);
+  a->s0 = acts_alloc (a, (gsize) n * (e / 4) * hs[0] * ws[0]);
+  up2 (self, a, self->fpn1_3_w, self->fpn1_3_b, a->t0c, n, e / 2, e / 4, hs[1], ws[1], a->s0);
+  a->s1 = acts_alloc (a, (gsize) n * (e / 2) * plane);
+  up2 (self, a, self->fpn2_0_w, self->fpn2_0_b, features[1], n, e, e / 2, gh, gw, a->s1);
+  a->s3 = acts_alloc (a, (gsize) n * e * hs[3] * ws[3]);
   if (train)
     {
-      a->s3_arg = g_new (gint32, (gsize) n * e * hs[3] * ws[3]);
-      lode_grad_max_pool2d_forward (a->s3, a->s3_arg, features[3], n, e, gh, gw, 2, 2, 0);
+      a->s3_arg = (gint32 *) acts_alloc (a, (gsize) n * e * hs[3] * ws[3]);
+      K->max_pool2d_train (ab, a->s3, (float *) a->s3_arg, features[3], n, e, gh, gw, 2, 2, 0);
     }
   else
-    lode_ops_max_pool2d (a->s3, features[3], n, e, gh, gw, 2, 2, 0);
+    K->max_pool2d (ab, a->s3, features[3], n, e, gh, gw, 2, 2, 0);
 
   /* laterals of the three larger scales */
   for (int i = 0; i < 3; i++)
-    conv_module (self, &self->lateral[i], i == 0 ? a->s0 : i == 1 ? a->s1 : features[2], n, hs[i], ws[i],
-                 train, &a->lat[i]);
+    conv_module (self, a, &self->lateral[i], i == 0 ? a->s0 : i == 1 ? a->s1 : features[2], n, hs[i], ws[i],
+                 &a->lat[i]);
 
   /* pyramid pooling on the coarsest scale, then the bottleneck */
   plane = (gsize) hs[3] * ws[3];
-  a->cat = g_new (float, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * plane);
-  resize_into (a->cat, e + LODE_UPERNET_N_POOLS * c, 0, a->s3, n, e, hs[3], ws[3], hs[3], ws[3]);
+  a->cat = acts_alloc (a, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * plane);
+  resize_into (ab, a->cat, e + LODE_UPERNET_N_POOLS * c, 0, a->s3, n, e, hs[3], ws[3], hs[3], ws[3]);
   for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
     {
       int p = lode_upernet_pool_scales[i];
 
-      a->pooled[i] = g_new (float, (gsize) n * e * p * p);
-      lode_upernet_adaptive_avg_pool (a->pooled[i], a->s3, n * e, hs[3], ws[3], p, p);
-      conv_module (self, &self->psp[i], a->pooled[i], n, p, p, train, &a->psp[i]);
-      resize_into (a->cat, e + LODE_UPERNET_N_POOLS * c, e + i * c, a->psp[i].z, n, c, p, p, hs[3], ws[3]);
+      a->pooled[i] = acts_alloc (a, (gsize) n * e * p * p);
+      K->adaptive_avg_pool (ab, a->pooled[i], a->s3, n * e, hs[3], ws[3], p, p);
+      conv_module (self, a, &self->psp[i], a->pooled[i], n, p, p, &a->psp[i]);
+      resize_into (ab, a->cat, e + LODE_UPERNET_N_POOLS * c, e + i * c, a->psp[i].z, n, c, p, p, hs[3], ws[3]);
     }
-  conv_module (self, &self->bottleneck, a->cat, n, hs[3], ws[3], train, &a->bott);
+  conv_module (self, a, &self->bottleneck, a->cat, n, hs[3], ws[3], &a->bott);
   a->latsum[3] = a->bott.z;
 
   /* top-down path */
@@ -727,50 +786,97 @@ run_forward (LodeUpernet *self, const float *const features[4], int n, int gh, i
     {
       gsize count = (gsize) n * c * hs[i - 1] * ws[i - 1];
 
-      a->latsum[i - 1] = g_new (float, count);
-      resize_into (a->latsum[i - 1], c, 0, a->latsum[i], n, c, hs[i], ws[i], hs[i - 1], ws[i - 1]);
-      lode_ops_add (a->latsum[i - 1], a->latsum[i - 1], a->lat[i - 1].z, count);
+      a->latsum[i - 1] = acts_alloc (a, count);
+      resize_into (ab, a->latsum[i - 1], c, 0, a->latsum[i], n, c, hs[i], ws[i], hs[i - 1], ws[i - 1]);
+      K->add (ab, a->latsum[i - 1], a->latsum[i - 1], a->lat[i - 1].z, count);
     }
 
   /* FPN outputs, all at the finest scale, fused */
-  a->cat2 = g_new (float, (gsize) n * 4 * c * hs[0] * ws[0]);
+  a->cat2 = acts_alloc (a, (gsize) n * 4 * c * hs[0] * ws[0]);
   for (int i = 0; i < 3; i++)
     {
-      conv_module (self, &self->fpn_conv[i], a->latsum[i], n, hs[i], ws[i], train, &a->fpn[i]);
-      resize_into (a->cat2, 4 * c, i * c, a->fpn[i].z, n, c, hs[i], ws[i], hs[0], ws[0]);
+      conv_module (self, a, &self->fpn_conv[i], a->latsum[i], n, hs[i], ws[i], &a->fpn[i]);
+      resize_into (ab, a->cat2, 4 * c, i * c, a->fpn[i].z, n, c, hs[i], ws[i], hs[0], ws[0]);
     }
-  resize_into (a->cat2, 4 * c, 3 * c, a->latsum[3], n, c, hs[3], ws[3], hs[0], ws[0]);
-  conv_module (self, &self->fpn_bottleneck, a->cat2, n, hs[0], ws[0], train, &a->fb);
+  resize_into (ab, a->cat2, 4 * c, 3 * c, a->latsum[3], n, c, hs[3], ws[3], hs[0], ws[0]);
+  conv_module (self, a, &self->fpn_bottleneck, a->cat2, n, hs[0], ws[0], &a->fb);
 
-  /* head: dropout (training only), then a 1x1 convolution */
+  /* head: dropout (training only; the mask drawn on the host), then a 1x1
+   * convolution */
   plane = (gsize) hs[0] * ws[0];
   if (train && dropout > 0.0f)
     {
       gsize count = (gsize) n * c * plane;
       guint32 seeds[2] = { (guint32) dropout_seed, (guint32) (dropout_seed >> 32) };
       g_autoptr(GRand) rng = g_rand_new_with_seed_array (seeds, 2);
+      g_autofree float *mask = g_new (float, count);
 
-      a->mask = g_new (float, count);
-      a->dropped = g_new (float, count);
+      a->mask = acts_alloc (a, count);
+      a->dropped = acts_alloc (a, count);
       for (gsize i = 0; i < count; i++)
-        a->mask[i] = g_rand_double (rng) < dropout ? 0.0f : 1.0f / (1.0f - dropout);
-      lode_ops_mul (a->dropped, a->fb.z, a->mask, count);
+        mask[i] = g_rand_double (rng) < dropout ? 0.0f : 1.0f / (1.0f - dropout);
+      K->upload (ab, a->mask, mask, count);
+      K->mul (ab, a->dropped, a->fb.z, a->mask, count);
     }
-  a->small = g_new (float, (gsize) n * k * plane);
+  a->small = acts_alloc (a, (gsize) n * k * plane);
   {
     LodeConvShape s;
 
     lode_conv_shape_init (&s, n, c, hs[0], ws[0], k, 1, 1, 0);
-    lode_ops_conv2d (a->small, a->dropped ? a->dropped : a->fb.z, T (self, self->head_w),
-                     T (self, self->head_b), &s);
+    K->conv2d (ab, a->small, a->dropped ? a->dropped : a->fb.z, W (self, a, self->head_w), W (self, a, self->head_b),
+               &s);
   }
+  if (be->status == 0)
+    be->status = ab->status, be->own = ab->own;
   return a;
+}
+
+gboolean
+lode_upernet_bind (LodeUpernet *self, LodePrithviBackend *be, GError **error)
+{
+  LodePrithviBackend run;
+
+  g_return_val_if_fail (self != NULL && be != NULL, FALSE);
+  g_clear_pointer (&self->acts, acts_free);
+  unbind (self);
+  if (be->kind == LODE_DEVICE_CPU)
+    return TRUE;
+  run = lode_prithvi_backend_run (be);
+  self->dev = run.k->mirror (&run, self->data, self->n_values);
+  self->dgrad = run.k->mirror (&run, self->grad, self->n_values);
+  self->dev_be = run;
+  if (!lode_prithvi_backend_check (&run, _("load the UperNet decoder"), error))
+    {
+      /* still usable on the CPU */
+      unbind (self);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+lode_upernet_forward_on (LodeUpernet *self, LodePrithviBackend *be, const float *const features[4], int n, int gh,
+                         int gw, float *logits, GError **error)
+{
+  Acts *a;
+
+  g_return_val_if_fail (self != NULL && be != NULL && features != NULL && logits != NULL && n >= 0, FALSE);
+  g_return_val_if_fail (self->dev != NULL && self->dev_be.k == be->k, FALSE);
+  if (!check_grid (gh, gw, error))
+    return FALSE;
+  if (n == 0)
+    return TRUE;
+  a = run_forward (self, be, self->dev, features, n, gh, gw, FALSE, 0.0f, 0);
+  be->k->copy (be, logits, a->small, (gsize) n * self->config.classes * 16 * gh * gw);
+  acts_free (a);
+  return TRUE;
 }
 
 gboolean
 lode_upernet_forward (LodeUpernet *self, const float *const features[4], int n, int gh, int gw, float *logits,
                       GError **error)
 {
+  LodePrithviBackend cpu;
   Acts *a;
 
   g_return_val_if_fail (self != NULL && features != NULL && logits != NULL && n >= 0, FALSE);
@@ -778,10 +884,11 @@ lode_upernet_forward (LodeUpernet *self, const float *const features[4], int n, 
     return FALSE;
   if (n == 0)
     return TRUE;
-  a = run_forward (self, features, n, gh, gw, FALSE, 0.0f, 0);
-  memcpy (logits, a->small, (gsize) n * self->config.classes * 16 * gh * gw * sizeof (float));
+  lode_prithvi_backend_init_cpu (&cpu);
+  a = run_forward (self, &cpu, self->data, features, n, gh, gw, FALSE, 0.0f, 0);
+  cpu.k->download (&cpu, logits, a->small, (gsize) n * self->config.classes * 16 * gh * gw);
   acts_free (a);
-  return TRUE;
+  return lode_prithvi_backend_check (&cpu, _("run the UperNet decoder"), error);
 }
 
 /* ---- training ----------------------------------------------------------- */
@@ -791,6 +898,7 @@ lode_upernet_forward_train (LodeUpernet *self, const float *const features[4], i
                             float dropout, guint64 dropout_seed, int out_h, int out_w, float *logits,
                             GError **error)
 {
+  LodePrithviBackend cpu;
   int k;
 
   g_return_val_if_fail (self != NULL && features != NULL && logits != NULL, FALSE);
@@ -805,7 +913,15 @@ lode_upernet_forward_train (LodeUpernet *self, const float *const features[4], i
     }
   k = self->config.classes;
   g_clear_pointer (&self->acts, acts_free);
-  self->acts = run_forward (self, features, n, gh, gw, TRUE, dropout, dropout_seed);
+  /* training runs on the host (the backward reads the activations) */
+  lode_prithvi_backend_init_cpu (&cpu);
+  self->acts = run_forward (self, &cpu, self->data, features, n, gh, gw, TRUE, dropout, dropout_seed);
+  self->acts->g = self->grad;
+  if (!lode_prithvi_backend_check (&cpu, _("train the UperNet decoder"), error))
+    {
+      g_clear_pointer (&self->acts, acts_free);
+      return FALSE;
+    }
   self->acts->out_h = out_h, self->acts->out_w = out_w;
   if (out_h == 4 * gh && out_w == 4 * gw)
     memcpy (logits, self->acts->small, (gsize) n * k * out_h * out_w * sizeof (float));
@@ -814,32 +930,59 @@ lode_upernet_forward_train (LodeUpernet *self, const float *const features[4], i
   return TRUE;
 }
 
+gboolean
+lode_upernet_forward_train_on (LodeUpernet *self, LodePrithviBackend *be, const float *const features[4], int n,
+                               int gh, int gw, float dropout, guint64 dropout_seed, int out_h, int out_w,
+                               float *logits, GError **error)
+{
+  int k;
+
+  g_return_val_if_fail (self != NULL && be != NULL && features != NULL && logits != NULL, FALSE);
+  g_return_val_if_fail (dropout >= 0.0f && dropout < 1.0f && out_h > 0 && out_w > 0, FALSE);
+  g_return_val_if_fail (self->dev_be.k == be->k, FALSE);
+  if (!check_grid (gh, gw, error))
+    return FALSE;
+  if (n < 2)
+    {
+      g_set_error (error, LODE_UPERNET_ERROR, LODE_UPERNET_ERROR_SIZE,
+                   _("UperNet decoder: training needs batches of at least 2 patches (batch statistics)"));
+      return FALSE;
+    }
+  k = self->config.classes;
+  g_clear_pointer (&self->acts, acts_free);
+  self->acts = run_forward (self, be, self->dev, features, n, gh, gw, TRUE, dropout, dropout_seed);
+  self->acts->g = self->dgrad;
+  self->acts->out_h = out_h, self->acts->out_w = out_w;
+  if (out_h == 4 * gh && out_w == 4 * gw)
+    be->k->copy (be, logits, self->acts->small, (gsize) n * k * out_h * out_w);
+  else
+    be->k->resize (be, logits, self->acts->small, n * k, 4 * gh, 4 * gw, out_h, out_w, LODE_RESIZE_BILINEAR);
+  return TRUE;
+}
+
 /* Backward of a ConvModule from dz (overwritten); dx (NULL: not wanted) is
  * overwritten, or added to when accumulate. */
 static void
-conv_module_backward (LodeUpernet *self, const ConvModule *cm, const ModuleAct *a, int n, float *dz, float *dx,
-                      gboolean accumulate)
+conv_module_backward (LodeUpernet *self, Acts *a, const ConvModule *cm, const ModuleAct *m, int n, float *dz,
+                      float *dx, gboolean accumulate)
 {
-  gsize count = (gsize) n * cm->c_out * a->h * a->w;
+  LodePrithviBackend *be = &a->be;
+  gsize count = (gsize) n * cm->c_out * m->h * m->w;
   LodeConvShape s;
 
-  lode_grad_relu (dz, dz, a->z, count);
-  lode_grad_batch_norm (dz, G (self, cm->norm.w), G (self, cm->norm.b), dz, a->y, a->mean, a->invstd,
-                        T (self, cm->norm.w), n, cm->c_out, a->h * a->w, TRUE);
-  lode_conv_shape_init (&s, n, cm->c_in, a->h, a->w, cm->c_out, cm->k, 1, cm->k / 2);
-  lode_grad_conv2d (dx, G (self, cm->conv), NULL, dz, a->in, T (self, cm->conv), &s, accumulate);
+  be->k->grad_relu (be, dz, dz, m->z, count);
+  be->k->grad_batch_norm (be, dz, GD (self, a, cm->norm.w), GD (self, a, cm->norm.b), dz, m->y, m->mean, m->invstd,
+                          W (self, a, cm->norm.w), n, cm->c_out, m->h * m->w);
+  lode_conv_shape_init (&s, n, cm->c_in, m->h, m->w, cm->c_out, cm->k, 1, cm->k / 2);
+  be->k->grad_conv2d (be, dx, GD (self, a, cm->conv), NULL, dz, m->in, W (self, a, cm->conv), &s, accumulate);
 }
 
-/* Backward of up2 (kernel = stride = 2, no overlap): dweight, dbias added
- * to; dx (NULL: not wanted) overwritten. Per image, with dy gathered as
- * D [c_out*4, h*w]: dW [c_in, c_out*4] += X D^T, dx = W D. */
-static void
-up2_backward (LodeUpernet *self, int weight, int bias, const float *x, const float *dy, int n, int c_in,
-              int c_out, int h, int w, float *dx)
+void
+lode_upernet_up2_backward (float *dweight, float *dbias, float *dx, const float *x, const float *dy,
+                           const float *weight, int n, int c_in, int c_out, int h, int w)
 {
   gsize hw = (gsize) h * w;
   g_autofree float *d = g_new (float, (gsize) c_out * 4 * hw);
-  float *dw = G (self, weight), *db = G (self, bias);
 
   for (int b = 0; b < n; b++)
     {
@@ -861,19 +1004,25 @@ up2_backward (LodeUpernet *self, int weight, int bias, const float *x, const flo
 
           for (gsize p = 0; p < 4 * hw; p++)
             sum += d[co * 4 * hw + p];
-          db[co] += (float) sum;
+          dbias[co] += (float) sum;
         }
-      lode_ops_gemm (FALSE, TRUE, c_in, c_out * 4, (int) hw, 1.0f, x + (gsize) b * c_in * hw, d, 1.0f, dw);
+      lode_ops_gemm (FALSE, TRUE, c_in, c_out * 4, (int) hw, 1.0f, x + (gsize) b * c_in * hw, d, 1.0f, dweight);
       if (dx != NULL)
-        lode_ops_gemm (FALSE, FALSE, c_in, (int) hw, c_out * 4, 1.0f, T (self, weight), d, 0.0f,
-                       dx + (gsize) b * c_in * hw);
+        lode_ops_gemm (FALSE, FALSE, c_in, (int) hw, c_out * 4, 1.0f, weight, d, 0.0f, dx + (gsize) b * c_in * hw);
     }
 }
 
-/* Backward of lode_upernet_adaptive_avg_pool: each output's gradient shared
- * evenly by the inputs of its cell, ADDED to dx [nc, h, w]. */
+/* up2's backward for the decoder's tensors weight and bias. */
 static void
-adaptive_avg_pool_backward (float *dx, const float *dy, int nc, int h, int w, int out_h, int out_w)
+up2_backward (LodeUpernet *self, Acts *a, int weight, int bias, const float *x, const float *dy, int n, int c_in,
+              int c_out, int h, int w, float *dx)
+{
+  a->be.k->up2_backward (&a->be, GD (self, a, weight), GD (self, a, bias), dx, x, dy, W (self, a, weight), n, c_in,
+                         c_out, h, w);
+}
+
+void
+lode_upernet_adaptive_avg_pool_backward (float *dx, const float *dy, int nc, int h, int w, int out_h, int out_w)
 {
   for (int p = 0; p < nc; p++)
     {
@@ -898,6 +1047,107 @@ adaptive_avg_pool_backward (float *dx, const float *dy, int nc, int h, int w, in
     }
 }
 
+/* The backward of the training forward a through its backend's kernels:
+ * dlogits and dfeatures are its buffers. */
+static void
+backward_run (LodeUpernet *self, Acts *a, const float *dlogits, float *const dfeatures[4])
+{
+  LodePrithviBackend *be = &a->be;
+  const LodePrithviKernels *K = be->k;
+  int n, e, c, k, *hs, *ws;
+  gsize p0;
+  float *dsmall, *dfb, *dcat2, *dcat, *dlat[4] = { NULL }, *dz = NULL, *ds0, *ds1, *dt0, *ds3 = NULL;
+  float *dpooled = NULL;
+
+  n = a->n, e = self->config.embed_dim, c = self->config.channels, k = self->config.classes;
+  hs = a->hs, ws = a->ws;
+  p0 = (gsize) hs[0] * ws[0];
+
+  /* back to the decoder's size, then the head and dropout */
+  dsmall = acts_alloc (a, (gsize) n * k * p0);
+  if (a->out_h == hs[0] && a->out_w == ws[0])
+    K->copy (be, dsmall, dlogits, (gsize) n * k * p0);
+  else
+    K->resize_backward (be, dsmall, dlogits, n * k, hs[0], ws[0], a->out_h, a->out_w, FALSE, FALSE);
+  dfb = acts_alloc (a, (gsize) n * c * p0);
+  {
+    LodeConvShape s;
+
+    lode_conv_shape_init (&s, n, c, hs[0], ws[0], k, 1, 1, 0);
+    K->grad_conv2d (be, dfb, GD (self, a, self->head_w), GD (self, a, self->head_b), dsmall,
+                    a->dropped ? a->dropped : a->fb.z, W (self, a, self->head_w), &s, FALSE);
+  }
+  RELEASE (a, dsmall);
+  if (a->mask != NULL)
+    K->mul (be, dfb, dfb, a->mask, (gsize) n * c * p0);
+
+  /* fused FPN outputs */
+  dcat2 = acts_alloc (a, (gsize) n * 4 * c * p0);
+  conv_module_backward (self, a, &self->fpn_bottleneck, &a->fb, n, dfb, dcat2, FALSE);
+  RELEASE (a, dfb);
+  for (int i = 0; i < 4; i++)
+    dlat[i] = acts_alloc (a, (gsize) n * c * hs[i] * ws[i]);
+  for (int i = 0; i < 3; i++)
+    {
+      dz = acts_alloc (a, (gsize) n * c * hs[i] * ws[i]);
+      resize_from (be, dz, dcat2, 4 * c, i * c, n, c, hs[i], ws[i], hs[0], ws[0]);
+      conv_module_backward (self, a, &self->fpn_conv[i], &a->fpn[i], n, dz, dlat[i], FALSE);
+      RELEASE (a, dz);
+    }
+  resize_from (be, dlat[3], dcat2, 4 * c, 3 * c, n, c, hs[3], ws[3], hs[0], ws[0]);
+  RELEASE (a, dcat2);
+
+  /* top-down path: each sum passes its gradient to the coarser level */
+  for (int i = 1; i < 4; i++)
+    K->resize_backward (be, dlat[i], dlat[i - 1], n * c, hs[i], ws[i], hs[i - 1], ws[i - 1], TRUE, TRUE);
+
+  /* bottleneck and pyramid pooling; feature 3 gets the max-pooled map's
+   * gradient, from the concatenation and through the four pools */
+  dcat = acts_alloc (a, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * hs[3] * ws[3]);
+  conv_module_backward (self, a, &self->bottleneck, &a->bott, n, dlat[3], dcat, FALSE);
+  if (dfeatures[3] != NULL)
+    {
+      ds3 = acts_alloc (a, (gsize) n * e * hs[3] * ws[3]);
+      resize_from (be, ds3, dcat, e + LODE_UPERNET_N_POOLS * c, 0, n, e, hs[3], ws[3], hs[3], ws[3]);
+    }
+  for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
+    {
+      int p = lode_upernet_pool_scales[i];
+
+      dz = acts_alloc (a, (gsize) n * c * p * p);
+      resize_from (be, dz, dcat, e + LODE_UPERNET_N_POOLS * c, e + i * c, n, c, p, p, hs[3], ws[3]);
+      if (ds3 != NULL)
+        dpooled = acts_alloc (a, (gsize) n * e * p * p);
+      conv_module_backward (self, a, &self->psp[i], &a->psp[i], n, dz, dpooled, FALSE);
+      if (ds3 != NULL)
+        K->adaptive_avg_pool_backward (be, ds3, dpooled, n * e, hs[3], ws[3], p, p);
+      RELEASE (a, dz);
+      RELEASE (a, dpooled);
+    }
+  RELEASE (a, dcat);
+  if (ds3 != NULL)
+    K->grad_max_pool2d (be, dfeatures[3], ds3, (const float *) a->s3_arg, n, e, a->gh, a->gw, hs[3], ws[3], FALSE);
+  RELEASE (a, ds3);
+
+  /* laterals, then the scale modules */
+  ds0 = acts_alloc (a, (gsize) n * (e / 4) * p0);
+  ds1 = acts_alloc (a, (gsize) n * (e / 2) * hs[1] * ws[1]);
+  conv_module_backward (self, a, &self->lateral[0], &a->lat[0], n, dlat[0], ds0, FALSE);
+  conv_module_backward (self, a, &self->lateral[1], &a->lat[1], n, dlat[1], ds1, FALSE);
+  conv_module_backward (self, a, &self->lateral[2], &a->lat[2], n, dlat[2], dfeatures[2], FALSE);
+  up2_backward (self, a, self->fpn2_0_w, self->fpn2_0_b, a->f[1], ds1, n, e, e / 2, a->gh, a->gw, dfeatures[1]);
+  dt0 = acts_alloc (a, (gsize) n * (e / 2) * hs[1] * ws[1]);
+  up2_backward (self, a, self->fpn1_3_w, self->fpn1_3_b, a->t0c, ds0, n, e / 2, e / 4, hs[1], ws[1], dt0);
+  K->grad_gelu (be, dt0, dt0, a->t0b, (gsize) n * (e / 2) * hs[1] * ws[1]);
+  K->grad_batch_norm (be, dt0, GD (self, a, self->fpn1_norm.w), GD (self, a, self->fpn1_norm.b), dt0, a->t0a,
+                      a->fpn1_mean, a->fpn1_invstd, W (self, a, self->fpn1_norm.w), n, e / 2, hs[1] * ws[1]);
+  up2_backward (self, a, self->fpn1_0_w, self->fpn1_0_b, a->f[0], dt0, n, e, e / 2, a->gh, a->gw, dfeatures[0]);
+
+  RELEASE (a, ds0), RELEASE (a, ds1), RELEASE (a, dt0);
+  for (int i = 0; i < 4; i++)
+    RELEASE (a, dlat[i]);
+}
+
 void
 lode_upernet_backward (LodeUpernet *self, const float *dlogits)
 {
@@ -909,97 +1159,25 @@ lode_upernet_backward (LodeUpernet *self, const float *dlogits)
 void
 lode_upernet_backward_features (LodeUpernet *self, const float *dlogits, float *const dfeatures[4])
 {
-  Acts *a;
-  int n, e, c, k, *hs, *ws;
-  gsize p0;
-  g_autofree float *dsmall = NULL, *dfb = NULL, *dcat2 = NULL, *dcat = NULL;
-  float *dlat[4] = { NULL }, *dz = NULL;
-  g_autofree float *ds0 = NULL, *ds1 = NULL, *dt0 = NULL, *ds3 = NULL, *dpooled = NULL;
-
   g_return_if_fail (self != NULL && self->acts != NULL && self->acts->train && dlogits != NULL);
-  g_return_if_fail (dfeatures != NULL);
-  a = self->acts;
-  n = a->n, e = self->config.embed_dim, c = self->config.channels, k = self->config.classes;
-  hs = a->hs, ws = a->ws;
-  p0 = (gsize) hs[0] * ws[0];
+  g_return_if_fail (dfeatures != NULL && self->acts->be.kind == LODE_DEVICE_CPU);
+  /* the CPU backend's buffers are host arrays: the caller's serve as such */
+  backward_run (self, self->acts, dlogits, dfeatures);
+}
 
-  /* back to the decoder's size, then the head and dropout */
-  dsmall = g_new (float, (gsize) n * k * p0);
-  if (a->out_h == hs[0] && a->out_w == ws[0])
-    memcpy (dsmall, dlogits, (gsize) n * k * p0 * sizeof (float));
-  else
-    resize_backward (dsmall, dlogits, n * k, hs[0], ws[0], a->out_h, a->out_w, FALSE, FALSE);
-  dfb = g_new (float, (gsize) n * c * p0);
-  {
-    LodeConvShape s;
+gboolean
+lode_upernet_backward_on (LodeUpernet *self, LodePrithviBackend *be, const float *dlogits,
+                          float *const dfeatures[4])
+{
+  float *const none[4] = { NULL, NULL, NULL, NULL };
 
-    lode_conv_shape_init (&s, n, c, hs[0], ws[0], k, 1, 1, 0);
-    lode_grad_conv2d (dfb, G (self, self->head_w), G (self, self->head_b), dsmall,
-                      a->dropped ? a->dropped : a->fb.z, T (self, self->head_w), &s, FALSE);
-  }
-  if (a->mask != NULL)
-    lode_ops_mul (dfb, dfb, a->mask, (gsize) n * c * p0);
-
-  /* fused FPN outputs */
-  dcat2 = g_new (float, (gsize) n * 4 * c * p0);
-  conv_module_backward (self, &self->fpn_bottleneck, &a->fb, n, dfb, dcat2, FALSE);
-  for (int i = 0; i < 4; i++)
-    dlat[i] = g_new (float, (gsize) n * c * hs[i] * ws[i]);
-  for (int i = 0; i < 3; i++)
-    {
-      dz = g_renew (float, dz, (gsize) n * c * hs[i] * ws[i]);
-      resize_from (dz, dcat2, 4 * c, i * c, n, c, hs[i], ws[i], hs[0], ws[0]);
-      conv_module_backward (self, &self->fpn_conv[i], &a->fpn[i], n, dz, dlat[i], FALSE);
-    }
-  resize_from (dlat[3], dcat2, 4 * c, 3 * c, n, c, hs[3], ws[3], hs[0], ws[0]);
-
-  /* top-down path: each sum passes its gradient to the coarser level */
-  for (int i = 1; i < 4; i++)
-    for (int b = 0; b < n; b++)
-      resize_backward (dlat[i] + (gsize) b * c * hs[i] * ws[i], dlat[i - 1] + (gsize) b * c * hs[i - 1] * ws[i - 1],
-                       c, hs[i], ws[i], hs[i - 1], ws[i - 1], TRUE, TRUE);
-
-  /* bottleneck and pyramid pooling; feature 3 gets the max-pooled map's
-   * gradient, from the concatenation and through the four pools */
-  dcat = g_new (float, (gsize) n * (e + LODE_UPERNET_N_POOLS * c) * hs[3] * ws[3]);
-  conv_module_backward (self, &self->bottleneck, &a->bott, n, dlat[3], dcat, FALSE);
-  if (dfeatures[3] != NULL)
-    {
-      ds3 = g_new (float, (gsize) n * e * hs[3] * ws[3]);
-      resize_from (ds3, dcat, e + LODE_UPERNET_N_POOLS * c, 0, n, e, hs[3], ws[3], hs[3], ws[3]);
-    }
-  for (int i = 0; i < LODE_UPERNET_N_POOLS; i++)
-    {
-      int p = lode_upernet_pool_scales[i];
-
-      dz = g_renew (float, dz, (gsize) n * c * p * p);
-      resize_from (dz, dcat, e + LODE_UPERNET_N_POOLS * c, e + i * c, n, c, p, p, hs[3], ws[3]);
-      if (ds3 != NULL)
-        dpooled = g_renew (float, dpooled, (gsize) n * e * p * p);
-      conv_module_backward (self, &self->psp[i], &a->psp[i], n, dz, dpooled, FALSE);
-      if (ds3 != NULL)
-        adaptive_avg_pool_backward (ds3, dpooled, n * e, hs[3], ws[3], p, p);
-    }
-  if (ds3 != NULL)
-    lode_grad_max_pool2d (dfeatures[3], ds3, a->s3_arg, n, e, a->gh, a->gw, hs[3], ws[3], FALSE);
-
-  /* laterals, then the scale modules */
-  ds0 = g_new (float, (gsize) n * (e / 4) * p0);
-  ds1 = g_new (float, (gsize) n * (e / 2) * hs[1] * ws[1]);
-  conv_module_backward (self, &self->lateral[0], &a->lat[0], n, dlat[0], ds0, FALSE);
-  conv_module_backward (self, &self->lateral[1], &a->lat[1], n, dlat[1], ds1, FALSE);
-  conv_module_backward (self, &self->lateral[2], &a->lat[2], n, dlat[2], dfeatures[2], FALSE);
-  up2_backward (self, self->fpn2_0_w, self->fpn2_0_b, a->f[1], ds1, n, e, e / 2, a->gh, a->gw, dfeatures[1]);
-  dt0 = g_new (float, (gsize) n * (e / 2) * hs[1] * ws[1]);
-  up2_backward (self, self->fpn1_3_w, self->fpn1_3_b, a->t0c, ds0, n, e / 2, e / 4, hs[1], ws[1], dt0);
-  lode_grad_gelu (dt0, dt0, a->t0b, (gsize) n * (e / 2) * hs[1] * ws[1]);
-  lode_grad_batch_norm (dt0, G (self, self->fpn1_norm.w), G (self, self->fpn1_norm.b), dt0, a->t0a,
-                        a->fpn1_mean, a->fpn1_invstd, T (self, self->fpn1_norm.w), n, e / 2, hs[1] * ws[1], TRUE);
-  up2_backward (self, self->fpn1_0_w, self->fpn1_0_b, a->f[0], dt0, n, e, e / 2, a->gh, a->gw, dfeatures[0]);
-
-  for (int i = 0; i < 4; i++)
-    g_free (dlat[i]);
-  g_free (dz);
+  g_return_val_if_fail (self != NULL && self->acts != NULL && self->acts->train && dlogits != NULL, FALSE);
+  g_return_val_if_fail (self->acts->be.k == be->k, FALSE);
+  backward_run (self, self->acts, dlogits, dfeatures != NULL ? dfeatures : none);
+  if (be->status == 0)
+    be->status = self->acts->be.status, be->own = self->acts->be.own;
+  self->acts->be.status = 0;
+  return TRUE;
 }
 
 void
@@ -1025,15 +1203,12 @@ lode_upernet_zero_grad (LodeUpernet *self)
   memset (self->grad, 0, self->n_values * sizeof (float));
 }
 
-void
-lode_upernet_adamw_step (LodeUpernet *self, const LodeAdamW *opt)
+/* The AdamW step on the parameters at data with gradients grad and
+ * moments m, v, all buffers of be. */
+static void
+adamw_run (LodeUpernet *self, LodePrithviBackend *be, float *data, float *grad, float *m, float *v,
+           const LodeAdamW *opt)
 {
-  g_return_if_fail (self != NULL && opt != NULL);
-  if (self->adam_m == NULL)
-    {
-      self->adam_m = g_new0 (float, self->n_values);
-      self->adam_v = g_new0 (float, self->n_values);
-    }
   self->adam_step++;
   for (guint i = 0; i < self->n_tensors; i++)
     {
@@ -1041,7 +1216,66 @@ lode_upernet_adamw_step (LodeUpernet *self, const LodeAdamW *opt)
 
       if (t->kind == KIND_RUNNING_MEAN || t->kind == KIND_RUNNING_VAR)
         continue;
-      lode_grad_adamw (self->data + t->offset, self->grad + t->offset, self->adam_m + t->offset,
-                       self->adam_v + t->offset, t->numel, opt, self->adam_step);
+      be->k->adamw (be, data + t->offset, grad + t->offset, m + t->offset, v + t->offset, t->numel, opt,
+                    self->adam_step);
     }
+}
+
+void
+lode_upernet_adamw_step (LodeUpernet *self, const LodeAdamW *opt)
+{
+  LodePrithviBackend cpu;
+
+  g_return_if_fail (self != NULL && opt != NULL);
+  if (self->adam_m == NULL)
+    {
+      self->adam_m = g_new0 (float, self->n_values);
+      self->adam_v = g_new0 (float, self->n_values);
+    }
+  lode_prithvi_backend_init_cpu (&cpu);
+  adamw_run (self, &cpu, self->data, self->grad, self->adam_m, self->adam_v, opt);
+}
+
+gboolean
+lode_upernet_zero_grad_on (LodeUpernet *self, LodePrithviBackend *be)
+{
+  g_return_val_if_fail (self != NULL && be != NULL && self->dev_be.k == be->k, FALSE);
+  be->k->zero (be, self->dgrad, self->n_values);
+  return TRUE;
+}
+
+gboolean
+lode_upernet_adamw_step_on (LodeUpernet *self, LodePrithviBackend *be, const LodeAdamW *opt)
+{
+  g_return_val_if_fail (self != NULL && be != NULL && opt != NULL && self->dev_be.k == be->k, FALSE);
+  if (be->kind == LODE_DEVICE_CPU)
+    {
+      lode_upernet_adamw_step (self, opt);
+      return TRUE;
+    }
+  if (self->dm == NULL)
+    {
+      self->dm = be->k->alloc (be, self->n_values);
+      self->dv = be->k->alloc (be, self->n_values);
+      if (self->dm == NULL || self->dv == NULL)
+        return TRUE;   /* the failure is in be */
+      be->k->zero (be, self->dm, self->n_values);
+      be->k->zero (be, self->dv, self->n_values);
+    }
+  adamw_run (self, be, self->dev, self->dgrad, self->dm, self->dv, opt);
+  return TRUE;
+}
+
+gboolean
+lode_upernet_sync_host (LodeUpernet *self, GError **error)
+{
+  LodePrithviBackend run;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  if (self->dev == self->data)
+    return TRUE;
+  run = lode_prithvi_backend_run (&self->dev_be);
+  run.k->download (&run, self->data, self->dev, self->n_values);
+  run.k->download (&run, self->grad, self->dgrad, self->n_values);
+  return lode_prithvi_backend_check (&run, _("copy the UperNet decoder from the GPU"), error);
 }

@@ -34,6 +34,7 @@
 
 #include "lode-checkpoint.h"
 #include "lode-grad.h"
+#include "lode-prithvi-backend.h"
 
 G_BEGIN_DECLS
 
@@ -117,6 +118,58 @@ gboolean     lode_upernet_forward          (LodeUpernet  *self,
                                             float        *logits,
                                             GError      **error);
 
+/* ---- on a device ------------------------------------------------------------ */
+
+/* Puts the decoder's values on the device of be (a copy on CUDA, the
+ * values themselves on the CPU, which is how a decoder starts); replaces an
+ * earlier binding. */
+gboolean     lode_upernet_bind             (LodeUpernet          *self,
+                                            LodePrithviBackend   *be,
+                                            GError              **error);
+/* lode_upernet_forward with be's kernels (the backend of the last
+ * lode_upernet_bind): features and logits are be's buffers. Kernel failures
+ * stay in be (lode_prithvi_backend_check); FALSE only for a grid too small. */
+gboolean     lode_upernet_forward_on       (LodeUpernet          *self,
+                                            LodePrithviBackend   *be,
+                                            const float  *const   features[4],
+                                            int                   n,
+                                            int                   gh,
+                                            int                   gw,
+                                            float                *logits,
+                                            GError              **error);
+
+/* The training pass on be's device (the backend of the last
+ * lode_upernet_bind): features, logits, dlogits, dfeatures are be's
+ * buffers; gradients, moments and running statistics stay on the device
+ * until lode_upernet_sync_host. Kernel failures stay in be. */
+gboolean     lode_upernet_forward_train_on (LodeUpernet          *self,
+                                            LodePrithviBackend   *be,
+                                            const float  *const   features[4],
+                                            int                   n,
+                                            int                   gh,
+                                            int                   gw,
+                                            float                 dropout,
+                                            guint64               dropout_seed,
+                                            int                   out_h,
+                                            int                   out_w,
+                                            float                *logits,
+                                            GError              **error);
+/* dfeatures may be NULL (a frozen encoder). */
+gboolean     lode_upernet_backward_on      (LodeUpernet          *self,
+                                            LodePrithviBackend   *be,
+                                            const float          *dlogits,
+                                            float *const          dfeatures[4]);
+gboolean     lode_upernet_zero_grad_on     (LodeUpernet          *self,
+                                            LodePrithviBackend   *be);
+gboolean     lode_upernet_adamw_step_on    (LodeUpernet          *self,
+                                            LodePrithviBackend   *be,
+                                            const LodeAdamW      *opt);
+/* Copies the values (running statistics included) and gradients from the
+ * device back to the host arrays that lode_upernet_tensor_data and
+ * lode_upernet_tensor_grad give (nothing to do on the CPU). */
+gboolean     lode_upernet_sync_host        (LodeUpernet          *self,
+                                            GError              **error);
+
 /* ---- training ------------------------------------------------------------ */
 
 /* The forward of a training step: batch statistics in every batch norm
@@ -167,6 +220,40 @@ void         lode_upernet_adaptive_avg_pool (float       *out,
                                              int          w,
                                              int          out_h,
                                              int          out_w);
+
+/* The CPU twins of the decoder's backward kernels (lode-prithvi-cuda.h):
+ * the backward of lode_ops_resize (bilinear; align: corners aligned) into
+ * dx [nc, h, w], overwritten or added to; of
+ * lode_upernet_adaptive_avg_pool, added to dx; of the 2 x 2 stride 2
+ * transposed convolution in [n, c_in, h, w] -> [n, c_out, 2h, 2w]
+ * (dweight, dbias added to, dx overwritten, NULL: not wanted). */
+void         lode_upernet_resize_backward   (float       *dx,
+                                             const float *dy,
+                                             int          nc,
+                                             int          h,
+                                             int          w,
+                                             int          oh,
+                                             int          ow,
+                                             gboolean     align,
+                                             gboolean     accumulate);
+void         lode_upernet_adaptive_avg_pool_backward (float       *dx,
+                                                      const float *dy,
+                                                      int          nc,
+                                                      int          h,
+                                                      int          w,
+                                                      int          out_h,
+                                                      int          out_w);
+void         lode_upernet_up2_backward      (float       *dweight,
+                                             float       *dbias,
+                                             float       *dx,
+                                             const float *x,
+                                             const float *dy,
+                                             const float *weight,
+                                             int          n,
+                                             int          c_in,
+                                             int          c_out,
+                                             int          h,
+                                             int          w);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeUpernet, lode_upernet_free)
 

@@ -9,6 +9,7 @@
 #include "lode-vit.h"
 
 struct _LodeVitWork {
+  LodePrithviBackend be;  /* whose buffers these are */
   int    n, tokens;
   float *h, *qkv, *q, *k, *v, *att, *hidden, *hidden2, *tmp;
 };
@@ -96,26 +97,47 @@ alloc_all (float **const ptrs[], const gsize sizes[], int count)
 }
 
 LodeVitWork *
-lode_vit_work_new (const LodeVitBlock *block, int n, int tokens)
+lode_vit_work_new_on (LodePrithviBackend *be, const LodeVitBlock *block, int n, int tokens)
 {
   LodeVitWork *w;
   gsize rows = (gsize) n * tokens, e = (gsize) block->dim, m = (gsize) block->mlp_hidden;
+  LodePrithviBackend run;
 
-  g_return_val_if_fail (block != NULL && n > 0 && tokens > 0, NULL);
+  g_return_val_if_fail (be != NULL && block != NULL && n > 0 && tokens > 0, NULL);
+  run = lode_prithvi_backend_run (be);
   w = g_new0 (LodeVitWork, 1);
+  w->be = run;
   w->n = n, w->tokens = tokens;
-  {
-    float **const ptrs[] = { &w->h, &w->qkv, &w->q, &w->k, &w->v, &w->att, &w->hidden, &w->hidden2, &w->tmp };
-    const gsize sizes[] = { rows * e, rows * 3 * e, rows * e, rows * e, rows * e, rows * e, rows * m, rows * m,
-                            rows * e };
-
-    if (!alloc_all (ptrs, sizes, G_N_ELEMENTS (ptrs)))
-      {
-        g_free (w);
-        return NULL;
-      }
-  }
+  w->h = run.k->alloc (&run, rows * e);
+  w->qkv = run.k->alloc (&run, rows * 3 * e);
+  w->q = run.k->alloc (&run, rows * e);
+  w->k = run.k->alloc (&run, rows * e);
+  w->v = run.k->alloc (&run, rows * e);
+  w->att = run.k->alloc (&run, rows * e);
+  w->hidden = run.k->alloc (&run, rows * m);
+  /* the backward's second MLP buffer and scratch: host training only */
+  if (be->kind == LODE_DEVICE_CPU)
+    {
+      w->hidden2 = run.k->alloc (&run, rows * m);
+      w->tmp = run.k->alloc (&run, rows * e);
+    }
+  if (run.status != 0)
+    {
+      if (be->status == 0)
+        be->status = run.status, be->own = run.own;
+      lode_vit_work_free (w);
+      return NULL;
+    }
   return w;
+}
+
+LodeVitWork *
+lode_vit_work_new (const LodeVitBlock *block, int n, int tokens)
+{
+  LodePrithviBackend cpu;
+
+  lode_prithvi_backend_init_cpu (&cpu);
+  return lode_vit_work_new_on (&cpu, block, n, tokens);
 }
 
 void
@@ -123,8 +145,13 @@ lode_vit_work_free (LodeVitWork *work)
 {
   if (work == NULL)
     return;
-  g_free (work->h), g_free (work->qkv), g_free (work->q), g_free (work->k), g_free (work->v);
-  g_free (work->att), g_free (work->hidden), g_free (work->hidden2), g_free (work->tmp);
+  {
+    float *const bufs[] = { work->h, work->qkv, work->q, work->k, work->v, work->att, work->hidden, work->hidden2,
+                            work->tmp };
+
+    for (gsize i = 0; i < G_N_ELEMENTS (bufs); i++)
+      work->be.k->release (&work->be, bufs[i]);
+  }
   g_free (work);
 }
 
@@ -161,38 +188,27 @@ lode_vit_acts_free (LodeVitActs *acts)
   g_free (acts);
 }
 
-/* Between token-major rows (head hh at columns col + hh hd of rows of
- * stride values) and head-major [n, heads, tokens, hd]. */
 static void
 heads_copy (float *rows, gsize stride, int col, float *heads_major, int n, int tokens, int heads, int hd,
             gboolean to_heads)
 {
-  for (int b = 0; b < n; b++)
-    for (int t = 0; t < tokens; t++)
-      for (int hh = 0; hh < heads; hh++)
-        {
-          float *r = rows + ((gsize) b * tokens + t) * stride + col + hh * hd;
-          float *m = heads_major + (((gsize) b * heads + hh) * tokens + t) * hd;
-
-          if (to_heads)
-            memcpy (m, r, hd * sizeof (float));
-          else
-            memcpy (r, m, hd * sizeof (float));
-        }
+  lode_prithvi_heads_copy (rows, stride, col, heads_major, n, tokens, heads, hd, to_heads);
 }
 
 #define P(i) (block->param[(i)])
 
 void
-lode_vit_block_forward (const LodeVitBlock *block, float *x, int n, int tokens, LodeVitWork *work,
-                        LodeVitActs *save)
+lode_vit_block_forward_on (LodePrithviBackend *be, const LodeVitBlock *block, float *x, int n, int tokens,
+                           LodeVitWork *work, LodeVitActs *save)
 {
+  const LodePrithviKernels *K;
   int e, heads, hd, rows, m;
   float *q, *k, *v, *merged, *pre;
 
-  g_return_if_fail (block != NULL && x != NULL && work != NULL);
+  g_return_if_fail (be != NULL && block != NULL && x != NULL && work != NULL);
   g_return_if_fail ((gsize) n * tokens <= (gsize) work->n * work->tokens);
   g_return_if_fail (save == NULL || (save->n == n && save->tokens == tokens));
+  K = be->k;
   e = block->dim, heads = block->heads, hd = e / heads, rows = n * tokens, m = block->mlp_hidden;
   q = save ? save->q : work->q;
   k = save ? save->k : work->k;
@@ -201,27 +217,37 @@ lode_vit_block_forward (const LodeVitBlock *block, float *x, int n, int tokens, 
   pre = save ? save->pre : work->hidden;
 
   if (save)
-    memcpy (save->x_in, x, (gsize) rows * e * sizeof (float));
-  lode_ops_layer_norm (work->h, x, P (LODE_VIT_NORM1_WEIGHT), P (LODE_VIT_NORM1_BIAS), rows, e, block->eps);
-  lode_ops_linear (work->qkv, work->h, P (LODE_VIT_QKV_WEIGHT), P (LODE_VIT_QKV_BIAS), rows, e, 3 * e);
-  heads_copy (work->qkv, 3 * (gsize) e, 0, q, n, tokens, heads, hd, TRUE);
-  heads_copy (work->qkv, 3 * (gsize) e, e, k, n, tokens, heads, hd, TRUE);
-  heads_copy (work->qkv, 3 * (gsize) e, 2 * e, v, n, tokens, heads, hd, TRUE);
+    K->copy (be, save->x_in, x, (gsize) rows * e);
+  K->layer_norm (be, work->h, x, P (LODE_VIT_NORM1_WEIGHT), P (LODE_VIT_NORM1_BIAS), rows, e, block->eps);
+  K->linear (be, work->qkv, work->h, P (LODE_VIT_QKV_WEIGHT), P (LODE_VIT_QKV_BIAS), rows, e, 3 * e);
+  K->heads_copy (be, work->qkv, 3 * (gsize) e, 0, q, n, tokens, heads, hd, TRUE);
+  K->heads_copy (be, work->qkv, 3 * (gsize) e, e, k, n, tokens, heads, hd, TRUE);
+  K->heads_copy (be, work->qkv, 3 * (gsize) e, 2 * e, v, n, tokens, heads, hd, TRUE);
   if (save)
-    lode_grad_attention_forward (work->att, save->probs, q, k, v, n * heads, tokens, tokens, hd);
+    K->attention_train (be, work->att, save->probs, q, k, v, n * heads, tokens, tokens, hd);
   else
-    lode_ops_attention (work->att, q, k, v, n, heads, tokens, tokens, hd);
-  heads_copy (merged, e, 0, work->att, n, tokens, heads, hd, FALSE);
-  lode_ops_linear (work->qkv, merged, P (LODE_VIT_PROJ_WEIGHT), P (LODE_VIT_PROJ_BIAS), rows, e, e);
-  lode_ops_add (x, x, work->qkv, (gsize) rows * e);
+    K->attention (be, work->att, q, k, v, n, heads, tokens, tokens, hd);
+  K->heads_copy (be, merged, e, 0, work->att, n, tokens, heads, hd, FALSE);
+  K->linear (be, work->qkv, merged, P (LODE_VIT_PROJ_WEIGHT), P (LODE_VIT_PROJ_BIAS), rows, e, e);
+  K->add (be, x, x, work->qkv, (gsize) rows * e);
 
   if (save)
-    memcpy (save->x_mid, x, (gsize) rows * e * sizeof (float));
-  lode_ops_layer_norm (work->h, x, P (LODE_VIT_NORM2_WEIGHT), P (LODE_VIT_NORM2_BIAS), rows, e, block->eps);
-  lode_ops_linear (pre, work->h, P (LODE_VIT_FC1_WEIGHT), P (LODE_VIT_FC1_BIAS), rows, e, m);
-  lode_ops_gelu (work->hidden, pre, (gsize) rows * m);
-  lode_ops_linear (work->h, work->hidden, P (LODE_VIT_FC2_WEIGHT), P (LODE_VIT_FC2_BIAS), rows, m, e);
-  lode_ops_add (x, x, work->h, (gsize) rows * e);
+    K->copy (be, save->x_mid, x, (gsize) rows * e);
+  K->layer_norm (be, work->h, x, P (LODE_VIT_NORM2_WEIGHT), P (LODE_VIT_NORM2_BIAS), rows, e, block->eps);
+  K->linear (be, pre, work->h, P (LODE_VIT_FC1_WEIGHT), P (LODE_VIT_FC1_BIAS), rows, e, m);
+  K->gelu (be, work->hidden, pre, (gsize) rows * m);
+  K->linear (be, work->h, work->hidden, P (LODE_VIT_FC2_WEIGHT), P (LODE_VIT_FC2_BIAS), rows, m, e);
+  K->add (be, x, x, work->h, (gsize) rows * e);
+}
+
+void
+lode_vit_block_forward (const LodeVitBlock *block, float *x, int n, int tokens, LodeVitWork *work,
+                        LodeVitActs *save)
+{
+  LodePrithviBackend cpu;
+
+  lode_prithvi_backend_init_cpu (&cpu);
+  lode_vit_block_forward_on (&cpu, block, x, n, tokens, work, save);
 }
 
 void

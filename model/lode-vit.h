@@ -16,6 +16,8 @@
 
 #include <glib.h>
 
+#include "lode-prithvi-backend.h"
+
 G_BEGIN_DECLS
 
 typedef enum {
@@ -57,6 +59,11 @@ typedef struct _LodeVitWork LodeVitWork;
 LodeVitWork *lode_vit_work_new  (const LodeVitBlock *block,
                                  int                 n,
                                  int                 tokens);
+/* The same, with buffers of backend be (freed by lode_vit_work_free). */
+LodeVitWork *lode_vit_work_new_on (LodePrithviBackend *be,
+                                   const LodeVitBlock *block,
+                                   int                 n,
+                                   int                 tokens);
 void         lode_vit_work_free (LodeVitWork *work);
 
 /* The activations one training forward keeps. NULL when out of memory. */
@@ -74,6 +81,17 @@ void lode_vit_block_forward  (const LodeVitBlock *block,
                               int                 tokens,
                               LodeVitWork        *work,
                               LodeVitActs        *save);
+
+/* The same through the kernels of be: x, work and the block's parameters
+ * are be's buffers; save (host activations) only with the CPU backend.
+ * A failure stays in be (lode_prithvi_backend_check). */
+void lode_vit_block_forward_on (LodePrithviBackend *be,
+                                const LodeVitBlock *block,
+                                float              *x,
+                                int                 n,
+                                int                 tokens,
+                                LodeVitWork        *work,
+                                LodeVitActs        *save);
 
 /* Backward of the forward that filled acts: dx holds dL/d(output) and is
  * replaced by dL/d(input); grads[p] (NULL: not wanted) are ADDED to. */

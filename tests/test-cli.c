@@ -153,6 +153,55 @@ test_encode_usage (void)
   g_assert_nonnull (strstr (err, "project.lode"));
 }
 
+/* Prithvi's --device: cpu runs, an unknown name is a usage error, cuda
+ * without a device (this machine, or any without CUDA) fails clearly. */
+static void
+test_prithvi_device (void)
+{
+  g_autofree char *out = NULL, *err = NULL;
+  const char *cpu[] = { "bench", "prithvi", "-m", "reduced", "--size", "64", "-r", "1", "--device", "cpu", NULL };
+  const char *unknown[] = { "bench", "prithvi", "-m", "reduced", "--device", "gpu", NULL };
+  const char *cuda[] = { "bench", "prithvi", "-m", "reduced", "--size", "64", "-r", "1", "--device", "cuda", NULL };
+  const char *train[] = { "train", "prithvi", "--weights", "/nonexistent/Prithvi_EO_V2_300M.pt", "--data",
+                          "/nonexistent/smallmines", "--device", "cuda", NULL };
+  const char *unfreeze[] = { "bench", "prithvi", "-m", "reduced", "--train", "--unfreeze-blocks", "1", "--device",
+                             "cuda", NULL };
+  const char *predict[] = { "predict", "--device", "cuda", "-m", "/nonexistent/decoder.safetensors", "-i",
+                            "/nonexistent/patch.tif", "-o", "/nonexistent/mask.tif", NULL };
+  int rc;
+
+  g_assert_cmpint (lode_test_run_lode (cpu, &out, NULL), ==, 0);
+  g_assert_nonnull (strstr (out, "images/s"));
+  g_assert_nonnull (strstr (out, "Device: CPU"));
+  g_clear_pointer (&out, g_free);
+  g_assert_cmpint (lode_test_run_lode (unknown, NULL, &err), ==, 2);
+  g_assert_nonnull (strstr (err, "gpu"));
+  g_clear_pointer (&err, g_free);
+
+  rc = lode_test_run_lode (cuda, &out, &err);
+  if (rc == 0)
+    g_assert_nonnull (strstr (out, "Device: CUDA"));   /* a machine with a GPU */
+  else
+    {
+      g_assert_cmpint (rc, ==, 1);
+      g_assert_nonnull (strstr (err, "CUDA"));
+      g_assert_nonnull (strstr (err, "--device cpu"));
+    }
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  /* without a device the device is refused before the files are read */
+  g_assert_cmpint (lode_test_run_lode (predict, NULL, &err), ==, 1);
+  g_assert_true (strstr (err, "--device cpu") != NULL || strstr (err, "decoder.safetensors") != NULL);
+  g_clear_pointer (&err, g_free);
+  rc = lode_test_run_lode (train, NULL, &err);
+  g_assert_cmpint (rc, ==, 1);
+  g_assert_true (strstr (err, "--device cpu") != NULL || strstr (err, "/nonexistent") != NULL);
+  g_clear_pointer (&err, g_free);
+  /* encoder blocks train on the CPU only */
+  g_assert_cmpint (lode_test_run_lode (unfreeze, NULL, &err), !=, 0);
+  g_assert_nonnull (strstr (err, "--device cpu"));
+}
+
 /* A French user gets French messages (the catalogue built in po/). */
 static void
 test_french (void)
@@ -188,5 +237,6 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/demo-usage", test_demo_usage);
   g_test_add_func ("/cli/encode-usage", test_encode_usage);
   g_test_add_func ("/cli/french", test_french);
+  g_test_add_func ("/cli/prithvi-device", test_prithvi_device);
   return g_test_run ();
 }

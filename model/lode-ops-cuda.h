@@ -70,6 +70,15 @@ int  lode_ops_cuda_download (LodeOpsCuda *ctx,
 int  lode_ops_cuda_zero     (LodeOpsCuda *ctx,
                              void        *dev,
                              size_t       bytes);
+/* Device -> device, bytes long (nothing when dst == src). */
+int  lode_ops_cuda_copy     (LodeOpsCuda *ctx,
+                             void        *dst,
+                             const void  *src,
+                             size_t       bytes);
+/* For kernels launched in other .cu files: the status of the last launch
+ * on this thread, with the message lode_ops_cuda_last_message () gives
+ * naming what (e.g. "the U-Net's channel concatenation"). */
+int  lode_ops_cuda_launch_status (const char *what);
 
 /* ---- matrix products (cuBLAS) ---- */
 int lode_ops_cuda_gemm         (LodeOpsCuda *ctx, int trans_a, int trans_b,

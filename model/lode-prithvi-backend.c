@@ -392,7 +392,7 @@ cuda_download (LodePrithviBackend *be, float *host, const float *dev, gsize n)
 static void
 cuda_copy (LodePrithviBackend *be, float *dst, const float *src, gsize n)
 {
-  CUDA_OWN (be, lode_prithvi_cuda_copy (CTX (be), dst, src, n));
+  CUDA_OPS (be, lode_ops_cuda_copy (CTX (be), dst, src, n * sizeof (float)));
 }
 
 static void

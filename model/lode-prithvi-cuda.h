@@ -10,7 +10,6 @@
  *   tokens_assemble    lode_prithvi_tokens_assemble   (lode-prithvi-backend.h)
  *   tokens_to_image    lode_prithvi_tokens_to_image   (lode-prithvi.h)
  *   adaptive_avg_pool  lode_upernet_adaptive_avg_pool (lode-upernet.h)
- *   copy               memcpy
  *   gelu_backward      lode_grad_gelu                 (lode-grad.h)
  *   resize_backward    lode_upernet_resize_backward   (lode-upernet.h)
  *   adaptive_avg_pool_backward  lode_upernet_adaptive_avg_pool_backward
@@ -29,7 +28,6 @@ extern "C" {
 const char *lode_prithvi_cuda_last_message (void);
 
 /* Device to device, count floats. */
-int lode_prithvi_cuda_copy              (LodeOpsCuda *ctx, float *dst, const float *src, size_t count);
 int lode_prithvi_cuda_heads_copy        (LodeOpsCuda *ctx, float *rows, size_t stride, int col,
                                          float *heads_major, int n, int tokens, int heads, int hd,
                                          int to_heads);

@@ -5,7 +5,6 @@
  * lode_device_cuda_count () > 0. Device pointers, a LodeCudaStatus return,
  * work queued on the context's stream. Each has a CPU twin, and
  * tests/test-unet-gpu.c compares them:
- *   lode_unet_cuda_copy            memcpy
  *   lode_unet_cuda_invstd          lode_grad_invstd
  *   lode_unet_cuda_concat_channels lode_grad_concat_channels
  *   lode_unet_cuda_split_channels  lode_grad_split_channels
@@ -19,7 +18,6 @@ extern "C" {
 #endif
 
 /* Device to device, bytes long, on the context's stream. */
-int lode_unet_cuda_copy            (LodeOpsCuda *ctx, void *dst, const void *src, size_t bytes);
 /* invstd[j] = 1 / sqrt (var[j] + eps), in double as the CPU. */
 int lode_unet_cuda_invstd          (LodeOpsCuda *ctx, float *invstd, const float *var, int c,
                                     float eps);

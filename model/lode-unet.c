@@ -313,7 +313,7 @@ gpu_download (void *ctx, void *host, const void *dev, gsize bytes)
 static int
 gpu_copy (void *ctx, void *dst, const void *src, gsize bytes)
 {
-  return lode_unet_cuda_copy (ctx, dst, src, bytes);
+  return lode_ops_cuda_copy (ctx, dst, src, bytes);
 }
 
 static int

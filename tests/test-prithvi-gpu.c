@@ -176,7 +176,7 @@ test_tokens (void)
   img_gpu = from_gpu (d_img, img_count);
   g_assert_cmpfloat (normalised_error (img_gpu, img_cpu, img_count), <=, TOL_EXACT);
 
-  assert_ok (lode_prithvi_cuda_copy (ctx, d_copy, d_x, x_count));
+  assert_ok (lode_ops_cuda_copy (ctx, d_copy, d_x, x_count * sizeof (float)));
   copy_gpu = from_gpu (d_copy, x_count);
   g_assert_cmpfloat (normalised_error (copy_gpu, x_cpu, x_count), <=, TOL_EXACT);
   lode_ops_cuda_release (d_p), lode_ops_cuda_release (d_pos), lode_ops_cuda_release (d_enc);

@@ -171,7 +171,7 @@ test_kernels (void)
     ok (lode_unet_cuda_invstd (ctx, ginv, gvar, c, 1e-5f));
     down_check (ctx, ginv, inv, c, "invstd");
 
-    ok (lode_unet_cuda_copy (ctx, gcopy, ga, na * 4));
+    ok (lode_ops_cuda_copy (ctx, gcopy, ga, na * 4));
     down_check (ctx, gcopy, a, na, "copy");
 
     lode_ops_cuda_release (ga);

@@ -277,6 +277,22 @@ lode_ops_cuda_zero (LodeOpsCuda *ctx, void *dev, size_t bytes)
   return LODE_CUDA_OK;
 }
 
+extern "C" int
+lode_ops_cuda_copy (LodeOpsCuda *ctx, void *dst, const void *src, size_t bytes)
+{
+  if (bytes == 0 || dst == src)
+    return LODE_CUDA_OK;
+  TRY_CUDA (cudaMemcpyAsync (dst, src, bytes, cudaMemcpyDeviceToDevice, ctx->stream),
+            "copying on the GPU");
+  return LODE_CUDA_OK;
+}
+
+extern "C" int
+lode_ops_cuda_launch_status (const char *what)
+{
+  return check_cuda (cudaGetLastError (), what);
+}
+
 // ---- element-wise -------------------------------------------------------------
 
 __global__ void

@@ -58,16 +58,6 @@ lode_prithvi_cuda_last_message (void)
   return last_message;
 }
 
-extern "C" int
-lode_prithvi_cuda_copy (LodeOpsCuda *ctx, float *dst, const float *src, size_t count)
-{
-  if (count == 0 || dst == src)
-    return LODE_CUDA_OK;
-  return check (cudaMemcpyAsync (dst, src, count * sizeof (float), cudaMemcpyDeviceToDevice,
-                                 stream_of (ctx)),
-                "copying on the GPU");
-}
-
 // One thread per element of the head-major [n, heads, tokens, hd].
 __global__ void
 heads_copy_kernel (float *rows, size_t stride, int col, float *hm, size_t total, int tokens,

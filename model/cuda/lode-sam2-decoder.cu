@@ -47,10 +47,7 @@ stream_of (LodeOpsCuda *ctx)
 static int
 launched (void)
 {
-  cudaError_t err = cudaGetLastError ();
-  if (err == cudaSuccess)
-    return LODE_CUDA_OK;
-  return err == cudaErrorMemoryAllocation ? LODE_CUDA_ERROR_NO_MEMORY : LODE_CUDA_ERROR_RUNTIME;
+  return lode_ops_cuda_launch_status ("a SAM2 decoder kernel");
 }
 
 // ---- reductions (blockDim.x a multiple of 32, at most 1024) -----------------

@@ -34,26 +34,9 @@ stream_of (LodeOpsCuda *ctx)
 }
 
 static int
-status_of (cudaError_t err)
-{
-  if (err == cudaSuccess)
-    return LODE_CUDA_OK;
-  cudaGetLastError ();
-  return err == cudaErrorMemoryAllocation ? LODE_CUDA_ERROR_NO_MEMORY : LODE_CUDA_ERROR_RUNTIME;
-}
-
-static int
 launched (void)
 {
-  return status_of (cudaGetLastError ());
-}
-
-extern "C" int
-lode_unet_cuda_copy (LodeOpsCuda *ctx, void *dst, const void *src, size_t bytes)
-{
-  if (bytes == 0 || dst == src)
-    return LODE_CUDA_OK;
-  return status_of (cudaMemcpyAsync (dst, src, bytes, cudaMemcpyDeviceToDevice, stream_of (ctx)));
+  return lode_ops_cuda_launch_status ("a U-Net kernel");
 }
 
 __global__ static void

@@ -229,10 +229,15 @@ fill_rule (const LodeTestTensor *t, float *out, gpointer user_data)
   return TRUE;
 }
 
-/* A checkpoint of layout with the weights rule on the image path. */
+/* A checkpoint of the layout file layout_path (NULL: the reduced model's)
+ * with the weights rule on the image path; the file stays mapped, its
+ * folder is removed. */
 static LodeCheckpoint *
-open_layout (const char *dir, const LodeTestLayout *layout)
+open_layout (const char *layout_path)
 {
+  g_autofree char *reduced = g_test_build_filename (G_TEST_DIST, "data", "sam2", "encoder-reduced.layout.tsv", NULL);
+  g_autoptr(LodeTestLayout) layout = lode_test_layout_read (layout_path != NULL ? layout_path : reduced);
+  g_autofree char *dir = lode_test_mkdtemp ();
   g_autofree char *path = g_build_filename (dir, "sam2.pt", NULL);
   const LodeTestTensor *tensors = (const LodeTestTensor *) layout->tensors->data;
   g_autoptr(GByteArray) pkl = lode_test_pickle_tensors (tensors, layout->tensors->len, LODE_TEST_WRAP_MODEL, FALSE);
@@ -242,7 +247,7 @@ open_layout (const char *dir, const LodeTestLayout *layout)
   lode_test_ckpt_write_with (path, "archive", pkl->data, pkl->len, tensors, layout->tensors->len, fill_rule, NULL);
   ckpt = lode_checkpoint_open (path, &error);
   g_assert_no_error (error);
-  g_unlink (path);
+  lode_test_rmtree (dir);
   return ckpt;
 }
 
@@ -361,24 +366,17 @@ check_devices (LodeCheckpoint *ckpt, const LodeSam2Config *cfg, const char *what
 static void
 test_encoder_reduced (void)
 {
-  g_autofree char *layout_path = NULL;
-  g_autoptr(LodeTestLayout) layout = NULL;
-  g_autofree char *dir = NULL;
   g_autoptr(LodeCheckpoint) ckpt = NULL;
   LodeSam2Config cfg;
 
   if (!gpu_ready ())
     return;
-  layout_path = g_test_build_filename (G_TEST_DIST, "data", "sam2", "encoder-reduced.layout.tsv", NULL);
-  layout = lode_test_layout_read (layout_path);
-  dir = lode_test_mkdtemp ();
-  ckpt = open_layout (dir, layout);
+  ckpt = open_layout (NULL);
   reduced_config (&cfg);
   check_devices (ckpt, &cfg, "reduced at 128");
   cfg.image_size = 256;
   g_assert_true (lode_sam2_config_complete (&cfg, NULL));
   check_devices (ckpt, &cfg, "reduced at 256");
-  lode_test_rmtree (dir);
 }
 
 /* The real tiny configuration at 1024 (its layout from the shared
@@ -387,8 +385,7 @@ static void
 test_encoder_tiny (void)
 {
   const char *shared = lode_test_shared_dir ();
-  g_autofree char *path = NULL, *dir = NULL;
-  g_autoptr(LodeTestLayout) layout = NULL;
+  g_autofree char *path = NULL;
   g_autoptr(LodeCheckpoint) ckpt = NULL;
   g_autoptr(GError) error = NULL;
   LodeSam2Config cfg;
@@ -401,13 +398,10 @@ test_encoder_tiny (void)
       return;
     }
   path = g_build_filename (shared, "reference", "sam2", "sam2.1_hiera_tiny.layout.tsv", NULL);
-  layout = lode_test_layout_read (path);
-  dir = lode_test_mkdtemp ();
-  ckpt = open_layout (dir, layout);
+  ckpt = open_layout (path);
   g_assert_true (lode_sam2_config_from_checkpoint (ckpt, &cfg, &error));
   g_assert_no_error (error);
   check_devices (ckpt, &cfg, "tiny at 1024");
-  lode_test_rmtree (dir);
 }
 
 /* With the GPU filled up but for 256 MiB, an encoder whose work buffers
@@ -416,9 +410,6 @@ test_encoder_tiny (void)
 static void
 test_encoder_out_of_memory (void)
 {
-  g_autofree char *layout_path = NULL;
-  g_autoptr(LodeTestLayout) layout = NULL;
-  g_autofree char *dir = NULL;
   g_autoptr(LodeCheckpoint) ckpt = NULL;
   g_autoptr(GPtrArray) hog = NULL;
   g_autoptr(GError) error = NULL;
@@ -428,10 +419,7 @@ test_encoder_out_of_memory (void)
 
   if (!gpu_ready ())
     return;
-  layout_path = g_test_build_filename (G_TEST_DIST, "data", "sam2", "encoder-reduced.layout.tsv", NULL);
-  layout = lode_test_layout_read (layout_path);
-  dir = lode_test_mkdtemp ();
-  ckpt = open_layout (dir, layout);
+  ckpt = open_layout (NULL);
   reduced_config (&cfg);
   big = cfg;
   big.image_size = 4096;
@@ -466,7 +454,6 @@ test_encoder_out_of_memory (void)
   g_assert_no_error (error);
   g_assert_nonnull (enc);
   lode_sam2_encoder_free (enc);
-  lode_test_rmtree (dir);
 }
 
 #else

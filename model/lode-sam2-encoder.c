@@ -1,4 +1,11 @@
-/* lode-sam2-encoder.c: the SAM2.1 image encoder on the CPU.
+/* lode-sam2-encoder.c: the SAM2.1 image encoder, on the CPU or on CUDA.
+ *
+ * One forward pass for both devices: it calls its kernels and moves its
+ * buffers only through a Sam2Backend table (below: the CPU one on lode-ops.h
+ * and OpenBLAS, the CUDA one on lode-ops-cuda.h and
+ * lode-sam2-encoder-cuda.h). Weights are staged on the host, uploaded into
+ * one device block, and the staging copy is filled with NaN before it is
+ * freed, so that a weight pointer left on the host shows on the CPU too.
  *
  * Layouts: the trunk keeps its activations channels-last, [tokens, C] with
  * tokens in row-major (y, x) order, as Hiera's [B, H, W, C]. Windowed

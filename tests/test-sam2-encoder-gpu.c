@@ -3,7 +3,8 @@
  * kernels, lode_sam2_encoder_cpu_*), then the whole encoder on both devices
  * with the same weights and image, its cancellation, and a work size the
  * GPU has no room for. Suite 'gpu': each test skips itself when the build
- * has no CUDA or the machine has no device.
+ * has no CUDA or the machine has no device, except /no-device, which runs
+ * where there is none: asking for CUDA then is a clean error.
  *
  * Errors are normalised: max |gpu - cpu| / (max |cpu| + 1e-6).
  * Tolerances (fp32 on both sides, TF32 off):
@@ -29,6 +30,7 @@
 #include "lode-device.h"
 #include "lode-sam2-config.h"
 #include "lode-sam2-encoder.h"
+#include "lode-sam2-predictor.h"
 #include "lode-test-ckpt.h"
 #include "lode-test-util.h"
 #include "lode-test-weights.h"
@@ -39,6 +41,65 @@
 
 #define TOL_PRODUCT 1e-4
 #define TOL_ENCODER 1e-4
+
+static gboolean
+fill_rule (const LodeTestTensor *t, float *out, gpointer user_data)
+{
+  if (!g_str_has_prefix (t->name, "image_encoder.") && !g_str_has_prefix (t->name, "sam_mask_decoder.conv_s")
+      && !g_str_equal (t->name, "no_mem_embed"))
+    return FALSE;
+  lode_test_weights_fill (t->name, t->shape, t->ndim, out);
+  return TRUE;
+}
+
+/* A checkpoint of the layout file layout_path (NULL: the reduced model's)
+ * with the weights rule on the image path; the file stays mapped, its
+ * folder is removed. */
+static LodeCheckpoint *
+open_layout (const char *layout_path)
+{
+  g_autofree char *reduced = g_test_build_filename (G_TEST_DIST, "data", "sam2", "encoder-reduced.layout.tsv", NULL);
+  g_autoptr(LodeTestLayout) layout = lode_test_layout_read (layout_path != NULL ? layout_path : reduced);
+  g_autofree char *dir = lode_test_mkdtemp ();
+  g_autofree char *path = g_build_filename (dir, "sam2.pt", NULL);
+  const LodeTestTensor *tensors = (const LodeTestTensor *) layout->tensors->data;
+  g_autoptr(GByteArray) pkl = lode_test_pickle_tensors (tensors, layout->tensors->len, LODE_TEST_WRAP_MODEL, FALSE);
+  g_autoptr(GError) error = NULL;
+  LodeCheckpoint *ckpt;
+
+  lode_test_ckpt_write_with (path, "archive", pkl->data, pkl->len, tensors, layout->tensors->len, fill_rule, NULL);
+  ckpt = lode_checkpoint_open (path, &error);
+  g_assert_no_error (error);
+  lode_test_rmtree (dir);
+  return ckpt;
+}
+
+/* The reduced configuration of test-sam2-encoder.c. */
+static void
+reduced_config (LodeSam2Config *cfg)
+{
+  g_autoptr(GError) error = NULL;
+
+  lode_sam2_config_init_size (cfg, "tiny");
+  cfg->size_name = "custom";
+  cfg->embed_dim = 16;
+  cfg->num_heads = 1;
+  cfg->stages[0] = 1;
+  cfg->stages[1] = 2;
+  cfg->stages[2] = 3;
+  cfg->stages[3] = 2;
+  cfg->n_global = 1;
+  cfg->global_blocks[0] = 4;
+  cfg->window_spec[0] = 8;
+  cfg->window_spec[1] = 4;
+  cfg->window_spec[2] = 6;
+  cfg->window_spec[3] = 3;
+  cfg->pos_embed_bkg[0] = cfg->pos_embed_bkg[1] = 5;
+  cfg->d_model = 32;
+  cfg->image_size = 128;
+  g_assert_true (lode_sam2_config_complete (cfg, &error));
+  g_assert_no_error (error);
+}
 
 #if LODE_HAVE_CUDA
 
@@ -219,65 +280,6 @@ test_conv1x1 (void)
 
 /* ---- the whole encoder ------------------------------------------------------ */
 
-static gboolean
-fill_rule (const LodeTestTensor *t, float *out, gpointer user_data)
-{
-  if (!g_str_has_prefix (t->name, "image_encoder.") && !g_str_has_prefix (t->name, "sam_mask_decoder.conv_s")
-      && !g_str_equal (t->name, "no_mem_embed"))
-    return FALSE;
-  lode_test_weights_fill (t->name, t->shape, t->ndim, out);
-  return TRUE;
-}
-
-/* A checkpoint of the layout file layout_path (NULL: the reduced model's)
- * with the weights rule on the image path; the file stays mapped, its
- * folder is removed. */
-static LodeCheckpoint *
-open_layout (const char *layout_path)
-{
-  g_autofree char *reduced = g_test_build_filename (G_TEST_DIST, "data", "sam2", "encoder-reduced.layout.tsv", NULL);
-  g_autoptr(LodeTestLayout) layout = lode_test_layout_read (layout_path != NULL ? layout_path : reduced);
-  g_autofree char *dir = lode_test_mkdtemp ();
-  g_autofree char *path = g_build_filename (dir, "sam2.pt", NULL);
-  const LodeTestTensor *tensors = (const LodeTestTensor *) layout->tensors->data;
-  g_autoptr(GByteArray) pkl = lode_test_pickle_tensors (tensors, layout->tensors->len, LODE_TEST_WRAP_MODEL, FALSE);
-  g_autoptr(GError) error = NULL;
-  LodeCheckpoint *ckpt;
-
-  lode_test_ckpt_write_with (path, "archive", pkl->data, pkl->len, tensors, layout->tensors->len, fill_rule, NULL);
-  ckpt = lode_checkpoint_open (path, &error);
-  g_assert_no_error (error);
-  lode_test_rmtree (dir);
-  return ckpt;
-}
-
-/* The reduced configuration of test-sam2-encoder.c. */
-static void
-reduced_config (LodeSam2Config *cfg)
-{
-  g_autoptr(GError) error = NULL;
-
-  lode_sam2_config_init_size (cfg, "tiny");
-  cfg->size_name = "custom";
-  cfg->embed_dim = 16;
-  cfg->num_heads = 1;
-  cfg->stages[0] = 1;
-  cfg->stages[1] = 2;
-  cfg->stages[2] = 3;
-  cfg->stages[3] = 2;
-  cfg->n_global = 1;
-  cfg->global_blocks[0] = 4;
-  cfg->window_spec[0] = 8;
-  cfg->window_spec[1] = 4;
-  cfg->window_spec[2] = 6;
-  cfg->window_spec[3] = 3;
-  cfg->pos_embed_bkg[0] = cfg->pos_embed_bkg[1] = 5;
-  cfg->d_model = 32;
-  cfg->image_size = 128;
-  g_assert_true (lode_sam2_config_complete (cfg, &error));
-  g_assert_no_error (error);
-}
-
 static guint8 *
 make_image (int w, int h)
 {
@@ -456,15 +458,40 @@ test_encoder_out_of_memory (void)
   lode_sam2_encoder_free (enc);
 }
 
-#else
-
-static void
-test_skip (void)
-{
-  g_test_skip ("no CUDA in this build");
-}
-
 #endif
+
+/* Without a CUDA device (or without CUDA in the build), asking for one is
+ * a LODE_DEVICE_ERROR, from the encoder and from the predictor (before the
+ * checkpoint is read), and the CPU stays available. */
+static void
+test_no_device (void)
+{
+  g_autoptr(LodeCheckpoint) ckpt = NULL;
+  g_autoptr(LodeSam2Encoder) enc = NULL;
+  g_autoptr(GError) error = NULL;
+  LodeSam2Config cfg;
+
+  g_assert_null (lode_sam2_predictor_open_on ("/nonexistent/sam2.pt", NULL, 0, "tpu", &error));
+  g_assert_error (error, LODE_DEVICE_ERROR, LODE_DEVICE_ERROR_UNKNOWN);
+  g_clear_error (&error);
+  if (lode_device_cuda_count () > 0)
+    {
+      g_test_skip ("a CUDA device is present");
+      return;
+    }
+  g_assert_null (lode_sam2_predictor_open_on ("/nonexistent/sam2.pt", NULL, 0, "cuda", &error));
+  g_assert_error (error, LODE_DEVICE_ERROR, LODE_DEVICE_ERROR_UNAVAILABLE);
+  g_clear_error (&error);
+
+  ckpt = open_layout (NULL);
+  reduced_config (&cfg);
+  g_assert_null (lode_sam2_encoder_new_on (ckpt, &cfg, LODE_DEVICE_CUDA, &error));
+  g_assert_error (error, LODE_DEVICE_ERROR, LODE_DEVICE_ERROR_UNAVAILABLE);
+  g_clear_error (&error);
+  enc = lode_sam2_encoder_new_on (ckpt, &cfg, LODE_DEVICE_CPU, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (lode_sam2_encoder_device (enc), ==, LODE_DEVICE_CPU);
+}
 
 int
 main (int argc, char **argv)
@@ -478,8 +505,7 @@ main (int argc, char **argv)
   g_test_add_func ("/sam2-encoder-gpu/encoder-reduced", test_encoder_reduced);
   g_test_add_func ("/sam2-encoder-gpu/encoder-tiny", test_encoder_tiny);
   g_test_add_func ("/sam2-encoder-gpu/encoder-out-of-memory", test_encoder_out_of_memory);
-#else
-  g_test_add_func ("/sam2-encoder-gpu/skip", test_skip);
 #endif
+  g_test_add_func ("/sam2-encoder-gpu/no-device", test_no_device);
   return g_test_run ();
 }

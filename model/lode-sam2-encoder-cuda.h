@@ -37,7 +37,9 @@ const char *lode_sam2_cuda_last_message (void);
 int lode_sam2_cuda_pool2x2_nhwc (LodeSam2Cuda *ctx, float *out, const float *in,
                                  int in_stride, int n, int h, int w, int c);
 
-/* Floats of scratch lode_sam2_cuda_attention needs for these sizes. */
+/* Floats of scratch lode_sam2_cuda_attention needs for any call with at
+ * most nw windows of these sizes (bounded by 2^24 floats unless a single
+ * query row of every window is more). */
 size_t lode_sam2_cuda_attention_scratch (int nw, int lq, int lk);
 
 /* softmax(q k^T / sqrt(hd)) v for nw windows and heads heads: q [nw, lq,

@@ -201,12 +201,21 @@ attention_rows (int nw, int lq, int lk)
   return (int) rows;
 }
 
+// A bound for every call with at most nw windows (the last group of a block
+// has fewer, hence more rows per pass): a pass of n windows and r rows takes
+// n * r * lk <= min (n * lq * lk, max (SCORE_FLOATS, n * lk)) floats.
 extern "C" size_t
 lode_sam2_cuda_attention_scratch (int nw, int lq, int lk)
 {
+  size_t all, pass;
+
   if (nw <= 0 || lq <= 0 || lk <= 0)
     return 0;
-  return (size_t) nw * attention_rows (nw, lq, lk) * lk;
+  all = (size_t) nw * lq * lk;
+  pass = (size_t) nw * lk;
+  if (pass < SCORE_FLOATS)
+    pass = SCORE_FLOATS;
+  return all < pass ? all : pass;
 }
 
 // One head at a time, every window of the call in one strided batch, a block

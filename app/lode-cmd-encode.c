@@ -6,6 +6,7 @@
 
 #include "lode-cli-progress.h"
 #include "lode-commands.h"
+#include "lode-device.h"
 #include "lode-sam2-session.h"
 
 /* lode encode: computes the SAM2 embedding of every patch ahead of time, so
@@ -15,6 +16,7 @@ lode_cmd_encode (int argc, char **argv)
 {
   g_autofree char *checkpoint = NULL;
   g_autofree char *composite = NULL;
+  g_autofree char *device = NULL;
   int size = 1024;
   int cache_mb = (int) (LODE_SAM2_CACHE_DEFAULT_BYTES >> 20);
   g_auto(GStrv) rest = NULL;
@@ -24,6 +26,7 @@ lode_cmd_encode (int argc, char **argv)
     { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Input size of the model: 1024 (its own) or 512 (faster)"), N_("PIXELS") },
     { "composite", 0, 0, G_OPTION_ARG_STRING, &composite, N_("Composite shown to the model (default true-colour)"), N_("NAME") },
     { "cache-mb", 0, 0, G_OPTION_ARG_INT, &cache_mb, N_("Bound of the embedding cache in MiB (default 2048)"), N_("MIB") },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu, cuda or auto (default)"), N_("DEVICE") },
     { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &rest, NULL, N_("PROJECT.lode") },
     { NULL }
   };
@@ -72,12 +75,23 @@ lode_cmd_encode (int argc, char **argv)
       lode_cli_error ("encode", _("the custom composite needs its bands chosen in the window"));
       return LODE_EXIT_USAGE;
     }
+  /* the image encoder's device: an unknown name or cuda without a device
+   * ends here, before the project is opened */
+  lode_device_choose (device, &error);
+  if (error != NULL)
+    {
+      lode_cli_error ("encode", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
   lode_composite_spec_init (&spec, preset);
 
   store = lode_cli_open_project ("encode", rest[0]);
   if (store == NULL)
     return LODE_EXIT_FAILURE;
   session = lode_sam2_session_new (checkpoint, size, &error);
+  if (session != NULL
+      && !lode_sam2_predictor_set_device (lode_sam2_session_get_predictor (session), device, &error))
+    g_clear_pointer (&session, lode_sam2_session_free);
   if (session == NULL)
     {
       lode_cli_error ("encode", "%s", error->message);

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 
 #include "lode-commands.h"
+#include "lode-device.h"
 #include "lode-composite.h"
 #include "lode-raster.h"
 #include "lode-sam2-predictor.h"
@@ -111,7 +112,7 @@ int
 lode_cmd_segment (int argc, char **argv)
 {
   g_autofree char *checkpoint = NULL, *image = NULL, *box_s = NULL, *out = NULL;
-  g_autofree char *composite = NULL;
+  g_autofree char *composite = NULL, *device = NULL;
   g_auto(GStrv) point_s = NULL;
   int size = 1024;
   gboolean multimask = FALSE;
@@ -124,6 +125,7 @@ lode_cmd_segment (int argc, char **argv)
     { "size", 's', 0, G_OPTION_ARG_INT, &size, N_("Model input size: 1024 (the model's own) or 512 (faster)"), N_("PIXELS") },
     { "multimask", 'm', 0, G_OPTION_ARG_NONE, &multimask, N_("Ask for three candidates and keep the best"), NULL },
     { "out", 'o', 0, G_OPTION_ARG_FILENAME, &out, N_("Mask to write (0/1 GeoTIFF on the image's grid)"), N_("MASK.tif") },
+    { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu, cuda or auto (default)"), N_("DEVICE") },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (NULL);
@@ -190,6 +192,14 @@ lode_cmd_segment (int argc, char **argv)
       return LODE_EXIT_USAGE;
     }
 
+  /* the image encoder's device (clicks run on the CPU): an unknown name or
+   * cuda without a device ends here, before any file is read */
+  lode_device_choose (device, &error);
+  if (error != NULL)
+    {
+      lode_cli_error ("segment", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
   raster = lode_raster_open (image, &error);
   if (raster == NULL)
     {
@@ -213,7 +223,7 @@ lode_cmd_segment (int argc, char **argv)
       return LODE_EXIT_FAILURE;
     }
 
-  predictor = lode_sam2_predictor_open (checkpoint, NULL, size, &error);
+  predictor = lode_sam2_predictor_open_on (checkpoint, NULL, size, device, &error);
   if (predictor == NULL)
     {
       lode_cli_error ("segment", "%s", error->message);

@@ -29,7 +29,7 @@ lode_sam2_session_new (const char *checkpoint, int input_size, GError **error)
                             G_FILE_QUERY_INFO_NONE, NULL, error);
   if (info == NULL)
     return NULL;
-  self->predictor = lode_sam2_predictor_open (checkpoint, NULL, input_size, error);
+  self->predictor = lode_sam2_predictor_open_on (checkpoint, NULL, input_size, "auto", error);
   if (self->predictor == NULL)
     return NULL;
   self->input_size = lode_sam2_predictor_get_config (self->predictor)->image_size;

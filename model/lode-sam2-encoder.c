@@ -1,4 +1,11 @@
-/* lode-sam2-encoder.c: the SAM2.1 image encoder on the CPU.
+/* lode-sam2-encoder.c: the SAM2.1 image encoder, on the CPU or on CUDA.
+ *
+ * One forward pass for both devices: it calls its kernels and moves its
+ * buffers only through a Sam2Backend table (below: the CPU one on lode-ops.h
+ * and OpenBLAS, the CUDA one on lode-ops-cuda.h and
+ * lode-sam2-encoder-cuda.h). Weights are staged on the host, uploaded into
+ * one device block, and the staging copy is filled with NaN before it is
+ * freed, so that a weight pointer left on the host shows on the CPU too.
  *
  * Layouts: the trunk keeps its activations channels-last, [tokens, C] with
  * tokens in row-major (y, x) order, as Hiera's [B, H, W, C]. Windowed
@@ -29,6 +36,10 @@
 #include "lode-ops.h"
 #include "lode-sam2-config.h"
 #include "lode-sam2-encoder.h"
+#ifdef LODE_WITH_CUDA
+#include "lode-ops-cuda.h"
+#include "lode-sam2-encoder-cuda.h"
+#endif
 
 /* Threads: OpenBLAS (pthreads) and OpenMP each keep a team of threads
  * that spin for a while after their work; alternating between them on a
@@ -89,12 +100,25 @@ cpu_end (void *ctx)
 /* ---- the kernels the forward pass calls --------------------------------- */
 
 /* Device pointers in, status out (0 = done). The CPU table below wraps
- * lode-ops.h; a CUDA table would wrap lode-ops-cuda.h and the twins of the
- * two encoder kernels (pool2x2_nhwc, attention). */
+ * lode-ops.h; the CUDA table wraps lode-ops-cuda.h and
+ * lode-sam2-encoder-cuda.h (the twins of pool2x2_nhwc, attention and
+ * conv1x1_to_nchw). The orchestration touches the buffers only through the
+ * table: on the CPU alloc, upload and download are g_try_new and memcpy, so
+ * the CPU tests run the data flow of the GPU. */
 typedef struct {
-  /* around a forward pass */
+  /* memory: n floats */
+  int (*alloc)            (void *ctx, float **dev, gsize n);
+  void (*release)         (void *ctx, float *dev);
+  int (*upload)           (void *ctx, float *dev, const float *host, gsize n);
+  int (*download)         (void *ctx, float *host, const float *dev, gsize n);
+  /* the scratch floats attention needs for group windows of lq x lk */
+  gsize (*attention_scratch) (void *ctx, int group, int lq, int lk);
+  /* the detail of the last failure, moved into error; FALSE when none */
+  gboolean (*take_error)  (void *ctx, GError **error);
+  /* around a forward pass, and between its blocks */
   int (*begin)            (void *ctx);
   int (*end)              (void *ctx);
+  int (*sync)             (void *ctx);
   int (*conv2d)           (void *ctx, float *out, const float *in, const float *w,
                            const float *b, const LodeConvShape *s);
   int (*nchw_to_nhwc)     (void *ctx, float *out, const float *in, int c, int h, int w);
@@ -122,8 +146,39 @@ typedef struct {
                            const float *b, int hw, int c_in, int c_out);
   int (*add_channel_bias) (void *ctx, float *out, const float *in, const float *bias, int c, int hw);
   int (*upsample2_nearest) (void *ctx, float *out, const float *in, int c, int h, int w);
-  int (*download)         (void *ctx, float *host, const float *dev, gsize n);
 } Sam2Backend;
+
+static int
+cpu_alloc (void *ctx, float **dev, gsize n)
+{
+  *dev = g_try_new (float, MAX (n, 1));
+  return *dev != NULL ? 0 : -1;
+}
+
+static void
+cpu_release (void *ctx, float *dev)
+{
+  g_free (dev);
+}
+
+static int
+cpu_upload (void *ctx, float *dev, const float *host, gsize n)
+{
+  memcpy (dev, host, n * sizeof (float));
+  return 0;
+}
+
+static gboolean
+cpu_take_error (void *ctx, GError **error)
+{
+  return FALSE;
+}
+
+static int
+cpu_sync (void *ctx)
+{
+  return 0;
+}
 
 static int
 cpu_conv2d (void *ctx, float *out, const float *in, const float *w, const float *b,
@@ -330,11 +385,256 @@ cpu_download (void *ctx, float *host, const float *dev, gsize n)
   return 0;
 }
 
+static gsize
+cpu_attention_scratch (void *ctx, int group, int lq, int lk)
+{
+  return (gsize) ((CpuContext *) ctx)->threads * attention_block_rows (lq, lk) * lk;
+}
+
 static const Sam2Backend cpu_backend = {
-  cpu_begin, cpu_end, cpu_conv2d, cpu_nchw_to_nhwc, cpu_add, cpu_layer_norm, cpu_linear, cpu_gelu,
+  cpu_alloc, cpu_release, cpu_upload, cpu_download, cpu_attention_scratch, cpu_take_error,
+  cpu_begin, cpu_end, cpu_sync,
+  cpu_conv2d, cpu_nchw_to_nhwc, cpu_add, cpu_layer_norm, cpu_linear, cpu_gelu,
   cpu_window_partition, cpu_window_unpartition, cpu_pool2x2_nhwc, cpu_attention,
-  cpu_conv1x1_to_nchw, cpu_add_channel_bias, cpu_upsample2_nearest, cpu_download,
+  cpu_conv1x1_to_nchw, cpu_add_channel_bias, cpu_upsample2_nearest,
 };
+
+/* ---- the CPU kernels, for the tests of their GPU twins ------------------ */
+
+static CpuContext
+cpu_context_default (void)
+{
+  CpuContext c = { 1, 1 };
+
+#ifdef _OPENMP
+  c.threads = MAX (1, omp_get_max_threads ());
+#endif
+  return c;
+}
+
+void
+lode_sam2_encoder_cpu_pool2x2_nhwc (float *out, const float *in, int in_stride, int n, int h, int w, int c)
+{
+  CpuContext cpu = cpu_context_default ();
+
+  cpu_pool2x2_nhwc (&cpu, out, in, in_stride, n, h, w, c);
+}
+
+void
+lode_sam2_encoder_cpu_attention (float *out, const float *q, int q_stride, const float *k,
+                                 const float *v, int kv_stride, int nw, int heads, int lq, int lk, int hd)
+{
+  CpuContext cpu = cpu_context_default ();
+  g_autofree float *scratch = g_new (float, cpu_attention_scratch (&cpu, nw, lq, lk));
+
+  cpu_attention (&cpu, out, q, q_stride, k, v, kv_stride, nw, heads, lq, lk, hd, scratch);
+}
+
+void
+lode_sam2_encoder_cpu_conv1x1_to_nchw (float *out, const float *x, const float *w, const float *b,
+                                       int hw, int c_in, int c_out)
+{
+  CpuContext cpu = cpu_context_default ();
+
+  cpu_conv1x1_to_nchw (&cpu, out, x, w, b, hw, c_in, c_out);
+}
+
+/* ---- the CUDA table ----------------------------------------------------- */
+
+#ifdef LODE_WITH_CUDA
+typedef struct {
+  LodeOpsCuda *ops;
+  LodeSam2Cuda *sam2;
+  GError *error;            /* the first failure of a run */
+} CudaContext;
+
+/* lode_ops_cuda_check for the kernels of lode-sam2-encoder-cuda.h. */
+static void
+own_error (int status, GError **error)
+{
+  if (status == LODE_CUDA_ERROR_NO_MEMORY)
+    g_set_error (error, LODE_OPS_ERROR, LODE_OPS_ERROR_GPU_MEMORY,
+                 _("The GPU ran out of memory (%s); use a smaller batch or "
+                   "image size, close other GPU programs, or use --device cpu"),
+                 lode_sam2_cuda_last_message ());
+  else
+    g_set_error (error, LODE_OPS_ERROR, LODE_OPS_ERROR_GPU,
+                 _("A GPU computation failed: %s"), lode_sam2_cuda_last_message ());
+}
+
+/* Keeps the first failure's detail: lode-ops-cuda's kernels (own FALSE) or
+ * lode-sam2-encoder-cuda's (own TRUE). */
+static int
+cuda_status (void *ctx, int status, gboolean own)
+{
+  CudaContext *c = ctx;
+
+  if (status == LODE_CUDA_OK || c->error != NULL)
+    return status;
+  if (!own)
+    lode_ops_cuda_check (status, &c->error);
+  else
+    own_error (status, &c->error);
+  return status;
+}
+
+#define OPS(call) cuda_status (ctx, (call), FALSE)
+#define OWN(call) cuda_status (ctx, (call), TRUE)
+#define OPS_CTX (((CudaContext *) ctx)->ops)
+#define OWN_CTX (((CudaContext *) ctx)->sam2)
+
+static int
+cuda_alloc (void *ctx, float **dev, gsize n)
+{
+  return OPS (lode_ops_cuda_alloc ((void **) dev, MAX (n, 1) * sizeof (float)));
+}
+
+static void
+cuda_release (void *ctx, float *dev)
+{
+  lode_ops_cuda_release (dev);
+}
+
+static int
+cuda_upload (void *ctx, float *dev, const float *host, gsize n)
+{
+  return OPS (lode_ops_cuda_upload (OPS_CTX, dev, host, n * sizeof (float)));
+}
+
+static int
+cuda_download (void *ctx, float *host, const float *dev, gsize n)
+{
+  return OPS (lode_ops_cuda_download (OPS_CTX, host, dev, n * sizeof (float)));
+}
+
+static gsize
+cuda_attention_scratch (void *ctx, int group, int lq, int lk)
+{
+  return lode_sam2_cuda_attention_scratch (group, lq, lk);
+}
+
+static gboolean
+cuda_take_error (void *ctx, GError **error)
+{
+  CudaContext *c = ctx;
+
+  if (c->error == NULL)
+    return FALSE;
+  g_propagate_error (error, g_steal_pointer (&c->error));
+  return TRUE;
+}
+
+static int
+cuda_begin (void *ctx)
+{
+  g_clear_error (&((CudaContext *) ctx)->error);
+  return 0;
+}
+
+static int
+cuda_sync (void *ctx)
+{
+  return OPS (lode_ops_cuda_synchronize (OPS_CTX));
+}
+
+static int
+cuda_conv2d (void *ctx, float *out, const float *in, const float *w, const float *b,
+             const LodeConvShape *s)
+{
+  return OPS (lode_ops_cuda_conv2d (OPS_CTX, out, in, w, b, s));
+}
+
+static int
+cuda_nchw_to_nhwc (void *ctx, float *out, const float *in, int c, int h, int w)
+{
+  return OPS (lode_ops_cuda_nchw_to_nhwc (OPS_CTX, out, in, 1, c, h, w));
+}
+
+static int
+cuda_add (void *ctx, float *out, const float *a, const float *b, gsize n)
+{
+  return OPS (lode_ops_cuda_add (OPS_CTX, out, a, b, n));
+}
+
+static int
+cuda_layer_norm (void *ctx, float *out, const float *in, const float *w, const float *b,
+                 int rows, int c, float eps)
+{
+  return OPS (lode_ops_cuda_layer_norm (OPS_CTX, out, in, w, b, rows, c, eps));
+}
+
+static int
+cuda_linear (void *ctx, float *out, const float *x, const float *w, const float *b,
+             int rows, int in_f, int out_f)
+{
+  return OPS (lode_ops_cuda_linear (OPS_CTX, out, x, w, b, rows, in_f, out_f));
+}
+
+static int
+cuda_gelu (void *ctx, float *x, gsize n)
+{
+  return OPS (lode_ops_cuda_gelu (OPS_CTX, x, x, n));
+}
+
+static int
+cuda_window_partition (void *ctx, float *out, const float *in, int h, int w, int c, int win)
+{
+  return OPS (lode_ops_cuda_window_partition (OPS_CTX, out, in, 1, h, w, c, win));
+}
+
+static int
+cuda_window_unpartition (void *ctx, float *out, const float *in, int h, int w, int c, int win)
+{
+  return OPS (lode_ops_cuda_window_unpartition (OPS_CTX, out, in, 1, h, w, c, win));
+}
+
+static int
+cuda_pool2x2_nhwc (void *ctx, float *out, const float *in, int in_stride, int n, int h, int w, int c)
+{
+  return OWN (lode_sam2_cuda_pool2x2_nhwc (OWN_CTX, out, in, in_stride, n, h, w, c));
+}
+
+static int
+cuda_attention (void *ctx, float *out, const float *q, int q_stride, const float *k,
+                const float *v, int kv_stride, int nw, int heads, int lq, int lk, int hd,
+                float *scratch)
+{
+  return OWN (lode_sam2_cuda_attention (OWN_CTX, out, q, q_stride, k, v, kv_stride,
+                                        nw, heads, lq, lk, hd, scratch));
+}
+
+static int
+cuda_conv1x1_to_nchw (void *ctx, float *out, const float *x, const float *w, const float *b,
+                      int hw, int c_in, int c_out)
+{
+  return OWN (lode_sam2_cuda_conv1x1_to_nchw (OWN_CTX, out, x, w, b, hw, c_in, c_out));
+}
+
+static int
+cuda_add_channel_bias (void *ctx, float *out, const float *in, const float *bias, int c, int hw)
+{
+  return OPS (lode_ops_cuda_add_channel_bias (OPS_CTX, out, in, bias, 1, c, hw));
+}
+
+static int
+cuda_upsample2_nearest (void *ctx, float *out, const float *in, int c, int h, int w)
+{
+  return OPS (lode_ops_cuda_resize (OPS_CTX, out, in, c, h, w, 2 * h, 2 * w, LODE_RESIZE_NEAREST));
+}
+
+#undef OPS
+#undef OWN
+#undef OPS_CTX
+#undef OWN_CTX
+
+static const Sam2Backend cuda_backend = {
+  cuda_alloc, cuda_release, cuda_upload, cuda_download, cuda_attention_scratch, cuda_take_error,
+  cuda_begin, cuda_sync, cuda_sync,
+  cuda_conv2d, cuda_nchw_to_nhwc, cuda_add, cuda_layer_norm, cuda_linear, cuda_gelu,
+  cuda_window_partition, cuda_window_unpartition, cuda_pool2x2_nhwc, cuda_attention,
+  cuda_conv1x1_to_nchw, cuda_add_channel_bias, cuda_upsample2_nearest,
+};
+#endif
 
 /* ---- the encoder -------------------------------------------------------- */
 
@@ -359,11 +659,15 @@ typedef struct {
 
 struct _LodeSam2Encoder {
   LodeSam2Config cfg;
+  LodeDeviceKind device;
   const Sam2Backend *be;
   void *ctx;
   CpuContext cpu;
+#ifdef LODE_WITH_CUDA
+  CudaContext cuda;
+#endif
 
-  float *weights;                /* every parameter, one allocation */
+  float *weights;                /* every parameter, one device allocation */
   gsize n_weights;
   const float *patch_w, *patch_b;
   const float *neck_w[4], *neck_b[4];
@@ -374,8 +678,9 @@ struct _LodeSam2Encoder {
   int n_blocks;
   int grid;                      /* image_size / 4 */
 
-  float *work;                   /* every work buffer, one allocation */
+  float *work;                   /* every work buffer, one device allocation */
   gsize n_work;
+  float *input;                  /* the image [3, S, S], uploaded at run */
   float *x, *xn, *sc, *part, *qkv, *q, *att, *proj, *hid, *scores;
   float *lat2, *up, *out_embed, *out_hr[2];
 };
@@ -401,13 +706,43 @@ lode_sam2_encoder_work_bytes (LodeSam2Encoder *self)
   return self->n_work * sizeof (float);
 }
 
+LodeDeviceKind
+lode_sam2_encoder_device (LodeSam2Encoder *self)
+{
+  g_return_val_if_fail (self != NULL, LODE_DEVICE_CPU);
+  return self->device;
+}
+
+void
+lode_sam2_encoder_set_tf32 (LodeSam2Encoder *self, gboolean allow)
+{
+  g_return_if_fail (self != NULL);
+#ifdef LODE_WITH_CUDA
+  if (self->device == LODE_DEVICE_CUDA)
+    {
+      lode_ops_cuda_set_tf32 (self->cuda.ops, allow);
+      lode_sam2_cuda_set_tf32 (self->cuda.sam2, allow);
+    }
+#endif
+}
+
 void
 lode_sam2_encoder_free (LodeSam2Encoder *self)
 {
   if (self == NULL)
     return;
-  g_free (self->weights);
-  g_free (self->work);
+  if (self->be != NULL)
+    {
+      if (self->weights != NULL)
+        self->be->release (self->ctx, self->weights);
+      if (self->work != NULL)
+        self->be->release (self->ctx, self->work);
+    }
+#ifdef LODE_WITH_CUDA
+  lode_sam2_cuda_free (self->cuda.sam2);
+  lode_ops_cuda_free (self->cuda.ops);
+  g_clear_error (&self->cuda.error);
+#endif
   g_free (self);
 }
 
@@ -644,7 +979,8 @@ layout_work (LodeSam2Encoder *self, float *base)
 {
   gsize x = 0, xn = 0, sc = 0, part = 0, qkv = 0, q = 0, att = 0, proj = 0, hid = 0, scores = 0;
   gsize g = (gsize) self->grid, d = (gsize) self->cfg.d_model, off = 0;
-  int threads = self->cpu.threads;
+
+  gsize input = (gsize) 3 * self->cfg.image_size * self->cfg.image_size;
 
   x = g * g * self->cfg.embed_dim;       /* the patch embedding (NCHW, then NHWC) */
   part = x;
@@ -669,7 +1005,7 @@ layout_work (LodeSam2Encoder *self, float *base)
       att = MAX (att, MAX ((gsize) b->group * b->lq, rows) * b->dout);
       proj = MAX (proj, (gsize) b->nw * b->lq * b->dout);
       hid = MAX (hid, rows * 4 * b->dout);
-      scores = MAX (scores, (gsize) threads * attention_block_rows (b->lq, b->lk) * b->lk);
+      scores = MAX (scores, self->be->attention_scratch (self->ctx, b->group, b->lq, b->lk));
     }
   /* the neck's top-down path: the stride-32 lateral, then upsampled */
   hid = MAX (hid, d * (g / 8) * (g / 8));
@@ -679,6 +1015,7 @@ layout_work (LodeSam2Encoder *self, float *base)
       self->field = base + off; \
     off += ROUND16 (n); \
   } G_STMT_END
+  CARVE (input, input);
   CARVE (x, x);
   CARVE (xn, xn);
   CARVE (sc, sc);
@@ -732,12 +1069,125 @@ fold_1x1 (float *w_out, float *b_out, const float *w2, const float *b2, const fl
     }
 }
 
+/* Chooses the kernel table for device and starts its context. */
+static gboolean
+start_backend (LodeSam2Encoder *self, LodeDeviceKind device, GError **error)
+{
+  self->device = device;
+  self->cpu = cpu_context_default ();
+  if (device == LODE_DEVICE_CPU)
+    {
+      self->be = &cpu_backend;
+      self->ctx = &self->cpu;
+      return TRUE;
+    }
+#ifdef LODE_WITH_CUDA
+  if (lode_device_cuda_count () > 0)
+    {
+      if (!lode_ops_cuda_check (lode_ops_cuda_new (&self->cuda.ops), error))
+        return FALSE;
+      int status = lode_sam2_cuda_new (self->cuda.ops, &self->cuda.sam2);
+
+      if (status != LODE_CUDA_OK)
+        {
+          own_error (status, error);
+          return FALSE;
+        }
+      self->be = &cuda_backend;
+      self->ctx = &self->cuda;
+      return TRUE;
+    }
+#endif
+  /* the reason, as --device cuda gets it */
+  lode_device_choose ("cuda", error);
+  return FALSE;
+}
+
+/* One device allocation of n floats through the table, for the weights
+ * or the work buffers. */
+static gboolean
+device_alloc (LodeSam2Encoder *self, float **dev, gsize n, gboolean weights, GError **error)
+{
+  if (n > G_MAXSIZE / sizeof (float) / 2 || self->be->alloc (self->ctx, dev, n) != 0)
+    {
+      *dev = NULL;
+      /* the GPU's detail (out of memory, with what is free), else the host's */
+      if (self->be->take_error (self->ctx, error))
+        return FALSE;
+      if (weights)
+        g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
+                     _("Not enough memory for the SAM2 image encoder's weights (%zu MiB)"),
+                     (n * sizeof (float)) >> 20);
+      else
+        g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
+                     _("Not enough memory for the SAM2 image encoder's work buffers (%zu MiB)"),
+                     (n * sizeof (float)) >> 20);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The weight pointers, carved from staging, moved to the same offsets of
+ * the device block. */
+static void
+rebase_weights (LodeSam2Encoder *self, const float *staging)
+{
+#define REBASE(p) G_STMT_START { \
+    if ((p) != NULL) \
+      (p) = self->weights + ((p) - staging); \
+  } G_STMT_END
+  REBASE (self->patch_w);
+  REBASE (self->patch_b);
+  for (int i = 0; i < 4; i++)
+    {
+      REBASE (self->neck_w[i]);
+      REBASE (self->neck_b[i]);
+    }
+  for (int i = 0; i < 2; i++)
+    {
+      REBASE (self->hr_w[i]);
+      REBASE (self->hr_b[i]);
+    }
+  REBASE (self->no_mem);
+  REBASE (self->pos);
+  for (int i = 0; i < self->n_blocks; i++)
+    {
+      Sam2Block *b = &self->blocks[i];
+
+      REBASE (b->norm1_w);
+      REBASE (b->norm1_b);
+      REBASE (b->qkv_w);
+      REBASE (b->qkv_b);
+      REBASE (b->attn_proj_w);
+      REBASE (b->attn_proj_b);
+      REBASE (b->norm2_w);
+      REBASE (b->norm2_b);
+      REBASE (b->mlp0_w);
+      REBASE (b->mlp0_b);
+      REBASE (b->mlp1_w);
+      REBASE (b->mlp1_b);
+      REBASE (b->proj_w);
+      REBASE (b->proj_b);
+    }
+#undef REBASE
+}
+
 LodeSam2Encoder *
 lode_sam2_encoder_new (LodeCheckpoint *ckpt, const LodeSam2Config *cfg, GError **error)
+{
+  return lode_sam2_encoder_new_on (ckpt, cfg, LODE_DEVICE_CPU, error);
+}
+
+LodeSam2Encoder *
+lode_sam2_encoder_new_on (LodeCheckpoint       *ckpt,
+                          const LodeSam2Config *cfg,
+                          LodeDeviceKind        device,
+                          GError              **error)
 {
   g_autoptr(LodeSam2Encoder) self = NULL;
   g_autoptr(GArray) specs = NULL;
   g_autofree const float **ptr = NULL;
+  g_autofree float *staging = NULL;
   LodeSam2Config checked;
   gsize total = 0, off = 0, g, d;
   int k = 0;
@@ -751,12 +1201,8 @@ lode_sam2_encoder_new (LodeCheckpoint *ckpt, const LodeSam2Config *cfg, GError *
 
   self = g_new0 (LodeSam2Encoder, 1);
   self->cfg = checked;
-  self->be = &cpu_backend;
-  self->cpu.threads = 1;
-#ifdef _OPENMP
-  self->cpu.threads = MAX (1, omp_get_max_threads ());
-#endif
-  self->ctx = &self->cpu;
+  if (!start_backend (self, device, error))
+    return NULL;
   self->grid = checked.image_size / 4;
   g = (gsize) self->grid;
   d = (gsize) checked.d_model;
@@ -776,8 +1222,10 @@ lode_sam2_encoder_new (LodeCheckpoint *ckpt, const LodeSam2Config *cfg, GError *
   total += ROUND16 (d / 8 * checked.embed_dim) + ROUND16 (d / 8);
   total += ROUND16 (d / 4 * checked.embed_dim * 2) + ROUND16 (d / 4);
   total += ROUND16 (g * g * checked.embed_dim);
-  self->weights = g_try_new (float, total);
-  if (self->weights == NULL)
+  /* built on the host (folding, positional embedding), then uploaded */
+  staging = g_try_new (float, total);
+  self->weights = staging;
+  if (staging == NULL)
     {
       g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
                    _("Not enough memory for the SAM2 image encoder's weights (%zu MiB)"),
@@ -853,15 +1301,26 @@ lode_sam2_encoder_new (LodeCheckpoint *ckpt, const LodeSam2Config *cfg, GError *
     make_pos_embed (self->pos, bkg, window, &checked, self->grid);
   }
 
-  self->n_work = layout_work (self, NULL);
-  self->work = g_try_new (float, self->n_work);
-  if (self->work == NULL)
+  self->weights = NULL;
+  if (!device_alloc (self, &self->weights, total, TRUE, error))
+    return NULL;
+  if (self->be->upload (self->ctx, self->weights, staging, total) != 0
+      || self->be->sync (self->ctx) != 0)
     {
-      g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
-                   _("Not enough memory for the SAM2 image encoder's work buffers (%zu MiB)"),
-                   self->n_work * sizeof (float) >> 20);
+      if (!self->be->take_error (self->ctx, error))
+        g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
+                     _("The SAM2 image encoder failed"));
       return NULL;
     }
+  rebase_weights (self, staging);
+  /* a weight left pointing at the host copy reads NaN from here on, on
+   * the CPU too: the CPU tests catch a forgotten rebase */
+  for (gsize i = 0; i < total; i++)
+    staging[i] = NAN;
+
+  self->n_work = layout_work (self, NULL);
+  if (!device_alloc (self, &self->work, self->n_work, FALSE, error))
+    return NULL;
   layout_work (self, self->work);
   return g_steal_pointer (&self);
 }
@@ -971,8 +1430,9 @@ encoder_forward (LodeSam2Encoder *self, const float *image, GCancellable *cancel
 
   /* patch embedding: 7x7 stride 4 convolution, to channels-last, plus the
    * positional embedding */
+  RUN (be->upload (self->ctx, self->input, image, (gsize) 3 * cfg->image_size * cfg->image_size));
   lode_conv_shape_init (&cs, 1, 3, cfg->image_size, cfg->image_size, cfg->embed_dim, 7, 4, 3);
-  RUN (be->conv2d (self->ctx, self->part, image, self->patch_w, self->patch_b, &cs));
+  RUN (be->conv2d (self->ctx, self->part, self->input, self->patch_w, self->patch_b, &cs));
   RUN (be->nchw_to_nhwc (self->ctx, self->x, self->part, cfg->embed_dim, g, g));
   RUN (be->add (self->ctx, self->x, self->x, self->pos, (gsize) g * g * cfg->embed_dim));
 
@@ -981,6 +1441,10 @@ encoder_forward (LodeSam2Encoder *self, const float *image, GCancellable *cancel
       const Sam2Block *b = &self->blocks[i];
       int hw;
 
+      /* the host waits for the device's previous block here, so that a
+       * cancellation stops the work within a block (kernels are queued
+       * ahead of the device otherwise) */
+      RUN (be->sync (self->ctx));
       if (g_cancellable_is_cancelled (cancellable))
         {
           *cancelled = TRUE;
@@ -1055,6 +1519,8 @@ lode_sam2_encoder_run (LodeSam2Encoder *self,
       g_cancellable_set_error_if_cancelled (cancellable, error);
       return NULL;
     }
+  if (!ok && self->be->take_error (self->ctx, error))
+    return NULL;
   if (!ok
       || self->be->download (self->ctx, e->image_embed, self->out_embed, (gsize) e->d_model * s16 * s16) != 0
       || self->be->download (self->ctx, e->high_res[0], self->out_hr[0],
@@ -1062,6 +1528,8 @@ lode_sam2_encoder_run (LodeSam2Encoder *self,
       || self->be->download (self->ctx, e->high_res[1], self->out_hr[1],
                              (gsize) e->high_res_channels[1] * s16 * s16 * 4) != 0)
     {
+      if (self->be->take_error (self->ctx, error))
+        return NULL;
       g_set_error (error, LODE_SAM2_CONFIG_ERROR, LODE_SAM2_CONFIG_ERROR_INVALID,
                    _("The SAM2 image encoder failed"));
       return NULL;

@@ -1,5 +1,5 @@
 /* lode-sam2-encoder.h: the SAM2.1 image encoder (Hiera trunk, FPN neck and
- * the image predictor's projections), on the CPU.
+ * the image predictor's projections), on the CPU or on a CUDA device.
  *
  * What SAM2ImagePredictor.set_image computes: the image resized to S x S
  * and normalised (lode_sam2_preprocess), the Hiera trunk, the FPN neck with
@@ -9,11 +9,14 @@
  * encodings are not computed: the image predictor drops them (the decoder
  * builds its own dense positional encoding).
  *
- * Weights are converted to float32 once, at lode_sam2_encoder_new, into one
- * allocation; the work buffers of a run are one more allocation sized from
- * the configuration. The forward pass calls its kernels through a table of
- * functions (the CPU one wraps lode-ops.h), so that a CUDA table can run the
- * same sequence. One encoder runs one image at a time.
+ * Weights are converted to float32 once, at construction, into one
+ * allocation on the device (built on the host, then uploaded); the work
+ * buffers of a run are one more device allocation sized from the
+ * configuration. The forward pass calls its kernels through a table of
+ * functions (the CPU one wraps lode-ops.h, the CUDA one lode-ops-cuda.h and
+ * lode-sam2-encoder-cuda.h), so both devices run the same sequence: the
+ * image is uploaded at run, the three outputs downloaded at its end. One
+ * encoder runs one image at a time.
  *
  * Threads: during lode_sam2_encoder_run OpenBLAS is set to one thread and
  * the products are split over the OpenMP team instead (two thread pools
@@ -26,6 +29,7 @@
 #include <gio/gio.h>
 
 #include "lode-checkpoint.h"
+#include "lode-device.h"
 #include "lode-sam2-types.h"
 
 G_BEGIN_DECLS
@@ -50,7 +54,20 @@ void               lode_sam2_preprocess          (const guint8         *rgb,
 LodeSam2Encoder   *lode_sam2_encoder_new         (LodeCheckpoint       *ckpt,
                                                   const LodeSam2Config *cfg,
                                                   GError              **error);
+/* The same on device (lode_sam2_encoder_new: LODE_DEVICE_CPU). Also
+ * LODE_DEVICE_ERROR_UNAVAILABLE for CUDA without a device or a build
+ * without CUDA, LODE_OPS_ERROR (LODE_OPS_ERROR_GPU_MEMORY when the weights
+ * or work buffers do not fit) for a failure on the GPU. */
+LodeSam2Encoder   *lode_sam2_encoder_new_on      (LodeCheckpoint       *ckpt,
+                                                  const LodeSam2Config *cfg,
+                                                  LodeDeviceKind        device,
+                                                  GError              **error);
 void               lode_sam2_encoder_free        (LodeSam2Encoder      *self);
+LodeDeviceKind     lode_sam2_encoder_device      (LodeSam2Encoder      *self);
+/* TF32 tensor cores for the products on CUDA (faster, about 1e-3 relative
+ * error); off by default so that CUDA matches the CPU. No effect on the CPU. */
+void               lode_sam2_encoder_set_tf32    (LodeSam2Encoder      *self,
+                                                  gboolean              allow);
 const LodeSam2Config *lode_sam2_encoder_config   (LodeSam2Encoder      *self);
 /* Bytes of the float32 weights and of the work buffers. */
 gsize              lode_sam2_encoder_weight_bytes (LodeSam2Encoder     *self);
@@ -71,6 +88,40 @@ LodeSam2Embedding *lode_sam2_encoder_run_rgb     (LodeSam2Encoder      *self,
                                                   int                   h,
                                                   GCancellable         *cancellable,
                                                   GError              **error);
+
+/* The CPU encoder's own kernels, for the tests of their GPU twins
+ * (lode-sam2-encoder-cuda.h); they use the OpenMP team as the encoder does.
+ * 2x2 max pooling, stride 2, of in [n, h, w, c] whose pixels are in_stride
+ * floats apart: out [n, h/2, w/2, c]. */
+void               lode_sam2_encoder_cpu_pool2x2_nhwc (float       *out,
+                                                  const float          *in,
+                                                  int                   in_stride,
+                                                  int                   n,
+                                                  int                   h,
+                                                  int                   w,
+                                                  int                   c);
+/* softmax(q k^T / sqrt(hd)) v for nw windows and heads heads: q [nw, lq,
+ * heads*hd] with rows q_stride apart, k and v [nw, lk, heads*hd] with rows
+ * kv_stride apart, out [nw, lq, heads*hd] contiguous. */
+void               lode_sam2_encoder_cpu_attention (float          *out,
+                                                  const float          *q,
+                                                  int                   q_stride,
+                                                  const float          *k,
+                                                  const float          *v,
+                                                  int                   kv_stride,
+                                                  int                   nw,
+                                                  int                   heads,
+                                                  int                   lq,
+                                                  int                   lk,
+                                                  int                   hd);
+/* out [c_out, hw] = w [c_out, c_in] x [hw, c_in]^T + b [c_out]. */
+void               lode_sam2_encoder_cpu_conv1x1_to_nchw (float    *out,
+                                                  const float          *x,
+                                                  const float          *w,
+                                                  const float          *b,
+                                                  int                   hw,
+                                                  int                   c_in,
+                                                  int                   c_out);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeSam2Encoder, lode_sam2_encoder_free)
 

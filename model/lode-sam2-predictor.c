@@ -421,6 +421,8 @@ struct _LodeSam2Predictor {
   char *model_name;
   LodeSam2Encoder *encoder;
   LodeSam2Decoder *decoder;
+  LodeDeviceKind device;        /* the encoder's */
+  gboolean device_auto;         /* chosen by "auto": the CPU if CUDA fails */
 };
 
 LodeSam2Predictor *
@@ -428,6 +430,47 @@ lode_sam2_predictor_open (const char           *checkpoint_path,
                           const LodeSam2Config *config,
                           int                   input_size,
                           GError              **error)
+{
+  return lode_sam2_predictor_open_on (checkpoint_path, config, input_size, "cpu", error);
+}
+
+gboolean
+lode_sam2_predictor_set_device (LodeSam2Predictor *self,
+                                const char        *device,
+                                GError           **error)
+{
+  LodeDeviceKind kind;
+  GError *local = NULL;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+
+  kind = lode_device_choose (device, &local);
+  if (local != NULL)
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  if (self->encoder != NULL && lode_sam2_encoder_device (self->encoder) != kind)
+    g_clear_pointer (&self->encoder, lode_sam2_encoder_free);
+  self->device = kind;
+  self->device_auto = device == NULL || g_str_equal (device, "auto");
+  return TRUE;
+}
+
+const char *
+lode_sam2_predictor_device_name (LodeSam2Predictor *self)
+{
+  g_return_val_if_fail (self != NULL, NULL);
+  return lode_device_kind_name (self->encoder != NULL ? lode_sam2_encoder_device (self->encoder)
+                                                      : self->device);
+}
+
+LodeSam2Predictor *
+lode_sam2_predictor_open_on (const char           *checkpoint_path,
+                             const LodeSam2Config *config,
+                             int                   input_size,
+                             const char           *device,
+                             GError              **error)
 {
   g_autoptr(LodeSam2Predictor) self = NULL;
   g_autoptr(GError) local = NULL;
@@ -441,6 +484,8 @@ lode_sam2_predictor_open (const char           *checkpoint_path,
       return NULL;
     }
   self = g_new0 (LodeSam2Predictor, 1);
+  if (!lode_sam2_predictor_set_device (self, device, error))
+    return NULL;
   self->checkpoint = lode_checkpoint_open (checkpoint_path, error);
   if (self->checkpoint == NULL)
     return NULL;
@@ -534,9 +579,22 @@ lode_sam2_predictor_encode_cancellable (LodeSam2Predictor *self,
    * fed cached embeddings never needs them. */
   if (self->encoder == NULL)
     {
-      self->encoder = lode_sam2_encoder_new (self->checkpoint, &self->config, error);
+      g_autoptr(GError) local = NULL;
+
+      self->encoder = lode_sam2_encoder_new_on (self->checkpoint, &self->config, self->device, &local);
+      if (self->encoder == NULL && self->device == LODE_DEVICE_CUDA && self->device_auto)
+        {
+          /* "auto" must not leave SAM2 unusable when the GPU is full */
+          g_message ("SAM2 image encoder on the CPU: %s", local->message);
+          g_clear_error (&local);
+          self->device = LODE_DEVICE_CPU;
+          self->encoder = lode_sam2_encoder_new_on (self->checkpoint, &self->config, self->device, &local);
+        }
       if (self->encoder == NULL)
-        return NULL;
+        {
+          g_propagate_error (error, g_steal_pointer (&local));
+          return NULL;
+        }
     }
   return lode_sam2_encoder_run_rgb (self->encoder, rgb, width, height, cancellable, error);
 }

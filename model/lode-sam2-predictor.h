@@ -97,11 +97,29 @@ LodeSam2Embedding  *lode_sam2_embedding_load        (const char  *path,
 typedef struct _LodeSam2Predictor LodeSam2Predictor;
 
 /* Opens a SAM2.1 checkpoint. The configuration is inferred from its tensor
- * shapes when config is NULL; input_size is 1024 or 512 (0: the model's own). */
+ * shapes when config is NULL; input_size is 1024 or 512 (0: the model's own).
+ * The image encoder runs on the CPU; see lode_sam2_predictor_open_on. */
 LodeSam2Predictor  *lode_sam2_predictor_open     (const char           *checkpoint_path,
                                                   const LodeSam2Config *config,
                                                   int                   input_size,
                                                   GError              **error);
+/* The same with the image encoder on device: "cpu", "cuda" or "auto"
+ * (NULL: auto; CUDA when built and a device is present). LODE_DEVICE_ERROR
+ * for an unknown name or CUDA asked for without a device. With "auto", an
+ * encoder that cannot be built on the GPU (out of memory) is built on the
+ * CPU instead. The mask decoder (clicks) runs on the CPU. */
+LodeSam2Predictor  *lode_sam2_predictor_open_on  (const char           *checkpoint_path,
+                                                  const LodeSam2Config *config,
+                                                  int                   input_size,
+                                                  const char           *device,
+                                                  GError              **error);
+/* Moves the image encoder to device (as in open_on), rebuilt at the next
+ * encode when it changes. */
+gboolean            lode_sam2_predictor_set_device (LodeSam2Predictor  *self,
+                                                  const char           *device,
+                                                  GError              **error);
+/* "cpu" or "cuda": where the image encoder runs. */
+const char         *lode_sam2_predictor_device_name (LodeSam2Predictor *self);
 void                lode_sam2_predictor_free     (LodeSam2Predictor    *self);
 const LodeSam2Config *lode_sam2_predictor_get_config (LodeSam2Predictor *self);
 /* "tiny", "small", "base_plus", "large" or "custom". */

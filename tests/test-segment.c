@@ -1,10 +1,13 @@
 /* lode segment and lode bench sam2 on the command line: usage errors exit 2
  * with a message naming the problem; a cut-short checkpoint exits 1 and
- * says so; no mask file is left behind on failure. */
+ * says so; no mask file is left behind on failure. --device: an unknown
+ * name, or cuda on a machine without a CUDA device, exits 1 with the
+ * reason, for segment, encode and bench sam2 alike. */
 #include "config.h"
 
 #include <string.h>
 
+#include "lode-device.h"
 #include "lode-test-util.h"
 
 static char *
@@ -113,11 +116,52 @@ test_bench_errors (void)
   }
 }
 
+/* The device is checked before any file is read, so the paths need not
+ * exist: the message must be about the device. */
+static void
+test_device_errors (void)
+{
+  {
+    const char *args[] = { "segment", "--checkpoint", "/nonexistent/sam2.pt", "--image", "/nonexistent/i.tif",
+                           "--out", "/nonexistent/m.tif", "--point", "1,1", "--device", "tpu", NULL };
+    expect (args, 1, "tpu");
+  }
+  {
+    const char *args[] = { "encode", "--checkpoint", "/nonexistent/sam2.pt", "--device", "tpu",
+                           "/nonexistent/p.lode", NULL };
+    expect (args, 1, "tpu");
+  }
+  {
+    const char *args[] = { "bench", "sam2", "--device", "tpu", NULL };
+    expect (args, 1, "tpu");
+  }
+  if (lode_device_cuda_count () > 0)
+    {
+      g_test_message ("a CUDA device is present: cuda is available, its absence not testable here");
+      return;
+    }
+  {
+    const char *args[] = { "segment", "--checkpoint", "/nonexistent/sam2.pt", "--image", "/nonexistent/i.tif",
+                           "--out", "/nonexistent/m.tif", "--point", "1,1", "--device", "cuda", NULL };
+    expect (args, 1, "CUDA");
+  }
+  {
+    const char *args[] = { "encode", "--checkpoint", "/nonexistent/sam2.pt", "--device", "cuda",
+                           "/nonexistent/p.lode", NULL };
+    expect (args, 1, "CUDA");
+  }
+  {
+    const char *args[] = { "bench", "sam2", "--device", "cuda", "--size", "512", NULL };
+    expect (args, 1, "CUDA");
+  }
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/segment/errors", test_segment_errors);
   g_test_add_func ("/segment/bench-errors", test_bench_errors);
+  g_test_add_func ("/segment/device-errors", test_device_errors);
   return g_test_run ();
 }

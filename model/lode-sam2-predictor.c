@@ -11,6 +11,7 @@
 #include "lode-checkpoint.h"
 #include "lode-ops.h"
 #include "lode-sam2-config.h"
+#include "lode-sam2-decoder-dev.h"
 #include "lode-sam2-encoder.h"
 #include "lode-sam2-predictor.h"
 
@@ -45,6 +46,96 @@ lode_sam2_prediction_low_res (const LodeSam2Prediction *p, int index)
   return p->low_res_masks + (gsize) index * p->low_res * p->low_res;
 }
 
+/* Checks a click on a patch of pw x ph and maps it to the model's input
+ * pixels (transform_coords: normalise by the patch size, scale to the input
+ * size) into prompt, whose points are written to points. */
+static gboolean
+click_to_prompt (const LodeSam2Config *cfg,
+                 int                   pw,
+                 int                   ph,
+                 const LodeSam2Click  *click,
+                 float                *points,
+                 LodeSam2Prompt       *prompt,
+                 GError              **error)
+{
+  float size = (float) cfg->image_size;
+
+  if (pw <= 0 || ph <= 0 || pw > 65536 || ph > 65536)
+    {
+      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
+                   _("Cannot segment a patch of %d x %d pixels"), pw, ph);
+      return FALSE;
+    }
+  if (click->n_points <= 0 && !click->has_box)
+    {
+      g_set_error_literal (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
+                           _("A click needs at least one point or a box"));
+      return FALSE;
+    }
+  if (click->n_points > LODE_SAM2_MAX_POINTS)
+    {
+      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
+                   _("A click has at most %d points, not %d"), LODE_SAM2_MAX_POINTS, click->n_points);
+      return FALSE;
+    }
+  for (int i = 0; i < click->n_points; i++)
+    if (click->labels[i] != LODE_SAM2_LABEL_NEGATIVE && click->labels[i] != LODE_SAM2_LABEL_POSITIVE)
+      {
+        g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
+                     _("Point %d has label %d; points are 1 (inside) or 0 (outside)"),
+                     i + 1, click->labels[i]);
+        return FALSE;
+      }
+
+  for (int i = 0; i < click->n_points; i++)
+    {
+      points[2 * i] = click->points[2 * i] / (float) pw * size;
+      points[2 * i + 1] = click->points[2 * i + 1] / (float) ph * size;
+    }
+  memset (prompt, 0, sizeof *prompt);
+  prompt->n_points = click->n_points;
+  prompt->points = points;
+  prompt->labels = click->labels;
+  prompt->has_box = click->has_box;
+  if (click->has_box)
+    for (int i = 0; i < 4; i++)
+      prompt->box[i] = click->box[i] / (float) (i % 2 == 0 ? pw : ph) * size;
+  prompt->mask_input = click->low_res_mask;
+  prompt->multimask = click->multimask;
+  return TRUE;
+}
+
+/* The decoder's output as a prediction on a patch of pw x ph; out's masks
+ * are taken. */
+static LodeSam2Prediction *
+prediction_from_output (LodeSam2DecoderOutput *out,
+                        int                    pw,
+                        int                    ph)
+{
+  LodeSam2Prediction *p = g_new0 (LodeSam2Prediction, 1);
+  gsize lsz = (gsize) out->low_res * out->low_res, psz = (gsize) pw * ph;
+
+  p->width = pw;
+  p->height = ph;
+  p->n_masks = out->n_masks;
+  memcpy (p->iou, out->iou, sizeof p->iou);
+  p->object_score = out->object_score;
+  p->best = out->best;
+  p->used_stability_fallback = out->used_stability_fallback;
+  p->low_res = out->low_res;
+  /* postprocess_masks: low-res logits straight to the patch size */
+  p->masks = g_new (float, psz * out->n_masks);
+  lode_ops_resize (p->masks, out->low_res_masks, out->n_masks, out->low_res, out->low_res,
+                   ph, pw, LODE_RESIZE_BILINEAR);
+  /* the predictor hands back the low-res logits clamped to +-32 */
+  p->low_res_masks = out->low_res_masks;
+  out->low_res_masks = NULL;
+  for (gsize i = 0; i < lsz * out->n_masks; i++)
+    p->low_res_masks[i] = CLAMP (p->low_res_masks[i], -32.0f, 32.0f);
+  lode_sam2_decoder_output_clear (out);
+  return p;
+}
+
 LodeSam2Prediction *
 lode_sam2_decoder_predict (LodeSam2Decoder         *decoder,
                            const LodeSam2Embedding *embedding,
@@ -53,86 +144,17 @@ lode_sam2_decoder_predict (LodeSam2Decoder         *decoder,
                            const LodeSam2Click     *click,
                            GError                 **error)
 {
-  const LodeSam2Config *cfg;
-  float size;
   float points[LODE_SAM2_MAX_POINTS * 2];
-  LodeSam2Prompt prompt = { 0 };
+  LodeSam2Prompt prompt;
   LodeSam2DecoderOutput out = { 0 };
-  LodeSam2Prediction *p;
-  gsize lsz, psz;
 
   g_return_val_if_fail (decoder != NULL && embedding != NULL && click != NULL, NULL);
 
-  cfg = lode_sam2_decoder_get_config (decoder);
-  size = (float) cfg->image_size;
-  if (patch_width <= 0 || patch_height <= 0 || patch_width > 65536 || patch_height > 65536)
-    {
-      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
-                   _("Cannot segment a patch of %d x %d pixels"), patch_width, patch_height);
-      return NULL;
-    }
-  if (click->n_points <= 0 && !click->has_box)
-    {
-      g_set_error_literal (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
-                           _("A click needs at least one point or a box"));
-      return NULL;
-    }
-  if (click->n_points > LODE_SAM2_MAX_POINTS)
-    {
-      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
-                   _("A click has at most %d points, not %d"), LODE_SAM2_MAX_POINTS, click->n_points);
-      return NULL;
-    }
-  for (int i = 0; i < click->n_points; i++)
-    if (click->labels[i] != LODE_SAM2_LABEL_NEGATIVE && click->labels[i] != LODE_SAM2_LABEL_POSITIVE)
-      {
-        g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
-                     _("Point %d has label %d; points are 1 (inside) or 0 (outside)"),
-                     i + 1, click->labels[i]);
-        return NULL;
-      }
-
-  /* transform_coords: normalise by the patch size, scale to the input size */
-  for (int i = 0; i < click->n_points; i++)
-    {
-      points[2 * i] = click->points[2 * i] / (float) patch_width * size;
-      points[2 * i + 1] = click->points[2 * i + 1] / (float) patch_height * size;
-    }
-  prompt.n_points = click->n_points;
-  prompt.points = points;
-  prompt.labels = click->labels;
-  prompt.has_box = click->has_box;
-  if (click->has_box)
-    for (int i = 0; i < 4; i++)
-      prompt.box[i] = click->box[i] / (float) (i % 2 == 0 ? patch_width : patch_height) * size;
-  prompt.mask_input = click->low_res_mask;
-  prompt.multimask = click->multimask;
-
-  if (!lode_sam2_decoder_run (decoder, embedding, &prompt, &out, error))
+  if (!click_to_prompt (lode_sam2_decoder_get_config (decoder), patch_width, patch_height, click,
+                        points, &prompt, error)
+      || !lode_sam2_decoder_run (decoder, embedding, &prompt, &out, error))
     return NULL;
-
-  p = g_new0 (LodeSam2Prediction, 1);
-  p->width = patch_width;
-  p->height = patch_height;
-  p->n_masks = out.n_masks;
-  memcpy (p->iou, out.iou, sizeof p->iou);
-  p->object_score = out.object_score;
-  p->best = out.best;
-  p->used_stability_fallback = out.used_stability_fallback;
-  p->low_res = out.low_res;
-  lsz = (gsize) out.low_res * out.low_res;
-  psz = (gsize) patch_width * patch_height;
-  /* postprocess_masks: low-res logits straight to the patch size */
-  p->masks = g_new (float, psz * out.n_masks);
-  lode_ops_resize (p->masks, out.low_res_masks, out.n_masks, out.low_res, out.low_res,
-                   patch_height, patch_width, LODE_RESIZE_BILINEAR);
-  /* the predictor hands back the low-res logits clamped to +-32 */
-  p->low_res_masks = out.low_res_masks;
-  out.low_res_masks = NULL;
-  for (gsize i = 0; i < lsz * out.n_masks; i++)
-    p->low_res_masks[i] = CLAMP (p->low_res_masks[i], -32.0f, 32.0f);
-  lode_sam2_decoder_output_clear (&out);
-  return p;
+  return prediction_from_output (&out, patch_width, patch_height);
 }
 
 /* ---- embedding files ---------------------------------------------------- */
@@ -420,9 +442,14 @@ struct _LodeSam2Predictor {
   LodeSam2Config config;
   char *model_name;
   LodeSam2Encoder *encoder;
-  LodeSam2Decoder *decoder;
-  LodeDeviceKind device;        /* the encoder's */
+  LodeSam2Decoder *decoder;     /* on the CPU */
+  LodeDeviceKind device;        /* the encoder's, and the clicks' */
   gboolean device_auto;         /* chosen by "auto": the CPU if CUDA fails */
+  /* the clicks on CUDA: made at the first click, with the serial of the
+   * embedding last uploaded to it; dev_failed once "auto" fell back */
+  LodeSam2DecoderDev *dev_decoder;
+  guint64 dev_serial;
+  gboolean dev_failed;
 };
 
 LodeSam2Predictor *
@@ -452,6 +479,10 @@ lode_sam2_predictor_set_device (LodeSam2Predictor *self,
     }
   if (self->encoder != NULL && lode_sam2_encoder_device (self->encoder) != kind)
     g_clear_pointer (&self->encoder, lode_sam2_encoder_free);
+  if (kind != LODE_DEVICE_CUDA)
+    g_clear_pointer (&self->dev_decoder, lode_sam2_decoder_dev_free);
+  self->dev_failed = FALSE;
+  self->dev_serial = 0;
   self->device = kind;
   self->device_auto = device == NULL || g_str_equal (device, "auto");
   return TRUE;
@@ -525,6 +556,7 @@ lode_sam2_predictor_free (LodeSam2Predictor *self)
   if (self == NULL)
     return;
   lode_sam2_decoder_free (self->decoder);
+  g_clear_pointer (&self->dev_decoder, lode_sam2_decoder_dev_free);
   g_clear_pointer (&self->encoder, lode_sam2_encoder_free);
   g_clear_pointer (&self->checkpoint, lode_checkpoint_free);
   g_free (self->model_name);
@@ -599,6 +631,53 @@ lode_sam2_predictor_encode_cancellable (LodeSam2Predictor *self,
   return lode_sam2_encoder_run_rgb (self->encoder, rgb, width, height, cancellable, error);
 }
 
+/* The clicks' decoder on CUDA with embedding uploaded, or NULL for the
+ * CPU decoder (the predictor is on the CPU, or "auto" fell back to it). */
+static LodeSam2DecoderDev *
+device_decoder (LodeSam2Predictor       *self,
+                const LodeSam2Embedding *embedding,
+                GError                 **error,
+                gboolean                *failed)
+{
+  g_autoptr(GError) local = NULL;
+
+  *failed = FALSE;
+  if (self->device != LODE_DEVICE_CUDA || self->dev_failed)
+    return NULL;
+  if (self->dev_decoder == NULL)
+    {
+      self->dev_decoder = lode_sam2_decoder_dev_new_from_checkpoint (self->checkpoint, &self->config,
+                                                                     LODE_DEVICE_CUDA, &local);
+      self->dev_serial = 0;
+    }
+  if (self->dev_decoder != NULL && self->dev_serial != embedding->serial)
+    {
+      if (lode_sam2_decoder_dev_set_embedding (self->dev_decoder, embedding, &local))
+        self->dev_serial = embedding->serial;
+      else if (local->domain == LODE_SAM2_ERROR)
+        {
+          /* an embedding that does not fit the model: the same error on any device */
+          g_propagate_error (error, g_steal_pointer (&local));
+          *failed = TRUE;
+          return NULL;
+        }
+      else
+        g_clear_pointer (&self->dev_decoder, lode_sam2_decoder_dev_free);
+    }
+  if (self->dev_decoder != NULL)
+    return self->dev_decoder;
+  if (!self->device_auto)
+    {
+      g_propagate_error (error, g_steal_pointer (&local));
+      *failed = TRUE;
+      return NULL;
+    }
+  /* "auto" must not leave the clicks unusable when the GPU fails */
+  g_message ("SAM2 clicks on the CPU: %s", local->message);
+  self->dev_failed = TRUE;
+  return NULL;
+}
+
 LodeSam2Prediction *
 lode_sam2_predictor_predict (LodeSam2Predictor       *self,
                              const LodeSam2Embedding *embedding,
@@ -607,7 +686,22 @@ lode_sam2_predictor_predict (LodeSam2Predictor       *self,
                              const LodeSam2Click     *click,
                              GError                 **error)
 {
-  g_return_val_if_fail (self != NULL, NULL);
-  return lode_sam2_decoder_predict (self->decoder, embedding, patch_width, patch_height,
-                                    click, error);
+  LodeSam2DecoderDev *dev;
+  float points[LODE_SAM2_MAX_POINTS * 2];
+  LodeSam2Prompt prompt;
+  LodeSam2DecoderOutput out = { 0 };
+  gboolean failed;
+
+  g_return_val_if_fail (self != NULL && embedding != NULL && click != NULL, NULL);
+
+  dev = device_decoder (self, embedding, error, &failed);
+  if (failed)
+    return NULL;
+  if (dev == NULL)
+    return lode_sam2_decoder_predict (self->decoder, embedding, patch_width, patch_height,
+                                      click, error);
+  if (!click_to_prompt (&self->config, patch_width, patch_height, click, points, &prompt, error)
+      || !lode_sam2_decoder_dev_run (dev, &prompt, &out, error))
+    return NULL;
+  return prediction_from_output (&out, patch_width, patch_height);
 }

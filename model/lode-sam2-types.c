@@ -14,6 +14,9 @@ lode_sam2_embedding_new (int image_size, int d_model)
 
   g_return_val_if_fail (image_size > 0 && image_size % 16 == 0 && d_model % 8 == 0, NULL);
 
+  static guint64 next_serial = 1;   /* guarded by the atomic add */
+
+  e->serial = (guint64) __atomic_fetch_add (&next_serial, 1, __ATOMIC_RELAXED);
   e->image_size = image_size;
   e->d_model = d_model;
   e->embed_size = image_size / 16;

@@ -45,7 +45,10 @@ typedef struct
 } LodeSam2Config;
 
 /* The encoder's output for one image at input size S (stride 16 embedding).
- * All float32, channel-major (CHW), owned by the struct. */
+ * All float32, channel-major (CHW), owned by the struct. Its contents are
+ * not changed once it is in use: serial (unique in the process, given by
+ * lode_sam2_embedding_new) tells a device that holds a copy whether it is
+ * the same embedding. */
 typedef struct
 {
   int    image_size;      /* S */
@@ -54,6 +57,7 @@ typedef struct
   float *image_embed;     /* [d_model, S/16, S/16], no_mem_embed already added */
   int    high_res_channels[2];  /* d_model/8, d_model/4: 32, 64 */
   float *high_res[2];     /* [d_model/8, S/4, S/4] and [d_model/4, S/8, S/8] after conv_s0, conv_s1 */
+  guint64 serial;
 } LodeSam2Embedding;
 
 void               lode_sam2_embedding_free   (LodeSam2Embedding *e);

@@ -1274,37 +1274,7 @@ lode_sam2_decoder_dev_run (LodeSam2DecoderDev    *self,
   scores = self->host_res + N_MASK_TOKENS * lsz;
   iou_all = scores;
   out->object_score = self->s ? scores[N_MASK_TOKENS] : 10.0f;
-  out->low_res = self->low_res;
-  if (prompt->multimask)
-    {
-      out->n_masks = 3;
-      out->low_res_masks = g_memdup2 (self->host_res + lsz, sizeof (float) * 3 * lsz);
-      for (int i = 0; i < 3; i++)
-        out->iou[i] = iou_all[1 + i];
-      out->best = 0;
-      for (int i = 1; i < 3; i++)
-        if (out->iou[i] > out->iou[out->best])
-          out->best = i;
-    }
-  else
-    {
-      int pick = 0;
-
-      if (self->config.dynamic_multimask_via_stability &&
-          lode_sam2_stability_score (self->host_res, lsz, self->config.dynamic_multimask_stability_delta)
-            < self->config.dynamic_multimask_stability_thresh)
-        {
-          pick = 1;
-          for (int i = 2; i <= 3; i++)
-            if (iou_all[i] > iou_all[pick])
-              pick = i;
-          out->used_stability_fallback = TRUE;
-        }
-      out->n_masks = 1;
-      out->low_res_masks = g_memdup2 (self->host_res + (gsize) pick * lsz, sizeof (float) * lsz);
-      out->iou[0] = iou_all[pick];
-      out->best = 0;
-    }
+  lode_sam2_decoder_select_masks (&self->config, self->host_res, iou_all, self->low_res, prompt->multimask, out);
   return TRUE;
 }
 

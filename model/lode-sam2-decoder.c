@@ -1013,6 +1013,49 @@ lode_sam2_stability_score (const float *logits, gsize count, double delta)
   return uni > 0 ? (double) inter / (double) uni : 1.0;
 }
 
+void
+lode_sam2_decoder_select_masks (const LodeSam2Config  *config,
+                                const float           *masks,
+                                const float           *iou_all,
+                                int                    low_res,
+                                gboolean               multimask,
+                                LodeSam2DecoderOutput *out)
+{
+  gsize lsz = (gsize) low_res * low_res;
+
+  out->low_res = low_res;
+  if (multimask)
+    {
+      out->n_masks = 3;
+      out->low_res_masks = g_memdup2 (masks + lsz, sizeof (float) * 3 * lsz);
+      for (int i = 0; i < 3; i++)
+        out->iou[i] = iou_all[1 + i];
+      out->best = 0;
+      for (int i = 1; i < 3; i++)
+        if (out->iou[i] > out->iou[out->best])
+          out->best = i;
+    }
+  else
+    {
+      int pick = 0;
+
+      if (config->dynamic_multimask_via_stability &&
+          lode_sam2_stability_score (masks, lsz, config->dynamic_multimask_stability_delta)
+            < config->dynamic_multimask_stability_thresh)
+        {
+          pick = 1;
+          for (int i = 2; i <= 3; i++)
+            if (iou_all[i] > iou_all[pick])
+              pick = i;
+          out->used_stability_fallback = TRUE;
+        }
+      out->n_masks = 1;
+      out->low_res_masks = g_memdup2 (masks + (gsize) pick * lsz, sizeof (float) * lsz);
+      out->iou[0] = iou_all[pick];
+      out->best = 0;
+    }
+}
+
 gboolean
 lode_sam2_decoder_run (LodeSam2Decoder         *self,
                        const LodeSam2Embedding *emb,
@@ -1095,38 +1138,6 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
       out->object_score = 10.0f;
   }
 
-  /* selection of the outputs */
-  out->low_res = ls;
-  if (prompt->multimask)
-    {
-      out->n_masks = 3;
-      out->low_res_masks = g_new (float, 3 * lsz);
-      memcpy (out->low_res_masks, self->masks + lsz, sizeof (float) * 3 * lsz);
-      for (int i = 0; i < 3; i++)
-        out->iou[i] = iou_all[1 + i];
-      out->best = 0;
-      for (int i = 1; i < 3; i++)
-        if (out->iou[i] > out->iou[out->best])
-          out->best = i;
-    }
-  else
-    {
-      int pick = 0;
-
-      if (self->config.dynamic_multimask_via_stability &&
-          lode_sam2_stability_score (self->masks, lsz, self->config.dynamic_multimask_stability_delta)
-            < self->config.dynamic_multimask_stability_thresh)
-        {
-          pick = 1;
-          for (int i = 2; i <= 3; i++)
-            if (iou_all[i] > iou_all[pick])
-              pick = i;
-          out->used_stability_fallback = TRUE;
-        }
-      out->n_masks = 1;
-      out->low_res_masks = g_memdup2 (self->masks + (gsize) pick * lsz, sizeof (float) * lsz);
-      out->iou[0] = iou_all[pick];
-      out->best = 0;
-    }
+  lode_sam2_decoder_select_masks (&self->config, self->masks, iou_all, ls, prompt->multimask, out);
   return TRUE;
 }

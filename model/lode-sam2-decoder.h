@@ -116,6 +116,19 @@ gboolean lode_sam2_decoder_run (LodeSam2Decoder         *self,
                                 LodeSam2DecoderOutput   *out,
                                 GError                 **error);
 
+/* Fills out's masks and scores (the other fields are left as they are)
+ * from the low-res logits of the four mask tokens masks [4, low_res^2] and
+ * their predicted IoU iou_all [4], as the official decoder chooses: with
+ * multimask tokens 1-3 and the best of them by IoU; otherwise token 0, or
+ * the best of 1-3 when token 0's mask is unstable
+ * (dynamic_multimask_via_stability). */
+void lode_sam2_decoder_select_masks (const LodeSam2Config  *config,
+                                     const float           *masks,
+                                     const float           *iou_all,
+                                     int                    low_res,
+                                     gboolean               multimask,
+                                     LodeSam2DecoderOutput *out);
+
 /* The stability score of mask logits (count > delta) / (count > -delta),
  * 1 when nothing is above -delta. */
 double lode_sam2_stability_score (const float *logits,

@@ -13,24 +13,11 @@
 #pragma nv_diag_suppress 1217
 #include "../lode-grad-cuda.h"
 #pragma nv_diag_default 1217
+#include "lode-cuda-launch.cuh"
 
-static const int BLOCK = 256;
-static const size_t MAX_GRID = 65535u * 16u;
 
-#define GRID_STRIDE(i, n) \
-  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-       i += (size_t) blockDim.x * gridDim.x)
 #define TRY(expr) \
   do { int s_ = (expr); if (s_ != LODE_CUDA_OK) return s_; } while (0)
-
-static unsigned int
-grid_for (size_t work)
-{
-  size_t g = (work + BLOCK - 1) / BLOCK;
-  if (g > MAX_GRID)
-    g = MAX_GRID;
-  return (unsigned int) (g ? g : 1);
-}
 
 static cudaStream_t
 stream_of (LodeOpsCuda *ctx)

@@ -20,6 +20,7 @@
 #include "../lode-ops-cuda.h"
 #include "../lode-ops-math.h"
 #pragma nv_diag_default 1217
+#include "lode-cuda-launch.cuh"
 
 struct _LodeOpsCuda
 {
@@ -105,29 +106,12 @@ check_cudnn (cudnnStatus_t st, const char *what)
 
 // ---- launch geometry --------------------------------------------------------
 
-static const int BLOCK = 256;
-// Grids are capped: grid-stride loops cover the rest, and the cap keeps every
-// multiprocessor busy on any current GPU.
-static const size_t MAX_GRID = 65535u * 16u;
-
-static unsigned int
-grid_for (size_t work, int block = BLOCK)
-{
-  size_t g = (work + block - 1) / block;
-  if (g > MAX_GRID)
-    g = MAX_GRID;
-  return (unsigned int) (g ? g : 1);
-}
 
 static unsigned int
 grid_rows (size_t rows)
 {
   return (unsigned int) (rows < MAX_GRID ? (rows ? rows : 1) : MAX_GRID);
 }
-
-#define GRID_STRIDE(i, n) \
-  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-       i += (size_t) blockDim.x * gridDim.x)
 
 // ---- context and memory -----------------------------------------------------
 

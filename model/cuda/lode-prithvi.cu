@@ -10,24 +10,10 @@
 #pragma nv_diag_suppress 1217
 #include "../lode-prithvi-cuda.h"
 #pragma nv_diag_default 1217
+#include "lode-cuda-launch.cuh"
 
 static thread_local char last_message[384] = "no error";
 
-static const int BLOCK = 256;
-static const size_t MAX_GRID = 65535u * 16u;
-
-static unsigned int
-grid_for (size_t work)
-{
-  size_t g = (work + BLOCK - 1) / BLOCK;
-  if (g > MAX_GRID)
-    g = MAX_GRID;
-  return (unsigned int) (g ? g : 1);
-}
-
-#define GRID_STRIDE(i, n) \
-  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-       i += (size_t) blockDim.x * gridDim.x)
 
 static cudaStream_t
 stream_of (LodeOpsCuda *ctx)

@@ -15,28 +15,14 @@
 #include "../lode-sam2-decoder-cuda.h"
 #include "../lode-ops-math.h"
 #pragma nv_diag_default 1217
+#include "lode-cuda-launch.cuh"
 
-static const int BLOCK = 256;
-static const size_t MAX_GRID = 65535u * 16u;
 // Attention rows: the largest head width a thread keeps in registers, and
 // the key count from which one block (rather than one thread) serves a
 // query row and head.
 #define MAX_HEAD_DIM 64
 static const int BLOCK_KEYS_FROM = 256;
 static const int ATTN_BLOCK = 128;
-
-#define GRID_STRIDE(i, n) \
-  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-       i += (size_t) blockDim.x * gridDim.x)
-
-static unsigned int
-grid_for (size_t work, int block = BLOCK)
-{
-  size_t g = (work + block - 1) / block;
-  if (g > MAX_GRID)
-    g = MAX_GRID;
-  return (unsigned int) (g ? g : 1);
-}
 
 static cudaStream_t
 stream_of (LodeOpsCuda *ctx)

@@ -20,6 +20,7 @@
 #pragma nv_diag_suppress 1217
 #include "../lode-sam2-encoder-cuda.h"
 #pragma nv_diag_default 1217
+#include "lode-cuda-launch.cuh"
 
 struct _LodeSam2Cuda
 {
@@ -27,8 +28,6 @@ struct _LodeSam2Cuda
   cublasHandle_t cublas;
 };
 
-static const int BLOCK = 256;
-static const size_t MAX_GRID = 65535u * 16u;
 // Attention scores formed at once, at most (64 MiB), unless one query row
 // of every window of a group is already more.
 static const size_t SCORE_FLOATS = (size_t) 1 << 24;
@@ -86,15 +85,6 @@ check_ops (int status)
   do { int s_ = (expr); if (s_ != LODE_CUDA_OK) return s_; } while (0)
 #define REQUIRE(cond, what) \
   do { if (!(cond)) return fail (LODE_CUDA_ERROR_INVALID, "%s: invalid sizes", (what)); } while (0)
-
-static unsigned int
-grid_for (size_t work)
-{
-  size_t g = (work + BLOCK - 1) / BLOCK;
-  if (g > MAX_GRID)
-    g = MAX_GRID;
-  return (unsigned int) (g ? g : 1);
-}
 
 static cudaStream_t
 stream_of (LodeSam2Cuda *ctx)

@@ -10,22 +10,8 @@
 #pragma nv_diag_suppress 1217
 #include "../lode-unet-cuda.h"
 #pragma nv_diag_default 1217
+#include "lode-cuda-launch.cuh"
 
-static const int BLOCK = 256;
-static const size_t MAX_GRID = 65535u * 16u;
-
-#define GRID_STRIDE(i, n) \
-  for (size_t i = (size_t) blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
-       i += (size_t) blockDim.x * gridDim.x)
-
-static unsigned int
-grid_for (size_t work)
-{
-  size_t g = (work + BLOCK - 1) / BLOCK;
-  if (g > MAX_GRID)
-    g = MAX_GRID;
-  return (unsigned int) (g ? g : 1);
-}
 
 static cudaStream_t
 stream_of (LodeOpsCuda *ctx)

@@ -120,7 +120,7 @@ make_model (const char *size, const char *checkpoint, const char *decoder, const
 int
 lode_bench_prithvi (int argc, char **argv)
 {
-  g_autofree char *model_size = g_strdup ("300M");
+  g_autofree char *model_size = NULL;
   g_autofree char *checkpoint = NULL;
   g_autofree char *decoder = NULL;
   g_autofree char *blocks_text = NULL;
@@ -199,7 +199,7 @@ lode_bench_prithvi (int argc, char **argv)
     openblas_set_num_threads (threads);
   reset_peak ();
   base_kib = peak_kib ();
-  model = make_model (model_size, checkpoint, decoder, blocks, classes, blocks_text != NULL, device, &error);
+  model = make_model (model_size != NULL ? model_size : "300M", checkpoint, decoder, blocks, classes, blocks_text != NULL, device, &error);
   if (model == NULL)
     {
       lode_cli_error ("bench", "%s", error->message);

@@ -433,7 +433,7 @@ lode_cmd_train (int argc, char **argv)
       "given by --weights and frozen (the published recipe: cross-entropy, lr\n"
       "1e-3, weight decay 0.05, flips); the decoder is saved as safetensors.\n"
       "--unfreeze-blocks N trains the encoder's last N blocks with it (saved in\n"
-      "the same file)."));
+      "the same file). --resume continues a run from its checkpoint in --out."));
   g_option_context_add_main_entries (context, entries, GETTEXT_PACKAGE);
   if (!lode_cli_parse (context, &argc, &argv))
     return LODE_EXIT_USAGE;
@@ -443,11 +443,11 @@ lode_cmd_train (int argc, char **argv)
       return LODE_EXIT_USAGE;
     }
   is_prithvi = g_str_equal (rest[0], "prithvi");
-  if (is_prithvi && (weights == NULL || encoder != NULL || resume || class_weights != NULL || dice != 0.0
+  if (is_prithvi && (weights == NULL || encoder != NULL || class_weights != NULL || dice != 0.0
                      || (bands != NULL && !g_str_equal (bands, "6") && !g_str_equal (bands, "13"))))
     {
       lode_cli_error ("train", _("prithvi needs --weights (the encoder checkpoint) and takes neither --encoder, "
-                                 "--resume, --class-weights nor --dice; --bands 6 or 13"));
+                                 "--class-weights nor --dice; --bands 6 or 13"));
       return LODE_EXIT_USAGE;
     }
   /* the U-Net's device, asked for before any data is read */
@@ -564,7 +564,15 @@ lode_cmd_train (int argc, char **argv)
     out = g_strdup (is_prithvi ? "prithvi-decoder.safetensors" : "unet.lode-unet");
   if (is_prithvi)
     {
-      prithvi = lode_prithvi_model_new_with_decoder (weights, config.classes, 0, config.seed, NULL, &error);
+      gint64 first_step = 0;
+      gboolean resuming = resume && g_file_test (out, G_FILE_TEST_EXISTS);
+
+      /* --resume: the decoder (and trained blocks) of --out, its moments
+       * and step restored once the model is on its device */
+      if (resuming)
+        prithvi = lode_prithvi_model_new_from_checkpoint (weights, out, NULL, &error);
+      else
+        prithvi = lode_prithvi_model_new_with_decoder (weights, config.classes, 0, config.seed, NULL, &error);
       if (prithvi == NULL || !lode_prithvi_model_use_device (prithvi, prithvi_device, &error))
         goto fail;
       if (!lode_prithvi_model_check_unfreeze (prithvi, unfreeze, &error))
@@ -573,6 +581,15 @@ lode_cmd_train (int argc, char **argv)
           status = LODE_EXIT_USAGE;
           goto done;
         }
+      if (resuming && lode_prithvi_model_get_classes (prithvi) != config.classes)
+        {
+          lode_cli_error ("train", _("“%s” has a decoder of %d classes, not %d (--classes)"), out,
+                          lode_prithvi_model_get_classes (prithvi), config.classes);
+          status = LODE_EXIT_USAGE;
+          goto done;
+        }
+      if (resuming && !lode_prithvi_model_load_train_state (prithvi, out, &config, unfreeze, &first_step, &error))
+        goto fail;
       g_print (_("Training the UperNet decoder of Prithvi-EO-2.0 %s on %u patches, validating on %u "
                  "(%d × %d, %d bands, %d classes)\n"),
                lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (prithvi))->size_name,
@@ -590,6 +607,8 @@ lode_cmd_train (int argc, char **argv)
 
           g_print (_("Encoder blocks %d to %d are trained with the decoder\n"), last - unfreeze + 1, last);
         }
+      if (resuming)
+        g_print (_("Resuming from “%s” after step %" PRId64 "\n"), out, first_step);
       if (data.split[1]->len > 0)
         {
           if (!lode_prithvi_model_evaluate (prithvi, &config, &source, LODE_TRAIN_SPLIT_VALIDATION, &start, NULL,
@@ -600,13 +619,14 @@ lode_cmd_train (int argc, char **argv)
       run.cancellable = cancellable;
       run.quiet = quiet;
       signal (SIGINT, on_sigint);
-      if (!lode_prithvi_model_train (prithvi, &config, unfreeze, &source, out, on_progress, &run, cancellable, &error))
+      if (!lode_prithvi_model_train_from (prithvi, &config, unfreeze, &source, out, first_step, on_progress, &run,
+                                          cancellable, &error))
         {
           if (!quiet)
             g_printerr ("\n");
           if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
             goto fail;
-          g_print (_("Stopped; “%s” holds the decoder of the last step\n"), out);
+          g_print (_("Stopped; “%s” holds the decoder of the last step and --resume continues\n"), out);
           goto done;
         }
       if (!quiet)

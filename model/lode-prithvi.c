@@ -8,6 +8,8 @@
 #include <gio/gio.h>
 #include <glib/gi18n.h>
 #include <glib/gstdio.h>
+#include <inttypes.h>
+#include <json-glib/json-glib.h>
 
 #include "lode-grad.h"
 #include "lode-ops.h"
@@ -1555,16 +1557,85 @@ saved_clear (gpointer p)
   g_free (((Saved *) p)->name);
 }
 
-gboolean
-lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GError **error)
+static BlockTrain *block_train (LodePrithviModel *self, int b);
+
+/* What a checkpoint written by training holds beside the weights, so that
+ * a run continues from it as if it had never stopped. */
+typedef struct {
+  gint64 step;           /* the steps done */
+  guint64 seed;
+  int    batch_size;
+  int    unfreeze_blocks;
+} TrainState;
+
+#define STATE_M LODE_UPERNET_STATE_PREFIX "adamw.m."
+#define STATE_V LODE_UPERNET_STATE_PREFIX "adamw.v."
+#define STATE_STEP LODE_UPERNET_STATE_PREFIX "adamw.step."
+
+static void
+saved_add (GArray *list, char *name, int ndim, const gint64 *shape, const float *data, gsize numel)
+{
+  Saved t = { name, ndim, { 0 }, data, numel };
+
+  for (int k = 0; k < ndim; k++)
+    t.shape[k] = shape[k];
+  g_array_append_val (list, t);
+}
+
+/* The AdamW moments of the decoder and the trained blocks, under
+ * STATE_M and STATE_V followed by the tensor's name, and the training
+ * state in the metadata (strings, as safetensors wants). */
+static void
+saved_add_state (LodePrithviModel *self, GArray *list, GString *meta, const TrainState *state)
+{
+  LodeUpernet *d = self->decoder;
+
+  for (guint i = 0; i < lode_upernet_n_tensors (d); i++)
+    {
+      gint64 shape[4];
+      int ndim = lode_upernet_tensor_shape (d, i, shape);
+
+      if (lode_upernet_tensor_is_buffer (d, i))
+        continue;
+      for (int which = 0; which < 2; which++)
+        saved_add (list, g_strconcat (which ? STATE_V : STATE_M, lode_upernet_tensor_name (d, i), NULL), ndim, shape,
+                   lode_upernet_tensor_moment (d, i, which), lode_upernet_tensor_numel (d, i));
+    }
+  g_string_append_printf (meta, ",\"lode.step\":\"%" G_GINT64_FORMAT "\",\"lode.seed\":\"%" G_GUINT64_FORMAT "\","
+                          "\"lode.batch_size\":\"%d\",\"lode.unfreeze_blocks\":\"%d\","
+                          "\"" STATE_STEP "decoder\":\"%" G_GINT64_FORMAT "\"",
+                          state->step, state->seed, state->batch_size, state->unfreeze_blocks,
+                          lode_upernet_get_adamw_step (d));
+  for (int b = 0; self->block_train != NULL && b < self->encoder->config.loaded_depth; b++)
+    {
+      BlockTrain *bt = self->block_train[b];
+
+      if (bt == NULL)
+        continue;
+      for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+        for (int which = 0; which < 2; which++)
+          {
+            const LodeTensor *src = self->encoder->blocks[b].t[p];
+
+            saved_add (list, g_strdup_printf ("%sencoder.blocks.%d.%s", which ? STATE_V : STATE_M, b,
+                                              lode_vit_param_name (p)),
+                       src->ndim, src->shape, (which ? bt->v : bt->m) + bt->offset[p], src->numel);
+          }
+      g_string_append_printf (meta, ",\"" STATE_STEP "encoder.blocks.%d\":\"%" G_GINT64_FORMAT "\"", b, bt->step);
+    }
+}
+
+/* The decoder file, with the training state when state is not NULL. */
+static gboolean
+save_file (LodePrithviModel *self, const char *path, const TrainState *state, GError **error)
 {
   LodeUpernet *d;
   g_autoptr(GArray) list = g_array_new (FALSE, TRUE, sizeof (Saved));
   g_autoptr(GString) header = g_string_new ("{");
+  g_autoptr(GString) meta = g_string_new ("\"format\":\"pt\",\"writer\":\"lode\"");
   g_autoptr(GByteArray) file = g_byte_array_new ();
   guint64 offset = 0, header_len;
 
-  g_return_val_if_fail (self != NULL && path != NULL, FALSE);
   g_array_set_clear_func (list, saved_clear);
   d = self->decoder;
   /* a decoder trained on a GPU: its values back into the host mirror */
@@ -1572,11 +1643,11 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
     return FALSE;
   for (guint i = 0; i < lode_upernet_n_tensors (d); i++)
     {
-      Saved t = { g_strdup (lode_upernet_tensor_name (d, i)), 0, { 0 }, lode_upernet_tensor_data (d, i),
-                  lode_upernet_tensor_numel (d, i) };
+      gint64 shape[4];
+      int ndim = lode_upernet_tensor_shape (d, i, shape);
 
-      t.ndim = lode_upernet_tensor_shape (d, i, t.shape);
-      g_array_append_val (list, t);
+      saved_add (list, g_strdup (lode_upernet_tensor_name (d, i)), ndim, shape, lode_upernet_tensor_data (d, i),
+                 lode_upernet_tensor_numel (d, i));
     }
   /* the blocks trained with the decoder, under the encoder's names */
   for (int b = 0; self->block_train != NULL && b < self->encoder->config.loaded_depth; b++)
@@ -1584,13 +1655,12 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
       for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
         {
           const LodeTensor *src = self->encoder->blocks[b].t[p];
-          Saved t = { g_strdup_printf ("encoder.blocks.%d.%s", b, lode_vit_param_name (p)), src->ndim, { 0 },
-                      src->data, src->numel };
 
-          for (int k = 0; k < src->ndim; k++)
-            t.shape[k] = src->shape[k];
-          g_array_append_val (list, t);
+          saved_add (list, g_strdup_printf ("encoder.blocks.%d.%s", b, lode_vit_param_name (p)), src->ndim,
+                     src->shape, src->data, src->numel);
         }
+  if (state != NULL)
+    saved_add_state (self, list, meta, state);
 
   for (guint i = 0; i < list->len; i++)
     {
@@ -1604,7 +1674,7 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
                               offset, offset + bytes);
       offset += bytes;
     }
-  g_string_append (header, ",\"__metadata__\":{\"format\":\"pt\",\"writer\":\"lode\"}}");
+  g_string_append_printf (header, ",\"__metadata__\":{%s}}", meta->str);
   while (header->len % 8 != 0)
     g_string_append_c (header, ' ');
   header_len = header->len;
@@ -1637,6 +1707,166 @@ lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GErro
       g_prefix_error (error, _("Cannot write the decoder to “%s”: "), path);
       return FALSE;
     }
+  return TRUE;
+}
+
+gboolean
+lode_prithvi_model_save_decoder (LodePrithviModel *self, const char *path, GError **error)
+{
+  g_return_val_if_fail (self != NULL && path != NULL, FALSE);
+  return save_file (self, path, NULL, error);
+}
+
+/* The "__metadata__" of the safetensors file at path (string values), an
+ * empty table when it has none. */
+static GHashTable *
+read_metadata (const char *path, GError **error)
+{
+  g_autoptr(GFile) file = g_file_new_for_path (path);
+  g_autoptr(GFileInputStream) in = g_file_read (file, NULL, error);
+  g_autoptr(JsonParser) parser = json_parser_new ();
+  g_autofree char *text = NULL;
+  GHashTable *table = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  guint8 len_bytes[8];
+  guint64 len = 0;
+  gsize got = 0;
+  JsonNode *root, *node;
+
+  if (in == NULL)
+    {
+      g_hash_table_unref (table);
+      return NULL;
+    }
+  if (g_input_stream_read_all (G_INPUT_STREAM (in), len_bytes, 8, &got, NULL, NULL) && got == 8)
+    for (int b = 7; b >= 0; b--)
+      len = len << 8 | len_bytes[b];
+  if (len == 0 || len > 100 * 1024 * 1024)
+    return table;
+  text = g_malloc (len + 1);
+  if (!g_input_stream_read_all (G_INPUT_STREAM (in), text, len, &got, NULL, NULL) || got != len)
+    return table;
+  text[len] = '\0';
+  if (!json_parser_load_from_data (parser, text, (gssize) len, NULL))
+    return table;
+  root = json_parser_get_root (parser);
+  node = root != NULL && JSON_NODE_HOLDS_OBJECT (root)
+         ? json_object_get_member (json_node_get_object (root), "__metadata__") : NULL;
+  if (node != NULL && JSON_NODE_HOLDS_OBJECT (node))
+    {
+      JsonObject *meta = json_node_get_object (node);
+      g_autoptr(GList) members = json_object_get_members (meta);
+
+      for (GList *l = members; l != NULL; l = l->next)
+        {
+          JsonNode *v = json_object_get_member (meta, l->data);
+
+          if (JSON_NODE_HOLDS_VALUE (v) && json_node_get_value_type (v) == G_TYPE_STRING)
+            g_hash_table_insert (table, g_strdup (l->data), g_strdup (json_node_get_string (v)));
+        }
+    }
+  return table;
+}
+
+/* The integer value of key in meta, FALSE when absent or not a number. */
+static gboolean
+meta_int (GHashTable *meta, const char *key, gint64 *out)
+{
+  const char *text = g_hash_table_lookup (meta, key);
+
+  return text != NULL && g_ascii_string_to_signed (text, 10, 0, G_MAXINT64, out, NULL);
+}
+
+/* Loads the moments stored as prefix + name into the n values at out. */
+static gboolean
+load_moment (LodeCheckpoint *ckpt, const char *path, const char *prefix, const char *name, float *out, gsize n,
+             GError **error)
+{
+  g_autofree char *full = g_strconcat (prefix, name, NULL);
+  g_autoptr(GError) local = NULL;
+  LodeTensor *t = lode_checkpoint_load (ckpt, full, &local);
+
+  if (t == NULL || t->numel != n)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                   _("The training state in “%s” lacks the tensor “%s” or has it in another shape"), path, full);
+      lode_tensor_free (t);
+      return FALSE;
+    }
+  memcpy (out, t->data, n * sizeof (float));
+  lode_tensor_free (t);
+  return TRUE;
+}
+
+gboolean
+lode_prithvi_model_load_train_state (LodePrithviModel *self, const char *path, const LodeTrainConfig *config,
+                                     int unfreeze_blocks, gint64 *step, GError **error)
+{
+  g_autoptr(GHashTable) meta = NULL;
+  g_autoptr(LodeCheckpoint) ckpt = NULL;
+  LodeUpernet *d;
+  gint64 done, seed, batch, unfreeze, adam_step;
+
+  g_return_val_if_fail (self != NULL && path != NULL && config != NULL, FALSE);
+  meta = read_metadata (path, error);
+  if (meta == NULL)
+    {
+      g_prefix_error (error, _("Cannot resume from “%s”: "), path);
+      return FALSE;
+    }
+  if (!meta_int (meta, "lode.step", &done) || !meta_int (meta, "lode.seed", &seed)
+      || !meta_int (meta, "lode.batch_size", &batch) || !meta_int (meta, "lode.unfreeze_blocks", &unfreeze)
+      || !meta_int (meta, STATE_STEP "decoder", &adam_step))
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT,
+                   _("“%s” holds no training state to resume from (a decoder saved by training holds one)"), path);
+      return FALSE;
+    }
+  if ((guint64) seed != config->seed || batch != config->batch_size || unfreeze != unfreeze_blocks)
+    {
+      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
+                   _("“%s” was trained with seed %" PRId64 ", batch %" PRId64 " and %" PRId64 " unfrozen blocks; "
+                     "resuming needs the same"), path, seed, batch, unfreeze);
+      return FALSE;
+    }
+  ckpt = lode_checkpoint_open (path, error);
+  if (ckpt == NULL)
+    return FALSE;
+  d = self->decoder;
+  for (guint i = 0; i < lode_upernet_n_tensors (d); i++)
+    for (int which = 0; which < 2 && !lode_upernet_tensor_is_buffer (d, i); which++)
+      if (!load_moment (ckpt, path, which ? STATE_V : STATE_M, lode_upernet_tensor_name (d, i),
+                        lode_upernet_tensor_moment (d, i, which), lode_upernet_tensor_numel (d, i), error))
+        return FALSE;
+  for (int b = 0; b < self->encoder->config.loaded_depth; b++)
+    {
+      g_autofree char *key = g_strdup_printf (STATE_STEP "encoder.blocks.%d", b);
+      gint64 block_step;
+      BlockTrain *bt;
+
+      if (!meta_int (meta, key, &block_step))
+        continue;
+      bt = block_train (self, b);
+      if (bt == NULL)
+        {
+          g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
+                       _("Not enough memory to train %d blocks of the encoder"), unfreeze_blocks);
+          return FALSE;
+        }
+      for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+        for (int which = 0; which < 2; which++)
+          {
+            g_autofree char *name = g_strdup_printf ("encoder.blocks.%d.%s", b, lode_vit_param_name (p));
+
+            if (!load_moment (ckpt, path, which ? STATE_V : STATE_M, name, (which ? bt->v : bt->m) + bt->offset[p],
+                              bt->offset[p + 1] - bt->offset[p], error))
+              return FALSE;
+          }
+      bt->step = block_step;
+    }
+  if (!lode_upernet_set_adamw_state (d, adam_step, error))
+    return FALSE;
+  if (step != NULL)
+    *step = done;
   return TRUE;
 }
 
@@ -2087,9 +2317,20 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
                           const LodeTrainSource *source, const char *checkpoint_path, LodeTrainProgressFunc progress,
                           gpointer user_data, GCancellable *cancellable, GError **error)
 {
+  return lode_prithvi_model_train_from (self, config, unfreeze_blocks, source, checkpoint_path, 0, progress,
+                                        user_data, cancellable, error);
+}
+
+gboolean
+lode_prithvi_model_train_from (LodePrithviModel *self, const LodeTrainConfig *config, int unfreeze_blocks,
+                               const LodeTrainSource *source, const char *checkpoint_path, gint64 first_step,
+                               LodeTrainProgressFunc progress, gpointer user_data, GCancellable *cancellable,
+                               GError **error)
+{
   LodePrithviTrainOptions options;
+  TrainState state;
   int h, w, bands, n_train, batch, steps_per_epoch;
-  gint64 total, step = 0;
+  gint64 total, step = first_step;
   gsize plane;
   g_autofree guint *order = NULL;
   g_autofree float *images = NULL;
@@ -2124,12 +2365,14 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
   options.ignore_index = config->ignore_index;
   options.seed = config->seed;
   options.unfreeze_blocks = unfreeze_blocks;
+  state = (TrainState) { 0, config->seed, batch, unfreeze_blocks };
   order = g_new (guint, n_train);
   images = g_new (float, (gsize) batch * bands * plane);
   masks = g_new (guint8, (gsize) batch * plane);
   batch_coords_init (&bc, self, source, batch);
 
-  for (int epoch = 1; step < total; epoch++)
+  /* a resumed run draws its epoch's order again and skips the steps done */
+  for (int epoch = (int) (step / steps_per_epoch) + 1; step < total; epoch++)
     {
       guint32 seeds[2] = { (guint32) config->seed, (guint32) epoch };
       g_autoptr(GRand) rng = g_rand_new_with_seed_array (seeds, 2);
@@ -2146,11 +2389,12 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
 
           order[i] = order[j], order[j] = t;
         }
-      for (int s = 0; s < steps_per_epoch && step < total; s++, step++)
+      for (int s = (int) (step % steps_per_epoch); s < steps_per_epoch && step < total; s++, step++)
         {
           if (g_cancellable_is_cancelled (cancellable))
             {
-              if (checkpoint_path != NULL && !lode_prithvi_model_save_decoder (self, checkpoint_path, error))
+              state.step = step;
+              if (checkpoint_path != NULL && !save_file (self, checkpoint_path, &state, error))
                 return FALSE;
               return !g_cancellable_set_error_if_cancelled (cancellable, error);
             }
@@ -2167,7 +2411,7 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
               double elapsed = (g_get_monotonic_time () - started) / 1e6;
 
               p = (LodeTrainProgress) { step + 1, total, epoch, config->epochs, loss,
-                                        elapsed / (step + 1) * (total - step - 1), NULL };
+                                        elapsed / (step - first_step + 1) * (total - step - 1), NULL };
               progress (&p, user_data);
             }
         }
@@ -2182,7 +2426,8 @@ lode_prithvi_model_train (LodePrithviModel *self, const LodeTrainConfig *config,
               progress (&p, user_data);
             }
         }
-      if (checkpoint_path != NULL && !lode_prithvi_model_save_decoder (self, checkpoint_path, error))
+      state.step = step;
+      if (checkpoint_path != NULL && !save_file (self, checkpoint_path, &state, error))
         return FALSE;
     }
   return TRUE;

@@ -357,8 +357,9 @@ gboolean lode_prithvi_model_train_step (LodePrithviModel              *self,
  * likewise, else that encoding is left out for the batch. Batches are drawn shuffled per epoch; after each
  * epoch the validation split is scored (progress gets the metrics) and the
  * decoder saved to checkpoint_path (may be NULL) as by
- * lode_prithvi_model_save_decoder. A cancelled run saves the last whole
- * step and fails with G_IO_ERROR_CANCELLED. */
+ * lode_prithvi_model_save_decoder, with the training state beside it (see
+ * lode_prithvi_model_load_train_state). A cancelled run saves the last
+ * whole step and fails with G_IO_ERROR_CANCELLED. */
 gboolean lode_prithvi_model_train    (LodePrithviModel       *self,
                                       const LodeTrainConfig  *config,
                                       int                     unfreeze_blocks,
@@ -368,6 +369,37 @@ gboolean lode_prithvi_model_train    (LodePrithviModel       *self,
                                       gpointer                user_data,
                                       GCancellable           *cancellable,
                                       GError                **error);
+/* lode_prithvi_model_train continued from first_step (the steps done, as
+ * lode_prithvi_model_load_train_state gives): the run goes on in that
+ * step's epoch, with that epoch's order drawn again from the seed, so that
+ * stopping and resuming ends with the same decoder as one run. */
+gboolean lode_prithvi_model_train_from (LodePrithviModel       *self,
+                                        const LodeTrainConfig  *config,
+                                        int                     unfreeze_blocks,
+                                        const LodeTrainSource  *source,
+                                        const char             *checkpoint_path,
+                                        gint64                  first_step,
+                                        LodeTrainProgressFunc   progress,
+                                        gpointer                user_data,
+                                        GCancellable           *cancellable,
+                                        GError                **error);
+/* The training state of a decoder file written by lode_prithvi_model_train
+ * (the model made from it, with it as decoder_path): the AdamW moments of
+ * the decoder and the trained blocks, stored as "lode.adamw.m.NAME" and
+ * "lode.adamw.v.NAME" tensors (which loaders of the decoder skip), and in
+ * the metadata the steps done ("lode.step"), the AdamW step counts, the
+ * seed, batch size and unfrozen blocks. Restores the moments and counts
+ * (onto the model's device) and gives the steps done in *step (may be
+ * NULL). Fails with LODE_PRITHVI_ERROR_CHECKPOINT when the file holds no
+ * training state (a decoder saved by lode_prithvi_model_save_decoder) and
+ * LODE_PRITHVI_ERROR_CONFIG when config's seed or batch size or
+ * unfreeze_blocks differ from the run's. */
+gboolean lode_prithvi_model_load_train_state (LodePrithviModel      *self,
+                                              const char            *path,
+                                              const LodeTrainConfig *config,
+                                              int                    unfreeze_blocks,
+                                              gint64                *step,
+                                              GError               **error);
 /* Scores the model on a split of source (per-class IoU, mean IoU, micro
  * F1, accuracy over the labelled pixels), in batches of 8, with the
  * coordinates of source->get_coords as lode_prithvi_model_train. */

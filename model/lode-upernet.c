@@ -271,6 +271,8 @@ lode_upernet_checkpoint_find (LodeCheckpoint *checkpoint, const char *suffix)
       const char *name = lode_checkpoint_name (checkpoint, i);
       gsize nl = strlen (name);
 
+      if (g_str_has_prefix (name, LODE_UPERNET_STATE_PREFIX))
+        continue;
       if (nl >= len && strcmp (name + nl - len, suffix) == 0
           && (nl == len || name[nl - len - 1] == '.'))
         return name;
@@ -845,6 +847,17 @@ lode_upernet_bind (LodeUpernet *self, LodePrithviBackend *be, GError **error)
   self->dev = run.k->mirror (&run, self->data, self->n_values);
   self->dgrad = run.k->mirror (&run, self->grad, self->n_values);
   self->dev_be = run;
+  /* moments from earlier steps (or a checkpoint) go along */
+  if (self->adam_m != NULL)
+    {
+      self->dm = run.k->alloc (&run, self->n_values);
+      self->dv = run.k->alloc (&run, self->n_values);
+      if (self->dm != NULL && self->dv != NULL)
+        {
+          run.k->upload (&run, self->dm, self->adam_m, self->n_values);
+          run.k->upload (&run, self->dv, self->adam_v, self->n_values);
+        }
+    }
   if (!lode_prithvi_backend_check (&run, _("load the UperNet decoder"), error))
     {
       /* still usable on the CPU */
@@ -1221,17 +1234,23 @@ adamw_run (LodeUpernet *self, LodePrithviBackend *be, float *data, float *grad, 
     }
 }
 
+/* The host moments, zeros when there were none. */
+static void
+host_moments (LodeUpernet *self)
+{
+  if (self->adam_m != NULL)
+    return;
+  self->adam_m = g_new0 (float, self->n_values);
+  self->adam_v = g_new0 (float, self->n_values);
+}
+
 void
 lode_upernet_adamw_step (LodeUpernet *self, const LodeAdamW *opt)
 {
   LodePrithviBackend cpu;
 
   g_return_if_fail (self != NULL && opt != NULL);
-  if (self->adam_m == NULL)
-    {
-      self->adam_m = g_new0 (float, self->n_values);
-      self->adam_v = g_new0 (float, self->n_values);
-    }
+  host_moments (self);
   lode_prithvi_backend_init_cpu (&cpu);
   adamw_run (self, &cpu, self->data, self->grad, self->adam_m, self->adam_v, opt);
 }
@@ -1266,6 +1285,50 @@ lode_upernet_adamw_step_on (LodeUpernet *self, LodePrithviBackend *be, const Lod
   return TRUE;
 }
 
+float *
+lode_upernet_tensor_moment (LodeUpernet *self, guint i, int which)
+{
+  Tensor *t;
+
+  g_return_val_if_fail (self != NULL && i < self->n_tensors && (which == 0 || which == 1), NULL);
+  t = &self->tensors[i];
+  if (t->kind == KIND_RUNNING_MEAN || t->kind == KIND_RUNNING_VAR)
+    return NULL;
+  host_moments (self);
+  return (which == 0 ? self->adam_m : self->adam_v) + t->offset;
+}
+
+gint64
+lode_upernet_get_adamw_step (LodeUpernet *self)
+{
+  g_return_val_if_fail (self != NULL, 0);
+  return self->adam_step;
+}
+
+gboolean
+lode_upernet_set_adamw_state (LodeUpernet *self, gint64 step, GError **error)
+{
+  LodePrithviBackend run;
+
+  g_return_val_if_fail (self != NULL && step >= 0, FALSE);
+  host_moments (self);
+  self->adam_step = step;
+  if (self->dev == self->data)
+    return TRUE;
+  run = lode_prithvi_backend_run (&self->dev_be);
+  if (self->dm == NULL)
+    {
+      self->dm = run.k->alloc (&run, self->n_values);
+      self->dv = run.k->alloc (&run, self->n_values);
+    }
+  if (self->dm != NULL && self->dv != NULL)
+    {
+      run.k->upload (&run, self->dm, self->adam_m, self->n_values);
+      run.k->upload (&run, self->dv, self->adam_v, self->n_values);
+    }
+  return lode_prithvi_backend_check (&run, _("copy the AdamW moments to the GPU"), error);
+}
+
 gboolean
 lode_upernet_sync_host (LodeUpernet *self, GError **error)
 {
@@ -1277,5 +1340,11 @@ lode_upernet_sync_host (LodeUpernet *self, GError **error)
   run = lode_prithvi_backend_run (&self->dev_be);
   run.k->download (&run, self->data, self->dev, self->n_values);
   run.k->download (&run, self->grad, self->dgrad, self->n_values);
+  if (self->dm != NULL)
+    {
+      host_moments (self);
+      run.k->download (&run, self->adam_m, self->dm, self->n_values);
+      run.k->download (&run, self->adam_v, self->dv, self->n_values);
+    }
   return lode_prithvi_backend_check (&run, _("copy the UperNet decoder from the GPU"), error);
 }

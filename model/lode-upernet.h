@@ -74,8 +74,14 @@ LodeUpernet *lode_upernet_new_from_checkpoint (LodeCheckpoint  *checkpoint,
 void         lode_upernet_free             (LodeUpernet             *self);
 const LodeUpernetConfig *lode_upernet_get_config (LodeUpernet       *self);
 
+/* Names that start with this hold Lode's training state (AdamW moments,
+ * "lode.adamw.m.decoder.fpn1.0.weight", ...) beside a model's tensors;
+ * lode_upernet_checkpoint_find never finds them. */
+#define LODE_UPERNET_STATE_PREFIX "lode."
+
 /* The first tensor of checkpoint named suffix or ending in "." suffix
- * (how a model's prefix inside a bigger checkpoint is found), or NULL. */
+ * (how a model's prefix inside a bigger checkpoint is found), or NULL;
+ * names starting with LODE_UPERNET_STATE_PREFIX are skipped. */
 const char  *lode_upernet_checkpoint_find  (LodeCheckpoint *checkpoint,
                                             const char     *suffix);
 
@@ -164,9 +170,10 @@ gboolean     lode_upernet_zero_grad_on     (LodeUpernet          *self,
 gboolean     lode_upernet_adamw_step_on    (LodeUpernet          *self,
                                             LodePrithviBackend   *be,
                                             const LodeAdamW      *opt);
-/* Copies the values (running statistics included) and gradients from the
- * device back to the host arrays that lode_upernet_tensor_data and
- * lode_upernet_tensor_grad give (nothing to do on the CPU). */
+/* Copies the values (running statistics included), gradients and AdamW
+ * moments from the device back to the host arrays that
+ * lode_upernet_tensor_data, lode_upernet_tensor_grad and
+ * lode_upernet_tensor_moment give (nothing to do on the CPU). */
 gboolean     lode_upernet_sync_host        (LodeUpernet          *self,
                                             GError              **error);
 
@@ -209,6 +216,22 @@ void         lode_upernet_zero_grad        (LodeUpernet  *self);
  * running statistics are not parameters). */
 void         lode_upernet_adamw_step       (LodeUpernet     *self,
                                             const LodeAdamW *opt);
+
+/* The AdamW state, for checkpoints that resume training: the first (which
+ * 0) or second (which 1) moment of tensor i on the host, zeros before the
+ * first step, NULL for running statistics. A decoder on a device holds its
+ * moments there: lode_upernet_sync_host copies them back into these
+ * arrays first. */
+float       *lode_upernet_tensor_moment    (LodeUpernet  *self,
+                                            guint         i,
+                                            int           which);
+/* The number of AdamW steps taken (bias correction counts them). */
+gint64       lode_upernet_get_adamw_step   (LodeUpernet  *self);
+/* Sets that number, and puts the host moments (as written through
+ * lode_upernet_tensor_moment) on the device the decoder is bound to. */
+gboolean     lode_upernet_set_adamw_state  (LodeUpernet  *self,
+                                            gint64        step,
+                                            GError      **error);
 
 /* torch.nn.AdaptiveAvgPool2d(out_h, out_w) on in [nc, h, w]: cell (i, j)
  * averages rows floor(i h / out_h) .. ceil((i+1) h / out_h) - 1, likewise

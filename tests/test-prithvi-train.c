@@ -19,6 +19,8 @@
 #include "lode-demo.h"
 #include "lode-prithvi.h"
 #include "lode-raster.h"
+#include "lode-train.h"
+#include "lode-upernet.h"
 #include "lode-test-prithvi.h"
 #include "lode-test-util.h"
 
@@ -242,6 +244,144 @@ test_train_demo (void)
   lode_test_rmtree (dir);
 }
 
+/* The patches as a training source: all of them for training, none for
+ * validation. */
+static int
+patches_count (LodeTrainSplit split, gpointer user_data)
+{
+  return split == LODE_TRAIN_SPLIT_TRAIN ? ((Patches *) user_data)->n : 0;
+}
+
+static gboolean
+patches_get (LodeTrainSplit split, int index, float *image, guint8 *mask, gpointer user_data, GError **error)
+{
+  Patches *ps = user_data;
+  gsize plane = SIZE * SIZE;
+
+  memcpy (image, ps->images + (gsize) index * 13 * plane, 13 * plane * sizeof (float));
+  memcpy (mask, ps->masks + (gsize) index * plane, plane);
+  return TRUE;
+}
+
+static char *
+read_all (const char *path, gsize *length)
+{
+  g_autoptr(GError) error = NULL;
+  char *text = NULL;
+
+  g_assert_true (g_file_get_contents (path, &text, length, &error));
+  g_assert_no_error (error);
+  return text;
+}
+
+/* Trained into path for config's steps from a fresh decoder. */
+static LodePrithviModel *
+train_fresh (const char *enc_path, const LodeTrainConfig *config, int unfreeze, const LodeTrainSource *source,
+             const char *path)
+{
+  g_autoptr(GError) error = NULL;
+  LodePrithviModel *model = lode_test_prithvi_open (enc_path, NULL, TRUE);
+
+  g_assert_true (lode_prithvi_model_train (model, config, unfreeze, source, path, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  return model;
+}
+
+/* 4 steps in one run, and 2 steps then a new model resumed from the
+ * checkpoint to 4 (3 steps an epoch: the resumed run goes on in the first
+ * epoch's order and crosses into the second), end with the same file: the
+ * decoder, the trained blocks and the AdamW moments bit for bit (dropout
+ * and flips come from the seed and step, OpenBLAS runs on one thread). A
+ * decoder saved without training state, or a run with another seed,
+ * cannot resume. */
+static void
+test_resume (void)
+{
+  g_autofree char *dir = lode_test_mkdtemp ();
+  g_autofree char *enc_path = g_build_filename (dir, "encoder.pt", NULL);
+  g_autofree char *straight_path = g_build_filename (dir, "straight.safetensors", NULL);
+  g_autofree char *resumed_path = g_build_filename (dir, "resumed.safetensors", NULL);
+  g_autofree char *plain_path = g_build_filename (dir, "plain.safetensors", NULL);
+  g_autoptr(Patches) ps = NULL;
+  g_autoptr(GError) error = NULL;
+  LodeDemoOptions demo;
+  LodeTrainConfig config, half, other;
+  LodeTrainSource source;
+
+  lode_demo_options_init (&demo);
+  demo.n_tiles = 4;
+  demo.size = SIZE;
+  g_assert_true (lode_demo_write (dir, &demo, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  ps = load_patches (dir, 1, 3);
+  source = (LodeTrainSource) { SIZE, SIZE, patches_count, patches_get, ps, NULL };
+  {
+    g_autoptr(GPtrArray) layout = lode_test_prithvi_layout ("prithvi_reduced.layout.tsv");
+
+    lode_test_prithvi_write_ckpt (enc_path, layout, "", LODE_TEST_WRAP_NONE, is_encoder);
+  }
+  lode_train_config_init (&config);
+  config.bands = 13;
+  config.classes = 2;
+  config.batch_size = 2;
+  config.epochs = 2;
+  config.max_steps = 4;
+  config.lr = 1e-3f;
+  config.seed = 5;
+  half = config;
+  half.max_steps = 2;
+
+  for (int unfreeze = 0; unfreeze <= 1; unfreeze++)
+    {
+      g_autoptr(LodePrithviModel) straight = train_fresh (enc_path, &config, unfreeze, &source, straight_path);
+      g_autoptr(LodePrithviModel) first = train_fresh (enc_path, &half, unfreeze, &source, resumed_path);
+      g_autoptr(LodePrithviModel) resumed = lode_test_prithvi_open (enc_path, resumed_path, FALSE);
+      g_autofree char *a = NULL, *b = NULL, *c = NULL;
+      gsize la, lb, lc;
+      gint64 step = -1;
+      LodeUpernet *da = lode_prithvi_model_get_decoder (straight), *db = lode_prithvi_model_get_decoder (resumed);
+
+      /* half way the decoders differ */
+      c = read_all (resumed_path, &lc);
+      a = read_all (straight_path, &la);
+      g_assert_false (la == lc && memcmp (a, c, la) == 0);
+
+      g_assert_true (lode_prithvi_model_load_train_state (resumed, resumed_path, &config, unfreeze, &step, &error));
+      g_assert_no_error (error);
+      g_assert_cmpint (step, ==, 2);
+      g_assert_true (lode_prithvi_model_train_from (resumed, &config, unfreeze, &source, resumed_path, step, NULL,
+                                                    NULL, NULL, &error));
+      g_assert_no_error (error);
+      for (guint i = 0; i < lode_upernet_n_tensors (da); i++)
+        g_assert_cmpmem (lode_upernet_tensor_data (da, i), lode_upernet_tensor_numel (da, i) * sizeof (float),
+                         lode_upernet_tensor_data (db, i), lode_upernet_tensor_numel (db, i) * sizeof (float));
+      b = read_all (resumed_path, &lb);
+      g_assert_cmpmem (a, la, b, lb);
+      g_test_message ("unfreeze %d: 4 steps straight and 2 + 2 resumed give the same %zu-byte file", unfreeze, la);
+
+      /* another seed cannot continue this run */
+      other = config;
+      other.seed = 6;
+      g_assert_false (lode_prithvi_model_load_train_state (resumed, resumed_path, &other, unfreeze, NULL, &error));
+      g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG);
+      g_clear_error (&error);
+    }
+
+  /* the decoder alone (lode_prithvi_model_save_decoder) holds no state */
+  {
+    g_autoptr(LodePrithviModel) model = lode_test_prithvi_open (enc_path, straight_path, FALSE);
+    g_autoptr(LodePrithviModel) plain = NULL;
+
+    g_assert_true (lode_prithvi_model_save_decoder (model, plain_path, &error));
+    g_assert_no_error (error);
+    plain = lode_test_prithvi_open (enc_path, plain_path, FALSE);
+    g_assert_false (lode_prithvi_model_load_train_state (plain, plain_path, &config, 0, NULL, &error));
+    g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CHECKPOINT);
+    g_assert_nonnull (strstr (error->message, "plain.safetensors"));
+  }
+  lode_test_rmtree (dir);
+}
+
 /* lode train prithvi and lode predict --encoder on a small demo set (a few
  * steps: the command line is checked here, the learning above). */
 static void
@@ -289,6 +429,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   openblas_set_num_threads (1);
   g_test_add_func ("/prithvi-train/demo", test_train_demo);
+  g_test_add_func ("/prithvi-train/resume", test_resume);
   g_test_add_func ("/prithvi-train/commands", test_commands);
   return g_test_run ();
 }

@@ -390,6 +390,7 @@ test_commands (void)
   g_autofree char *dir = lode_test_mkdtemp ();
   g_autofree char *enc = g_build_filename (dir, "encoder.pt", NULL);
   g_autofree char *dec = g_build_filename (dir, "decoder.safetensors", NULL);
+  g_autofree char *plain = g_build_filename (dir, "plain.safetensors", NULL);
   g_autofree char *mask = g_build_filename (dir, "mask.tif", NULL);
   g_autofree char *image = g_build_filename (dir, "SmallMinesDS", "2022", "IMAGE", "IMG_GH_0002_2022.tif", NULL);
   g_autofree char *out = NULL, *err = NULL;
@@ -397,7 +398,12 @@ test_commands (void)
   const char *train[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--out", dec, "--batch", "2",
                           "--steps", "2", "--quiet", NULL };
   const char *predict[] = { "predict", "--encoder", enc, "--model", dec, "--image", image, "--out", mask, NULL };
+  const char *resume[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--out", dec, "--batch", "2",
+                           "--steps", "3", "--quiet", "--resume", NULL };
+  const char *resume_plain[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--out", plain, "--batch", "2",
+                                 "--steps", "3", "--quiet", "--resume", NULL };
   const char *no_weights[] = { "train", "prithvi", "--data", dir, NULL };
+  const char *dice[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--dice", "1", NULL };
   g_autoptr(LodeRaster) written = NULL;
   g_autoptr(GError) error = NULL;
 
@@ -420,6 +426,34 @@ test_commands (void)
   g_clear_pointer (&err, g_free);
   g_assert_cmpint (lode_test_run_lode (no_weights, NULL, &err), ==, 2);
   g_assert_nonnull (strstr (err, "--weights"));
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (lode_test_run_lode (dice, NULL, &err), ==, 2);
+  g_assert_nonnull (strstr (err, "--dice"));
+
+  /* --resume goes on from the checkpoint's step 2 to step 3 */
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (lode_test_run_lode (resume, &out, &err), ==, 0);
+  g_assert_nonnull (strstr (out, "after step 2"));
+  {
+    g_autoptr(LodePrithviModel) model = lode_test_prithvi_open (enc, dec, FALSE);
+    LodeTrainConfig config;
+    gint64 step = 0;
+
+    lode_train_config_init (&config);
+    config.batch_size = 2;
+    g_assert_true (lode_prithvi_model_load_train_state (model, dec, &config, 0, &step, &error));
+    g_assert_no_error (error);
+    g_assert_cmpint (step, ==, 3);
+    /* a decoder without training state is refused, naming the file */
+    g_assert_true (lode_prithvi_model_save_decoder (model, plain, &error));
+    g_assert_no_error (error);
+  }
+  g_clear_pointer (&out, g_free);
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (lode_test_run_lode (resume_plain, NULL, &err), ==, 1);
+  g_assert_nonnull (strstr (err, "plain.safetensors"));
+  g_assert_nonnull (strstr (err, "training state"));
   lode_test_rmtree (dir);
 }
 

@@ -8,6 +8,7 @@
 
 #include "lode-background.h"
 #include "lode-classes.h"
+#include "lode-device.h"
 #include "lode-error-dialog.h"
 #include "lode-sam2-tune-project.h"
 #include "lode-store.h"
@@ -38,6 +39,7 @@ struct _LodeTrainingDialog
   GtkSpinButton  *epochs_spin;
   GtkSpinButton  *lr_spin;
   GtkCheckButton *frozen_check;
+  GtkCheckButton *tf32_check;
   GtkCheckButton *accepted_check;
   GtkProgressBar *progress_bar;
   LodePlot       *plot;
@@ -461,6 +463,8 @@ lode_training_dialog_start (LodeTrainingDialog *self)
   job->options.config.epochs = gtk_spin_button_get_value_as_int (self->epochs_spin);
   job->options.config.lr = (float) gtk_spin_button_get_value (self->lr_spin);
   job->options.config.frozen_encoder = gtk_check_button_get_active (self->frozen_check);
+  g_strlcpy (job->options.config.precision, lode_training_dialog_get_precision (self),
+             sizeof job->options.config.precision);
   job->options.accepted_only = gtk_check_button_get_active (self->accepted_check);
   g_weak_ref_init (&job->dialog, self);
 
@@ -596,6 +600,7 @@ update_model (LodeTrainingDialog *self)
   gtk_widget_set_visible (self->epochs_label, !sam2);
   gtk_widget_set_visible (GTK_WIDGET (self->epochs_spin), !sam2);
   gtk_widget_set_visible (GTK_WIDGET (self->frozen_check), !sam2);
+  gtk_widget_set_visible (GTK_WIDGET (self->tf32_check), !sam2);
   gtk_widget_set_visible (GTK_WIDGET (self->accepted_check), !sam2);
   gtk_widget_set_visible (self->steps_label, sam2);
   gtk_widget_set_visible (GTK_WIDGET (self->steps_spin), sam2);
@@ -684,6 +689,7 @@ lode_training_dialog_class_init (LodeTrainingDialogClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, epochs_spin);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, lr_spin);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, frozen_check);
+  gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, tf32_check);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, accepted_check);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, progress_bar);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, plot);
@@ -704,6 +710,17 @@ lode_training_dialog_init (LodeTrainingDialog *self)
   self->settings = g_settings_new (LODE_APP_ID);
   self->other_lr = 1e-5;
   gtk_widget_init_template (GTK_WIDGET (self));
+  /* U-Nets train on the GPU when there is one; TF32 is a choice only there */
+  {
+    LodeDeviceKind kind = lode_device_choose ("auto", NULL);
+    g_autofree char *where = lode_device_describe (kind);
+    g_autofree char *tip = kind == LODE_DEVICE_CUDA
+      ? g_strdup_printf (_("U-Nets train on %s"), where)
+      : g_strdup_printf (_("No CUDA device: U-Nets train on %s"), where);
+
+    gtk_widget_set_sensitive (GTK_WIDGET (self->tf32_check), kind == LODE_DEVICE_CUDA);
+    gtk_widget_set_tooltip_text (GTK_WIDGET (self->tf32_check), tip);
+  }
   lode_plot_add_series (self->plot, _("Training loss"), &loss);
   lode_plot_add_series (self->plot, _("Validation mining IoU"), &iou);
   lode_plot_add_series (self->plot, _("Validation IoU, SAM2"), &sam2_iou);
@@ -711,6 +728,22 @@ lode_training_dialog_init (LodeTrainingDialog *self)
                            self, 0);
   g_signal_connect_object (self->settings, "changed::sam2-input-size", G_CALLBACK (on_sam2_settings_changed),
                            self, 0);
+}
+
+const char *
+lode_training_dialog_get_precision (LodeTrainingDialog *self)
+{
+  g_return_val_if_fail (LODE_IS_TRAINING_DIALOG (self), NULL);
+  return gtk_widget_get_sensitive (GTK_WIDGET (self->tf32_check))
+         && gtk_check_button_get_active (self->tf32_check) ? "tf32" : "fp32";
+}
+
+void
+lode_training_dialog_set_tf32 (LodeTrainingDialog *self,
+                               gboolean            tf32)
+{
+  g_return_if_fail (LODE_IS_TRAINING_DIALOG (self));
+  gtk_check_button_set_active (self->tf32_check, tf32);
 }
 
 GtkWidget *

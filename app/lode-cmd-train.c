@@ -443,11 +443,11 @@ lode_cmd_train (int argc, char **argv)
       return LODE_EXIT_USAGE;
     }
   is_prithvi = g_str_equal (rest[0], "prithvi");
-  if (is_prithvi && (weights == NULL || encoder != NULL || class_weights != NULL || dice != 0.0
+  if (is_prithvi && (weights == NULL || encoder != NULL
                      || (bands != NULL && !g_str_equal (bands, "6") && !g_str_equal (bands, "13"))))
     {
-      lode_cli_error ("train", _("prithvi needs --weights (the encoder checkpoint) and takes neither --encoder, "
-                                 "--class-weights nor --dice; --bands 6 or 13"));
+      lode_cli_error ("train", _("prithvi needs --weights (the encoder checkpoint) and takes no --encoder; "
+                                 "--bands 6 or 13"));
       return LODE_EXIT_USAGE;
     }
   /* the U-Net's device, asked for before any data is read */

@@ -1881,6 +1881,8 @@ lode_prithvi_train_options_init (LodePrithviTrainOptions *options)
   options->ignore_index = 255;
   options->seed = 0;
   options->unfreeze_blocks = 0;
+  options->class_weights = NULL;
+  options->dice_weight = 0.0f;
 }
 
 int
@@ -2041,6 +2043,7 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
   gboolean ok;
 
   g_return_val_if_fail (self != NULL && options != NULL && raw != NULL && masks != NULL, FALSE);
+  g_return_val_if_fail (options->dice_weight >= 0.0f, FALSE);
   k = lode_prithvi_model_get_classes (self);
   p = self->encoder->config.patch_size;
   e = self->encoder->config.embed_dim;
@@ -2126,17 +2129,22 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
   if (ok)
     {
       g_autofree float *logits = g_new (float, (gsize) n * k * plane);
+      g_autofree float *dcrop = g_new (float, (gsize) n * k * plane);
 
-      /* mean cross-entropy over the labelled pixels of the patch (the
-       * padding is cropped away); its gradient goes back into the padded
-       * frame, zero outside the patch */
+      /* the U-Net's loss over the labelled pixels of the patch (the
+       * padding is cropped away): weighted cross-entropy, plus the soft
+       * Dice when asked; its gradient goes back into the padded frame,
+       * zero outside the patch */
       crop (logits, full, n * k, &f);
-      value = lode_grad_cross_entropy (logits, logits, target, NULL, n, k, (int) plane, -1, 1.0f);
+      value = lode_grad_cross_entropy (dcrop, logits, target, options->class_weights, n, k, (int) plane, -1, 1.0f);
+      if (options->dice_weight > 0.0f)
+        value += options->dice_weight * lode_grad_dice (dcrop, logits, target, n, k, (int) plane, -1,
+                                                        options->dice_weight);
       if (loss != NULL)
         *loss = value;
       for (int q = 0; q < n * k; q++)
         for (int y = 0; y < h; y++)
-          memcpy (dlogits + ((gsize) q * f.ph + f.top + y) * f.pw + f.left, logits + ((gsize) q * h + y) * w,
+          memcpy (dlogits + ((gsize) q * f.ph + f.top + y) * f.pw + f.left, dcrop + ((gsize) q * h + y) * w,
                   w * sizeof (float));
       ddlogits = K->alloc (&be, full_count);
       K->upload (&be, ddlogits, dlogits, full_count);
@@ -2259,6 +2267,21 @@ check_source (LodePrithviModel *self, const LodeTrainConfig *config, const LodeT
                    config->classes);
       return FALSE;
     }
+  if (config->classes > LODE_TRAIN_MAX_CLASSES || !(config->dice_weight >= 0.0f))
+    {
+      g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG,
+                   _("Cannot train %d classes with a Dice weight of %g: at most %d classes, the weight 0 or more"),
+                   config->classes, config->dice_weight, LODE_TRAIN_MAX_CLASSES);
+      return FALSE;
+    }
+  for (int c = 0; c < config->classes; c++)
+    if (!(config->class_weights[c] >= 0.0f) || !isfinite (config->class_weights[c]))
+      {
+        g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG,
+                     _("The weight of class %d is %g; class weights must be 0 or more"), c,
+                     config->class_weights[c]);
+        return FALSE;
+      }
   if (source->height < 2 || source->width < 2)
     {
       g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_DATA, _("The patches are empty"));
@@ -2365,6 +2388,8 @@ lode_prithvi_model_train_from (LodePrithviModel *self, const LodeTrainConfig *co
   options.ignore_index = config->ignore_index;
   options.seed = config->seed;
   options.unfreeze_blocks = unfreeze_blocks;
+  options.class_weights = config->class_weights;
+  options.dice_weight = config->dice_weight;
   state = (TrainState) { 0, config->seed, batch, unfreeze_blocks };
   order = g_new (guint, n_train);
   images = g_new (float, (gsize) batch * bands * plane);

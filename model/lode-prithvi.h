@@ -307,6 +307,11 @@ typedef struct {
   guint64  seed;
   int      unfreeze_blocks; /* 0: the encoder frozen (the recipe); N: its
                              * last N blocks feeding the decoder trained too */
+  const float *class_weights; /* cross-entropy weight of each class (the
+                               * decoder's class count of them, not kept);
+                               * NULL: all 1 (the recipe) */
+  float    dice_weight;    /* soft Dice added with this weight; 0 (the
+                            * recipe): cross-entropy alone */
 } LodePrithviTrainOptions;
 
 /* The published recipe's values. */
@@ -331,8 +336,10 @@ const float *lode_prithvi_model_get_block_grad (LodePrithviModel *self,
  * lode_prithvi_model_predict, masks [n, h, w] of class indices (values
  * at or above the class count, or ignore_index, are left out), flipped
  * at random from the seed and step. Cross-entropy on the logits upsampled
- * to the patch, as TerraTorch computes it; *loss (may be NULL) gets its
- * value before the step. */
+ * to the patch, as TerraTorch computes it, with options->class_weights,
+ * plus options->dice_weight times the soft Dice loss: the U-Net's loss
+ * (lode_unet_loss: lode_grad_cross_entropy, lode_grad_dice); *loss (may
+ * be NULL) gets its value before the step. */
 gboolean lode_prithvi_model_train_step (LodePrithviModel              *self,
                                         const LodePrithviTrainOptions *options,
                                         const float                   *raw,
@@ -350,7 +357,8 @@ gboolean lode_prithvi_model_train_step (LodePrithviModel              *self,
  * trained on source as lode-train's job trains a U-Net, with
  * its configuration and sample source: config->batch_size (at least 2),
  * epochs, max_steps, lr, weight_decay, augment (flips), seed,
- * ignore_index and classes (the decoder's) are used; the samples hold the
+ * ignore_index, class_weights, dice_weight and classes (the decoder's)
+ * are used; the samples hold the
  * six bands (or all 13). For a model with temporal or location encodings,
  * source->get_coords (when not NULL) gives each sample's coordinates; a
  * batch gets the dates when every sample in it has one, and the locations

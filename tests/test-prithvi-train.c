@@ -244,6 +244,123 @@ test_train_demo (void)
   lode_test_rmtree (dir);
 }
 
+/* One step from a fresh decoder (same seed: same dropout and flips) on ps
+ * with class weights (NULL: none) and a Dice weight: its loss, and a copy
+ * of the gradient of the last decoder tensor (the classifier's bias
+ * excluded: the head's last weight). */
+static double
+one_step (const char *enc_path, const Patches *ps, const float *weights, float dice, float **grad, gsize *count)
+{
+  g_autoptr(LodePrithviModel) model = lode_test_prithvi_open (enc_path, NULL, TRUE);
+  g_autoptr(GError) error = NULL;
+  LodePrithviTrainOptions options;
+  LodeUpernet *decoder;
+  guint t;
+  double loss = NAN;
+
+  lode_prithvi_train_options_init (&options);
+  options.seed = 5;
+  options.class_weights = weights;
+  options.dice_weight = dice;
+  g_assert_true (lode_prithvi_model_train_step (model, &options, ps->images, ps->masks, ps->n, 13, SIZE, SIZE, NULL,
+                                                0, &loss, &error));
+  g_assert_no_error (error);
+  decoder = lode_prithvi_model_get_decoder (model);
+  t = lode_upernet_n_tensors (decoder) - 2;
+  g_assert_true (g_str_has_suffix (lode_upernet_tensor_name (decoder, t), "weight"));
+  *count = lode_upernet_tensor_numel (decoder, t);
+  *grad = g_memdup2 (lode_upernet_tensor_grad (decoder, t), *count * sizeof (float));
+  return loss;
+}
+
+/* The U-Net's loss options on a Prithvi step: class weights all 1 are the
+ * unweighted step exactly; weights (1, 5) give the weighted mean of the
+ * per-class losses (each measured alone with weights (1, 0) and (0, 1)),
+ * in loss and gradient alike, as lode_grad_cross_entropy's formula says;
+ * a Dice weight adds that many times one Dice term, between 0 and 1, to
+ * the loss and its gradient. */
+static void
+test_loss_options (void)
+{
+  g_autofree char *dir = lode_test_mkdtemp ();
+  g_autofree char *enc_path = g_build_filename (dir, "encoder.pt", NULL);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(Patches) ps = NULL;
+  g_autofree float *g_plain = NULL, *g_ones = NULL, *g_0 = NULL, *g_1 = NULL, *g_15 = NULL;
+  g_autofree float *g_dice1 = NULL, *g_dice_half = NULL;
+  const float ones[2] = { 1, 1 }, only0[2] = { 1, 0 }, only1[2] = { 0, 1 }, w15[2] = { 1, 5 };
+  LodeDemoOptions demo;
+  double plain, l_ones, l0, l1, l15, dice1, dice_half, d, expect, n0 = 0, n1 = 0;
+  gsize count;
+
+  lode_demo_options_init (&demo);
+  demo.n_tiles = 4;
+  demo.size = SIZE;
+  g_assert_true (lode_demo_write (dir, &demo, NULL, NULL, NULL, &error));
+  g_assert_no_error (error);
+  /* the first tile with mining in it: both classes weigh in */
+  for (int tile = 1; tile <= (int) demo.n_tiles && n1 == 0; tile++)
+    {
+      g_clear_pointer (&ps, patches_free);
+      ps = load_patches (dir, tile, tile);
+      n0 = n1 = 0;
+      for (gsize i = 0; i < (gsize) ps->n * SIZE * SIZE; i++)
+        {
+          n0 += ps->masks[i] == 0;
+          n1 += ps->masks[i] == 1;
+        }
+    }
+  {
+    g_autoptr(GPtrArray) layout = lode_test_prithvi_layout ("prithvi_reduced.layout.tsv");
+
+    lode_test_prithvi_write_ckpt (enc_path, layout, "", LODE_TEST_WRAP_NONE, is_encoder);
+  }
+  g_assert_cmpfloat (n0, >, 0);
+  g_assert_cmpfloat (n1, >, 0);
+
+  plain = one_step (enc_path, ps, NULL, 0, &g_plain, &count);
+  l_ones = one_step (enc_path, ps, ones, 0, &g_ones, &count);
+  g_assert_cmpfloat (l_ones, ==, plain);
+  g_assert_cmpmem (g_ones, count * sizeof (float), g_plain, count * sizeof (float));
+
+  l0 = one_step (enc_path, ps, only0, 0, &g_0, &count);
+  l1 = one_step (enc_path, ps, only1, 0, &g_1, &count);
+  l15 = one_step (enc_path, ps, w15, 0, &g_15, &count);
+  g_assert_cmpfloat (fabs ((n0 * l0 + n1 * l1) / (n0 + n1) - plain), <, 1e-6 * plain);
+  expect = (n0 * l0 + 5 * n1 * l1) / (n0 + 5 * n1);
+  g_test_message ("loss %.6f, class 0 alone %.6f, class 1 alone %.6f, weights (1, 5) %.6f (expected %.6f)",
+                  plain, l0, l1, l15, expect);
+  g_assert_cmpfloat (fabs (l15 - plain), >, 1e-3);
+  g_assert_cmpfloat (fabs (l15 - expect), <, 1e-6 * expect);
+  for (gsize i = 0; i < count; i++)
+    {
+      double want = (n0 * g_0[i] + 5 * n1 * g_1[i]) / (n0 + 5 * n1);
+
+      g_assert_cmpfloat (fabs (g_15[i] - want), <, 1e-5 * (fabs (want) + 1e-4));
+    }
+
+  dice1 = one_step (enc_path, ps, NULL, 1.0f, &g_dice1, &count);
+  dice_half = one_step (enc_path, ps, NULL, 0.5f, &g_dice_half, &count);
+  d = dice1 - plain;
+  g_test_message ("Dice term %.6f", d);
+  g_assert_cmpfloat (d, >, 0.01);
+  g_assert_cmpfloat (d, <, 1.0);
+  g_assert_cmpfloat (fabs ((dice_half - plain) - 0.5 * d), <, 1e-6);
+  {
+    gboolean moved = FALSE;
+
+    for (gsize i = 0; i < count; i++)
+      {
+        double gd = g_dice1[i] - g_plain[i];
+
+        moved = moved || fabs (gd) > 1e-6;
+        g_assert_cmpfloat (fabs ((g_dice_half[i] - g_plain[i]) - 0.5 * gd), <, 1e-4 * (fabs (gd) + 1e-4));
+      }
+    g_assert_true (moved);
+  }
+  lode_test_rmtree (dir);
+}
+
 /* The patches as a training source: all of them for training, none for
  * validation. */
 static int
@@ -396,14 +513,20 @@ test_commands (void)
   g_autofree char *out = NULL, *err = NULL;
   const char *demo[] = { "demo", dir, "--tiles", "4", "--size", "64", NULL };
   const char *train[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--out", dec, "--batch", "2",
-                          "--steps", "2", "--quiet", NULL };
+                          "--steps", "2", "--quiet", "--class-weights", "1,4", "--dice", "0.5", NULL };
   const char *predict[] = { "predict", "--encoder", enc, "--model", dec, "--image", image, "--out", mask, NULL };
   const char *resume[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--out", dec, "--batch", "2",
-                           "--steps", "3", "--quiet", "--resume", NULL };
+                           "--steps", "3", "--quiet", "--resume", "--class-weights", "1,4", "--dice", "0.5", NULL };
   const char *resume_plain[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--out", plain, "--batch", "2",
-                                 "--steps", "3", "--quiet", "--resume", NULL };
+                                 "--steps", "3", "--quiet", "--resume", "--class-weights", "1,4", "--dice", "0.5", NULL };
   const char *no_weights[] = { "train", "prithvi", "--data", dir, NULL };
-  const char *dice[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--dice", "1", NULL };
+  const char *bad_weights[][11] = {
+    { "train", "prithvi", "--data", dir, "--weights", enc, "--class-weights", "1", NULL },
+    { "train", "prithvi", "--data", dir, "--weights", enc, "--class-weights", "1,-4", NULL },
+    { "train", "prithvi", "--data", dir, "--weights", enc, "--class-weights", "1,x", NULL },
+  };
+  const char *bad_dice[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--dice", "much", NULL };
+  const char *encoder[] = { "train", "prithvi", "--data", dir, "--weights", enc, "--encoder", "resnet18", NULL };
   g_autoptr(LodeRaster) written = NULL;
   g_autoptr(GError) error = NULL;
 
@@ -427,8 +550,20 @@ test_commands (void)
   g_assert_cmpint (lode_test_run_lode (no_weights, NULL, &err), ==, 2);
   g_assert_nonnull (strstr (err, "--weights"));
   g_clear_pointer (&err, g_free);
-  g_assert_cmpint (lode_test_run_lode (dice, NULL, &err), ==, 2);
+  /* --class-weights and --dice are parsed as for the U-Net (the run above
+   * took them); --encoder is the U-Net's alone */
+  for (guint i = 0; i < G_N_ELEMENTS (bad_weights); i++)
+    {
+      g_clear_pointer (&err, g_free);
+      g_assert_cmpint (lode_test_run_lode (bad_weights[i], NULL, &err), ==, 2);
+      g_assert_nonnull (strstr (err, "--class-weights needs 2"));
+    }
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (lode_test_run_lode (bad_dice, NULL, &err), ==, 2);
   g_assert_nonnull (strstr (err, "--dice"));
+  g_clear_pointer (&err, g_free);
+  g_assert_cmpint (lode_test_run_lode (encoder, NULL, &err), ==, 2);
+  g_assert_nonnull (strstr (err, "--encoder"));
 
   /* --resume goes on from the checkpoint's step 2 to step 3 */
   g_clear_pointer (&out, g_free);
@@ -463,6 +598,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   openblas_set_num_threads (1);
   g_test_add_func ("/prithvi-train/demo", test_train_demo);
+  g_test_add_func ("/prithvi-train/loss-options", test_loss_options);
   g_test_add_func ("/prithvi-train/resume", test_resume);
   g_test_add_func ("/prithvi-train/commands", test_commands);
   return g_test_run ();

@@ -11,6 +11,7 @@
 #include <json-glib/json-glib.h>
 
 #include "lode-mask.h"
+#include "lode-model-metrics.h"
 #include "lode-sam2-tune-project.h"
 
 struct _LodeSam2TuneProject
@@ -215,16 +216,6 @@ lode_sam2_tune_project_options_init (LodeSam2TuneProjectOptions *options)
   options->tune.steps = 0;
 }
 
-static void
-add_number (JsonBuilder *b, const char *name, double v)
-{
-  json_builder_set_member_name (b, name);
-  if (isfinite (v))
-    json_builder_add_double_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
 static char *
 metrics_json (const LodeSam2TuneProjectOptions *o,
               const LodeSam2TuneConfig         *c,
@@ -239,20 +230,20 @@ metrics_json (const LodeSam2TuneProjectOptions *o,
   json_builder_add_int_value (b, o->input_size);
   json_builder_set_member_name (b, "steps");
   json_builder_add_int_value (b, r->result.steps_done);
-  add_number (b, "lr", c->lr);
-  add_number (b, "weight_decay", c->weight_decay);
+  lode_model_metrics_add_number (b, "lr", c->lr);
+  lode_model_metrics_add_number (b, "weight_decay", c->weight_decay);
   json_builder_set_member_name (b, "seed");
   json_builder_add_int_value (b, c->seed);
   json_builder_set_member_name (b, "train_patches");
   json_builder_add_int_value (b, r->train);
   json_builder_set_member_name (b, "validation_patches");
   json_builder_add_int_value (b, r->validation);
-  add_number (b, "loss_first", r->result.first_loss);
-  add_number (b, "loss_last", r->result.last_loss);
+  lode_model_metrics_add_number (b, "loss_first", r->result.first_loss);
+  lode_model_metrics_add_number (b, "loss_last", r->result.last_loss);
   json_builder_set_member_name (b, "validation");
   json_builder_begin_object (b);
-  add_number (b, "iou_before", r->result.val_iou_before);
-  add_number (b, "iou_after", r->result.val_iou_after);
+  lode_model_metrics_add_number (b, "iou_before", r->result.val_iou_before);
+  lode_model_metrics_add_number (b, "iou_after", r->result.val_iou_after);
   json_builder_end_object (b);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
@@ -265,34 +256,8 @@ lode_sam2_tune_project_read_metrics (const char *metrics_json,
                                      double     *iou_before,
                                      double     *iou_after)
 {
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  JsonObject *root, *v;
-
-  *iou_before = *iou_after = NAN;
-  if (metrics_json == NULL || !json_parser_load_from_data (parser, metrics_json, -1, NULL)
-      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    return FALSE;
-  root = json_node_get_object (json_parser_get_root (parser));
-  if (!json_object_has_member (root, "validation")
-      || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (root, "validation")))
-    return FALSE;
-  v = json_object_get_object_member (root, "validation");
-  if (!json_object_has_member (v, "iou_after") || json_object_get_null_member (v, "iou_after"))
-    return FALSE;
-  if (json_object_has_member (v, "iou_before") && !json_object_get_null_member (v, "iou_before"))
-    *iou_before = json_object_get_double_member (v, "iou_before");
-  *iou_after = json_object_get_double_member (v, "iou_after");
-  return TRUE;
-}
-
-static char *
-default_name (LodeStore *store)
-{
-  g_autoptr(GPtrArray) versions = lode_store_list_model_versions (store, NULL);
-  g_autoptr(GDateTime) now = g_date_time_new_now_local ();
-  g_autofree char *stamp = g_date_time_format (now, "%Y%m%d-%H%M%S");
-
-  return g_strdup_printf ("sam2-%u-%s", versions ? versions->len + 1 : 1, stamp);
+  return lode_model_metrics_read_validation (metrics_json, "iou_after", TRUE, iou_after,
+                                             "iou_before", iou_before);
 }
 
 gint64
@@ -332,7 +297,7 @@ lode_sam2_tune_project_run (const char                       *project,
       return 0;
     }
 
-  name = options->name ? g_strdup (options->name) : default_name (store);
+  name = options->name ? g_strdup (options->name) : lode_model_metrics_default_name (store, "sam2");
   dir = g_strconcat (lode_store_get_path (store), "-models", NULL);
   file = g_strconcat (name, ".safetensors", NULL);
   out = g_build_filename (dir, file, NULL);
@@ -381,7 +346,7 @@ lode_sam2_tune_project_record (LodeStore                       *store,
   g_return_val_if_fail (store != NULL && path != NULL && tune != NULL && report != NULL, 0);
 
   if (name == NULL)
-    name = made_up = default_name (store);
+    name = made_up = lode_model_metrics_default_name (store, "sam2");
   lode_sam2_tune_project_options_init (&o);
   o.input_size = input_size;
   json = metrics_json (&o, tune, report);

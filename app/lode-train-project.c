@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lode-mask.h"
+#include "lode-model-metrics.h"
 #include "lode-raster.h"
 #include "lode-store.h"
 #include "lode-bands.h"
@@ -263,16 +264,6 @@ on_progress (const LodeTrainProgress *p, gpointer user_data)
     relay->progress (p, relay->user_data);
 }
 
-static void
-add_number (JsonBuilder *b, const char *name, double v)
-{
-  json_builder_set_member_name (b, name);
-  if (isfinite (v))
-    json_builder_add_double_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
 static char *
 metrics_json (const LodeTrainConfig  *c,
               LodeTrainBandSet        set,
@@ -305,15 +296,15 @@ metrics_json (const LodeTrainConfig  *c,
   json_builder_add_int_value (b, steps);
   json_builder_set_member_name (b, "frozen_encoder");
   json_builder_add_boolean_value (b, c->frozen_encoder);
-  add_number (b, "lr", c->lr);
+  lode_model_metrics_add_number (b, "lr", c->lr);
   if (m != NULL)
     {
       json_builder_set_member_name (b, "validation");
       json_builder_begin_object (b);
-      add_number (b, "mean_iou", m->mean_iou);
-      add_number (b, "mining_iou", m->classes > 1 ? m->iou[1] : NAN);
-      add_number (b, "f1", m->f1);
-      add_number (b, "accuracy", m->accuracy);
+      lode_model_metrics_add_number (b, "mean_iou", m->mean_iou);
+      lode_model_metrics_add_number (b, "mining_iou", m->classes > 1 ? m->iou[1] : NAN);
+      lode_model_metrics_add_number (b, "f1", m->f1);
+      lode_model_metrics_add_number (b, "accuracy", m->accuracy);
       json_builder_set_member_name (b, "iou");
       json_builder_begin_array (b);
       for (int k = 0; k < m->classes; k++)
@@ -332,9 +323,9 @@ metrics_json (const LodeTrainConfig  *c,
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "epoch");
       json_builder_add_int_value (b, (gint64) row[0]);
-      add_number (b, "loss", row[1]);
-      add_number (b, "mean_iou", row[2]);
-      add_number (b, "mining_iou", row[3]);
+      lode_model_metrics_add_number (b, "loss", row[1]);
+      lode_model_metrics_add_number (b, "mean_iou", row[2]);
+      lode_model_metrics_add_number (b, "mining_iou", row[3]);
       json_builder_end_object (b);
     }
   json_builder_end_array (b);
@@ -349,37 +340,11 @@ lode_train_project_read_metrics (const char *metrics_json,
                                  double     *mining_iou,
                                  double     *mean_iou)
 {
-  g_autoptr(JsonParser) parser = json_parser_new ();
-  JsonObject *root, *v;
-
-  *mining_iou = *mean_iou = NAN;
-  if (metrics_json == NULL || !json_parser_load_from_data (parser, metrics_json, -1, NULL)
-      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
-    return FALSE;
-  root = json_node_get_object (json_parser_get_root (parser));
-  if (!json_object_has_member (root, "validation")
-      || !JSON_NODE_HOLDS_OBJECT (json_object_get_member (root, "validation")))
-    return FALSE;
-  v = json_object_get_object_member (root, "validation");
-  if (json_object_has_member (v, "mining_iou") && !json_object_get_null_member (v, "mining_iou"))
-    *mining_iou = json_object_get_double_member (v, "mining_iou");
-  if (json_object_has_member (v, "mean_iou") && !json_object_get_null_member (v, "mean_iou"))
-    *mean_iou = json_object_get_double_member (v, "mean_iou");
-  return TRUE;
+  return lode_model_metrics_read_validation (metrics_json, "mining_iou", FALSE, mining_iou,
+                                             "mean_iou", mean_iou);
 }
 
 /* ---- the run -------------------------------------------------------------- */
-
-static char *
-default_name (LodeStore *store, const LodeTrainConfig *c)
-{
-  g_autoptr(GPtrArray) versions = lode_store_list_model_versions (store, NULL);
-  g_autoptr(GDateTime) now = g_date_time_new_now_local ();
-  g_autofree char *stamp = g_date_time_format (now, "%Y%m%d-%H%M%S");
-
-  return g_strdup_printf ("unet-%s-%u-%s", lode_unet_encoder_name (c->encoder),
-                          versions ? versions->len + 1 : 1, stamp);
-}
 
 gint64
 lode_train_project_run (const char                    *project,
@@ -443,7 +408,14 @@ lode_train_project_run (const char                    *project,
   if (!gather (store, table, options, &data, counts, cancellable, error))
     goto out;
 
-  name = options->name ? g_strdup (options->name) : default_name (store, &config);
+  if (options->name != NULL)
+    name = g_strdup (options->name);
+  else
+    {
+      g_autofree char *prefix = g_strdup_printf ("unet-%s", lode_unet_encoder_name (config.encoder));
+
+      name = lode_model_metrics_default_name (store, prefix);
+    }
   if (options->checkpoint != NULL)
     checkpoint = g_strdup (options->checkpoint);
   else

@@ -79,6 +79,14 @@ int  lode_ops_cuda_copy     (LodeOpsCuda *ctx,
  * on this thread, with the message lode_ops_cuda_last_message () gives
  * naming what (e.g. "the U-Net's channel concatenation"). */
 int  lode_ops_cuda_launch_status (const char *what);
+/* The same for a CUDA runtime error code (cudaError_t) or a cuBLAS status
+ * (cublasStatus_t) that a call in another .cu file returned, and for sizes
+ * that call refuses: one message for every CUDA file of Lode. */
+int  lode_ops_cuda_status        (int         cuda_error,
+                                  const char *what);
+int  lode_ops_cuda_cublas_status (int         cublas_status,
+                                  const char *what);
+int  lode_ops_cuda_invalid       (const char *what);
 
 /* ---- matrix products (cuBLAS) ---- */
 int lode_ops_cuda_gemm         (LodeOpsCuda *ctx, int trans_a, int trans_b,

@@ -349,12 +349,11 @@ static const LodePrithviKernels cpu_kernels = {
 
 #ifdef LODE_WITH_CUDA
 
-/* Runs a lode-ops-cuda / lode-grad-cuda call unless an earlier one failed,
- * keeping the first failure; OWN for the kernels of lode-prithvi.cu. */
+/* Runs a call of lode-ops-cuda, lode-grad-cuda or lode-prithvi-cuda unless
+ * an earlier one failed, keeping the first failure (its detail is in
+ * lode_ops_cuda_last_message). */
 #define CUDA_OPS(be, call) \
   do { if ((be)->status == 0) (be)->status = (call); } while (0)
-#define CUDA_OWN(be, call) \
-  do { if ((be)->status == 0 && ((be)->status = (call)) != 0) (be)->own = TRUE; } while (0)
 #define CTX(be) ((LodeOpsCuda *) (be)->cuda)
 
 static float *
@@ -527,14 +526,14 @@ static void
 cuda_adaptive_avg_pool (LodePrithviBackend *be, float *out, const float *in, int nc, int h, int w, int out_h,
                         int out_w)
 {
-  CUDA_OWN (be, lode_prithvi_cuda_adaptive_avg_pool (CTX (be), out, in, nc, h, w, out_h, out_w));
+  CUDA_OPS (be, lode_prithvi_cuda_adaptive_avg_pool (CTX (be), out, in, nc, h, w, out_h, out_w));
 }
 
 static void
 cuda_heads_copy (LodePrithviBackend *be, float *rows, gsize stride, int col, float *heads_major, int n,
                  int tokens, int heads, int hd, gboolean to_heads)
 {
-  CUDA_OWN (be, lode_prithvi_cuda_heads_copy (CTX (be), rows, stride, col, heads_major, n, tokens, heads, hd,
+  CUDA_OPS (be, lode_prithvi_cuda_heads_copy (CTX (be), rows, stride, col, heads_major, n, tokens, heads, hd,
                                               to_heads));
 }
 
@@ -542,13 +541,13 @@ static void
 cuda_tokens_assemble (LodePrithviBackend *be, float *x, const float *patches, const float *pos, const float *enc,
                       const float *cls, int n, int l, int e)
 {
-  CUDA_OWN (be, lode_prithvi_cuda_tokens_assemble (CTX (be), x, patches, pos, enc, cls, n, l, e));
+  CUDA_OPS (be, lode_prithvi_cuda_tokens_assemble (CTX (be), x, patches, pos, enc, cls, n, l, e));
 }
 
 static void
 cuda_tokens_to_image (LodePrithviBackend *be, float *out, const float *tokens, int n, int gh, int gw, int e)
 {
-  CUDA_OWN (be, lode_prithvi_cuda_tokens_to_image (CTX (be), out, tokens, n, gh, gw, e));
+  CUDA_OPS (be, lode_prithvi_cuda_tokens_to_image (CTX (be), out, tokens, n, gh, gw, e));
 }
 
 static void
@@ -575,7 +574,7 @@ cuda_grad_relu (LodePrithviBackend *be, float *dx, const float *dy, const float 
 static void
 cuda_grad_gelu (LodePrithviBackend *be, float *dx, const float *dy, const float *x, gsize count)
 {
-  CUDA_OWN (be, lode_prithvi_cuda_gelu_backward (CTX (be), dx, dy, x, count));
+  CUDA_OPS (be, lode_prithvi_cuda_gelu_backward (CTX (be), dx, dy, x, count));
 }
 
 static void
@@ -590,21 +589,21 @@ static void
 cuda_resize_backward (LodePrithviBackend *be, float *dx, const float *dy, int nc, int h, int w, int oh, int ow,
                       gboolean align, gboolean accumulate)
 {
-  CUDA_OWN (be, lode_prithvi_cuda_resize_backward (CTX (be), dx, dy, nc, h, w, oh, ow, align, accumulate));
+  CUDA_OPS (be, lode_prithvi_cuda_resize_backward (CTX (be), dx, dy, nc, h, w, oh, ow, align, accumulate));
 }
 
 static void
 cuda_adaptive_avg_pool_backward (LodePrithviBackend *be, float *dx, const float *dy, int nc, int h, int w,
                                  int out_h, int out_w)
 {
-  CUDA_OWN (be, lode_prithvi_cuda_adaptive_avg_pool_backward (CTX (be), dx, dy, nc, h, w, out_h, out_w));
+  CUDA_OPS (be, lode_prithvi_cuda_adaptive_avg_pool_backward (CTX (be), dx, dy, nc, h, w, out_h, out_w));
 }
 
 static void
 cuda_up2_backward (LodePrithviBackend *be, float *dweight, float *dbias, float *dx, const float *x, const float *dy,
                    const float *weight, int n, int c_in, int c_out, int h, int w)
 {
-  CUDA_OWN (be, lode_prithvi_cuda_up2_backward (CTX (be), dweight, dbias, dx, x, dy, weight, n, c_in, c_out, h, w));
+  CUDA_OPS (be, lode_prithvi_cuda_up2_backward (CTX (be), dweight, dbias, dx, x, dy, weight, n, c_in, c_out, h, w));
 }
 
 static void
@@ -682,7 +681,6 @@ lode_prithvi_backend_run (const LodePrithviBackend *be)
   LodePrithviBackend run = *be;
 
   run.status = 0;
-  run.own = FALSE;
   return run;
 }
 
@@ -690,15 +688,14 @@ gboolean
 lode_prithvi_backend_check (LodePrithviBackend *be, const char *what, GError **error)
 {
   int status;
-  gboolean own;
 
   g_return_val_if_fail (be != NULL, FALSE);
 #ifdef LODE_WITH_CUDA
   if (be->cuda != NULL && be->status == 0)
     be->status = lode_ops_cuda_synchronize (be->cuda);
 #endif
-  status = be->status, own = be->own;
-  be->status = 0, be->own = FALSE;
+  status = be->status;
+  be->status = 0;
   if (status == 0)
     return TRUE;
   if (be->kind == LODE_DEVICE_CPU)
@@ -707,17 +704,6 @@ lode_prithvi_backend_check (LodePrithviBackend *be, const char *what, GError **e
       return FALSE;
     }
 #ifdef LODE_WITH_CUDA
-  if (own)
-    {
-      if (status == LODE_CUDA_ERROR_NO_MEMORY)
-        g_set_error (error, LODE_OPS_ERROR, LODE_OPS_ERROR_GPU_MEMORY,
-                     _("The GPU ran out of memory to %s (%s); use fewer patches at once or the CPU"), what,
-                     lode_prithvi_cuda_last_message ());
-      else
-        g_set_error (error, LODE_OPS_ERROR, LODE_OPS_ERROR_GPU, _("The GPU failed to %s: %s"), what,
-                     lode_prithvi_cuda_last_message ());
-      return FALSE;
-    }
   {
     g_autoptr(GError) inner = NULL;
 
@@ -725,6 +711,5 @@ lode_prithvi_backend_check (LodePrithviBackend *be, const char *what, GError **e
     g_set_error (error, inner->domain, inner->code, _("Could not %s on the GPU: %s"), what, inner->message);
   }
 #endif
-  (void) own;
   return FALSE;
 }

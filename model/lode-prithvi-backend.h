@@ -114,7 +114,6 @@ struct _LodePrithviBackend {
   LodeDeviceKind kind;
   void          *cuda;      /* the LodeOpsCuda context; NULL on the CPU */
   int            status;    /* first failure since the last check, 0: none */
-  gboolean       own;       /* that failure came from lode-prithvi-cuda.h */
 };
 
 /* The CPU backend (nothing to free). */

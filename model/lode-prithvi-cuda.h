@@ -4,7 +4,7 @@
  * Built only with CUDA: call inside #ifdef LODE_WITH_CUDA (LODE_HAVE_CUDA
  * in tests) and only when lode_device_cuda_count () > 0. Device pointers,
  * work queued on the stream of ctx, a LodeCudaStatus return; the detail of
- * a failure is in lode_prithvi_cuda_last_message (). Each kernel has a CPU
+ * a failure is in lode_ops_cuda_last_message (). Each kernel has a CPU
  * twin with the same semantics, compared by tests/test-prithvi-gpu.c:
  *   heads_copy         lode_prithvi_heads_copy        (lode-prithvi-backend.h)
  *   tokens_assemble    lode_prithvi_tokens_assemble   (lode-prithvi-backend.h)
@@ -24,8 +24,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-const char *lode_prithvi_cuda_last_message (void);
 
 /* Device to device, count floats. */
 int lode_prithvi_cuda_heads_copy        (LodeOpsCuda *ctx, float *rows, size_t stride, int col,

@@ -40,7 +40,7 @@
 #define LN_EPS 1e-5f
 #define LN2D_EPS 1e-6f
 /* sparse prompts: box corners, points, the padding point */
-#define MAX_SPARSE (LODE_SAM2_MAX_POINTS + 3)
+#define MAX_SPARSE LODE_SAM2_PROMPT_ROWS
 #define MAX_TOKENS (1 + 1 + N_MASK_TOKENS + MAX_SPARSE)
 /* scores after the 4 masks: iou[4], object score, padding */
 #define N_SCORES 8
@@ -736,23 +736,6 @@ layout_work (LodeSam2DecoderDev *self, float *base)
 }
 
 static gboolean
-check_config (const LodeSam2Config *k, GError **error)
-{
-  if (k->decoder_dim <= 0 || k->decoder_dim % 16 != 0 || k->image_size <= 0 ||
-      k->image_size % 16 != 0 || k->decoder_heads <= 0 ||
-      (k->decoder_dim / ATTN_DOWNSAMPLE) % k->decoder_heads != 0 ||
-      k->decoder_depth < 1 || k->decoder_depth > 8 || k->decoder_mlp <= 0 ||
-      k->num_multimask != 3 || !k->use_high_res_features)
-    {
-      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_CONFIG,
-                   _("Unusable SAM2 decoder configuration (width %d, heads %d, depth %d, input size %d)"),
-                   k->decoder_dim, k->decoder_heads, k->decoder_depth, k->image_size);
-      return FALSE;
-    }
-  return TRUE;
-}
-
-static gboolean
 open_backend (LodeSam2DecoderDev *self, LodeDeviceKind device, GError **error)
 {
   self->device = device;
@@ -797,7 +780,7 @@ lode_sam2_decoder_dev_new (const LodeSam2Config *config,
 
   g_return_val_if_fail (config != NULL && source != NULL, NULL);
 
-  if (!check_config (config, error))
+  if (!lode_sam2_decoder_check_config (config, error))
     return NULL;
 
   self = g_new0 (LodeSam2DecoderDev, 1);
@@ -860,54 +843,6 @@ lode_sam2_decoder_dev_new (const LodeSam2Config *config,
   return self;
 }
 
-/* "2, 256" for a shape [2, 256]. */
-static char *
-shape_text (int ndim, const gint64 *shape)
-{
-  GString *s = g_string_new (NULL);
-
-  for (int i = 0; i < ndim; i++)
-    g_string_append_printf (s, "%s%" G_GINT64_FORMAT, i ? ", " : "", shape[i]);
-  return g_string_free (s, FALSE);
-}
-
-static LodeTensor *
-checkpoint_source (const char   *name,
-                   int           ndim,
-                   const gint64 *shape,
-                   gpointer      user_data,
-                   GError      **error)
-{
-  LodeCheckpoint *ckpt = user_data;
-  LodeTensor *t;
-  gboolean same;
-
-  if (!lode_checkpoint_has (ckpt, name))
-    {
-      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_WEIGHTS,
-                   _("The checkpoint has no tensor “%s”; it is not a SAM2.1 checkpoint"), name);
-      return NULL;
-    }
-  t = lode_checkpoint_load (ckpt, name, error);
-  if (t == NULL)
-    return NULL;
-  same = t->ndim == ndim;
-  for (int i = 0; same && i < ndim; i++)
-    same = t->shape[i] == shape[i];
-  if (!same)
-    {
-      g_autofree char *want = shape_text (ndim, shape);
-      g_autofree char *got = shape_text (t->ndim, t->shape);
-
-      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_WEIGHTS,
-                   _("Tensor “%s” of the checkpoint has shape [%s], expected [%s]"),
-                   name, got, want);
-      lode_tensor_free (t);
-      return NULL;
-    }
-  return t;
-}
-
 LodeSam2DecoderDev *
 lode_sam2_decoder_dev_new_from_checkpoint (LodeCheckpoint       *checkpoint,
                                            const LodeSam2Config *config,
@@ -915,7 +850,7 @@ lode_sam2_decoder_dev_new_from_checkpoint (LodeCheckpoint       *checkpoint,
                                            GError              **error)
 {
   g_return_val_if_fail (checkpoint != NULL, NULL);
-  return lode_sam2_decoder_dev_new (config, checkpoint_source, checkpoint, device, error);
+  return lode_sam2_decoder_dev_new (config, lode_sam2_checkpoint_source, checkpoint, device, error);
 }
 
 void
@@ -1128,50 +1063,6 @@ lode_sam2_decoder_dev_set_embedding (LodeSam2DecoderDev      *self,
   return TRUE;
 }
 
-/* The sparse prompt rows as the official image predictor makes them: the
- * box corners (labels 2, 3), the points, one padding point (label -1), as
- * x, y, label in host_prompt. Returns their count, or -1 with error set. */
-static int
-sparse_prompts (LodeSam2DecoderDev *self, const LodeSam2Prompt *p, GError **error)
-{
-  float *rows = self->host_prompt;
-  int n = 0;
-
-  if (p->n_points < 0 || p->n_points > LODE_SAM2_MAX_POINTS ||
-      (p->n_points > 0 && (p->points == NULL || p->labels == NULL)))
-    {
-      g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
-                   _("A SAM2 prompt has between 0 and %d points"), LODE_SAM2_MAX_POINTS);
-      return -1;
-    }
-  if (p->has_box)
-    {
-      float corners[6] = { p->box[0], p->box[1], LODE_SAM2_LABEL_BOX_TOP_LEFT,
-                           p->box[2], p->box[3], LODE_SAM2_LABEL_BOX_BOTTOM_RIGHT };
-
-      memcpy (rows, corners, sizeof corners);
-      n = 2;
-    }
-  for (int i = 0; i < p->n_points; i++, n++)
-    {
-      if (p->labels[i] < -1 || p->labels[i] > 3 ||
-          !isfinite (p->points[2 * i]) || !isfinite (p->points[2 * i + 1]))
-        {
-          g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
-                       _("Point %d of a SAM2 prompt has label %d or a coordinate that is not a number"),
-                       i + 1, p->labels[i]);
-          return -1;
-        }
-      rows[3 * n] = p->points[2 * i];
-      rows[3 * n + 1] = p->points[2 * i + 1];
-      rows[3 * n + 2] = (float) p->labels[i];
-    }
-  rows[3 * n] = 0.0f;
-  rows[3 * n + 1] = 0.0f;
-  rows[3 * n + 2] = (float) LODE_SAM2_LABEL_PAD;
-  return n + 1;
-}
-
 /* One click on the device; the masks and scores end in host_res (from
  * mask 1 on when multimask). */
 static int
@@ -1263,7 +1154,7 @@ lode_sam2_decoder_dev_run (LodeSam2DecoderDev    *self,
   g_return_val_if_fail (self->has_embedding, FALSE);
 
   memset (out, 0, sizeof *out);
-  n_sparse = sparse_prompts (self, prompt, error);
+  n_sparse = lode_sam2_prompt_rows (prompt, self->host_prompt, error);
   if (n_sparse < 0)
     return FALSE;
   self->calls = 0;

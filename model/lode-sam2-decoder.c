@@ -265,8 +265,8 @@ compute_dense_pe (LodeSam2Decoder *self)
 
 /* ---- construction ------------------------------------------------------- */
 
-static gboolean
-check_config (const LodeSam2Config *config, GError **error)
+gboolean
+lode_sam2_decoder_check_config (const LodeSam2Config *config, GError **error)
 {
   const LodeSam2Config *k = config;
 
@@ -327,7 +327,7 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
 
   g_return_val_if_fail (config != NULL && source != NULL, NULL);
 
-  if (!check_config (config, error))
+  if (!lode_sam2_decoder_check_config (config, error))
     return NULL;
 
   self = g_new0 (LodeSam2Decoder, 1);
@@ -410,8 +410,8 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   return self;
 }
 
-static LodeTensor *
-checkpoint_source (const char   *name,
+LodeTensor *
+lode_sam2_checkpoint_source (const char   *name,
                    int           ndim,
                    const gint64 *shape,
                    gpointer      user_data,
@@ -457,7 +457,7 @@ lode_sam2_decoder_new_from_checkpoint (LodeCheckpoint       *checkpoint,
                                        GError              **error)
 {
   g_return_val_if_fail (checkpoint != NULL, NULL);
-  return lode_sam2_decoder_new (config, checkpoint_source, checkpoint, error);
+  return lode_sam2_decoder_new (config, lode_sam2_checkpoint_source, checkpoint, error);
 }
 
 typedef struct {
@@ -631,31 +631,24 @@ layer_norm (float *x, const LodeTensor *w, const LodeTensor *b, int rows, int c)
 
 /* ---- prompt encoder ----------------------------------------------------- */
 
-static gboolean
-embed_prompts (LodeSam2Decoder *self, const LodeSam2Prompt *p, int *n_sparse, GError **error)
+int
+lode_sam2_prompt_rows (const LodeSam2Prompt *p, float *rows, GError **error)
 {
-  int c = self->c, n = 0;
-  float size = (float) self->config.image_size;
-  float *out = self->tok_pe;   /* sparse embeddings go after the output tokens */
-  int first = (self->config.pred_obj_scores ? 1 : 0) + 1 + N_MASK_TOKENS;
-  float coords[(LODE_SAM2_MAX_POINTS + 3) * 2];
-  int labels[LODE_SAM2_MAX_POINTS + 3];
+  int n = 0;
 
   if (p->n_points < 0 || p->n_points > LODE_SAM2_MAX_POINTS ||
       (p->n_points > 0 && (p->points == NULL || p->labels == NULL)))
     {
       g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
                    _("A SAM2 prompt has between 0 and %d points"), LODE_SAM2_MAX_POINTS);
-      return FALSE;
+      return -1;
     }
   if (p->has_box)
     {
-      coords[0] = p->box[0];
-      coords[1] = p->box[1];
-      coords[2] = p->box[2];
-      coords[3] = p->box[3];
-      labels[0] = LODE_SAM2_LABEL_BOX_TOP_LEFT;
-      labels[1] = LODE_SAM2_LABEL_BOX_BOTTOM_RIGHT;
+      float corners[6] = { p->box[0], p->box[1], LODE_SAM2_LABEL_BOX_TOP_LEFT,
+                           p->box[2], p->box[3], LODE_SAM2_LABEL_BOX_BOTTOM_RIGHT };
+
+      memcpy (rows, corners, sizeof corners);
       n = 2;
     }
   for (int i = 0; i < p->n_points; i++, n++)
@@ -666,30 +659,44 @@ embed_prompts (LodeSam2Decoder *self, const LodeSam2Prompt *p, int *n_sparse, GE
           g_set_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_PROMPT,
                        _("Point %d of a SAM2 prompt has label %d or a coordinate that is not a number"),
                        i + 1, p->labels[i]);
-          return FALSE;
+          return -1;
         }
-      coords[2 * n] = p->points[2 * i];
-      coords[2 * n + 1] = p->points[2 * i + 1];
-      labels[n] = p->labels[i];
+      rows[3 * n] = p->points[2 * i];
+      rows[3 * n + 1] = p->points[2 * i + 1];
+      rows[3 * n + 2] = (float) p->labels[i];
     }
   /* The image predictor always passes boxes=None to the prompt encoder,
    * which then appends one padding point. */
-  coords[2 * n] = 0.0f;
-  coords[2 * n + 1] = 0.0f;
-  labels[n] = LODE_SAM2_LABEL_PAD;
-  n++;
+  rows[3 * n] = 0.0f;
+  rows[3 * n + 1] = 0.0f;
+  rows[3 * n + 2] = (float) LODE_SAM2_LABEL_PAD;
+  return n + 1;
+}
 
+static gboolean
+embed_prompts (LodeSam2Decoder *self, const LodeSam2Prompt *p, int *n_sparse, GError **error)
+{
+  int c = self->c;
+  float size = (float) self->config.image_size;
+  float *out = self->tok_pe;   /* sparse embeddings go after the output tokens */
+  int first = (self->config.pred_obj_scores ? 1 : 0) + 1 + N_MASK_TOKENS;
+  float rows[LODE_SAM2_PROMPT_ROWS * 3];
+  int n = lode_sam2_prompt_rows (p, rows, error);
+
+  if (n < 0)
+    return FALSE;
   for (int i = 0; i < n; i++)
     {
       float *row = out + (gsize) (first + i) * c;
+      int label = (int) rows[3 * i + 2];
 
-      if (labels[i] == LODE_SAM2_LABEL_PAD)
+      if (label == LODE_SAM2_LABEL_PAD)
         {
           memcpy (row, self->not_a_point->data, sizeof (float) * c);
           continue;
         }
-      pe_encode (self, (coords[2 * i] + 0.5f) / size, (coords[2 * i + 1] + 0.5f) / size, row);
-      lode_ops_add (row, row, self->point_embed[labels[i]]->data, c);
+      pe_encode (self, (rows[3 * i] + 0.5f) / size, (rows[3 * i + 1] + 0.5f) / size, row);
+      lode_ops_add (row, row, self->point_embed[label]->data, c);
     }
   *n_sparse = n;
   return TRUE;

@@ -57,6 +57,17 @@ typedef LodeTensor *(*LodeSam2TensorSource) (const char   *name,
 
 typedef struct _LodeSam2Decoder LodeSam2Decoder;
 
+/* A LodeSam2TensorSource that reads from user_data, a LodeCheckpoint:
+ * WEIGHTS error naming the tensor when it is absent or of another shape. */
+LodeTensor *lode_sam2_checkpoint_source (const char   *name,
+                                         int           ndim,
+                                         const gint64 *shape,
+                                         gpointer      user_data,
+                                         GError      **error);
+/* CONFIG error unless the decoder can be built for config. */
+gboolean    lode_sam2_decoder_check_config (const LodeSam2Config *config,
+                                            GError              **error);
+
 LodeSam2Decoder *lode_sam2_decoder_new             (const LodeSam2Config *config,
                                                     LodeSam2TensorSource  source,
                                                     gpointer              user_data,
@@ -93,6 +104,15 @@ typedef struct {
   const float *mask_input;    /* NULL, or previous low-res logits [low_res, low_res] */
   gboolean     multimask;     /* three candidates, else one */
 } LodeSam2Prompt;
+
+/* Rows of the sparse prompt as the official image predictor orders them:
+ * the box corners (labels 2, 3), the points, one padding point (label -1),
+ * x, y, label each, into rows [LODE_SAM2_PROMPT_ROWS, 3]. Returns their
+ * count, or -1 with a PROMPT error for bad points or labels. */
+#define LODE_SAM2_PROMPT_ROWS (LODE_SAM2_MAX_POINTS + 3)
+int  lode_sam2_prompt_rows (const LodeSam2Prompt *prompt,
+                            float                *rows,
+                            GError              **error);
 
 typedef struct {
   int    n_masks;             /* 3 with multimask, else 1 */

@@ -7,7 +7,7 @@
  * _cpu_conv1x1_to_nchw: the CPU encoder's own kernels), takes device
  * pointers, queues its work on the LodeOpsCuda context's stream and returns
  * 0 (LODE_CUDA_OK) or a LodeCudaStatus, the detail in
- * lode_sam2_encoder_cuda_last_message ().
+ * lode_ops_cuda_last_message ().
  */
 #pragma once
 
@@ -29,8 +29,6 @@ void lode_sam2_cuda_free     (LodeSam2Cuda  *ctx);
 /* TF32 tensor cores for this handle's products (off by default). */
 int  lode_sam2_cuda_set_tf32 (LodeSam2Cuda  *ctx,
                               int            allow);
-/* The detail of this thread's last failure of the functions below. */
-const char *lode_sam2_cuda_last_message (void);
 
 /* out [n, h/2, w/2, c] = 2x2 max pooling, stride 2, of in [n, h, w, c]
  * whose pixels are in_stride floats apart. */

@@ -448,38 +448,19 @@ typedef struct {
   GError *error;            /* the first failure of a run */
 } CudaContext;
 
-/* lode_ops_cuda_check for the kernels of lode-sam2-encoder-cuda.h. */
-static void
-own_error (int status, GError **error)
-{
-  if (status == LODE_CUDA_ERROR_NO_MEMORY)
-    g_set_error (error, LODE_OPS_ERROR, LODE_OPS_ERROR_GPU_MEMORY,
-                 _("The GPU ran out of memory (%s); use a smaller batch or "
-                   "image size, close other GPU programs, or use --device cpu"),
-                 lode_sam2_cuda_last_message ());
-  else
-    g_set_error (error, LODE_OPS_ERROR, LODE_OPS_ERROR_GPU,
-                 _("A GPU computation failed: %s"), lode_sam2_cuda_last_message ());
-}
-
-/* Keeps the first failure's detail: lode-ops-cuda's kernels (own FALSE) or
- * lode-sam2-encoder-cuda's (own TRUE). */
+/* Keeps the first failure of a run (the kernels of lode-ops-cuda.h and of
+ * lode-sam2-encoder-cuda.h leave one message, lode_ops_cuda_last_message). */
 static int
-cuda_status (void *ctx, int status, gboolean own)
+cuda_status (void *ctx, int status)
 {
   CudaContext *c = ctx;
 
-  if (status == LODE_CUDA_OK || c->error != NULL)
-    return status;
-  if (!own)
+  if (status != LODE_CUDA_OK && c->error == NULL)
     lode_ops_cuda_check (status, &c->error);
-  else
-    own_error (status, &c->error);
   return status;
 }
 
-#define OPS(call) cuda_status (ctx, (call), FALSE)
-#define OWN(call) cuda_status (ctx, (call), TRUE)
+#define OPS(call) cuda_status (ctx, (call))
 #define OPS_CTX (((CudaContext *) ctx)->ops)
 #define OWN_CTX (((CudaContext *) ctx)->sam2)
 
@@ -591,7 +572,7 @@ cuda_window_unpartition (void *ctx, float *out, const float *in, int h, int w, i
 static int
 cuda_pool2x2_nhwc (void *ctx, float *out, const float *in, int in_stride, int n, int h, int w, int c)
 {
-  return OWN (lode_sam2_cuda_pool2x2_nhwc (OWN_CTX, out, in, in_stride, n, h, w, c));
+  return OPS (lode_sam2_cuda_pool2x2_nhwc (OWN_CTX, out, in, in_stride, n, h, w, c));
 }
 
 static int
@@ -599,7 +580,7 @@ cuda_attention (void *ctx, float *out, const float *q, int q_stride, const float
                 const float *v, int kv_stride, int nw, int heads, int lq, int lk, int hd,
                 float *scratch)
 {
-  return OWN (lode_sam2_cuda_attention (OWN_CTX, out, q, q_stride, k, v, kv_stride,
+  return OPS (lode_sam2_cuda_attention (OWN_CTX, out, q, q_stride, k, v, kv_stride,
                                         nw, heads, lq, lk, hd, scratch));
 }
 
@@ -607,7 +588,7 @@ static int
 cuda_conv1x1_to_nchw (void *ctx, float *out, const float *x, const float *w, const float *b,
                       int hw, int c_in, int c_out)
 {
-  return OWN (lode_sam2_cuda_conv1x1_to_nchw (OWN_CTX, out, x, w, b, hw, c_in, c_out));
+  return OPS (lode_sam2_cuda_conv1x1_to_nchw (OWN_CTX, out, x, w, b, hw, c_in, c_out));
 }
 
 static int
@@ -623,7 +604,6 @@ cuda_upsample2_nearest (void *ctx, float *out, const float *in, int c, int h, in
 }
 
 #undef OPS
-#undef OWN
 #undef OPS_CTX
 #undef OWN_CTX
 
@@ -1088,11 +1068,8 @@ start_backend (LodeSam2Encoder *self, LodeDeviceKind device, GError **error)
         return FALSE;
       int status = lode_sam2_cuda_new (self->cuda.ops, &self->cuda.sam2);
 
-      if (status != LODE_CUDA_OK)
-        {
-          own_error (status, error);
-          return FALSE;
-        }
+      if (!lode_ops_cuda_check (status, error))
+        return FALSE;
       self->be = &cuda_backend;
       self->ctx = &self->cuda;
       return TRUE;

@@ -829,7 +829,7 @@ run_forward (LodeUpernet *self, LodePrithviBackend *be, float *w, const float *c
                &s);
   }
   if (be->status == 0)
-    be->status = ab->status, be->own = ab->own;
+    be->status = ab->status;
   return a;
 }
 
@@ -1188,7 +1188,7 @@ lode_upernet_backward_on (LodeUpernet *self, LodePrithviBackend *be, const float
   g_return_val_if_fail (self->acts->be.k == be->k, FALSE);
   backward_run (self, self->acts, dlogits, dfeatures != NULL ? dfeatures : none);
   if (be->status == 0)
-    be->status = self->acts->be.status, be->own = self->acts->be.own;
+    be->status = self->acts->be.status;
   self->acts->be.status = 0;
   return TRUE;
 }

@@ -124,7 +124,7 @@ lode_vit_work_new_on (LodePrithviBackend *be, const LodeVitBlock *block, int n, 
   if (run.status != 0)
     {
       if (be->status == 0)
-        be->status = run.status, be->own = run.own;
+        be->status = run.status;
       lode_vit_work_free (w);
       return NULL;
     }

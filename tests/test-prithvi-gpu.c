@@ -85,8 +85,7 @@ static void
 assert_ok (int status)
 {
   if (status != 0)
-    g_error ("CUDA call failed (%d): %s / %s", status, lode_ops_cuda_last_message (),
-             lode_prithvi_cuda_last_message ());
+    g_error ("CUDA call failed (%d): %s", status, lode_ops_cuda_last_message ());
 }
 
 static float *

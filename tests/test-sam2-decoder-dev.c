@@ -23,23 +23,13 @@
 
 #include "lode-ops.h"
 #include "lode-sam2-decoder-dev.h"
+#include "lode-test-sam2.h"
 #include "lode-test-weights.h"
 
 #define DEV_TOL 1e-4
 #define DEV_SCORE_TOL 1e-5
 #define LOGIT_TOL 1e-3
 #define SCORE_TOL 1e-4
-
-static LodeTensor *
-rule_source (const char *name, int ndim, const gint64 *shape, gpointer data, GError **error)
-{
-  LodeTensor *t = lode_tensor_new (ndim, shape);
-
-  (void) data;
-  (void) error;
-  lode_test_weights_fill (name, shape, ndim, t->data);
-  return t;
-}
 
 static void
 rule_scaled (const char *name, int ndim, gint64 d0, gint64 d1, gint64 d2, float scale, float *out)
@@ -233,7 +223,7 @@ static LodeSam2DecoderDev *
 dev_new (const LodeSam2Config *config, const LodeSam2Embedding *emb)
 {
   g_autoptr(GError) error = NULL;
-  LodeSam2DecoderDev *dev = lode_sam2_decoder_dev_new (config, rule_source, NULL, LODE_DEVICE_CPU, &error);
+  LodeSam2DecoderDev *dev = lode_sam2_decoder_dev_new (config, lode_test_rule_source, NULL, LODE_DEVICE_CPU, &error);
 
   g_assert_no_error (error);
   g_assert_true (lode_sam2_decoder_dev_set_embedding (dev, emb, &error));
@@ -256,7 +246,7 @@ test_fixtures (gconstpointer data)
   int n = 0;
 
   fixture_load (&f, name);
-  cpu = lode_sam2_decoder_new (&f.config, rule_source, NULL, &error);
+  cpu = lode_sam2_decoder_new (&f.config, lode_test_rule_source, NULL, &error);
   g_assert_no_error (error);
   dev = dev_new (&f.config, f.emb);
   groups = g_key_file_get_groups (f.index, NULL);
@@ -278,7 +268,7 @@ test_fixtures (gconstpointer data)
           LodeSam2DecoderDev *dev2;
 
           cfg.dynamic_multimask_via_stability = FALSE;
-          cpu2 = lode_sam2_decoder_new (&cfg, rule_source, NULL, &error);
+          cpu2 = lode_sam2_decoder_new (&cfg, lode_test_rule_source, NULL, &error);
           dev2 = dev_new (&cfg, f.emb);
           d = compare (cpu2, f.emb, dev2, &k.prompt, &got);
           lode_sam2_decoder_free (cpu2);
@@ -332,7 +322,7 @@ test_prompts (void)
   gsize lsz;
 
   fixture_load (&f, "reduced");
-  cpu = lode_sam2_decoder_new (&f.config, rule_source, NULL, &error);
+  cpu = lode_sam2_decoder_new (&f.config, lode_test_rule_source, NULL, &error);
   g_assert_no_error (error);
   dev = dev_new (&f.config, f.emb);
 
@@ -418,7 +408,7 @@ test_errors (void)
   LodeSam2Config bad;
 
   fixture_load (&f, "reduced");
-  dev = lode_sam2_decoder_dev_new (&f.config, rule_source, NULL, LODE_DEVICE_CPU, &error);
+  dev = lode_sam2_decoder_dev_new (&f.config, lode_test_rule_source, NULL, LODE_DEVICE_CPU, &error);
   g_assert_no_error (error);
   g_assert_cmpint (lode_sam2_decoder_dev_device (dev), ==, LODE_DEVICE_CPU);
   g_assert_cmpint (lode_sam2_decoder_dev_low_res_size (dev), ==, f.config.image_size / 4);
@@ -445,13 +435,13 @@ test_errors (void)
   /* a configuration the decoder cannot use */
   bad = f.config;
   bad.decoder_heads = 5;
-  g_assert_null (lode_sam2_decoder_dev_new (&bad, rule_source, NULL, LODE_DEVICE_CPU, &error));
+  g_assert_null (lode_sam2_decoder_dev_new (&bad, lode_test_rule_source, NULL, LODE_DEVICE_CPU, &error));
   g_assert_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_CONFIG);
   g_clear_error (&error);
   /* CUDA without a device */
   if (lode_device_cuda_count () == 0)
     {
-      g_assert_null (lode_sam2_decoder_dev_new (&f.config, rule_source, NULL, LODE_DEVICE_CUDA, &error));
+      g_assert_null (lode_sam2_decoder_dev_new (&f.config, lode_test_rule_source, NULL, LODE_DEVICE_CUDA, &error));
       g_assert_error (error, LODE_DEVICE_ERROR, LODE_DEVICE_ERROR_UNAVAILABLE);
     }
   fixture_clear (&f);

@@ -34,6 +34,7 @@
 #include "lode-device.h"
 #include "lode-ops.h"
 #include "lode-sam2-decoder-dev.h"
+#include "lode-test-sam2.h"
 #include "lode-test-weights.h"
 #if LODE_HAVE_CUDA
 #include "lode-sam2-decoder-cuda.h"
@@ -263,17 +264,6 @@ test_bias_unfold (void)
 
 /* ---- the whole decoder ---------------------------------------------------- */
 
-static LodeTensor *
-rule_source (const char *name, int ndim, const gint64 *shape, gpointer data, GError **error)
-{
-  LodeTensor *t = lode_tensor_new (ndim, shape);
-
-  (void) data;
-  (void) error;
-  lode_test_weights_fill (name, shape, ndim, t->data);
-  return t;
-}
-
 static void
 rule_scaled (const char *name, int ndim, gint64 d0, gint64 d1, gint64 d2, float scale, float *out)
 {
@@ -337,9 +327,9 @@ check_model (gconstpointer data)
   mask = g_new (float, 16 * e * e);
   rule_scaled ("input.mask_input", 2, 4 * e, 4 * e, 1, 500.0f, mask);
 
-  cpu = lode_sam2_decoder_new (&cfg, rule_source, NULL, &error);
+  cpu = lode_sam2_decoder_new (&cfg, lode_test_rule_source, NULL, &error);
   g_assert_no_error (error);
-  dev = lode_sam2_decoder_dev_new (&cfg, rule_source, NULL, LODE_DEVICE_CUDA, &error);
+  dev = lode_sam2_decoder_dev_new (&cfg, lode_test_rule_source, NULL, LODE_DEVICE_CUDA, &error);
   g_assert_no_error (error);
   g_assert_cmpint (lode_sam2_decoder_dev_device (dev), ==, LODE_DEVICE_CUDA);
   g_assert_true (lode_sam2_decoder_dev_set_embedding (dev, emb, &error));

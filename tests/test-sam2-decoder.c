@@ -11,21 +11,11 @@
 
 #include "lode-sam2-decoder.h"
 #include "lode-sam2-predictor.h"
+#include "lode-test-sam2.h"
 #include "lode-test-weights.h"
 
 #define LOGIT_TOL 1e-3
 #define SCORE_TOL 1e-4
-
-static LodeTensor *
-rule_source (const char *name, int ndim, const gint64 *shape, gpointer data, GError **error)
-{
-  LodeTensor *t = lode_tensor_new (ndim, shape);
-
-  (void) data;
-  (void) error;
-  lode_test_weights_fill (name, shape, ndim, t->data);
-  return t;
-}
 
 static void
 rule_scaled (const char *name, gint64 d0, gint64 d1, gint64 d2, float scale, float *out)
@@ -86,7 +76,7 @@ fixture_load (Fixture *f, const char *name)
   f->low_step = g_key_file_get_integer (f->index, "config", "low_res_step", NULL);
   f->logit_step = g_key_file_get_integer (f->index, "config", "logit_step", NULL);
 
-  f->decoder = lode_sam2_decoder_new (&f->config, rule_source, NULL, &error);
+  f->decoder = lode_sam2_decoder_new (&f->config, lode_test_rule_source, NULL, &error);
   g_assert_no_error (error);
 
   e = f->config.image_size / 16;
@@ -184,7 +174,7 @@ check_case (Fixture *f, const char *group)
   if (!dynamic)
     {
       cfg.dynamic_multimask_via_stability = FALSE;
-      decoder = lode_sam2_decoder_new (&cfg, rule_source, NULL, &error);
+      decoder = lode_sam2_decoder_new (&cfg, lode_test_rule_source, NULL, &error);
       g_assert_no_error (error);
     }
   p = lode_sam2_decoder_predict (decoder, f->emb, f->pw, f->ph, &click, &error);
@@ -375,7 +365,7 @@ test_missing_weight (void)
   cfg.pred_obj_scores = TRUE;
   /* heads must divide the attention width: 16 / 5 does not */
   cfg.decoder_heads = 5;
-  g_assert_null (lode_sam2_decoder_new (&cfg, rule_source, NULL, &error));
+  g_assert_null (lode_sam2_decoder_new (&cfg, lode_test_rule_source, NULL, &error));
   g_assert_error (error, LODE_SAM2_ERROR, LODE_SAM2_ERROR_CONFIG);
 }
 

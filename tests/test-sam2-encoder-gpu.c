@@ -111,8 +111,7 @@ static void
 assert_ok (int status)
 {
   if (status != LODE_CUDA_OK)
-    g_error ("CUDA status %d: %s / %s", status, lode_ops_cuda_last_message (),
-             lode_sam2_cuda_last_message ());
+    g_error ("CUDA status %d: %s", status, lode_ops_cuda_last_message ());
 }
 
 static gboolean

@@ -19,6 +19,7 @@
 #include "lode-sam2-train.h"
 #include "lode-store.h"
 #include "lode-test-util.h"
+#include "lode-test-sam2.h"
 #include "lode-test-weights.h"
 
 /* The loss is a mean of float32 terms accumulated in double: 1e-5 relative.
@@ -29,17 +30,6 @@
 #define LOSS_TOL 1e-5
 #define GRAD_TOL 1e-3
 #define ABS_FLOOR 1e-7
-
-static LodeTensor *
-rule_source (const char *name, int ndim, const gint64 *shape, gpointer data, GError **error)
-{
-  LodeTensor *t = lode_tensor_new (ndim, shape);
-
-  (void) data;
-  (void) error;
-  lode_test_weights_fill (name, shape, ndim, t->data);
-  return t;
-}
 
 static void
 rule_scaled (const char *name, gint64 d0, gint64 d1, gint64 d2, float *out)
@@ -96,7 +86,7 @@ fixture_init (Fixture *f)
   f->config.dynamic_multimask_stability_delta = 0.05;
   f->config.dynamic_multimask_stability_thresh = 0.98;
   f->config.size_name = "custom";
-  f->tuner = lode_sam2_tuner_new (&f->config, rule_source, NULL, &error);
+  f->tuner = lode_sam2_tuner_new (&f->config, lode_test_rule_source, NULL, &error);
   g_assert_no_error (error);
 
   e = f->config.image_size / 16;

@@ -277,6 +277,24 @@ lode_ops_cuda_launch_status (const char *what)
   return check_cuda (cudaGetLastError (), what);
 }
 
+extern "C" int
+lode_ops_cuda_status (int cuda_error, const char *what)
+{
+  return check_cuda ((cudaError_t) cuda_error, what);
+}
+
+extern "C" int
+lode_ops_cuda_cublas_status (int cublas_status, const char *what)
+{
+  return check_cublas ((cublasStatus_t) cublas_status, what);
+}
+
+extern "C" int
+lode_ops_cuda_invalid (const char *what)
+{
+  return fail (LODE_CUDA_ERROR_INVALID, "%s: invalid sizes", what);
+}
+
 // ---- element-wise -------------------------------------------------------------
 
 __global__ void

@@ -12,9 +12,6 @@
 #pragma nv_diag_default 1217
 #include "lode-cuda-launch.cuh"
 
-static thread_local char last_message[384] = "no error";
-
-
 static cudaStream_t
 stream_of (LodeOpsCuda *ctx)
 {
@@ -24,24 +21,7 @@ stream_of (LodeOpsCuda *ctx)
 static int
 check (cudaError_t err, const char *what)
 {
-  if (err == cudaSuccess)
-    return LODE_CUDA_OK;
-  cudaGetLastError ();
-  snprintf (last_message, sizeof last_message, "%s: %s", what, cudaGetErrorString (err));
-  return err == cudaErrorMemoryAllocation ? LODE_CUDA_ERROR_NO_MEMORY : LODE_CUDA_ERROR_RUNTIME;
-}
-
-static int
-invalid (const char *what)
-{
-  snprintf (last_message, sizeof last_message, "%s: invalid sizes", what);
-  return LODE_CUDA_ERROR_INVALID;
-}
-
-extern "C" const char *
-lode_prithvi_cuda_last_message (void)
-{
-  return last_message;
+  return lode_ops_cuda_status ((int) err, what);
 }
 
 // One thread per element of the head-major [n, heads, tokens, hd].
@@ -72,7 +52,7 @@ lode_prithvi_cuda_heads_copy (LodeOpsCuda *ctx, float *rows, size_t stride, int 
                               int to_heads)
 {
   if (n < 0 || tokens < 0 || heads <= 0 || hd <= 0 || col < 0)
-    return invalid ("heads_copy");
+    return lode_ops_cuda_invalid ("heads_copy");
   size_t total = (size_t) n * tokens * heads * hd;
   if (total == 0)
     return LODE_CUDA_OK;
@@ -107,7 +87,7 @@ lode_prithvi_cuda_tokens_assemble (LodeOpsCuda *ctx, float *x, const float *patc
                                    int n, int l, int e)
 {
   if (n < 0 || l < 0 || e <= 0)
-    return invalid ("tokens_assemble");
+    return lode_ops_cuda_invalid ("tokens_assemble");
   size_t total = (size_t) n * (l + 1) * e;
   if (total == 0)
     return LODE_CUDA_OK;
@@ -136,7 +116,7 @@ lode_prithvi_cuda_tokens_to_image (LodeOpsCuda *ctx, float *out, const float *to
                                    int n, int gh, int gw, int e)
 {
   if (n < 0 || gh <= 0 || gw <= 0 || e <= 0)
-    return invalid ("tokens_to_image");
+    return lode_ops_cuda_invalid ("tokens_to_image");
   int l = gh * gw;
   size_t total = (size_t) n * e * l;
   if (total == 0)
@@ -174,7 +154,7 @@ lode_prithvi_cuda_adaptive_avg_pool (LodeOpsCuda *ctx, float *out, const float *
                                      int h, int w, int out_h, int out_w)
 {
   if (nc < 0 || h <= 0 || w <= 0 || out_h <= 0 || out_w <= 0)
-    return invalid ("adaptive_avg_pool");
+    return lode_ops_cuda_invalid ("adaptive_avg_pool");
   size_t total = (size_t) nc * out_h * out_w;
   if (total == 0)
     return LODE_CUDA_OK;
@@ -253,7 +233,7 @@ lode_prithvi_cuda_resize_backward (LodeOpsCuda *ctx, float *dx, const float *dy,
                                    int w, int oh, int ow, int align, int accumulate)
 {
   if (nc < 0 || h <= 0 || w <= 0 || oh <= 0 || ow <= 0)
-    return invalid ("resize_backward");
+    return lode_ops_cuda_invalid ("resize_backward");
   size_t total = (size_t) nc * oh * ow;
   if (!accumulate)
     {
@@ -305,7 +285,7 @@ lode_prithvi_cuda_adaptive_avg_pool_backward (LodeOpsCuda *ctx, float *dx, const
                                               int h, int w, int out_h, int out_w)
 {
   if (nc < 0 || h <= 0 || w <= 0 || out_h <= 0 || out_w <= 0)
-    return invalid ("adaptive_avg_pool_backward");
+    return lode_ops_cuda_invalid ("adaptive_avg_pool_backward");
   size_t total = (size_t) nc * h * w;
   if (total == 0)
     return LODE_CUDA_OK;
@@ -363,7 +343,7 @@ lode_prithvi_cuda_up2_backward (LodeOpsCuda *ctx, float *dweight, float *dbias, 
                                 int c_in, int c_out, int h, int w)
 {
   if (n < 0 || c_in <= 0 || c_out <= 0 || h <= 0 || w <= 0)
-    return invalid ("up2_backward");
+    return lode_ops_cuda_invalid ("up2_backward");
   size_t hw = (size_t) h * w, dcount = (size_t) c_out * 4 * hw;
   void *d = NULL;
   int s = LODE_CUDA_OK;
@@ -392,8 +372,6 @@ lode_prithvi_cuda_up2_backward (LodeOpsCuda *ctx, float *dweight, float *dbias, 
       if (s == LODE_CUDA_OK && dx != NULL)
         s = lode_ops_cuda_gemm (ctx, 0, 0, c_in, (int) hw, c_out * 4, 1.0f, weight,
                                 (const float *) d, 0.0f, dx + (size_t) b * c_in * hw);
-      if (s != LODE_CUDA_OK && s != LODE_CUDA_ERROR_RUNTIME)
-        snprintf (last_message, sizeof last_message, "%s", lode_ops_cuda_last_message ());
     }
   cudaFree (d);  // waits for the products that read it
   return s;

@@ -14,8 +14,6 @@
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
 #include <math.h>
-#include <stdarg.h>
-#include <stdio.h>
 
 #pragma nv_diag_suppress 1217
 #include "../lode-sam2-encoder-cuda.h"
@@ -32,59 +30,22 @@ struct _LodeSam2Cuda
 // of every window of a group is already more.
 static const size_t SCORE_FLOATS = (size_t) 1 << 24;
 
-static thread_local char last_message[512] = "no error";
-
-static int
-fail (int status, const char *format, ...)
-{
-  va_list args;
-
-  va_start (args, format);
-  vsnprintf (last_message, sizeof last_message, format, args);
-  va_end (args);
-  return status;
-}
-
-extern "C" const char *
-lode_sam2_cuda_last_message (void)
-{
-  return last_message;
-}
-
 static int
 check_cuda (cudaError_t err, const char *what)
 {
-  if (err == cudaSuccess)
-    return LODE_CUDA_OK;
-  cudaGetLastError ();
-  if (err == cudaErrorMemoryAllocation)
-    return fail (LODE_CUDA_ERROR_NO_MEMORY, "%s: %s", what, cudaGetErrorString (err));
-  return fail (LODE_CUDA_ERROR_RUNTIME, "%s: %s", what, cudaGetErrorString (err));
+  return lode_ops_cuda_status ((int) err, what);
 }
 
 static int
 check_cublas (cublasStatus_t st, const char *what)
 {
-  if (st == CUBLAS_STATUS_SUCCESS)
-    return LODE_CUDA_OK;
-  if (st == CUBLAS_STATUS_ALLOC_FAILED)
-    return fail (LODE_CUDA_ERROR_NO_MEMORY, "%s: %s", what, cublasGetStatusString (st));
-  return fail (LODE_CUDA_ERROR_CUBLAS, "%s: %s", what, cublasGetStatusString (st));
-}
-
-// A status from lode-ops.cu, with its message copied here.
-static int
-check_ops (int status)
-{
-  if (status == LODE_CUDA_OK)
-    return LODE_CUDA_OK;
-  return fail (status, "%s", lode_ops_cuda_last_message ());
+  return lode_ops_cuda_cublas_status ((int) st, what);
 }
 
 #define TRY(expr) \
   do { int s_ = (expr); if (s_ != LODE_CUDA_OK) return s_; } while (0)
 #define REQUIRE(cond, what) \
-  do { if (!(cond)) return fail (LODE_CUDA_ERROR_INVALID, "%s: invalid sizes", (what)); } while (0)
+  do { if (!(cond)) return lode_ops_cuda_invalid (what); } while (0)
 
 static cudaStream_t
 stream_of (LodeSam2Cuda *ctx)
@@ -246,7 +207,7 @@ lode_sam2_cuda_attention (LodeSam2Cuda *ctx, float *out, const float *q, int q_s
                                                       qh, q_stride, (long long) lq * q_stride,
                                                       &zero, scratch, lk, (long long) nr * lk, nw),
                            "attention scores (cublasSgemmStridedBatched)"));
-        TRY (check_ops (lode_ops_cuda_softmax (ctx->ops, scratch, scratch, nw * nr, lk)));
+        TRY (lode_ops_cuda_softmax (ctx->ops, scratch, scratch, nw * nr, lk));
         // column-major out_h^T [hd, nr] (ld dim) = v_h^T [hd, lk] (ld
         // kv_stride) scores^T [lk, nr] (ld lk)
         TRY (check_cublas (cublasSgemmStridedBatched (ctx->cublas, CUBLAS_OP_N, CUBLAS_OP_N,
@@ -277,6 +238,6 @@ lode_sam2_cuda_conv1x1_to_nchw (LodeSam2Cuda *ctx, float *out, const float *x,
                                   x, c_in, w, c_in, &zero, out, hw),
                      "conv1x1_to_nchw (cublasSgemm)"));
   if (b != NULL)
-    TRY (check_ops (lode_ops_cuda_add_channel_bias (ctx->ops, out, out, b, 1, c_out, hw)));
+    TRY (lode_ops_cuda_add_channel_bias (ctx->ops, out, out, b, 1, c_out, hw));
   return LODE_CUDA_OK;
 }

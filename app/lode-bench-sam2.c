@@ -165,11 +165,13 @@ peak_rss_mib (void)
 int
 lode_bench_sam2 (int argc, char **argv)
 {
-  g_autofree char *checkpoint = NULL, *device = NULL;
+  g_autofree char *checkpoint = NULL, *device = NULL, *precision = NULL;
+  LodePrecision mode_precision;
   int size = 1024, clicks = 20, encodes = 1, patch = 128;
   const GOptionEntry entries[] = {
     { "checkpoint", 'c', 0, G_OPTION_ARG_FILENAME, &checkpoint, N_("SAM2.1 checkpoint (default: random weights in the tiny layout)"), N_("FILE") },
     { "device", 'd', 0, G_OPTION_ARG_STRING, &device, N_("cpu or cuda (default: auto)"), N_("DEVICE") },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("The encoder's products on CUDA: fp32 (default), tf32 or bf16"), N_("MODE") },
     { "size", 's', 0, G_OPTION_ARG_INT, &size, N_("Model input size: 1024 or 512"), N_("PIXELS") },
     { "clicks", 'n', 0, G_OPTION_ARG_INT, &clicks, N_("Number of timed clicks (default 20)"), N_("N") },
     { "encodes", 'e', 0, G_OPTION_ARG_INT, &encodes, N_("Number of timed encodes (default 1)"), N_("N") },
@@ -201,6 +203,11 @@ lode_bench_sam2 (int argc, char **argv)
   if (clicks < 1 || clicks > 100000 || encodes < 1 || encodes > 1000)
     {
       lode_cli_error ("bench sam2", _("--clicks and --encodes must be positive"));
+      return LODE_EXIT_USAGE;
+    }
+  if (!lode_precision_parse (precision, &mode_precision))
+    {
+      lode_cli_error ("bench sam2", _("--precision must be fp32, tf32 or bf16, not “%s”"), precision);
       return LODE_EXIT_USAGE;
     }
   /* an unknown name, or cuda without a device, ends here */
@@ -247,6 +254,7 @@ lode_bench_sam2 (int argc, char **argv)
       goto out;
     }
   g_print (_("load: %.0f ms\n"), load_ms);
+  lode_sam2_predictor_set_precision (predictor, mode_precision);
 
   /* a synthetic patch: a smooth background and a bright disc */
   rgb = g_malloc ((gsize) patch * patch * 3);
@@ -292,7 +300,8 @@ lode_bench_sam2 (int argc, char **argv)
    * when the GPU has no room) */
   kind = g_str_equal (lode_sam2_predictor_device_name (predictor), "cuda") ? LODE_DEVICE_CUDA : LODE_DEVICE_CPU;
   where = lode_device_describe (kind);
-  g_print (_("model: %s, input size %d, device %s\n"), lode_sam2_predictor_model_name (predictor), size, where);
+  g_print (_("model: %s, input size %d, device %s, encoder in %s\n"), lode_sam2_predictor_model_name (predictor), size,
+           where, lode_precision_name (kind == LODE_DEVICE_CUDA ? mode_precision : LODE_PRECISION_FP32));
   g_print (_("encode: %.0f ms (mean of %d)\n"), encode_ms / encodes, encodes);
   if (kind == LODE_DEVICE_CUDA)
     g_print (_("encode timed after a first one of %.0f ms (CUDA start, weights upload)\n"), first_ms);

@@ -30,7 +30,7 @@ lode_bench_train (int argc, char **argv)
   gboolean frozen = FALSE;
   const GOptionEntry entries[] = {
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu (default), cuda or auto"), N_("DEVICE") },
-    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("fp32 (default) or tf32 (CUDA only)"), N_("MODE") },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("fp32 (default), or on CUDA tf32 or bf16 (mixed precision)"), N_("MODE") },
     { "encoder", 0, 0, G_OPTION_ARG_STRING, &encoder, N_("resnet18, resnet34 or resnet50 (default)"), N_("NAME") },
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, N_("Batch size (default 16)"), N_("N") },
     { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Patch side, a multiple of 32 (default 128)"), N_("PIXELS") },
@@ -49,6 +49,7 @@ lode_bench_train (int argc, char **argv)
   LodeUnetConfig config = { LODE_UNET_RESNET50, 6, 2 };
   LodeUnetMode mode;
   LodeDeviceKind kind;
+  LodePrecision mode_precision;
   LodeAdamW opt;
   gsize hw, first;
   gint64 t0;
@@ -70,9 +71,9 @@ lode_bench_train (int argc, char **argv)
       lode_cli_error ("bench train", _("--batch, --steps and --bands must be positive and --size a multiple of 32"));
       return LODE_EXIT_USAGE;
     }
-  if (precision != NULL && !g_str_equal (precision, "fp32") && !g_str_equal (precision, "tf32"))
+  if (!lode_precision_parse (precision, &mode_precision))
     {
-      lode_cli_error ("bench train", _("--precision must be fp32 or tf32, not “%s”"), precision);
+      lode_cli_error ("bench train", _("--precision must be fp32, tf32 or bf16, not “%s”"), precision);
       return LODE_EXIT_USAGE;
     }
   kind = lode_device_choose (device ? device : "cpu", &error);
@@ -97,7 +98,11 @@ lode_bench_train (int argc, char **argv)
     input[i] = (float) g_rand_double_range (rand, -2, 2);
   for (gsize i = 0; i < batch * hw; i++)
     target[i] = (gint16) g_rand_int_range (rand, 0, classes);
-  lode_unet_set_tf32 (net, precision != NULL && g_str_equal (precision, "tf32"));
+  if (!lode_unet_set_precision (net, mode_precision, &error))
+    {
+      lode_cli_error ("bench train", "%s", error->message);
+      return LODE_EXIT_FAILURE;
+    }
   lode_adamw_init_defaults (&opt);
   first = frozen ? lode_unet_encoder_params (net) : 0;
   mode = frozen ? LODE_UNET_TRAIN_DECODER : LODE_UNET_TRAIN;
@@ -106,7 +111,8 @@ lode_bench_train (int argc, char **argv)
                           bands, classes, batch, size, size,
                           frozen ? _("frozen encoder") : _("full fine-tuning"));
   where = lode_device_describe (kind);
-  g_print (_("U-Net %s on the %s\n"), what, where);
+  g_print (_("U-Net %s on the %s, %s arithmetic\n"), what, where,
+           lode_precision_name (kind == LODE_DEVICE_CUDA ? mode_precision : LODE_PRECISION_FP32));
   for (int s = 0; s <= steps; s++)
     {
       t0 = g_get_monotonic_time ();

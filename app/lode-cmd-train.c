@@ -402,7 +402,7 @@ lode_cmd_train (int argc, char **argv)
     { "no-augment", 0, 0, G_OPTION_ARG_NONE, &no_augment, N_("No flips or rotations"), NULL },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, N_("Seed (default 0)"), N_("SEED") },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu, cuda or auto (default)"), N_("DEVICE") },
-    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("unet on CUDA: fp32 (default) or tf32"), N_("MODE") },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("unet on CUDA: fp32 (default), tf32 or bf16 (mixed precision)"), N_("MODE") },
     { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, N_("Continue from the checkpoint in --out"), NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("No progress line"), NULL },
     { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, N_("unet|prithvi") },
@@ -459,9 +459,11 @@ lode_cmd_train (int argc, char **argv)
           lode_cli_error ("train", "%s", error->message);
           return LODE_EXIT_FAILURE;
         }
-      if (precision != NULL && !g_str_equal (precision, "fp32") && !g_str_equal (precision, "tf32"))
+      LodePrecision p;
+
+      if (!lode_precision_parse (precision, &p))
         {
-          lode_cli_error ("train", _("--precision must be fp32 or tf32, not “%s”"), precision);
+          lode_cli_error ("train", _("--precision must be fp32, tf32 or bf16, not “%s”"), precision);
           return LODE_EXIT_USAGE;
         }
     }

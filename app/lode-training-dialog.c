@@ -39,7 +39,8 @@ struct _LodeTrainingDialog
   GtkSpinButton  *epochs_spin;
   GtkSpinButton  *lr_spin;
   GtkCheckButton *frozen_check;
-  GtkCheckButton *tf32_check;
+  GtkWidget      *precision_label;
+  GtkDropDown    *precision_dropdown;
   GtkCheckButton *accepted_check;
   GtkProgressBar *progress_bar;
   LodePlot       *plot;
@@ -600,7 +601,8 @@ update_model (LodeTrainingDialog *self)
   gtk_widget_set_visible (self->epochs_label, !sam2);
   gtk_widget_set_visible (GTK_WIDGET (self->epochs_spin), !sam2);
   gtk_widget_set_visible (GTK_WIDGET (self->frozen_check), !sam2);
-  gtk_widget_set_visible (GTK_WIDGET (self->tf32_check), !sam2);
+  gtk_widget_set_visible (self->precision_label, !sam2);
+  gtk_widget_set_visible (GTK_WIDGET (self->precision_dropdown), !sam2);
   gtk_widget_set_visible (GTK_WIDGET (self->accepted_check), !sam2);
   gtk_widget_set_visible (self->steps_label, sam2);
   gtk_widget_set_visible (GTK_WIDGET (self->steps_spin), sam2);
@@ -689,7 +691,8 @@ lode_training_dialog_class_init (LodeTrainingDialogClass *klass)
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, epochs_spin);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, lr_spin);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, frozen_check);
-  gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, tf32_check);
+  gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, precision_label);
+  gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, precision_dropdown);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, accepted_check);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, progress_bar);
   gtk_widget_class_bind_template_child (widget_class, LodeTrainingDialog, plot);
@@ -710,7 +713,8 @@ lode_training_dialog_init (LodeTrainingDialog *self)
   self->settings = g_settings_new (LODE_APP_ID);
   self->other_lr = 1e-5;
   gtk_widget_init_template (GTK_WIDGET (self));
-  /* U-Nets train on the GPU when there is one; TF32 is a choice only there */
+  /* U-Nets train on the GPU when there is one; the arithmetic is a choice
+   * only there */
   {
     LodeDeviceKind kind = lode_device_choose ("auto", NULL);
     g_autofree char *where = lode_device_describe (kind);
@@ -718,8 +722,8 @@ lode_training_dialog_init (LodeTrainingDialog *self)
       ? g_strdup_printf (_("U-Nets train on %s"), where)
       : g_strdup_printf (_("No CUDA device: U-Nets train on %s"), where);
 
-    gtk_widget_set_sensitive (GTK_WIDGET (self->tf32_check), kind == LODE_DEVICE_CUDA);
-    gtk_widget_set_tooltip_text (GTK_WIDGET (self->tf32_check), tip);
+    gtk_widget_set_sensitive (GTK_WIDGET (self->precision_dropdown), kind == LODE_DEVICE_CUDA);
+    gtk_widget_set_tooltip_text (GTK_WIDGET (self->precision_dropdown), tip);
   }
   lode_plot_add_series (self->plot, _("Training loss"), &loss);
   lode_plot_add_series (self->plot, _("Validation mining IoU"), &iou);
@@ -734,16 +738,19 @@ const char *
 lode_training_dialog_get_precision (LodeTrainingDialog *self)
 {
   g_return_val_if_fail (LODE_IS_TRAINING_DIALOG (self), NULL);
-  return gtk_widget_get_sensitive (GTK_WIDGET (self->tf32_check))
-         && gtk_check_button_get_active (self->tf32_check) ? "tf32" : "fp32";
+  /* the rows of the drop-down are the LodePrecision values */
+  if (!gtk_widget_get_sensitive (GTK_WIDGET (self->precision_dropdown)))
+    return lode_precision_name (LODE_PRECISION_FP32);
+  return lode_precision_name ((LodePrecision) MIN (gtk_drop_down_get_selected (self->precision_dropdown),
+                                                   (guint) LODE_PRECISION_BF16));
 }
 
 void
-lode_training_dialog_set_tf32 (LodeTrainingDialog *self,
-                               gboolean            tf32)
+lode_training_dialog_set_precision (LodeTrainingDialog *self,
+                                    LodePrecision       precision)
 {
   g_return_if_fail (LODE_IS_TRAINING_DIALOG (self));
-  gtk_check_button_set_active (self->tf32_check, tf32);
+  gtk_drop_down_set_selected (self->precision_dropdown, (guint) precision);
 }
 
 GtkWidget *

@@ -13,6 +13,7 @@
 #include <gtk/gtk.h>
 
 #include "lode-job-dialog.h"
+#include "lode-ops.h"
 #include "lode-plot.h"
 #include "lode-train-project.h"
 
@@ -40,11 +41,11 @@ void       lode_training_dialog_set_sam2_settings (LodeTrainingDialog *self,
 /* Makes the SAM2 model the last run wrote the SAM2 checkpoint in
  * Preferences; FALSE when the last run was no SAM2 run. */
 gboolean   lode_training_dialog_use_as_sam2_checkpoint (LodeTrainingDialog *self);
-/* The precision the next U-Net run asks for: "tf32" when the TF32 choice
- * is on and a CUDA device is there to use it, else "fp32". */
+/* The arithmetic the next U-Net run asks for (lode_precision_name): the
+ * choice when a CUDA device is there to use it, else "fp32". */
 const char *lode_training_dialog_get_precision (LodeTrainingDialog *self);
-void       lode_training_dialog_set_tf32       (LodeTrainingDialog *self,
-                                                gboolean            tf32);
+void       lode_training_dialog_set_precision  (LodeTrainingDialog *self,
+                                                LodePrecision       precision);
 /* What the SAM2 choice says about its checkpoint; "" for a U-Net. */
 const char *lode_training_dialog_get_note      (LodeTrainingDialog *self);
 LodePlot  *lode_training_dialog_get_plot       (LodeTrainingDialog *self);

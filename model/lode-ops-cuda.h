@@ -10,8 +10,9 @@
  * status into a GError. Kernels are queued on the context's stream; results
  * are ready after lode_ops_cuda_download() or lode_ops_cuda_synchronize().
  *
- * fp32 throughout. TF32 is off unless lode_ops_cuda_set_tf32() turns it on,
- * so that results match the CPU to fp32 rounding.
+ * fp32 in memory throughout. Products and convolutions compute in fp32
+ * unless lode_ops_cuda_set_precision() asks for TF32 or bf16 tensor cores
+ * (see LodePrecision); in fp32, results match the CPU to fp32 rounding.
  */
 #pragma once
 
@@ -47,7 +48,14 @@ gboolean    lode_ops_cuda_check        (int      status,
 
 int  lode_ops_cuda_new         (LodeOpsCuda **out);
 void lode_ops_cuda_free        (LodeOpsCuda  *ctx);
-/* TF32 tensor cores for sgemm and convolution (faster, ~1e-3 relative error). */
+/* How products and convolutions compute from now on. bf16 needs compute
+ * capability 8.0 (LODE_CUDA_ERROR_UNSUPPORTED otherwise, the precision
+ * unchanged). TF32: ~1e-3 relative error; bf16: ~4e-3 (operands rounded to
+ * 8 bits of mantissa, sums in fp32). */
+int  lode_ops_cuda_set_precision (LodeOpsCuda  *ctx,
+                                  LodePrecision precision);
+LodePrecision lode_ops_cuda_get_precision (LodeOpsCuda *ctx);
+/* lode_ops_cuda_set_precision (TF32 when allow, else fp32). */
 void lode_ops_cuda_set_tf32    (LodeOpsCuda  *ctx,
                                 int           allow);
 int  lode_ops_cuda_synchronize (LodeOpsCuda  *ctx);
@@ -98,6 +106,14 @@ int lode_ops_cuda_gemm_batched (LodeOpsCuda *ctx, int trans_a, int trans_b,
                                 const float *a, long long stride_a,
                                 const float *b, long long stride_b,
                                 float beta, float *c, long long stride_c);
+/* lode_ops_cuda_gemm_batched on matrices whose rows are lda, ldb, ldc floats
+ * apart (row-major leading dimensions, at least the stored row lengths):
+ * products of column blocks of wider matrices. */
+int lode_ops_cuda_gemm_strided (LodeOpsCuda *ctx, int trans_a, int trans_b,
+                                int batch, int m, int n, int k, float alpha,
+                                const float *a, int lda, long long stride_a,
+                                const float *b, int ldb, long long stride_b,
+                                float beta, float *c, int ldc, long long stride_c);
 int lode_ops_cuda_matmul       (LodeOpsCuda *ctx, float *out, const float *a,
                                 const float *b, const float *bias,
                                 int m, int n, int k, int b_is_weight);
@@ -112,6 +128,19 @@ int lode_ops_cuda_conv2d           (LodeOpsCuda *ctx, float *out, const float *i
 int lode_ops_cuda_conv_transpose2d (LodeOpsCuda *ctx, float *out, const float *in,
                                     const float *weight, const float *bias,
                                     const LodeConvShape *s);
+/* The backward pass of lode_ops_cuda_conv2d without the bias (cuDNN's
+ * deterministic algorithms first): dx = conv2d^T (dy) when dx is not NULL
+ * (added to dx with accumulate_dx), dweight += the filter gradient when
+ * dweight is not NULL. lode_grad_cuda_conv2d is the full twin of
+ * lode_grad_conv2d. */
+int lode_ops_cuda_conv2d_backward  (LodeOpsCuda *ctx, float *dx, float *dweight,
+                                    const float *dy, const float *x, const float *weight,
+                                    const LodeConvShape *s, int accumulate_dx);
+
+/* ---- precision ---- */
+/* out = in rounded to bf16 and back, as the bf16 mode rounds operands: the
+ * twin of lode_ops_round_bf16. out may be in. */
+int lode_ops_cuda_round_bf16 (LodeOpsCuda *ctx, float *out, const float *in, size_t count);
 
 /* ---- normalisation ---- */
 int lode_ops_cuda_layer_norm   (LodeOpsCuda *ctx, float *out, const float *in,

@@ -27,6 +27,56 @@ G_DEFINE_QUARK (lode-ops-error-quark, lode_ops_error)
  * full speed (the 96-channel 3x3 timing in test-ops halves at 4 MiB). */
 #define SCRATCH_FLOATS (1 << 22)
 
+/* ---- precision -------------------------------------------------------- */
+
+static const char *const precision_names[] = { "fp32", "tf32", "bf16" };
+
+gboolean
+lode_precision_parse (const char *name, LodePrecision *out)
+{
+  if (name == NULL || name[0] == '\0')
+    {
+      *out = LODE_PRECISION_FP32;
+      return TRUE;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (precision_names); i++)
+    if (g_ascii_strcasecmp (name, precision_names[i]) == 0)
+      {
+        *out = (LodePrecision) i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+const char *
+lode_precision_name (LodePrecision precision)
+{
+  g_return_val_if_fail ((guint) precision < G_N_ELEMENTS (precision_names), "fp32");
+  return precision_names[precision];
+}
+
+/* bfloat16 is the top half of a float: add half of the dropped half's range
+ * (minus one, plus the kept half's lowest bit, for ties to even) and cut.
+ * A carry into the exponent rounds up to the next binade, or to infinity. */
+void
+lode_ops_round_bf16 (float *out, const float *in, gsize count)
+{
+  g_return_if_fail (count == 0 || (out != NULL && in != NULL));
+
+  for (gsize i = 0; i < count; i++)
+    {
+      guint32 u;
+
+      memcpy (&u, in + i, sizeof u);
+      if ((u & 0x7f800000u) == 0x7f800000u)
+        u = (u & 0x007fffffu) ? (u | 0x00400000u) & 0xffff0000u   /* NaN stays NaN */
+                              : u;                                /* infinity */
+      else
+        u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+      memcpy (out + i, &u, sizeof u);
+    }
+}
+
 /* ---- matrix products ---------------------------------------------------- */
 
 void

@@ -27,6 +27,29 @@ typedef enum {
   LODE_OPS_ERROR_UNSUPPORTED,  /* the GPU twin does not handle these arguments */
 } LodeOpsError;
 
+/* How the GPU multiplies: fp32 (the CPU's arithmetic), TF32 tensor cores
+ * (10-bit mantissa products, fp32 sums) or bf16 mixed precision (matrix
+ * products and convolutions take their operands rounded to bfloat16, 8-bit
+ * mantissa, and sum in fp32; every tensor in memory, weights included, stays
+ * fp32). The CPU always computes in fp32. */
+typedef enum {
+  LODE_PRECISION_FP32,
+  LODE_PRECISION_TF32,
+  LODE_PRECISION_BF16,
+} LodePrecision;
+
+/* "fp32" (or NULL or ""), "tf32" or "bf16"; FALSE for anything else. */
+gboolean    lode_precision_parse (const char    *name,
+                                  LodePrecision *out);
+const char *lode_precision_name  (LodePrecision  precision);
+
+/* out[i] = in[i] rounded to the nearest bfloat16 (ties to even), as a float:
+ * what the GPU's bf16 mode does to an operand. Infinities stay, NaN stays
+ * NaN, values beyond bf16's range become infinities. out may be in. */
+void lode_ops_round_bf16 (float       *out,
+                          const float *in,
+                          gsize        count);
+
 /* ---- matrix products ---------------------------------------------------- */
 
 /* C = alpha * op(A) @ op(B) + beta * C, row-major, like cblas_sgemm.

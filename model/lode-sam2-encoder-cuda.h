@@ -19,16 +19,13 @@
 extern "C" {
 #endif
 
-/* A cuBLAS handle bound to ops's stream (the products below need leading
- * dimensions lode-ops-cuda.h does not expose). ops must outlive it. */
+/* The encoder's kernels on ops's stream, with ops's precision. ops must
+ * outlive it. */
 typedef struct _LodeSam2Cuda LodeSam2Cuda;
 
 int  lode_sam2_cuda_new      (LodeOpsCuda   *ops,
                               LodeSam2Cuda **out);
 void lode_sam2_cuda_free     (LodeSam2Cuda  *ctx);
-/* TF32 tensor cores for this handle's products (off by default). */
-int  lode_sam2_cuda_set_tf32 (LodeSam2Cuda  *ctx,
-                              int            allow);
 
 /* out [n, h/2, w/2, c] = 2x2 max pooling, stride 2, of in [n, h, w, c]
  * whose pixels are in_stride floats apart. */

@@ -693,17 +693,15 @@ lode_sam2_encoder_device (LodeSam2Encoder *self)
   return self->device;
 }
 
-void
-lode_sam2_encoder_set_tf32 (LodeSam2Encoder *self, gboolean allow)
+gboolean
+lode_sam2_encoder_set_precision (LodeSam2Encoder *self, LodePrecision precision, GError **error)
 {
-  g_return_if_fail (self != NULL);
+  g_return_val_if_fail (self != NULL, FALSE);
 #ifdef LODE_WITH_CUDA
   if (self->device == LODE_DEVICE_CUDA)
-    {
-      lode_ops_cuda_set_tf32 (self->cuda.ops, allow);
-      lode_sam2_cuda_set_tf32 (self->cuda.sam2, allow);
-    }
+    return lode_ops_cuda_check (lode_ops_cuda_set_precision (self->cuda.ops, precision), error);
 #endif
+  return TRUE;
 }
 
 void

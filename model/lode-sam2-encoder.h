@@ -30,6 +30,7 @@
 
 #include "lode-checkpoint.h"
 #include "lode-device.h"
+#include "lode-ops.h"
 #include "lode-sam2-types.h"
 
 G_BEGIN_DECLS
@@ -64,10 +65,13 @@ LodeSam2Encoder   *lode_sam2_encoder_new_on      (LodeCheckpoint       *ckpt,
                                                   GError              **error);
 void               lode_sam2_encoder_free        (LodeSam2Encoder      *self);
 LodeDeviceKind     lode_sam2_encoder_device      (LodeSam2Encoder      *self);
-/* TF32 tensor cores for the products on CUDA (faster, about 1e-3 relative
- * error); off by default so that CUDA matches the CPU. No effect on the CPU. */
-void               lode_sam2_encoder_set_tf32    (LodeSam2Encoder      *self,
-                                                  gboolean              allow);
+/* How the products compute on CUDA (LodePrecision): fp32 by default, so
+ * that CUDA matches the CPU; TF32 (about 1e-3 relative error) or bf16
+ * (about 4e-3) tensor cores. FALSE with a LODE_OPS_ERROR when the GPU
+ * cannot. No effect on the CPU, which computes in fp32. */
+gboolean           lode_sam2_encoder_set_precision (LodeSam2Encoder    *self,
+                                                  LodePrecision         precision,
+                                                  GError              **error);
 const LodeSam2Config *lode_sam2_encoder_config   (LodeSam2Encoder      *self);
 /* Bytes of the float32 weights and of the work buffers. */
 gsize              lode_sam2_encoder_weight_bytes (LodeSam2Encoder     *self);

@@ -445,6 +445,7 @@ struct _LodeSam2Predictor {
   LodeSam2Decoder *decoder;     /* on the CPU */
   LodeDeviceKind device;        /* the encoder's, and the clicks' */
   gboolean device_auto;         /* chosen by "auto": the CPU if CUDA fails */
+  LodePrecision precision;      /* the encoder's products on CUDA */
   /* the clicks on CUDA: made at the first click, with the serial of the
    * embedding last uploaded to it; dev_failed once "auto" fell back */
   LodeSam2DecoderDev *dev_decoder;
@@ -486,6 +487,13 @@ lode_sam2_predictor_set_device (LodeSam2Predictor *self,
   self->device = kind;
   self->device_auto = device == NULL || g_str_equal (device, "auto");
   return TRUE;
+}
+
+void
+lode_sam2_predictor_set_precision (LodeSam2Predictor *self, LodePrecision precision)
+{
+  g_return_if_fail (self != NULL);
+  self->precision = precision;
 }
 
 const char *
@@ -628,6 +636,8 @@ lode_sam2_predictor_encode_cancellable (LodeSam2Predictor *self,
           return NULL;
         }
     }
+  if (!lode_sam2_encoder_set_precision (self->encoder, self->precision, error))
+    return NULL;
   return lode_sam2_encoder_run_rgb (self->encoder, rgb, width, height, cancellable, error);
 }
 

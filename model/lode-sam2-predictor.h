@@ -19,6 +19,7 @@
 
 #include <gio/gio.h>
 
+#include "lode-ops.h"
 #include "lode-sam2-decoder.h"
 #include "lode-sam2-types.h"
 
@@ -118,6 +119,11 @@ LodeSam2Predictor  *lode_sam2_predictor_open_on  (const char           *checkpoi
 gboolean            lode_sam2_predictor_set_device (LodeSam2Predictor  *self,
                                                   const char           *device,
                                                   GError              **error);
+/* How the image encoder's products compute on CUDA from the next encode
+ * (lode_sam2_encoder_set_precision; fp32 by default; nothing changes on the
+ * CPU). A GPU that cannot makes that encode fail. The clicks stay fp32. */
+void                lode_sam2_predictor_set_precision (LodeSam2Predictor *self,
+                                                  LodePrecision       precision);
 /* "cpu" or "cuda": where the image encoder runs. */
 const char         *lode_sam2_predictor_device_name (LodeSam2Predictor *self);
 void                lode_sam2_predictor_free     (LodeSam2Predictor    *self);

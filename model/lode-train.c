@@ -71,6 +71,8 @@ static gboolean
 config_check (const LodeTrainConfig *c,
               GError               **error)
 {
+  LodePrecision precision;
+
   if (c->bands < 1 || c->bands > LODE_TRAIN_MAX_BANDS
       || c->classes < 2 || c->classes > LODE_TRAIN_MAX_CLASSES
       || c->batch_size < 1 || c->epochs < 1 || c->max_steps < 0
@@ -84,11 +86,10 @@ config_check (const LodeTrainConfig *c,
                    LODE_TRAIN_MAX_BANDS, LODE_TRAIN_MAX_CLASSES);
       return FALSE;
     }
-  if (c->precision[0] != '\0' && g_strcmp0 (c->precision, "fp32") != 0
-      && g_strcmp0 (c->precision, "tf32") != 0)
+  if (!lode_precision_parse (c->precision, &precision))
     {
       g_set_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG,
-                   _("Unknown precision “%s” (expected fp32 or tf32)"), c->precision);
+                   _("Unknown precision “%s” (expected fp32, tf32 or bf16)"), c->precision);
       return FALSE;
     }
   for (int b = 0; b < c->bands; b++)
@@ -734,6 +735,7 @@ lode_train_job_new (const LodeTrainConfig  *config,
   LodeUnetConfig uc;
   gsize hw;
   LodeDeviceKind device;
+  LodePrecision precision;
   GError *local = NULL;
 
   g_return_val_if_fail (config != NULL && source != NULL, NULL);
@@ -810,7 +812,10 @@ lode_train_job_new (const LodeTrainConfig  *config,
   /* the moments of the checkpoint, or zeros */
   if (!lode_unet_set_adam_moments (self->model, m, m != NULL ? v : NULL, error))
     return NULL;
-  lode_unet_set_tf32 (self->model, g_strcmp0 (config->precision, "tf32") == 0);
+  /* config_check accepted the name */
+  lode_precision_parse (config->precision, &precision);
+  if (!lode_unet_set_precision (self->model, precision, error))
+    return NULL;
   hw = (gsize) source->height * source->width;
   self->images = g_new (float, self->batch * config->bands * hw);
   self->plane = g_new (float, hw);

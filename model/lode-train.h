@@ -64,9 +64,10 @@ typedef struct {
   gboolean augment;                               /* flips and rotations */
   guint64  seed;
   char     device[16];                            /* "cpu", "cuda" or "auto" */
-  char     precision[8];                          /* "fp32" (or ""), or "tf32":
-                                                   * TF32 tensor cores on CUDA
-                                                   * (ignored on the CPU; not
+  char     precision[8];                          /* "fp32" (or ""), "tf32" or
+                                                   * "bf16": tensor cores on
+                                                   * CUDA (LodePrecision;
+                                                   * ignored on the CPU; not
                                                    * saved in checkpoints) */
   int      band_select[LODE_TRAIN_MAX_BANDS];     /* which band of the source
                                                    * files each input is (kept

@@ -1193,15 +1193,17 @@ lode_unet_get_device (LodeUnet *self)
   return self->device;
 }
 
-void
-lode_unet_set_tf32 (LodeUnet *self,
-                    gboolean  allow)
+gboolean
+lode_unet_set_precision (LodeUnet      *self,
+                         LodePrecision  precision,
+                         GError       **error)
 {
-  g_return_if_fail (self != NULL);
+  g_return_val_if_fail (self != NULL, FALSE);
 #ifdef LODE_WITH_CUDA
   if (self->device == LODE_DEVICE_CUDA)
-    lode_ops_cuda_set_tf32 (self->ctx, allow);
+    return lode_ops_cuda_check (lode_ops_cuda_set_precision (self->ctx, precision), error);
 #endif
+  return TRUE;
 }
 
 gboolean

@@ -112,10 +112,15 @@ LodeUnet   *lode_unet_new_on            (const LodeUnetConfig *config,
                                          LodeDeviceKind        device,
                                          GError              **error);
 LodeDeviceKind lode_unet_get_device     (LodeUnet             *self);
-/* CUDA: TF32 tensor cores in the convolutions and products of both passes
- * (faster, about 1e-3 relative error). Nothing on the CPU. */
-void        lode_unet_set_tf32          (LodeUnet             *self,
-                                         gboolean              allow);
+/* CUDA: how the convolutions and products of both passes compute (see
+ * LodePrecision): fp32 (the default), TF32 tensor cores (about 1e-3
+ * relative error) or bf16 mixed precision (operands rounded to bf16, sums,
+ * weights, optimiser state and every tensor in memory in fp32; about 4e-3).
+ * FALSE with a LODE_OPS_ERROR when the GPU cannot (bf16 before compute
+ * capability 8.0). The CPU computes in fp32 whatever is asked. */
+gboolean    lode_unet_set_precision     (LodeUnet             *self,
+                                         LodePrecision         precision,
+                                         GError              **error);
 void        lode_unet_free              (LodeUnet             *self);
 const LodeUnetConfig *lode_unet_get_config (LodeUnet          *self);
 

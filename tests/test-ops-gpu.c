@@ -16,13 +16,23 @@
  *                       another order and cuDNN may pick Winograd or FFT
  *                       algorithms, which lose a few more bits (~1e-5); TF32
  *                       would show as ~1e-3 and fail, as would any indexing
- *                       error (O(1)). */
+ *                       error (O(1)).
+ *
+ * bf16 mode against the CPU given the same operands rounded to bf16
+ * (lode_ops_round_bf16): the product of two bf16 values is exact in fp32,
+ * so products differ only in summation order (TOL_PRODUCT); convolutions
+ * also come back through bf16 outputs, which may round one ulp apart
+ * (2^-8 of the value) where the two sums straddle a rounding boundary:
+ * TOL_BF16_OUT. Each bf16 check also asserts that the result is NOT the
+ * fp32 one (more than TOL_BF16_MIN off it), so a mode that silently stays
+ * fp32 fails. */
 #include "config.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "lode-device.h"
+#include "lode-grad.h"
 #include "lode-ops.h"
 #if LODE_HAVE_CUDA
 #include "lode-ops-cuda.h"
@@ -31,6 +41,8 @@
 #define TOL_POINTWISE 1e-5
 #define TOL_REDUCE 1e-5
 #define TOL_PRODUCT 1e-4
+#define TOL_BF16_OUT 8e-3
+#define TOL_BF16_MIN 1e-4
 
 #if LODE_HAVE_CUDA
 
@@ -555,6 +567,199 @@ test_out_of_memory (void)
   }
 }
 
+/* lode_ops_cuda_round_bf16 is bit for bit lode_ops_round_bf16: values over
+ * many binades, ties, the largest finite values, infinities. */
+static void
+test_round_bf16 (void)
+{
+  const gsize n = 4096;
+  g_autofree float *in = g_new (float, n), *want = g_new (float, n), *got = NULL;
+  float *d;
+
+  if (!gpu_ready ())
+    return;
+  for (gsize i = 0; i < n; i++)
+    in[i] = (float) (g_rand_double_range (rand_gen, -1.0, 1.0)
+                     * pow (2.0, g_rand_int_range (rand_gen, -60, 60)));
+  in[0] = 1.0f + 0x1p-8f;               /* a tie, to even */
+  in[1] = 1.0f + 3 * 0x1p-8f;           /* a tie, up */
+  in[2] = 3.4e38f;                      /* beyond bf16: infinity */
+  in[3] = -INFINITY;
+  in[4] = 1e-40f;                       /* subnormal */
+  lode_ops_round_bf16 (want, in, n);
+  d = to_gpu (in, n);
+  assert_ok (lode_ops_cuda_round_bf16 (ctx, d, d, n));
+  got = from_gpu (d, n);
+  lode_ops_cuda_release (d);
+  g_assert_cmpmem (got, n * sizeof (float), want, n * sizeof (float));
+}
+
+/* Products of column blocks of wider matrices: rows lda, ldb, ldc apart. */
+static void
+test_gemm_strided (void)
+{
+  const int batch = 3, m = 9, n = 7, k = 11, lda = 20, ldb = 16, ldc = 13;
+  const gsize na = (gsize) batch * 32 * lda, nb = (gsize) batch * 32 * ldb, nc = (gsize) batch * m * ldc;
+
+  if (!gpu_ready ())
+    return;
+  for (int t = 0; t < 4; t++)
+    {
+      gboolean ta = t & 1, tb = t >> 1;
+      g_autofree float *a = random_array (na), *b = random_array (nb), *c = random_array (nc);
+      g_autofree float *pa = g_new (float, m * k), *pb = g_new (float, k * n), *pc = g_new (float, m * n);
+      g_autofree float *want = g_memdup2 (c, nc * sizeof (float));
+      float *da = to_gpu (a, na), *db = to_gpu (b, nb), *dc = to_gpu (c, nc);
+      int ra = ta ? k : m, ca = ta ? m : k, rb = tb ? n : k, cb = tb ? k : n;
+
+      /* the CPU on packed copies of each block */
+      for (int i = 0; i < batch; i++)
+        {
+          for (int r = 0; r < ra; r++)
+            memcpy (pa + r * ca, a + (gsize) i * 32 * lda + (gsize) r * lda, ca * sizeof (float));
+          for (int r = 0; r < rb; r++)
+            memcpy (pb + r * cb, b + (gsize) i * 32 * ldb + (gsize) r * ldb, cb * sizeof (float));
+          for (int r = 0; r < m; r++)
+            memcpy (pc + r * n, want + (gsize) i * m * ldc + (gsize) r * ldc, n * sizeof (float));
+          lode_ops_gemm (ta, tb, m, n, k, 0.5f, pa, pb, 2.0f, pc);
+          for (int r = 0; r < m; r++)
+            memcpy (want + (gsize) i * m * ldc + (gsize) r * ldc, pc + r * n, n * sizeof (float));
+        }
+      assert_ok (lode_ops_cuda_gemm_strided (ctx, ta, tb, batch, m, n, k, 0.5f,
+                                             da, lda, (long long) 32 * lda,
+                                             db, ldb, (long long) 32 * ldb,
+                                             2.0f, dc, ldc, (long long) m * ldc));
+      /* the gaps between the blocks' rows keep their values */
+      compare (dc, want, nc, TOL_PRODUCT, "gemm_strided");
+      lode_ops_cuda_release (da);
+      lode_ops_cuda_release (db);
+    }
+}
+
+static float *
+rounded (const float *in, gsize n)
+{
+  float *out = g_new (float, n ? n : 1);
+
+  lode_ops_round_bf16 (out, in, n);
+  return out;
+}
+
+/* Compares gpu with the bf16 twin want (tolerance tol) and checks that it
+ * is not the fp32 result fp32 either. */
+static void
+compare_bf16 (float *gpu, const float *want, const float *fp32, gsize n, double tol, const char *what)
+{
+  g_autofree float *got = from_gpu (gpu, n);
+  double off = 0.0, mag = 0.0;
+
+  for (gsize i = 0; i < n; i++)
+    {
+      off = MAX (off, fabs ((double) got[i] - fp32[i]));
+      mag = MAX (mag, fabs (fp32[i]));
+    }
+  g_test_message ("%s: %.3g from fp32", what, off / (mag + 1e-6));
+  g_assert_cmpfloat (off / (mag + 1e-6), >, TOL_BF16_MIN);
+  compare (gpu, want, n, tol, what);
+}
+
+static void
+test_bf16 (void)
+{
+  const int m = 64, n = 48, k = 257;
+  const LodeConvShape conv = { 2, 16, 12, 10, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 0, 0 };
+  const LodeConvShape convt = { 1, 32, 8, 8, 16, 2, 2, 2, 2, 0, 0, 1, 1, 1, 0, 0 };
+
+  if (!gpu_ready ())
+    return;
+  assert_ok (lode_ops_cuda_set_precision (ctx, LODE_PRECISION_BF16));
+  g_assert_cmpint (lode_ops_cuda_get_precision (ctx), ==, LODE_PRECISION_BF16);
+
+  /* gemm: fp32 out of bf16 operands */
+  {
+    g_autofree float *a = random_array ((gsize) m * k), *b = random_array ((gsize) k * n);
+    g_autofree float *ra = rounded (a, (gsize) m * k), *rb = rounded (b, (gsize) k * n);
+    g_autofree float *want = g_new (float, m * n), *fp32 = g_new (float, m * n);
+    float *da = to_gpu (a, (gsize) m * k), *db = to_gpu (b, (gsize) k * n), *dc = gpu_new (m * n);
+
+    assert_ok (lode_ops_cuda_gemm (ctx, 0, 1, m, n, k, 1.0f, da, db, 0.0f, dc));
+    lode_ops_gemm (FALSE, TRUE, m, n, k, 1.0f, ra, rb, 0.0f, want);
+    lode_ops_gemm (FALSE, TRUE, m, n, k, 1.0f, a, b, 0.0f, fp32);
+    compare_bf16 (dc, want, fp32, (gsize) m * n, TOL_PRODUCT, "bf16 gemm");
+    lode_ops_cuda_release (da);
+    lode_ops_cuda_release (db);
+  }
+
+  /* convolution forward, backward (data and filter) and transposed */
+  {
+    int oh, ow;
+    g_assert_true (lode_conv_shape_out_size (&conv, &oh, &ow));
+    gsize nx = (gsize) conv.n * conv.c_in * conv.h * conv.w, nw = (gsize) conv.c_out * conv.c_in * 9;
+    gsize ny = (gsize) conv.n * conv.c_out * oh * ow;
+    g_autofree float *x = random_array (nx), *w = random_array (nw), *dy = random_array (ny);
+    g_autofree float *rx = rounded (x, nx), *rw = rounded (w, nw), *rdy = rounded (dy, ny);
+    g_autofree float *want = g_new (float, MAX (nx, ny)), *fp32 = g_new (float, MAX (nx, ny));
+    g_autofree float *dw0 = random_array (nw), *dw_want = g_new0 (float, nw), *dw_fp32 = g_new0 (float, nw);
+    float *dx_ = to_gpu (x, nx), *dw_ = to_gpu (w, nw), *ddy = to_gpu (dy, ny);
+    float *dout = gpu_new (ny), *dgx = gpu_new (nx), *dgw = to_gpu (dw0, nw);
+
+    assert_ok (lode_ops_cuda_conv2d (ctx, dout, dx_, dw_, NULL, &conv));
+    lode_ops_conv2d (want, rx, rw, NULL, &conv);
+    lode_ops_round_bf16 (want, want, ny);
+    lode_ops_conv2d (fp32, x, w, NULL, &conv);
+    compare_bf16 (dout, want, fp32, ny, TOL_BF16_OUT, "bf16 conv2d");
+
+    /* dx overwritten; dweight added to (dw0 + rounded gradient) */
+    assert_ok (lode_ops_cuda_conv2d_backward (ctx, dgx, dgw, ddy, dx_, dw_, &conv, 0));
+    lode_grad_conv2d (want, dw_want, NULL, rdy, rx, rw, &conv, FALSE);
+    lode_ops_round_bf16 (want, want, nx);
+    lode_ops_round_bf16 (dw_want, dw_want, nw);
+    lode_grad_conv2d (fp32, dw_fp32, NULL, dy, x, w, &conv, FALSE);
+    compare_bf16 (dgx, want, fp32, nx, TOL_BF16_OUT, "bf16 conv2d backward data");
+    for (gsize i = 0; i < nw; i++)
+      {
+        dw_want[i] += dw0[i];
+        dw_fp32[i] += dw0[i];
+      }
+    compare_bf16 (dgw, dw_want, dw_fp32, nw, TOL_BF16_OUT, "bf16 conv2d backward filter");
+    lode_ops_cuda_release (dx_);
+    lode_ops_cuda_release (dw_);
+    lode_ops_cuda_release (ddy);
+  }
+  {
+    int oh, ow;
+    g_assert_true (lode_conv_shape_tout_size (&convt, &oh, &ow));
+    gsize nx = (gsize) convt.c_in * convt.h * convt.w, nw = (gsize) convt.c_in * convt.c_out * 4;
+    gsize ny = (gsize) convt.c_out * oh * ow;
+    g_autofree float *x = random_array (nx), *w = random_array (nw);
+    g_autofree float *rx = rounded (x, nx), *rw = rounded (w, nw);
+    g_autofree float *want = g_new (float, ny), *fp32 = g_new (float, ny);
+    float *dx_ = to_gpu (x, nx), *dw_ = to_gpu (w, nw), *dout = gpu_new (ny);
+
+    assert_ok (lode_ops_cuda_conv_transpose2d (ctx, dout, dx_, dw_, NULL, &convt));
+    lode_ops_conv_transpose2d (want, rx, rw, NULL, &convt);
+    lode_ops_round_bf16 (want, want, ny);
+    lode_ops_conv_transpose2d (fp32, x, w, NULL, &convt);
+    compare_bf16 (dout, want, fp32, ny, TOL_BF16_OUT, "bf16 conv_transpose2d");
+    lode_ops_cuda_release (dx_);
+    lode_ops_cuda_release (dw_);
+  }
+
+  /* back to fp32: the CPU's results again */
+  assert_ok (lode_ops_cuda_set_precision (ctx, LODE_PRECISION_FP32));
+  {
+    g_autofree float *a = random_array ((gsize) m * k), *b = random_array ((gsize) k * n);
+    g_autofree float *want = g_new (float, m * n);
+    float *da = to_gpu (a, (gsize) m * k), *db = to_gpu (b, (gsize) k * n), *dc = gpu_new (m * n);
+
+    assert_ok (lode_ops_cuda_gemm (ctx, 0, 1, m, n, k, 1.0f, da, db, 0.0f, dc));
+    lode_ops_gemm (FALSE, TRUE, m, n, k, 1.0f, a, b, 0.0f, want);
+    compare (dc, want, (gsize) m * n, TOL_PRODUCT, "fp32 gemm after bf16");
+    lode_ops_cuda_release (da);
+    lode_ops_cuda_release (db);
+  }
+}
+
 #else
 
 static void
@@ -585,6 +790,9 @@ main (int argc, char **argv)
   g_test_add_func ("/ops-gpu/pool-resize", test_pool_resize);
   g_test_add_func ("/ops-gpu/layout", test_layout);
   g_test_add_func ("/ops-gpu/out-of-memory", test_out_of_memory);
+  g_test_add_func ("/ops-gpu/round-bf16", test_round_bf16);
+  g_test_add_func ("/ops-gpu/gemm-strided", test_gemm_strided);
+  g_test_add_func ("/ops-gpu/bf16", test_bf16);
 #else
   g_test_add_func ("/ops-gpu/skip", test_skip_without_cuda);
 #endif

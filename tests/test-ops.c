@@ -946,11 +946,46 @@ test_timing (void)
   }
 }
 
+/* bf16 keeps 8 bits of mantissa: 1 + 2^-8 is a tie between 1 and 1 + 2^-7
+ * and goes to the even one (1); just above the tie rounds up; a value past
+ * bf16's largest finite one (0x7f7f0000) becomes infinity; NaN stays NaN. */
+static void
+test_round_bf16 (void)
+{
+  float in[] = { 1.0f, 1.0f + 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-20f, 1.0f + 3 * 0x1p-8f,
+                 -2.5f, 0.1f, 3.4e38f, INFINITY, -INFINITY, NAN, 1e-40f };
+  float want[] = { 1.0f, 1.0f, 1.0f + 0x1p-7f, 1.0f + 0x1p-6f,
+                   -2.5f, 0.10009765625f, INFINITY, INFINITY, -INFINITY, NAN, 0.0f };
+  float out[G_N_ELEMENTS (in)];
+  LodePrecision p;
+
+  lode_ops_round_bf16 (out, in, G_N_ELEMENTS (in));
+  for (guint i = 0; i < G_N_ELEMENTS (in); i++)
+    {
+      if (isnan (want[i]))
+        g_assert_true (isnan (out[i]));
+      else if (i == G_N_ELEMENTS (in) - 1)
+        g_assert_cmpfloat (fabsf (out[i] - 1e-40f), <=, 0x1p-134f);  /* subnormal: steps of 2^-133 */
+      else
+        g_assert_cmpfloat (out[i], ==, want[i]);
+    }
+  /* In place, and idempotent. */
+  lode_ops_round_bf16 (in, in, G_N_ELEMENTS (in));
+  g_assert_cmpmem (in, 6 * sizeof (float), out, 6 * sizeof (float));
+
+  g_assert_true (lode_precision_parse ("bf16", &p) && p == LODE_PRECISION_BF16);
+  g_assert_true (lode_precision_parse ("TF32", &p) && p == LODE_PRECISION_TF32);
+  g_assert_true (lode_precision_parse (NULL, &p) && p == LODE_PRECISION_FP32);
+  g_assert_false (lode_precision_parse ("fp16", &p));
+  g_assert_cmpstr (lode_precision_name (LODE_PRECISION_BF16), ==, "bf16");
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/ops/gemm", test_gemm);
+  g_test_add_func ("/ops/round-bf16", test_round_bf16);
   g_test_add_func ("/ops/gemm-batched", test_gemm_batched);
   g_test_add_func ("/ops/matmul-hand", test_matmul_hand);
   g_test_add_func ("/ops/linear", test_linear);

@@ -345,6 +345,13 @@ test_bad_config (void)
   g_assert_null (lode_train_job_new (&config, &source, NULL, FALSE, NULL, &error));
   g_assert_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG);
   g_clear_error (&error);
+  /* bf16 is a GPU mode; fp16 is not one Lode has */
+  small_config (&config);
+  g_strlcpy (config.precision, "fp16", sizeof config.precision);
+  g_assert_null (lode_train_job_new (&config, &source, NULL, FALSE, NULL, &error));
+  g_assert_error (error, LODE_TRAIN_ERROR, LODE_TRAIN_ERROR_CONFIG);
+  g_assert_nonnull (strstr (error->message, "bf16"));
+  g_clear_error (&error);
   small_config (&config);
   odd.height = 40;
   g_assert_null (lode_train_job_new (&config, &odd, NULL, FALSE, NULL, &error));

@@ -124,12 +124,16 @@ test_train_and_prelabel (Fixture *f, gconstpointer data)
   g_assert_cmpuint (lode_plot_get_n_points (plot, 0), ==, 0);
 
   lode_training_dialog_set_settings (training, LODE_UNET_RESNET18, LODE_TRAIN_BANDS_6, 1, 0.001, FALSE);
-  /* TF32 is a GPU choice: asked for without a CUDA device, the run stays fp32 */
+  /* TF32 and bf16 are GPU choices: asked for without a CUDA device, the
+   * run stays fp32 */
   g_assert_cmpstr (lode_training_dialog_get_precision (training), ==, "fp32");
-  lode_training_dialog_set_tf32 (training, TRUE);
+  lode_training_dialog_set_precision (training, LODE_PRECISION_TF32);
   g_assert_cmpstr (lode_training_dialog_get_precision (training), ==,
                    lode_device_choose ("auto", NULL) == LODE_DEVICE_CUDA ? "tf32" : "fp32");
-  lode_training_dialog_set_tf32 (training, FALSE);
+  lode_training_dialog_set_precision (training, LODE_PRECISION_BF16);
+  g_assert_cmpstr (lode_training_dialog_get_precision (training), ==,
+                   lode_device_choose ("auto", NULL) == LODE_DEVICE_CUDA ? "bf16" : "fp32");
+  lode_training_dialog_set_precision (training, LODE_PRECISION_FP32);
   g_assert_true (lode_training_dialog_start (training));
   g_assert_true (lode_job_dialog_is_running (LODE_JOB_DIALOG (training)));
   g_assert_false (lode_training_dialog_start (training));   /* one run at a time */

@@ -18,6 +18,14 @@
  *                      error.
  *   TOL_LOSS     1e-4  relative, the loss of one step (a mean over every
  *                      pixel in double on both sides).
+ *   bf16 mixed precision on the GPU against fp32 on the CPU: every
+ *   convolution's operands rounded to 8 bits of mantissa (2^-9 relative
+ *   each) and its output to bf16: ~4e-3 per layer, renormalised by batch
+ *   norm after each, so the logits stay within a few 1e-2 (TOL_BF16_LOGITS
+ *   1e-1) and the gradients, through a second pass, within TOL_BF16_GRADS
+ *   2e-1; a convolution that reads the wrong buffer is O(1) off. Each bf16
+ *   check also asserts a difference of more than 1e-5 from fp32, so a bf16
+ *   mode that silently stays fp32 fails.
  *   AdamW after one step moves every parameter by about lr * sign(grad)
  *   (m / sqrt(v) is +-1 at step 1), so a gradient near 0 may take the
  *   other sign on the other device: we allow any parameter to differ by at
@@ -41,6 +49,9 @@
 #define TOL_LOGITS 1e-3
 #define TOL_GRADS 5e-3
 #define TOL_LOSS 1e-4
+#define TOL_BF16_LOGITS 1e-1
+#define TOL_BF16_GRADS 2e-1
+#define TOL_BF16_LOSS 2e-2
 
 #define SIDE 64
 #define BANDS 4
@@ -304,6 +315,7 @@ on_progress (const LodeTrainProgress *p,
 
 static LodeTrainJob *
 run_one_step (const char *device,
+              const char *precision,
               const char *ckpt,
               double     *loss)
 {
@@ -324,6 +336,7 @@ run_one_step (const char *device,
   c.dice_weight = 0.5f;          /* the host Dice path too */
   c.class_weights[2] = 3.0f;
   g_strlcpy (c.device, device, sizeof c.device);
+  g_strlcpy (c.precision, precision, sizeof c.precision);
   job = lode_train_job_new (&c, &source, ckpt, FALSE, NULL, &error);
   g_assert_no_error (error);
   g_assert_true (lode_train_job_run (job, on_progress, &last, NULL, &error));
@@ -354,8 +367,8 @@ test_train_step (void)
   dir = lode_test_mkdtemp ();
   path_cpu = g_build_filename (dir, "cpu.lode-unet", NULL);
   path_gpu = g_build_filename (dir, "gpu.lode-unet", NULL);
-  jc = run_one_step ("cpu", path_cpu, &loss_cpu);
-  jg = run_one_step ("cuda", path_gpu, &loss_gpu);
+  jc = run_one_step ("cpu", "fp32", path_cpu, &loss_cpu);
+  jg = run_one_step ("cuda", "fp32", path_gpu, &loss_gpu);
   g_assert_cmpint (lode_train_job_get_device (jg), ==, LODE_DEVICE_CUDA);
 
   g_test_message ("loss cpu %.7f gpu %.7f", loss_cpu, loss_gpu);
@@ -405,6 +418,71 @@ test_train_step (void)
   lode_test_rmtree (dir);
 }
 
+/* bf16 mixed precision: the same model and batch as on the CPU in fp32,
+ * near it but not equal; then one step of the training job in bf16. */
+static void
+test_bf16 (void)
+{
+  g_autoptr(LodeUnet) cpu = NULL, gpu = NULL;
+  g_autoptr(LodeTrainJob) jc = NULL, jg = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL, *path_cpu = NULL, *path_gpu = NULL;
+  int n = 2;
+  gsize nin = (gsize) n * BANDS * SIDE * SIDE, nl = (gsize) n * CLASSES * SIDE * SIDE, np, far = 0;
+  g_autofree float *x = NULL, *dl = NULL;
+  g_autofree float *lc = g_new (float, nl), *lg = g_new (float, nl);
+  double loss_cpu, loss_gpu, lr = 1e-3, e;
+  const float *pc, *pg;
+
+  if (!gpu_ready ())
+    return;
+  rand_gen = g_rand_new_with_seed (4);
+  x = rnd (nin, -2, 2);
+  dl = rnd (nl, -1e-3, 1e-3);
+  model_pair (&cpu, &gpu);
+  g_assert_true (lode_unet_set_precision (gpu, LODE_PRECISION_BF16, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (lode_unet_forward (cpu, x, n, SIDE, SIDE, LODE_UNET_TRAIN, lc, &error));
+  g_assert_true (lode_unet_forward (gpu, x, n, SIDE, SIDE, LODE_UNET_TRAIN, lg, &error));
+  g_assert_no_error (error);
+  e = norm_error (lg, lc, nl);
+  g_test_message ("bf16 logits: %.3g", e);
+  g_assert_cmpfloat (e, <, TOL_BF16_LOGITS);
+  g_assert_cmpfloat (e, >, 1e-5);
+
+  lode_unet_zero_grad (cpu);
+  lode_unet_zero_grad (gpu);
+  lode_unet_backward (cpu, dl);
+  g_assert_true (lode_unet_backward_checked (gpu, dl, &error));
+  g_assert_no_error (error);
+  e = norm_error (lode_unet_grads (gpu, &np), lode_unet_grads (cpu, NULL), np);
+  g_test_message ("bf16 gradients: %.3g", e);
+  g_assert_cmpfloat (e, <, TOL_BF16_GRADS);
+  g_assert_cmpfloat (e, >, 1e-5);
+  g_rand_free (rand_gen);
+
+  /* One step of the job: the loss near the CPU's, and AdamW's first step
+   * (lr * sign(grad)) the same for all but the parameters whose gradient
+   * is so small that bf16 noise flips its sign: at most 5% of them. */
+  dir = lode_test_mkdtemp ();
+  path_cpu = g_build_filename (dir, "cpu.lode-unet", NULL);
+  path_gpu = g_build_filename (dir, "gpu.lode-unet", NULL);
+  jc = run_one_step ("cpu", "fp32", path_cpu, &loss_cpu);
+  jg = run_one_step ("cuda", "bf16", path_gpu, &loss_gpu);
+  g_test_message ("loss cpu %.7f gpu bf16 %.7f", loss_cpu, loss_gpu);
+  g_assert_cmpfloat (fabs (loss_gpu - loss_cpu) / loss_cpu, <, TOL_BF16_LOSS);
+  pc = lode_unet_params (lode_train_job_get_model (jc), &np);
+  pg = lode_unet_params (lode_train_job_get_model (jg), NULL);
+  for (gsize i = 0; i < np; i++)
+    if (fabs ((double) pg[i] - pc[i]) > 0.01 * lr)
+      far++;
+  g_test_message ("bf16 step: %" G_GSIZE_FORMAT " of %" G_GSIZE_FORMAT " parameters beyond 1%% of lr",
+                  far, np);
+  g_assert_cmpfloat ((double) far, <, 0.05 * np);
+  lode_test_rmtree (dir);
+}
+
 #endif /* LODE_HAVE_CUDA */
 
 static void
@@ -433,6 +511,7 @@ main (int argc, char **argv)
   g_test_add_func ("/unet-gpu/kernels", test_kernels);
   g_test_add_func ("/unet-gpu/forward-backward", test_forward_backward);
   g_test_add_func ("/unet-gpu/train-step", test_train_step);
+  g_test_add_func ("/unet-gpu/bf16", test_bf16);
 #endif
   return g_test_run ();
 }

@@ -1,8 +1,8 @@
 // lode-grad.cu: the CUDA twins of the backward kernels in model/lode-grad.c.
 //
-// The same algorithms as the CPU: convolution gradients through im2col and
-// cuBLAS products (lode_ops_cuda_gemm) with col2im as a gather (one thread
-// per input pixel, no atomics); batch-norm statistics with one 256-thread
+// Convolution gradients come from cuDNN (lode_ops_cuda_conv2d_backward, its
+// deterministic algorithms first, bf16 operands in bf16 mode), the bias
+// gradient from a channel sum here; batch-norm statistics with one 256-thread
 // block per channel summing in double; element-wise kernels with
 // grid-stride loops. Max pooling's backward gathers too: each input pixel
 // looks at the few windows that contain it and takes the gradient of those
@@ -36,54 +36,6 @@ launched (void)
 
 // ---- convolution ------------------------------------------------------------
 
-struct Geo
-{
-  int cig, h, w, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
-};
-
-__global__ static void
-im2col_kernel (float *col, const float *x, Geo g)
-{
-  size_t npix = (size_t) g.oh * g.ow, n = (size_t) g.cig * g.kh * g.kw * npix;
-  GRID_STRIDE (i, n)
-    {
-      size_t r = i / npix, p = i % npix;
-      int kx = (int) (r % g.kw), ky = (int) ((r / g.kw) % g.kh), ci = (int) (r / (g.kw * g.kh));
-      int oy = (int) (p / g.ow), ox = (int) (p % g.ow);
-      int iy = oy * g.sh - g.ph + ky * g.dh, ix = ox * g.sw - g.pw + kx * g.dw;
-      col[i] = (iy >= 0 && iy < g.h && ix >= 0 && ix < g.w)
-               ? x[((size_t) ci * g.h + iy) * g.w + ix] : 0.0f;
-    }
-}
-
-// dx[ci, iy, ix] (+)= sum of dcol over the (ky, kx, oy, ox) that read it.
-__global__ static void
-col2im_kernel (float *dx, const float *dcol, Geo g, int accumulate)
-{
-  size_t npix = (size_t) g.oh * g.ow, n = (size_t) g.cig * g.h * g.w;
-  GRID_STRIDE (i, n)
-    {
-      int ix = (int) (i % g.w), iy = (int) ((i / g.w) % g.h), ci = (int) (i / ((size_t) g.w * g.h));
-      float acc = 0.0f;
-
-      for (int ky = 0; ky < g.kh; ky++)
-        {
-          int ty = iy + g.ph - ky * g.dh;
-          if (ty < 0 || ty % g.sh != 0 || ty / g.sh >= g.oh)
-            continue;
-          for (int kx = 0; kx < g.kw; kx++)
-            {
-              int tx = ix + g.pw - kx * g.dw;
-              if (tx < 0 || tx % g.sw != 0 || tx / g.sw >= g.ow)
-                continue;
-              acc += dcol[((size_t) (ci * g.kh + ky) * g.kw + kx) * npix
-                          + (size_t) (ty / g.sh) * g.ow + tx / g.sw];
-            }
-        }
-      dx[i] = accumulate ? dx[i] + acc : acc;
-    }
-}
-
 // dbias[c] += sum over n and pixels of dy: one block per channel.
 __global__ static void
 channel_sum_kernel (float *dbias, const float *dy, int n, int c, size_t hw)
@@ -114,54 +66,13 @@ lode_grad_cuda_conv2d (LodeOpsCuda *ctx, float *dx, float *dweight, float *dbias
   int oh, ow;
   if (!lode_conv_shape_out_size (s, &oh, &ow))
     return LODE_CUDA_ERROR_INVALID;
-  cudaStream_t st = stream_of (ctx);
-  Geo g = { s->c_in / s->groups, s->h, s->w, oh, ow, s->kh, s->kw, s->stride_h, s->stride_w,
-            s->pad_h, s->pad_w, s->dil_h, s->dil_w };
-  int cog = s->c_out / s->groups, kdim = g.cig * s->kh * s->kw;
-  size_t npix = (size_t) oh * ow, ipix = (size_t) s->h * s->w;
-  float *col = NULL, *dcol = NULL;
-  int status = LODE_CUDA_OK;
-
-  if (dbias != NULL)
+  if (dbias != NULL && s->c_out > 0)
     {
-      channel_sum_kernel<<<s->c_out, BLOCK, 0, st>>> (dbias, dy, s->n, s->c_out, npix);
+      channel_sum_kernel<<<s->c_out, BLOCK, 0, stream_of (ctx)>>> (dbias, dy, s->n, s->c_out,
+                                                                   (size_t) oh * ow);
       TRY (launched ());
     }
-  if (dx == NULL && dweight == NULL)
-    return LODE_CUDA_OK;
-  TRY (lode_ops_cuda_alloc ((void **) &col, sizeof (float) * kdim * npix));
-  status = lode_ops_cuda_alloc ((void **) &dcol, sizeof (float) * kdim * npix);
-  for (int i = 0; i < s->n && status == LODE_CUDA_OK; i++)
-    for (int gr = 0; gr < s->groups && status == LODE_CUDA_OK; gr++)
-      {
-        const float *xg = x + ((size_t) i * s->c_in + (size_t) gr * g.cig) * ipix;
-        const float *wg = weight + (size_t) gr * cog * kdim;
-        const float *dyg = dy + ((size_t) i * s->c_out + (size_t) gr * cog) * npix;
-
-        if (dweight != NULL)
-          {
-            im2col_kernel<<<grid_for (kdim * npix), BLOCK, 0, st>>> (col, xg, g);
-            status = launched ();
-            if (status == LODE_CUDA_OK)
-              status = lode_ops_cuda_gemm (ctx, 0, 1, cog, kdim, (int) npix, 1.0f, dyg, col, 1.0f,
-                                           dweight + (size_t) gr * cog * kdim);
-          }
-        if (dx != NULL && status == LODE_CUDA_OK)
-          {
-            float *dxg = dx + ((size_t) i * s->c_in + (size_t) gr * g.cig) * ipix;
-            status = lode_ops_cuda_gemm (ctx, 1, 0, kdim, (int) npix, cog, 1.0f, wg, dyg, 0.0f, dcol);
-            if (status == LODE_CUDA_OK)
-              {
-                col2im_kernel<<<grid_for (g.cig * ipix), BLOCK, 0, st>>> (dxg, dcol, g, accumulate_dx);
-                status = launched ();
-              }
-          }
-      }
-  if (status == LODE_CUDA_OK)
-    status = lode_ops_cuda_synchronize (ctx);   // before the scratch goes
-  lode_ops_cuda_release (col);
-  lode_ops_cuda_release (dcol);
-  return status;
+  return lode_ops_cuda_conv2d_backward (ctx, dx, dweight, dy, x, weight, s, accumulate_dx);
 }
 
 // ---- batch normalisation ----------------------------------------------------

@@ -9,6 +9,7 @@
 // rows the same way. Every launch is followed by a cudaGetLastError check.
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cudnn.h>
 #include <math.h>
 #include <stdarg.h>
@@ -29,7 +30,11 @@ struct _LodeOpsCuda
   cudnnHandle_t cudnn;
   void *workspace;
   size_t workspace_size;
-  int tf32;
+  // bf16 copies of convolution operands (input, filter, output) in bf16
+  // mode, each grown on demand like the workspace.
+  void *cast[3];
+  size_t cast_size[3];
+  LodePrecision precision;
 };
 
 // ---- status and messages ----------------------------------------------------
@@ -118,9 +123,12 @@ grid_rows (size_t rows)
 static int
 apply_math_modes (LodeOpsCuda *ctx)
 {
-  // CUBLAS_DEFAULT_MATH never uses TF32 for sgemm; TF32 must be asked for.
-  TRY_CUBLAS (cublasSetMathMode (ctx->cublas, ctx->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                         : CUBLAS_DEFAULT_MATH),
+  // The products go through cublasGemmEx, whose compute type says what
+  // tensor cores may do; the math mode is for any other cuBLAS call, and
+  // CUBLAS_DEFAULT_MATH never uses TF32.
+  TRY_CUBLAS (cublasSetMathMode (ctx->cublas, ctx->precision == LODE_PRECISION_TF32
+                                                ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                : CUBLAS_DEFAULT_MATH),
               "cublasSetMathMode");
   return LODE_CUDA_OK;
 }
@@ -162,6 +170,9 @@ lode_ops_cuda_free (LodeOpsCuda *ctx)
     cudaStreamSynchronize (ctx->stream);
   if (ctx->workspace)
     cudaFree (ctx->workspace);
+  for (int i = 0; i < 3; i++)
+    if (ctx->cast[i])
+      cudaFree (ctx->cast[i]);
   if (ctx->cudnn)
     cudnnDestroy (ctx->cudnn);
   if (ctx->cublas)
@@ -174,8 +185,37 @@ lode_ops_cuda_free (LodeOpsCuda *ctx)
 extern "C" void
 lode_ops_cuda_set_tf32 (LodeOpsCuda *ctx, int allow)
 {
-  ctx->tf32 = allow != 0;
-  apply_math_modes (ctx);
+  lode_ops_cuda_set_precision (ctx, allow ? LODE_PRECISION_TF32 : LODE_PRECISION_FP32);
+}
+
+// TF32 and bf16 tensor cores came with Ampere (compute capability 8.0);
+// cuBLAS and cuDNN would quietly fall back to slow paths, or refuse bf16
+// convolutions, on older GPUs, so bf16 is refused there with a reason.
+extern "C" int
+lode_ops_cuda_set_precision (LodeOpsCuda *ctx, LodePrecision precision)
+{
+  if (precision == LODE_PRECISION_BF16)
+    {
+      int device = 0, major = 0, minor = 0;
+
+      TRY_CUDA (cudaGetDevice (&device), "finding the GPU");
+      TRY_CUDA (cudaDeviceGetAttribute (&major, cudaDevAttrComputeCapabilityMajor, device),
+                "asking the GPU its compute capability");
+      TRY_CUDA (cudaDeviceGetAttribute (&minor, cudaDevAttrComputeCapabilityMinor, device),
+                "asking the GPU its compute capability");
+      if (major < 8)
+        return fail (LODE_CUDA_ERROR_UNSUPPORTED,
+                     "bf16 needs a GPU of compute capability 8.0 or newer; this one is %d.%d",
+                     major, minor);
+    }
+  ctx->precision = precision;
+  return apply_math_modes (ctx);
+}
+
+extern "C" LodePrecision
+lode_ops_cuda_get_precision (LodeOpsCuda *ctx)
+{
+  return ctx->precision;
 }
 
 extern "C" void *
@@ -191,28 +231,38 @@ lode_ops_cuda_synchronize (LodeOpsCuda *ctx)
   return LODE_CUDA_OK;
 }
 
-// The context's scratch memory, grown to at least bytes. Freeing the old
-// buffer synchronises the device, so nothing queued still uses it.
+// A scratch buffer of the context, grown to at least bytes; the old one is
+// freed once the device has finished with it.
 static int
-workspace (LodeOpsCuda *ctx, size_t bytes, void **ptr)
+grow (void **buffer, size_t *size, size_t bytes)
 {
-  if (bytes > ctx->workspace_size)
+  if (bytes > *size)
     {
-      if (ctx->workspace)
-        cudaFree (ctx->workspace);
-      ctx->workspace = NULL;
-      ctx->workspace_size = 0;
-      cudaError_t err = cudaMalloc (&ctx->workspace, bytes);
+      if (*buffer)
+        {
+          cudaDeviceSynchronize ();   // nothing queued may still use it
+          cudaFree (*buffer);
+        }
+      *buffer = NULL;
+      *size = 0;
+      cudaError_t err = cudaMalloc (buffer, bytes);
       if (err != cudaSuccess)
         {
           char what[96];
           snprintf (what, sizeof what, "allocating %.1f MiB of GPU scratch memory",
                     bytes / 1048576.0);
-          ctx->workspace = NULL;
+          *buffer = NULL;
           return check_cuda (err, what);
         }
-      ctx->workspace_size = bytes;
+      *size = bytes;
     }
+  return LODE_CUDA_OK;
+}
+
+static int
+workspace (LodeOpsCuda *ctx, size_t bytes, void **ptr)
+{
+  TRY (grow (&ctx->workspace, &ctx->workspace_size, bytes));
   *ptr = ctx->workspace;
   return LODE_CUDA_OK;
 }
@@ -646,9 +696,70 @@ lode_ops_cuda_softmax (LodeOpsCuda *ctx, float *out, const float *in, int rows, 
 
 // ---- matrix products (cuBLAS) ---------------------------------------------------
 
+static cublasComputeType_t
+compute_type (LodeOpsCuda *ctx)
+{
+  switch (ctx->precision)
+    {
+    case LODE_PRECISION_TF32:
+      return CUBLAS_COMPUTE_32F_FAST_TF32;
+    case LODE_PRECISION_BF16:
+      // fp32 matrices in and out; the tensor cores see the operands rounded
+      // to bf16 and sum in fp32 (lode_ops_round_bf16 then sgemm on the CPU).
+      return CUBLAS_COMPUTE_32F_FAST_16BF;
+    case LODE_PRECISION_FP32:
+    default:
+      return CUBLAS_COMPUTE_32F;
+    }
+}
+
 // cuBLAS is column-major: the row-major product C[m,n] = op(A) op(B) is the
 // column-major product C^T[n,m] = op(B)^T op(A)^T, so B goes first and
 // the leading dimensions are the row lengths of the stored matrices.
+extern "C" int
+lode_ops_cuda_gemm_strided (LodeOpsCuda *ctx, int trans_a, int trans_b,
+                            int batch, int m, int n, int k, float alpha,
+                            const float *a, int lda, long long stride_a,
+                            const float *b, int ldb, long long stride_b,
+                            float beta, float *c, int ldc, long long stride_c)
+{
+  REQUIRE (batch >= 0 && m >= 0 && n >= 0 && k >= 0 && ldc >= n
+           && lda >= (trans_a ? m : k) && ldb >= (trans_b ? k : n), "gemm");
+  if (batch == 0 || m == 0 || n == 0)
+    return LODE_CUDA_OK;
+  if (k == 0)
+    {
+      // Nothing to multiply: C = beta * C, row by row (C may be strided).
+      for (int i = 0; i < batch; i++)
+        for (int r = 0; r < m; r++)
+          {
+            float *row = c + i * stride_c + (size_t) r * ldc;
+            if (beta == 0.0f)
+              TRY (lode_ops_cuda_zero (ctx, row, sizeof (float) * (size_t) n));
+            else
+              TRY (lode_ops_cuda_scale (ctx, row, row, beta, (size_t) n));
+          }
+      return LODE_CUDA_OK;
+    }
+
+  cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+
+  if (batch == 1)
+    TRY_CUBLAS (cublasGemmEx (ctx->cublas, op_b, op_a, n, m, k, &alpha,
+                              b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta,
+                              c, CUDA_R_32F, ldc, compute_type (ctx), CUBLAS_GEMM_DEFAULT),
+                "cublasGemmEx");
+  else
+    TRY_CUBLAS (cublasGemmStridedBatchedEx (ctx->cublas, op_b, op_a, n, m, k, &alpha,
+                                            b, CUDA_R_32F, ldb, stride_b,
+                                            a, CUDA_R_32F, lda, stride_a, &beta,
+                                            c, CUDA_R_32F, ldc, stride_c, batch,
+                                            compute_type (ctx), CUBLAS_GEMM_DEFAULT),
+                "cublasGemmStridedBatchedEx");
+  return LODE_CUDA_OK;
+}
+
 extern "C" int
 lode_ops_cuda_gemm_batched (LodeOpsCuda *ctx, int trans_a, int trans_b,
                             int batch, int m, int n, int k, float alpha,
@@ -656,38 +767,10 @@ lode_ops_cuda_gemm_batched (LodeOpsCuda *ctx, int trans_a, int trans_b,
                             const float *b, long long stride_b,
                             float beta, float *c, long long stride_c)
 {
-  REQUIRE (batch >= 0 && m >= 0 && n >= 0 && k >= 0, "gemm");
-  if (batch == 0 || m == 0 || n == 0)
-    return LODE_CUDA_OK;
-  if (k == 0)
-    {
-      // Nothing to multiply: C = beta * C for each matrix.
-      for (int i = 0; i < batch; i++)
-        {
-          float *ci = c + i * stride_c;
-          if (beta == 0.0f)
-            TRY (lode_ops_cuda_zero (ctx, ci, sizeof (float) * (size_t) m * n));
-          else
-            TRY (lode_ops_cuda_scale (ctx, ci, ci, beta, (size_t) m * n));
-        }
-      return LODE_CUDA_OK;
-    }
-
-  cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  int lda = trans_a ? m : k;
-  int ldb = trans_b ? k : n;
-
-  if (batch == 1)
-    TRY_CUBLAS (cublasSgemm (ctx->cublas, op_b, op_a, n, m, k, &alpha,
-                             b, ldb, a, lda, &beta, c, n),
-                "cublasSgemm");
-  else
-    TRY_CUBLAS (cublasSgemmStridedBatched (ctx->cublas, op_b, op_a, n, m, k, &alpha,
-                                           b, ldb, stride_b, a, lda, stride_a,
-                                           &beta, c, n, stride_c, batch),
-                "cublasSgemmStridedBatched");
-  return LODE_CUDA_OK;
+  return lode_ops_cuda_gemm_strided (ctx, trans_a, trans_b, batch, m, n, k, alpha,
+                                     a, trans_a ? m : k, stride_a,
+                                     b, trans_b ? k : n, stride_b,
+                                     beta, c, n, stride_c);
 }
 
 extern "C" int
@@ -774,6 +857,69 @@ lode_ops_cuda_attention (LodeOpsCuda *ctx, float *out, const float *q, const flo
   return LODE_CUDA_OK;
 }
 
+// ---- bf16 copies -------------------------------------------------------------------
+
+__global__ static void
+to_bf16_kernel (__nv_bfloat16 *out, const float *in, size_t n)
+{
+  GRID_STRIDE (i, n)
+    out[i] = __float2bfloat16_rn (in[i]);
+}
+
+__global__ static void
+from_bf16_kernel (float *out, const __nv_bfloat16 *in, size_t n, int accumulate)
+{
+  GRID_STRIDE (i, n)
+    {
+      float v = __bfloat162float (in[i]);
+      out[i] = accumulate ? out[i] + v : v;
+    }
+}
+
+// Cast slot of the context, holding at least n bf16 values.
+static int
+bf16_slot (LodeOpsCuda *ctx, int slot, size_t n, __nv_bfloat16 **out)
+{
+  TRY (grow (&ctx->cast[slot], &ctx->cast_size[slot], sizeof (__nv_bfloat16) * (n ? n : 1)));
+  *out = (__nv_bfloat16 *) ctx->cast[slot];
+  return LODE_CUDA_OK;
+}
+
+// in rounded to bf16 into cast slot.
+static int
+to_bf16 (LodeOpsCuda *ctx, int slot, const float *in, size_t n, const void **out)
+{
+  __nv_bfloat16 *b;
+
+  TRY (bf16_slot (ctx, slot, n, &b));
+  if (n > 0)
+    {
+      to_bf16_kernel<<<grid_for (n), BLOCK, 0, ctx->stream>>> (b, in, n);
+      CHECK_LAUNCH ("rounding to bf16");
+    }
+  *out = b;
+  return LODE_CUDA_OK;
+}
+
+static int
+from_bf16 (LodeOpsCuda *ctx, float *out, const __nv_bfloat16 *in, size_t n, int accumulate)
+{
+  if (n == 0)
+    return LODE_CUDA_OK;
+  from_bf16_kernel<<<grid_for (n), BLOCK, 0, ctx->stream>>> (out, in, n, accumulate);
+  CHECK_LAUNCH ("widening bf16");
+  return LODE_CUDA_OK;
+}
+
+extern "C" int
+lode_ops_cuda_round_bf16 (LodeOpsCuda *ctx, float *out, const float *in, size_t count)
+{
+  const void *b;
+
+  TRY (to_bf16 (ctx, 0, in, count, &b));
+  return from_bf16 (ctx, out, (const __nv_bfloat16 *) b, count, 0);
+}
+
 // ---- convolutions (cuDNN) ---------------------------------------------------------
 
 // The descriptors of one convolution, destroyed on every return path.
@@ -792,23 +938,28 @@ struct ConvDescs
   }
 };
 
-// x: the convolution's input [n, xc, xh, xw]; y: its output
-// [n, yc, yh, yw]; filter [fk, fc, kh, kw] as cuDNN sees the forward
-// convolution x -> y.
+// A convolution as cuDNN sees its forward direction: x [n, xc, xh, xw] ->
+// y [n, yc, yh, yw] with the filter [fk, fc, kh, kw].
+struct ConvGeo
+{
+  int xc, xh, xw, yc, yh, yw, fk, fc;
+};
+
 static int
-conv_descs (LodeOpsCuda *ctx, ConvDescs *cd, const LodeConvShape *s,
-            int xc, int xh, int xw, int yc, int yh, int yw, int fk, int fc)
+conv_descs (LodeOpsCuda *ctx, ConvDescs *cd, const LodeConvShape *s, const ConvGeo &g,
+            cudnnDataType_t type)
 {
   TRY_CUDNN (cudnnCreateTensorDescriptor (&cd->x), "cudnnCreateTensorDescriptor");
   TRY_CUDNN (cudnnCreateTensorDescriptor (&cd->y), "cudnnCreateTensorDescriptor");
   TRY_CUDNN (cudnnCreateFilterDescriptor (&cd->w), "cudnnCreateFilterDescriptor");
   TRY_CUDNN (cudnnCreateConvolutionDescriptor (&cd->conv), "cudnnCreateConvolutionDescriptor");
-  TRY_CUDNN (cudnnSetTensor4dDescriptor (cd->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
-                                         s->n, xc, xh, xw), "cudnnSetTensor4dDescriptor");
-  TRY_CUDNN (cudnnSetTensor4dDescriptor (cd->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT,
-                                         s->n, yc, yh, yw), "cudnnSetTensor4dDescriptor");
-  TRY_CUDNN (cudnnSetFilter4dDescriptor (cd->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
-                                         fk, fc, s->kh, s->kw), "cudnnSetFilter4dDescriptor");
+  TRY_CUDNN (cudnnSetTensor4dDescriptor (cd->x, CUDNN_TENSOR_NCHW, type,
+                                         s->n, g.xc, g.xh, g.xw), "cudnnSetTensor4dDescriptor");
+  TRY_CUDNN (cudnnSetTensor4dDescriptor (cd->y, CUDNN_TENSOR_NCHW, type,
+                                         s->n, g.yc, g.yh, g.yw), "cudnnSetTensor4dDescriptor");
+  TRY_CUDNN (cudnnSetFilter4dDescriptor (cd->w, type, CUDNN_TENSOR_NCHW,
+                                         g.fk, g.fc, s->kh, s->kw), "cudnnSetFilter4dDescriptor");
+  // Sums in fp32 whatever the operands are (cuDNN's "pseudo bf16" setting).
   TRY_CUDNN (cudnnSetConvolution2dDescriptor (cd->conv, s->pad_h, s->pad_w,
                                               s->stride_h, s->stride_w,
                                               s->dil_h, s->dil_w,
@@ -816,17 +967,22 @@ conv_descs (LodeOpsCuda *ctx, ConvDescs *cd, const LodeConvShape *s,
              "cudnnSetConvolution2dDescriptor");
   TRY_CUDNN (cudnnSetConvolutionGroupCount (cd->conv, s->groups),
              "cudnnSetConvolutionGroupCount");
-  // FMA math keeps cuDNN off TF32 tensor cores, so that results agree with
-  // the CPU to fp32 rounding; TF32 only when the caller allowed it.
-  TRY_CUDNN (cudnnSetConvolutionMathType (cd->conv, ctx->tf32 ? CUDNN_DEFAULT_MATH
-                                                               : CUDNN_FMA_MATH),
-             "cudnnSetConvolutionMathType");
+  // FMA math keeps cuDNN off TF32 tensor cores, so that fp32 results agree
+  // with the CPU to fp32 rounding; TF32 only when the caller allowed it;
+  // tensor cores for bf16 operands.
+  cudnnMathType_t math = ctx->precision == LODE_PRECISION_BF16 ? CUDNN_TENSOR_OP_MATH
+                         : ctx->precision == LODE_PRECISION_TF32 ? CUDNN_DEFAULT_MATH
+                         : CUDNN_FMA_MATH;
+  TRY_CUDNN (cudnnSetConvolutionMathType (cd->conv, math), "cudnnSetConvolutionMathType");
   return LODE_CUDA_OK;
 }
 
 // The heuristics rank the algorithms; run the first that works, stepping
-// past those whose workspace does not fit in GPU memory. size (algo, &bytes)
-// and run (algo, workspace, bytes) make the cuDNN calls.
+// past those whose workspace does not fit in GPU memory. Deterministic
+// algorithms come first, so that a seeded training run repeats itself (the
+// backward passes have atomics-based ones), and the others only when none of
+// those runs. size (algo, &bytes) and run (algo, workspace, bytes) make the
+// cuDNN calls.
 template <typename Perf, typename SizeFn, typename RunFn>
 static int
 run_ranked (LodeOpsCuda *ctx, const Perf *perf, int found, const char *what,
@@ -835,22 +991,132 @@ run_ranked (LodeOpsCuda *ctx, const Perf *perf, int found, const char *what,
   int status = fail (LODE_CUDA_ERROR_UNSUPPORTED, "%s: no cuDNN algorithm for these sizes",
                      what);
 
-  for (int i = 0; i < found; i++)
-    {
-      size_t bytes = 0;
-      void *ws = NULL;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < found; i++)
+      {
+        size_t bytes = 0;
+        void *ws = NULL;
 
-      if (perf[i].status != CUDNN_STATUS_SUCCESS)
-        continue;
-      status = check_cudnn (size (perf[i].algo, &bytes), what);
-      if (status == LODE_CUDA_OK)
-        status = workspace (ctx, bytes, &ws);
-      if (status == LODE_CUDA_OK)
-        status = check_cudnn (run (perf[i].algo, ws, bytes), what);
-      if (status == LODE_CUDA_OK)
-        break;
-    }
+        if (perf[i].status != CUDNN_STATUS_SUCCESS
+            || (perf[i].determinism == CUDNN_DETERMINISTIC) != (pass == 0))
+          continue;
+        status = check_cudnn (size (perf[i].algo, &bytes), what);
+        if (status == LODE_CUDA_OK)
+          status = workspace (ctx, bytes, &ws);
+        if (status == LODE_CUDA_OK)
+          status = check_cudnn (run (perf[i].algo, ws, bytes), what);
+        if (status == LODE_CUDA_OK)
+          return LODE_CUDA_OK;
+      }
   return status;
+}
+
+enum ConvDir { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_FILTER };
+
+// One cuDNN pass over the convolution g: the forward pass writes y from x
+// and w, the backward-data pass x from y and w, the backward-filter pass w
+// from x and y. The output is overwritten, or added to with accumulate. In
+// bf16 mode the two inputs go through bf16 copies (cast slots 0 and 1) and
+// the output comes back through a third (slot 2), widened into fp32.
+static int
+conv_pass (LodeOpsCuda *ctx, ConvDir dir, const LodeConvShape *s, const ConvGeo &g,
+           const float *x, const float *w, const float *y, float *out, int accumulate,
+           const char *what)
+{
+  const bool bf16 = ctx->precision == LODE_PRECISION_BF16;
+  size_t nx = (size_t) s->n * g.xc * g.xh * g.xw;
+  size_t nw = (size_t) g.fk * g.fc * s->kh * s->kw;
+  size_t ny = (size_t) s->n * g.yc * g.yh * g.yw;
+  size_t nout = dir == CONV_FORWARD ? ny : dir == CONV_BACKWARD_DATA ? nx : nw;
+  const void *xin = x, *win = w, *yin = y;
+  void *dst = out;
+  float beta = accumulate ? 1.0f : 0.0f;
+  const float one = 1.0f;
+  ConvDescs cd;
+
+  if (nout == 0)
+    return LODE_CUDA_OK;
+  TRY (conv_descs (ctx, &cd, s, g, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT));
+  if (bf16)
+    {
+      int slot = 0;
+      __nv_bfloat16 *b;
+
+      if (dir != CONV_BACKWARD_DATA)
+        TRY (to_bf16 (ctx, slot++, x, nx, &xin));
+      if (dir != CONV_BACKWARD_FILTER)
+        TRY (to_bf16 (ctx, slot++, w, nw, &win));
+      if (dir != CONV_FORWARD)
+        TRY (to_bf16 (ctx, slot++, y, ny, &yin));
+      TRY (bf16_slot (ctx, 2, nout, &b));
+      dst = b;
+      beta = 0.0f;
+    }
+
+  int found = 0;
+  if (dir == CONV_FORWARD)
+    {
+      cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+      TRY_CUDNN (cudnnGetConvolutionForwardAlgorithm_v7 (ctx->cudnn, cd.x, cd.w, cd.conv, cd.y,
+                                                          CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+                                                          &found, perf),
+                 "cudnnGetConvolutionForwardAlgorithm_v7");
+      TRY (run_ranked (ctx, perf, found, what,
+                       [&] (cudnnConvolutionFwdAlgo_t algo, size_t *bytes) {
+                         return cudnnGetConvolutionForwardWorkspaceSize (ctx->cudnn, cd.x, cd.w,
+                                                                         cd.conv, cd.y, algo,
+                                                                         bytes);
+                       },
+                       [&] (cudnnConvolutionFwdAlgo_t algo, void *ws, size_t bytes) {
+                         return cudnnConvolutionForward (ctx->cudnn, &one, cd.x, xin, cd.w, win,
+                                                         cd.conv, algo, ws, bytes,
+                                                         &beta, cd.y, dst);
+                       }));
+    }
+  else if (dir == CONV_BACKWARD_DATA)
+    {
+      cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+      TRY_CUDNN (cudnnGetConvolutionBackwardDataAlgorithm_v7 (ctx->cudnn, cd.w, cd.y, cd.conv,
+                                                               cd.x,
+                                                               CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                                                               &found, perf),
+                 "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+      TRY (run_ranked (ctx, perf, found, what,
+                       [&] (cudnnConvolutionBwdDataAlgo_t algo, size_t *bytes) {
+                         return cudnnGetConvolutionBackwardDataWorkspaceSize (ctx->cudnn, cd.w,
+                                                                              cd.y, cd.conv,
+                                                                              cd.x, algo, bytes);
+                       },
+                       [&] (cudnnConvolutionBwdDataAlgo_t algo, void *ws, size_t bytes) {
+                         return cudnnConvolutionBackwardData (ctx->cudnn, &one, cd.w, win,
+                                                              cd.y, yin, cd.conv, algo,
+                                                              ws, bytes, &beta, cd.x, dst);
+                       }));
+    }
+  else
+    {
+      cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+      TRY_CUDNN (cudnnGetConvolutionBackwardFilterAlgorithm_v7 (ctx->cudnn, cd.x, cd.y, cd.conv,
+                                                                 cd.w,
+                                                                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                                 &found, perf),
+                 "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
+      TRY (run_ranked (ctx, perf, found, what,
+                       [&] (cudnnConvolutionBwdFilterAlgo_t algo, size_t *bytes) {
+                         return cudnnGetConvolutionBackwardFilterWorkspaceSize (ctx->cudnn, cd.x,
+                                                                                cd.y, cd.conv,
+                                                                                cd.w, algo,
+                                                                                bytes);
+                       },
+                       [&] (cudnnConvolutionBwdFilterAlgo_t algo, void *ws, size_t bytes) {
+                         return cudnnConvolutionBackwardFilter (ctx->cudnn, &one, cd.x, xin,
+                                                                cd.y, yin, cd.conv, algo,
+                                                                ws, bytes, &beta, cd.w, dst);
+                       }));
+    }
+  if (bf16)
+    TRY (from_bf16 (ctx, out, (const __nv_bfloat16 *) dst, nout, accumulate));
+  return LODE_CUDA_OK;
 }
 
 extern "C" int
@@ -858,31 +1124,11 @@ lode_ops_cuda_conv2d (LodeOpsCuda *ctx, float *out, const float *in,
                       const float *weight, const float *bias, const LodeConvShape *s)
 {
   int oh, ow;
-  ConvDescs cd;
 
   REQUIRE (lode_conv_shape_out_size (s, &oh, &ow), "conv2d");
-  TRY (conv_descs (ctx, &cd, s, s->c_in, s->h, s->w, s->c_out, oh, ow,
-                   s->c_out, s->c_in / s->groups));
-
-  cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-  int found = 0;
-  TRY_CUDNN (cudnnGetConvolutionForwardAlgorithm_v7 (ctx->cudnn, cd.x, cd.w, cd.conv, cd.y,
-                                                      CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
-                                                      &found, perf),
-             "cudnnGetConvolutionForwardAlgorithm_v7");
-
-  const float one = 1.0f, zero = 0.0f;
-  TRY (run_ranked (ctx, perf, found, "conv2d (cudnnConvolutionForward)",
-                   [&] (cudnnConvolutionFwdAlgo_t algo, size_t *bytes) {
-                     return cudnnGetConvolutionForwardWorkspaceSize (ctx->cudnn, cd.x, cd.w,
-                                                                     cd.conv, cd.y, algo,
-                                                                     bytes);
-                   },
-                   [&] (cudnnConvolutionFwdAlgo_t algo, void *ws, size_t bytes) {
-                     return cudnnConvolutionForward (ctx->cudnn, &one, cd.x, in, cd.w, weight,
-                                                     cd.conv, algo, ws, bytes,
-                                                     &zero, cd.y, out);
-                   }));
+  ConvGeo g = { s->c_in, s->h, s->w, s->c_out, oh, ow, s->c_out, s->c_in / s->groups };
+  TRY (conv_pass (ctx, CONV_FORWARD, s, g, in, weight, NULL, out, 0,
+                  "conv2d (cudnnConvolutionForward)"));
   if (bias)
     TRY (lode_ops_cuda_add_channel_bias (ctx, out, out, bias, s->n, s->c_out, oh * ow));
   return LODE_CUDA_OK;
@@ -898,34 +1144,31 @@ lode_ops_cuda_conv_transpose2d (LodeOpsCuda *ctx, float *out, const float *in,
                                 const LodeConvShape *s)
 {
   int oh, ow;
-  ConvDescs cd;
 
   REQUIRE (lode_conv_shape_tout_size (s, &oh, &ow), "conv_transpose2d");
-  TRY (conv_descs (ctx, &cd, s, s->c_out, oh, ow, s->c_in, s->h, s->w,
-                   s->c_in, s->c_out / s->groups));
-
-  cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-  int found = 0;
-  TRY_CUDNN (cudnnGetConvolutionBackwardDataAlgorithm_v7 (ctx->cudnn, cd.w, cd.y, cd.conv,
-                                                           cd.x,
-                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                           &found, perf),
-             "cudnnGetConvolutionBackwardDataAlgorithm_v7");
-
-  const float one = 1.0f, zero = 0.0f;
-  TRY (run_ranked (ctx, perf, found, "conv_transpose2d (cudnnConvolutionBackwardData)",
-                   [&] (cudnnConvolutionBwdDataAlgo_t algo, size_t *bytes) {
-                     return cudnnGetConvolutionBackwardDataWorkspaceSize (ctx->cudnn, cd.w,
-                                                                          cd.y, cd.conv, cd.x,
-                                                                          algo, bytes);
-                   },
-                   [&] (cudnnConvolutionBwdDataAlgo_t algo, void *ws, size_t bytes) {
-                     return cudnnConvolutionBackwardData (ctx->cudnn, &one, cd.w, weight,
-                                                          cd.y, in, cd.conv, algo,
-                                                          ws, bytes, &zero, cd.x, out);
-                   }));
+  ConvGeo g = { s->c_out, oh, ow, s->c_in, s->h, s->w, s->c_in, s->c_out / s->groups };
+  TRY (conv_pass (ctx, CONV_BACKWARD_DATA, s, g, NULL, weight, in, out, 0,
+                  "conv_transpose2d (cudnnConvolutionBackwardData)"));
   if (bias)
     TRY (lode_ops_cuda_add_channel_bias (ctx, out, out, bias, s->n, s->c_out, oh * ow));
+  return LODE_CUDA_OK;
+}
+
+extern "C" int
+lode_ops_cuda_conv2d_backward (LodeOpsCuda *ctx, float *dx, float *dweight, const float *dy,
+                               const float *x, const float *weight, const LodeConvShape *s,
+                               int accumulate_dx)
+{
+  int oh, ow;
+
+  REQUIRE (lode_conv_shape_out_size (s, &oh, &ow), "conv2d backward");
+  ConvGeo g = { s->c_in, s->h, s->w, s->c_out, oh, ow, s->c_out, s->c_in / s->groups };
+  if (dx != NULL)
+    TRY (conv_pass (ctx, CONV_BACKWARD_DATA, s, g, NULL, weight, dy, dx, accumulate_dx,
+                    "conv2d backward (cudnnConvolutionBackwardData)"));
+  if (dweight != NULL)
+    TRY (conv_pass (ctx, CONV_BACKWARD_FILTER, s, g, x, NULL, dy, dweight, 1,
+                    "conv2d backward (cudnnConvolutionBackwardFilter)"));
   return LODE_CUDA_OK;
 }
 

@@ -4,15 +4,10 @@
 // tests/test-sam2-encoder-gpu.c).
 //
 // The windowed attention reads q, k and v where the qkv projection left
-// them (rows 3 * dim apart), so its products need leading dimensions that
-// lode_ops_cuda_gemm_batched does not take: this file keeps its own cuBLAS
-// handle, bound to the LodeOpsCuda context's stream so that every kernel of
-// the encoder stays in one queue. cuBLAS is column-major: a row-major
-// C [m, n] = A B is the column-major C^T = B^T A^T, so each call below names
-// the row-major operands in swapped order with their row lengths as leading
-// dimensions.
+// them (rows 3 * dim apart), through lode_ops_cuda_gemm_strided, so that its
+// products follow the context's precision like every other product and
+// every kernel of the encoder stays in the context's queue.
 #include <cuda_runtime.h>
-#include <cublas_v2.h>
 #include <math.h>
 
 #pragma nv_diag_suppress 1217
@@ -23,7 +18,6 @@
 struct _LodeSam2Cuda
 {
   LodeOpsCuda *ops;
-  cublasHandle_t cublas;
 };
 
 // Attention scores formed at once, at most (64 MiB), unless one query row
@@ -34,12 +28,6 @@ static int
 check_cuda (cudaError_t err, const char *what)
 {
   return lode_ops_cuda_status ((int) err, what);
-}
-
-static int
-check_cublas (cublasStatus_t st, const char *what)
-{
-  return lode_ops_cuda_cublas_status ((int) st, what);
 }
 
 #define TRY(expr) \
@@ -59,20 +47,8 @@ extern "C" int
 lode_sam2_cuda_new (LodeOpsCuda *ops, LodeSam2Cuda **out)
 {
   LodeSam2Cuda *ctx = new LodeSam2Cuda ();
-  int s;
 
-  *out = NULL;
   ctx->ops = ops;
-  s = check_cublas (cublasCreate (&ctx->cublas), "cublasCreate");
-  if (s == LODE_CUDA_OK)
-    s = check_cublas (cublasSetStream (ctx->cublas, stream_of (ctx)), "cublasSetStream");
-  if (s == LODE_CUDA_OK)
-    s = lode_sam2_cuda_set_tf32 (ctx, 0);
-  if (s != LODE_CUDA_OK)
-    {
-      lode_sam2_cuda_free (ctx);
-      return s;
-    }
   *out = ctx;
   return LODE_CUDA_OK;
 }
@@ -80,20 +56,7 @@ lode_sam2_cuda_new (LodeOpsCuda *ops, LodeSam2Cuda **out)
 extern "C" void
 lode_sam2_cuda_free (LodeSam2Cuda *ctx)
 {
-  if (ctx == NULL)
-    return;
-  if (ctx->cublas)
-    cublasDestroy (ctx->cublas);
   delete ctx;
-}
-
-extern "C" int
-lode_sam2_cuda_set_tf32 (LodeSam2Cuda *ctx, int allow)
-{
-  // CUBLAS_DEFAULT_MATH never uses TF32 for sgemm: fp32 products, as the CPU
-  return check_cublas (cublasSetMathMode (ctx->cublas, allow ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                             : CUBLAS_DEFAULT_MATH),
-                       "cublasSetMathMode");
 }
 
 // ---- 2x2 max pooling of channels-last rows with a stride ----------------------
@@ -179,7 +142,6 @@ lode_sam2_cuda_attention (LodeSam2Cuda *ctx, float *out, const float *q, int q_s
                           const float *k, const float *v, int kv_stride,
                           int nw, int heads, int lq, int lk, int hd, float *scratch)
 {
-  const float zero = 0.0f, one = 1.0f;
   float scale;
   int dim = heads * hd, rows;
 
@@ -198,24 +160,18 @@ lode_sam2_cuda_attention (LodeSam2Cuda *ctx, float *out, const float *q, int q_s
         const float *vh = v + (size_t) h * hd;
         float *oh = out + (size_t) r0 * dim + (size_t) h * hd;
 
-        // column-major scores^T [lk, nr] (ld lk) = op(A) op(B): A = k_h,
-        // column-major [hd, lk] with ld kv_stride, transposed; B = q_h,
-        // column-major [hd, nr] with ld q_stride
-        TRY (check_cublas (cublasSgemmStridedBatched (ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N,
-                                                      lk, nr, hd, &scale,
-                                                      kh, kv_stride, (long long) lk * kv_stride,
-                                                      qh, q_stride, (long long) lq * q_stride,
-                                                      &zero, scratch, lk, (long long) nr * lk, nw),
-                           "attention scores (cublasSgemmStridedBatched)"));
+        // scores [nw][nr, lk] = scale q_h [nr, hd] k_h [lk, hd]^T, the
+        // windows lq (lk) rows of q (k) apart
+        TRY (lode_ops_cuda_gemm_strided (ctx->ops, 0, 1, nw, nr, lk, hd, scale,
+                                         qh, q_stride, (long long) lq * q_stride,
+                                         kh, kv_stride, (long long) lk * kv_stride,
+                                         0.0f, scratch, lk, (long long) nr * lk));
         TRY (lode_ops_cuda_softmax (ctx->ops, scratch, scratch, nw * nr, lk));
-        // column-major out_h^T [hd, nr] (ld dim) = v_h^T [hd, lk] (ld
-        // kv_stride) scores^T [lk, nr] (ld lk)
-        TRY (check_cublas (cublasSgemmStridedBatched (ctx->cublas, CUBLAS_OP_N, CUBLAS_OP_N,
-                                                      hd, nr, lk, &one,
-                                                      vh, kv_stride, (long long) lk * kv_stride,
-                                                      scratch, lk, (long long) nr * lk,
-                                                      &zero, oh, dim, (long long) lq * dim, nw),
-                           "attention output (cublasSgemmStridedBatched)"));
+        // out_h [nw][nr, hd] (rows dim apart) = scores [nr, lk] v_h [lk, hd]
+        TRY (lode_ops_cuda_gemm_strided (ctx->ops, 0, 0, nw, nr, hd, lk, 1.0f,
+                                         scratch, lk, (long long) nr * lk,
+                                         vh, kv_stride, (long long) lk * kv_stride,
+                                         0.0f, oh, dim, (long long) lq * dim));
       }
   return LODE_CUDA_OK;
 }
@@ -226,17 +182,11 @@ extern "C" int
 lode_sam2_cuda_conv1x1_to_nchw (LodeSam2Cuda *ctx, float *out, const float *x,
                                 const float *w, const float *b, int hw, int c_in, int c_out)
 {
-  const float zero = 0.0f, one = 1.0f;
-
   REQUIRE (hw >= 0 && c_in > 0 && c_out > 0, "conv1x1_to_nchw");
   if (hw == 0)
     return LODE_CUDA_OK;
-  // row-major out [c_out, hw] = w x^T is column-major out^T [hw, c_out]
-  // (ld hw) = op(A) op(B): A = x, column-major [c_in, hw] with ld c_in,
-  // transposed; B = w, column-major [c_in, c_out] with ld c_in
-  TRY (check_cublas (cublasSgemm (ctx->cublas, CUBLAS_OP_T, CUBLAS_OP_N, hw, c_out, c_in, &one,
-                                  x, c_in, w, c_in, &zero, out, hw),
-                     "conv1x1_to_nchw (cublasSgemm)"));
+  // out [c_out, hw] = w [c_out, c_in] x [hw, c_in]^T
+  TRY (lode_ops_cuda_gemm (ctx->ops, 0, 1, c_out, hw, c_in, 1.0f, w, x, 0.0f, out));
   if (b != NULL)
     TRY (lode_ops_cuda_add_channel_bias (ctx->ops, out, out, b, 1, c_out, hw));
   return LODE_CUDA_OK;

@@ -745,6 +745,23 @@ test_bf16 (void)
     lode_ops_cuda_release (dw_);
   }
 
+  /* the U-Net's stem on 6 bands: in bf16 where cuDNN has an algorithm for
+   * 6 channels, else with fp32 operands; near the fp32 result either way */
+  {
+    const LodeConvShape stem = { 2, 6, 32, 32, 64, 7, 7, 2, 2, 3, 3, 1, 1, 1, 0, 0 };
+    int oh, ow;
+    g_assert_true (lode_conv_shape_out_size (&stem, &oh, &ow));
+    gsize nx = (gsize) 2 * 6 * 32 * 32, nw = (gsize) 64 * 6 * 49, ny = (gsize) 2 * 64 * oh * ow;
+    g_autofree float *x = random_array (nx), *w = random_array (nw), *fp32 = g_new (float, ny);
+    float *dx_ = to_gpu (x, nx), *dw_ = to_gpu (w, nw), *dout = gpu_new (ny);
+
+    assert_ok (lode_ops_cuda_conv2d (ctx, dout, dx_, dw_, NULL, &stem));
+    lode_ops_conv2d (fp32, x, w, NULL, &stem);
+    compare (dout, fp32, ny, TOL_BF16_OUT, "bf16 mode, 6-channel stem");
+    lode_ops_cuda_release (dx_);
+    lode_ops_cuda_release (dw_);
+  }
+
   /* back to fp32: the CPU's results again */
   assert_ok (lode_ops_cuda_set_precision (ctx, LODE_PRECISION_FP32));
   {

@@ -946,9 +946,10 @@ struct ConvGeo
 };
 
 static int
-conv_descs (LodeOpsCuda *ctx, ConvDescs *cd, const LodeConvShape *s, const ConvGeo &g,
-            cudnnDataType_t type)
+conv_descs (LodeOpsCuda *ctx, ConvDescs *cd, const LodeConvShape *s, const ConvGeo &g, bool bf16)
 {
+  cudnnDataType_t type = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+
   TRY_CUDNN (cudnnCreateTensorDescriptor (&cd->x), "cudnnCreateTensorDescriptor");
   TRY_CUDNN (cudnnCreateTensorDescriptor (&cd->y), "cudnnCreateTensorDescriptor");
   TRY_CUDNN (cudnnCreateFilterDescriptor (&cd->w), "cudnnCreateFilterDescriptor");
@@ -968,10 +969,11 @@ conv_descs (LodeOpsCuda *ctx, ConvDescs *cd, const LodeConvShape *s, const ConvG
   TRY_CUDNN (cudnnSetConvolutionGroupCount (cd->conv, s->groups),
              "cudnnSetConvolutionGroupCount");
   // FMA math keeps cuDNN off TF32 tensor cores, so that fp32 results agree
-  // with the CPU to fp32 rounding; TF32 only when the caller allowed it;
-  // tensor cores for bf16 operands.
-  cudnnMathType_t math = ctx->precision == LODE_PRECISION_BF16 ? CUDNN_TENSOR_OP_MATH
-                         : ctx->precision == LODE_PRECISION_TF32 ? CUDNN_DEFAULT_MATH
+  // with the CPU to fp32 rounding; TF32 when the caller allowed it (or asked
+  // for bf16, for a convolution that falls back to fp32 operands); tensor
+  // cores for bf16 operands.
+  cudnnMathType_t math = bf16 ? CUDNN_TENSOR_OP_MATH
+                         : ctx->precision != LODE_PRECISION_FP32 ? CUDNN_DEFAULT_MATH
                          : CUDNN_FMA_MATH;
   TRY_CUDNN (cudnnSetConvolutionMathType (cd->conv, math), "cudnnSetConvolutionMathType");
   return LODE_CUDA_OK;
@@ -1019,11 +1021,10 @@ enum ConvDir { CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_FILTER };
 // bf16 mode the two inputs go through bf16 copies (cast slots 0 and 1) and
 // the output comes back through a third (slot 2), widened into fp32.
 static int
-conv_pass (LodeOpsCuda *ctx, ConvDir dir, const LodeConvShape *s, const ConvGeo &g,
-           const float *x, const float *w, const float *y, float *out, int accumulate,
-           const char *what)
+conv_pass_as (LodeOpsCuda *ctx, bool bf16, ConvDir dir, const LodeConvShape *s, const ConvGeo &g,
+              const float *x, const float *w, const float *y, float *out, int accumulate,
+              const char *what)
 {
-  const bool bf16 = ctx->precision == LODE_PRECISION_BF16;
   size_t nx = (size_t) s->n * g.xc * g.xh * g.xw;
   size_t nw = (size_t) g.fk * g.fc * s->kh * s->kw;
   size_t ny = (size_t) s->n * g.yc * g.yh * g.yw;
@@ -1036,7 +1037,7 @@ conv_pass (LodeOpsCuda *ctx, ConvDir dir, const LodeConvShape *s, const ConvGeo 
 
   if (nout == 0)
     return LODE_CUDA_OK;
-  TRY (conv_descs (ctx, &cd, s, g, bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT));
+  TRY (conv_descs (ctx, &cd, s, g, bf16));
   if (bf16)
     {
       int slot = 0;
@@ -1117,6 +1118,24 @@ conv_pass (LodeOpsCuda *ctx, ConvDir dir, const LodeConvShape *s, const ConvGeo 
   if (bf16)
     TRY (from_bf16 (ctx, out, (const __nv_bfloat16 *) dst, nout, accumulate));
   return LODE_CUDA_OK;
+}
+
+// conv_pass_as in the context's precision. A convolution that cuDNN has no
+// bf16 algorithm for (some versions want channel counts that are multiples
+// of 8 for bf16, which a first convolution on 6 or 13 bands is not) runs
+// with fp32 operands instead, so that bf16 mode never fails where fp32 works.
+static int
+conv_pass (LodeOpsCuda *ctx, ConvDir dir, const LodeConvShape *s, const ConvGeo &g,
+           const float *x, const float *w, const float *y, float *out, int accumulate,
+           const char *what)
+{
+  if (ctx->precision == LODE_PRECISION_BF16)
+    {
+      int status = conv_pass_as (ctx, true, dir, s, g, x, w, y, out, accumulate, what);
+      if (status != LODE_CUDA_ERROR_UNSUPPORTED)
+        return status;
+    }
+  return conv_pass_as (ctx, false, dir, s, g, x, w, y, out, accumulate, what);
 }
 
 extern "C" int

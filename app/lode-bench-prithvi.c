@@ -189,11 +189,6 @@ lode_bench_prithvi (int argc, char **argv)
       lode_cli_error ("bench", "%s", error->message);
       return error->code == LODE_DEVICE_ERROR_UNKNOWN ? LODE_EXIT_USAGE : LODE_EXIT_FAILURE;
     }
-  if (unfreeze != 0 && device != LODE_DEVICE_CPU)
-    {
-      lode_cli_error ("bench", _("--unfreeze-blocks trains encoder blocks on the CPU only; use --device cpu"));
-      return LODE_EXIT_USAGE;
-    }
 
   if (threads > 0)
     openblas_set_num_threads (threads);

@@ -469,21 +469,14 @@ lode_cmd_train (int argc, char **argv)
     }
   else
     {
-      /* auto: CUDA when present, but the CPU when encoder blocks are to
-       * be trained (they train on the CPU only) */
+      /* auto: CUDA when present, with or without unfrozen blocks */
       g_autoptr(GError) device_error = NULL;
 
-      prithvi_device = lode_device_choose (device != NULL ? device : unfreeze != 0 ? "cpu" : "auto",
-                                           &device_error);
+      prithvi_device = lode_device_choose (device != NULL ? device : "auto", &device_error);
       if (device_error != NULL)
         {
           lode_cli_error ("train", "%s", device_error->message);
           return device_error->code == LODE_DEVICE_ERROR_UNKNOWN ? LODE_EXIT_USAGE : LODE_EXIT_FAILURE;
-        }
-      if (prithvi_device != LODE_DEVICE_CPU && unfreeze != 0)
-        {
-          lode_cli_error ("train", _("--unfreeze-blocks trains encoder blocks on the CPU only; use --device cpu"));
-          return LODE_EXIT_USAGE;
         }
     }
   if (unfreeze != 0 && (!is_prithvi || unfreeze < 0))

@@ -59,6 +59,21 @@ lode_prithvi_tokens_assemble (float *x, const float *patches, const float *pos, 
     }
 }
 
+void
+lode_prithvi_image_to_tokens_add (float *tokens, const float *image, int n, int gh, int gw, int e)
+{
+  int l = gh * gw;
+
+  for (int b = 0; b < n; b++)
+    for (int t = 0; t < l; t++)
+      {
+        float *row = tokens + ((gsize) b * (l + 1) + t + 1) * e;
+
+        for (int j = 0; j < e; j++)
+          row[j] += image[((gsize) b * e + j) * l + t];
+      }
+}
+
 /* ---- the CPU table -------------------------------------------------------- */
 
 #define CPU_GUARD(be) do { if ((be)->status != 0) return; } while (0)
@@ -336,13 +351,45 @@ cpu_adamw (LodePrithviBackend *be, float *param, const float *grad, float *m, fl
   lode_grad_adamw (param, grad, m, v, count, opt, step);
 }
 
+static void
+cpu_grad_linear (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy, const float *x,
+                 const float *weight, int rows, int in_f, int out_f)
+{
+  CPU_GUARD (be);
+  lode_grad_linear (dx, dweight, dbias, dy, x, weight, rows, in_f, out_f);
+}
+
+static void
+cpu_grad_layer_norm (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy,
+                     const float *x, const float *weight, int rows, int c, float eps)
+{
+  CPU_GUARD (be);
+  lode_grad_layer_norm (dx, dweight, dbias, dy, x, weight, rows, c, eps);
+}
+
+static void
+cpu_grad_attention (LodePrithviBackend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                    const float *k, const float *v, const float *probs, int bh, int lq, int lk, int d)
+{
+  CPU_GUARD (be);
+  lode_grad_attention (dq, dk, dv, dout, q, k, v, probs, bh, lq, lk, d);
+}
+
+static void
+cpu_image_to_tokens_add (LodePrithviBackend *be, float *tokens, const float *image, int n, int gh, int gw, int e)
+{
+  CPU_GUARD (be);
+  lode_prithvi_image_to_tokens_add (tokens, image, n, gh, gw, e);
+}
+
 static const LodePrithviKernels cpu_kernels = {
   cpu_alloc, cpu_release, cpu_upload, cpu_copy /* download */, cpu_copy, cpu_zero, cpu_mirror, cpu_unmirror,
   cpu_conv2d, cpu_conv_transpose2d, cpu_linear, cpu_layer_norm, cpu_batch_norm, cpu_batch_norm_train,
   cpu_gelu, cpu_relu, cpu_add, cpu_mul, cpu_attention, cpu_attention_train, cpu_max_pool2d,
   cpu_max_pool2d_train, cpu_resize, cpu_adaptive_avg_pool, cpu_heads_copy, cpu_tokens_assemble,
   cpu_tokens_to_image, cpu_grad_conv2d, cpu_grad_batch_norm, cpu_grad_relu, cpu_grad_gelu, cpu_grad_max_pool2d,
-  cpu_resize_backward, cpu_adaptive_avg_pool_backward, cpu_up2_backward, cpu_adamw,
+  cpu_resize_backward, cpu_adaptive_avg_pool_backward, cpu_up2_backward, cpu_adamw, cpu_grad_linear,
+  cpu_grad_layer_norm, cpu_grad_attention, cpu_image_to_tokens_add,
 };
 
 /* ---- the CUDA table ------------------------------------------------------- */
@@ -495,9 +542,7 @@ static void
 cuda_attention_train (LodePrithviBackend *be, float *out, float *probs, const float *q, const float *k,
                       const float *v, int bh, int lq, int lk, int d)
 {
-  /* training the encoder's blocks is refused on CUDA before any pass */
-  if (be->status == 0)
-    be->status = LODE_CUDA_ERROR_UNSUPPORTED;
+  CUDA_OPS (be, lode_prithvi_cuda_attention_forward (CTX (be), out, probs, q, k, v, bh, lq, lk, d));
 }
 
 static void
@@ -614,6 +659,33 @@ cuda_adamw (LodePrithviBackend *be, float *param, const float *grad, float *m, f
                                       opt->weight_decay, step));
 }
 
+static void
+cuda_grad_linear (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy, const float *x,
+                  const float *weight, int rows, int in_f, int out_f)
+{
+  CUDA_OPS (be, lode_prithvi_cuda_linear_backward (CTX (be), dx, dweight, dbias, dy, x, weight, rows, in_f, out_f));
+}
+
+static void
+cuda_grad_layer_norm (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy,
+                      const float *x, const float *weight, int rows, int c, float eps)
+{
+  CUDA_OPS (be, lode_prithvi_cuda_layer_norm_backward (CTX (be), dx, dweight, dbias, dy, x, weight, rows, c, eps));
+}
+
+static void
+cuda_grad_attention (LodePrithviBackend *be, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                     const float *k, const float *v, const float *probs, int bh, int lq, int lk, int d)
+{
+  CUDA_OPS (be, lode_prithvi_cuda_attention_backward (CTX (be), dq, dk, dv, dout, q, k, v, probs, bh, lq, lk, d));
+}
+
+static void
+cuda_image_to_tokens_add (LodePrithviBackend *be, float *tokens, const float *image, int n, int gh, int gw, int e)
+{
+  CUDA_OPS (be, lode_prithvi_cuda_image_to_tokens_add (CTX (be), tokens, image, n, gh, gw, e));
+}
+
 static const LodePrithviKernels cuda_kernels = {
   cuda_alloc, cuda_release, cuda_upload, cuda_download, cuda_copy, cuda_zero, cuda_mirror, cuda_unmirror,
   cuda_conv2d, cuda_conv_transpose2d, cuda_linear, cuda_layer_norm, cuda_batch_norm, cuda_batch_norm_train,
@@ -621,6 +693,7 @@ static const LodePrithviKernels cuda_kernels = {
   cuda_max_pool2d_train, cuda_resize, cuda_adaptive_avg_pool, cuda_heads_copy, cuda_tokens_assemble,
   cuda_tokens_to_image, cuda_grad_conv2d, cuda_grad_batch_norm, cuda_grad_relu, cuda_grad_gelu,
   cuda_grad_max_pool2d, cuda_resize_backward, cuda_adaptive_avg_pool_backward, cuda_up2_backward, cuda_adamw,
+  cuda_grad_linear, cuda_grad_layer_norm, cuda_grad_attention, cuda_image_to_tokens_add,
 };
 
 #endif /* LODE_WITH_CUDA */

@@ -66,7 +66,7 @@ typedef struct {
   void (*mul)              (LodePrithviBackend *be, float *out, const float *a, const float *b, gsize count);
   void (*attention)        (LodePrithviBackend *be, float *out, const float *q, const float *k,
                             const float *v, int b, int h, int lq, int lk, int d);
-  /* lode_grad_attention_forward: keeps the probabilities (CPU only) */
+  /* lode_grad_attention_forward: keeps the probabilities */
   void (*attention_train)  (LodePrithviBackend *be, float *out, float *probs, const float *q,
                             const float *k, const float *v, int bh, int lq, int lk, int d);
   void (*max_pool2d)       (LodePrithviBackend *be, float *out, const float *in, int n, int c, int h,
@@ -107,6 +107,19 @@ typedef struct {
                             const float *dy, const float *weight, int n, int c_in, int c_out, int h, int w);
   void (*adamw)            (LodePrithviBackend *be, float *param, const float *grad, float *m, float *v,
                             gsize count, const LodeAdamW *opt, gint64 step);
+
+  /* training the encoder's blocks: lode_grad_linear, lode_grad_layer_norm,
+   * lode_grad_attention and the backward of tokens_to_image (added) */
+  void (*grad_linear)      (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy,
+                            const float *x, const float *weight, int rows, int in_f, int out_f);
+  /* dx may be dy only when dweight and dbias are NULL */
+  void (*grad_layer_norm)  (LodePrithviBackend *be, float *dx, float *dweight, float *dbias, const float *dy,
+                            const float *x, const float *weight, int rows, int c, float eps);
+  void (*grad_attention)   (LodePrithviBackend *be, float *dq, float *dk, float *dv, const float *dout,
+                            const float *q, const float *k, const float *v, const float *probs, int bh,
+                            int lq, int lk, int d);
+  void (*image_to_tokens_add) (LodePrithviBackend *be, float *tokens, const float *image, int n, int gh, int gw,
+                               int e);
 } LodePrithviKernels;
 
 struct _LodePrithviBackend {
@@ -158,5 +171,15 @@ void lode_prithvi_tokens_assemble (float       *x,
                                    int          n,
                                    int          l,
                                    int          e);
+
+/* Backward of lode_prithvi_tokens_to_image: the map's gradient image
+ * [n, e, gh, gw] ADDED to the patch tokens of tokens [n, 1 + gh gw, e]
+ * (the class token gets none). */
+void lode_prithvi_image_to_tokens_add (float       *tokens,
+                                       const float *image,
+                                       int          n,
+                                       int          gh,
+                                       int          gw,
+                                       int          e);
 
 G_END_DECLS

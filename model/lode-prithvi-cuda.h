@@ -14,6 +14,11 @@
  *   resize_backward    lode_upernet_resize_backward   (lode-upernet.h)
  *   adaptive_avg_pool_backward  lode_upernet_adaptive_avg_pool_backward
  *   up2_backward       lode_upernet_up2_backward      (lode-upernet.h)
+ *   linear_backward    lode_grad_linear               (lode-grad.h)
+ *   layer_norm_backward  lode_grad_layer_norm         (lode-grad.h)
+ *   attention_forward  lode_grad_attention_forward    (lode-grad.h)
+ *   attention_backward lode_grad_attention            (lode-grad.h)
+ *   image_to_tokens_add  lode_prithvi_image_to_tokens_add (lode-prithvi-backend.h)
  */
 #pragma once
 
@@ -47,6 +52,30 @@ int lode_prithvi_cuda_adaptive_avg_pool_backward (LodeOpsCuda *ctx, float *dx, c
 int lode_prithvi_cuda_up2_backward      (LodeOpsCuda *ctx, float *dweight, float *dbias, float *dx,
                                          const float *x, const float *dy, const float *weight,
                                          int n, int c_in, int c_out, int h, int w);
+
+/* ---- backward of the encoder's transformer blocks ---- */
+/* dweight, dbias added to (NULL: not wanted); dx overwritten (NULL: not
+ * wanted). cuBLAS for the products, the bias summed over rows in order. */
+int lode_prithvi_cuda_linear_backward   (LodeOpsCuda *ctx, float *dx, float *dweight, float *dbias,
+                                         const float *dy, const float *x, const float *weight,
+                                         int rows, int in_f, int out_f);
+/* dx overwritten, dweight and dbias added to (NULL: not wanted); dx may be
+ * dy only when neither is wanted. A scratch of 2 rows doubles. */
+int lode_prithvi_cuda_layer_norm_backward (LodeOpsCuda *ctx, float *dx, float *dweight, float *dbias,
+                                           const float *dy, const float *x, const float *weight,
+                                           int rows, int c, float eps);
+/* out [bh, lq, d] and probs [bh, lq, lk] kept for the backward. */
+int lode_prithvi_cuda_attention_forward (LodeOpsCuda *ctx, float *out, float *probs, const float *q,
+                                         const float *k, const float *v, int bh, int lq, int lk,
+                                         int d);
+/* dq, dk, dv overwritten; a scratch of bh lq lk floats. */
+int lode_prithvi_cuda_attention_backward (LodeOpsCuda *ctx, float *dq, float *dk, float *dv,
+                                          const float *dout, const float *q, const float *k,
+                                          const float *v, const float *probs, int bh, int lq,
+                                          int lk, int d);
+/* image [n, e, gh gw] added to the patch tokens of tokens [n, 1 + gh gw, e]. */
+int lode_prithvi_cuda_image_to_tokens_add (LodeOpsCuda *ctx, float *tokens, const float *image,
+                                           int n, int gh, int gw, int e);
 
 #ifdef __cplusplus
 }

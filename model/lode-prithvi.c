@@ -39,9 +39,13 @@ typedef struct {
 } Block;
 
 /* AdamW state of a block being trained: gradients and moments of its
- * parameters, parameter p at offset[p] of each array. */
+ * parameters, parameter p at offset[p] of each array. The host arrays
+ * hold what was last copied back (block_train_sync); dgrad, dm and dv are
+ * their copies on the model's device (the host arrays themselves on the
+ * CPU), NULL until a step binds them. */
 typedef struct {
   float  *grad, *m, *v;
+  float  *dgrad, *dm, *dv;
   gsize   offset[LODE_VIT_N_PARAMS + 1];
   gint64  step;
 } BlockTrain;
@@ -741,18 +745,18 @@ patch_pos_embed (LodePrithviEncoder *self, int gh, int gw)
 /* ---- forward ------------------------------------------------------------ */
 
 /* What a training forward keeps for the backward through the blocks
- * first .. last (none when first > last). */
+ * first .. last (none when first > last), in buffers of the backend. */
 typedef struct {
   int           first, last;
   LodeVitActs **acts;       /* [loaded_depth], set for first .. last */
   float        *last_out;   /* [rows, E] block last's output before any final norm */
 } Trainable;
 
-static void trainable_clear (Trainable *t, int depth);
+static void trainable_clear (LodePrithviBackend *be, Trainable *t, int depth);
 
 /* lode_prithvi_encoder_forward through the kernels of be: input and
- * outputs are be's buffers; train (NULL: inference; CPU only) gets the
- * activations of the blocks it trains. Kernel failures stay in be. */
+ * outputs are be's buffers; train (NULL: inference) gets the activations
+ * of the blocks it trains. Kernel failures stay in be. */
 static gboolean
 encoder_run (LodePrithviEncoder *self, LodePrithviBackend *be, const float *input, int n, int h, int w,
              const LodePrithviCoords *coords, const int *blocks, int n_blocks, float *const *outputs,
@@ -790,7 +794,6 @@ encoder_run (LodePrithviEncoder *self, LodePrithviBackend *be, const float *inpu
     }
   if (n == 0 || n_blocks == 0)
     return TRUE;
-  g_return_val_if_fail (train == NULL || be->kind == LODE_DEVICE_CPU, FALSE);
   l = gh * gw;
   s = l + 1;
   rows = (gsize) n * s;
@@ -834,22 +837,20 @@ encoder_run (LodePrithviEncoder *self, LodePrithviBackend *be, const float *inpu
   K->release (be, denc);
 
   vit_block_on (self, be, 0, &vb);
-  work = lode_vit_work_new_on (be, &vb, n, s);
+  work = lode_vit_work_new_on (be, &vb, n, s, FALSE);
   if (train != NULL)
     {
       train->acts = g_new0 (LodeVitActs *, c->loaded_depth);
-      train->last_out = g_try_new (float, rows * e);
-      for (int bi = train->first; bi <= train->last && train->last_out != NULL; bi++)
-        if ((train->acts[bi] = lode_vit_acts_new (&vb, n, s)) == NULL)
-          g_clear_pointer (&train->last_out, g_free);
+      train->last_out = K->alloc (be, rows * e);
+      for (int bi = train->first; bi <= train->last && be->status == 0; bi++)
+        train->acts[bi] = lode_vit_acts_new_on (be, &vb, n, s);
     }
-  if (work == NULL || x == NULL || (train != NULL && train->last_out == NULL))
+  if (work == NULL || x == NULL || be->status != 0)
     {
-      g_autoptr(GError) failure = NULL;
       g_autofree char *what = g_strdup_printf (_("encode %d images"), n);
 
       if (train != NULL)
-        trainable_clear (train, c->loaded_depth);
+        trainable_clear (be, train, c->loaded_depth);
       lode_vit_work_free (work);
       K->release (be, x);
       /* the backend's failure when it had one, else the host's memory */
@@ -864,7 +865,7 @@ encoder_run (LodePrithviEncoder *self, LodePrithviBackend *be, const float *inpu
       vit_block_on (self, be, bi, &vb);
       lode_vit_block_forward_on (be, &vb, x, n, s, work, train != NULL ? train->acts[bi] : NULL);
       if (train != NULL && bi == train->last)
-        K->download (be, train->last_out, x, rows * e);
+        K->copy (be, train->last_out, x, rows * e);
       for (int i = 0; i < n_blocks; i++)
         {
           if (blocks[i] != bi)
@@ -937,32 +938,15 @@ lode_prithvi_tokens_to_image (float *out, const float *tokens, int n, int gh, in
       }
 }
 
-/* Backward of lode_prithvi_tokens_to_image: the map's gradient [n, E, gh,
- * gw] ADDED to the patch tokens of tokens [n, 1 + gh gw, E] (the class
- * token gets none). */
 static void
-image_to_tokens_add (float *tokens, const float *image, int n, int gh, int gw, int embed_dim)
-{
-  int l = gh * gw;
-
-  for (int b = 0; b < n; b++)
-    for (int t = 0; t < l; t++)
-      {
-        float *row = tokens + ((gsize) b * (l + 1) + t + 1) * embed_dim;
-
-        for (int j = 0; j < embed_dim; j++)
-          row[j] += image[((gsize) b * embed_dim + j) * l + t];
-      }
-}
-
-static void
-trainable_clear (Trainable *t, int depth)
+trainable_clear (LodePrithviBackend *be, Trainable *t, int depth)
 {
   if (t->acts != NULL)
     for (int i = 0; i < depth; i++)
       lode_vit_acts_free (t->acts[i]);
   g_clear_pointer (&t->acts, g_free);
-  g_clear_pointer (&t->last_out, g_free);
+  be->k->release (be, t->last_out);
+  t->last_out = NULL;
 }
 
 const float *
@@ -973,6 +957,72 @@ lode_prithvi_encoder_get_block_param (LodePrithviEncoder *self, int block, LodeV
   if (numel != NULL)
     *numel = self->blocks[block].t[param]->numel;
   return self->blocks[block].t[param]->data;
+}
+
+/* A block's parameter as the kernels of be update it: the tensor on the
+ * CPU, its copy on a CUDA device. */
+static float *
+block_param_on (LodePrithviEncoder *enc, const LodePrithviBackend *be, int b, int p)
+{
+  return be->kind == LODE_DEVICE_CPU ? enc->blocks[b].t[p]->data : enc->blocks[b].dev[p];
+}
+
+/* Copies bt's gradients and moments onto the device of be (the CPU's
+ * mirrors are the host arrays), those not there yet. */
+static void
+block_train_bind (LodePrithviBackend *be, BlockTrain *bt)
+{
+  gsize total = bt->offset[LODE_VIT_N_PARAMS];
+
+  if (bt->dgrad == NULL)
+    bt->dgrad = be->k->mirror (be, bt->grad, total);
+  if (bt->dm == NULL)
+    bt->dm = be->k->mirror (be, bt->m, total);
+  if (bt->dv == NULL)
+    bt->dv = be->k->mirror (be, bt->v, total);
+}
+
+static void
+block_train_unbind (LodePrithviBackend *be, BlockTrain *bt)
+{
+  float **const mirrors[] = { &bt->dgrad, &bt->dm, &bt->dv };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (mirrors); i++)
+    {
+      if (*mirrors[i] != NULL)
+        be->k->unmirror (be, *mirrors[i]);
+      *mirrors[i] = NULL;
+    }
+}
+
+/* The trained blocks' parameters, gradients and moments back into the
+ * host arrays from the model's device (nothing to copy on the CPU, where
+ * they are the same memory). */
+static gboolean
+blocks_sync_host (LodePrithviModel *self, GError **error)
+{
+  LodePrithviEncoder *enc = self->encoder;
+  LodePrithviBackend run = lode_prithvi_backend_run (&self->be);
+
+  for (int b = 0; self->block_train != NULL && b < enc->config.loaded_depth; b++)
+    {
+      BlockTrain *bt = self->block_train[b];
+      gsize total;
+
+      if (bt == NULL)
+        continue;
+      total = bt->offset[LODE_VIT_N_PARAMS];
+      for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+        run.k->download (&run, enc->blocks[b].t[p]->data, block_param_on (enc, &run, b, p),
+                         enc->blocks[b].t[p]->numel);
+      if (bt->dgrad != NULL && bt->dm != NULL && bt->dv != NULL)
+        {
+          run.k->download (&run, bt->grad, bt->dgrad, total);
+          run.k->download (&run, bt->m, bt->dm, total);
+          run.k->download (&run, bt->v, bt->dv, total);
+        }
+    }
+  return lode_prithvi_backend_check (&run, _("copy the trained encoder blocks from the GPU"), error);
 }
 
 /* ---- the segmenter ------------------------------------------------------ */
@@ -1008,9 +1058,12 @@ model_bind (LodePrithviModel *self, LodeDeviceKind device, GError **error)
 
   if (device == self->be.kind)
     return TRUE;
-  /* what the decoder learnt on the device comes back first */
-  if (!lode_upernet_sync_host (self->decoder, error))
+  /* what the decoder and the blocks learnt on the device comes back first */
+  if (!lode_upernet_sync_host (self->decoder, error) || !blocks_sync_host (self, error))
     return FALSE;
+  for (int b = 0; self->block_train != NULL && b < self->encoder->config.loaded_depth; b++)
+    if (self->block_train[b] != NULL)
+      block_train_unbind (&self->be, self->block_train[b]);
   lode_prithvi_backend_init_cpu (&cpu);
   encoder_bind (self->encoder, &cpu, NULL);
   lode_upernet_bind (self->decoder, &cpu, NULL);
@@ -1156,7 +1209,7 @@ lode_prithvi_model_sync_host (LodePrithviModel *self, GError **error)
 
   g_return_val_if_fail (self != NULL, FALSE);
   g_mutex_lock (&self->lock);
-  ok = lode_upernet_sync_host (self->decoder, error);
+  ok = lode_upernet_sync_host (self->decoder, error) && blocks_sync_host (self, error);
   g_mutex_unlock (&self->lock);
   return ok;
 }
@@ -1168,19 +1221,6 @@ lode_prithvi_model_get_device (LodePrithviModel *self)
   return self->be.kind;
 }
 
-/* Training the encoder's blocks runs on the host: a model on CUDA
- * refuses it (the decoder alone trains there). */
-static gboolean
-check_unfreeze_device (LodePrithviModel *self, int unfreeze_blocks, GError **error)
-{
-  if (unfreeze_blocks == 0 || self->be.kind == LODE_DEVICE_CPU)
-    return TRUE;
-  g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG,
-               _("Training encoder blocks (unfreezing) runs on the CPU only; this model is on %s"),
-               lode_device_kind_name (self->be.kind));
-  return FALSE;
-}
-
 void
 lode_prithvi_model_free (LodePrithviModel *self)
 {
@@ -1190,6 +1230,7 @@ lode_prithvi_model_free (LodePrithviModel *self)
     for (int i = 0; i < self->encoder->config.loaded_depth; i++)
       if (self->block_train[i] != NULL)
         {
+          block_train_unbind (&self->be, self->block_train[i]);
           g_free (self->block_train[i]->grad);
           g_free (self->block_train[i]->m);
           g_free (self->block_train[i]->v);
@@ -1862,6 +1903,16 @@ lode_prithvi_model_load_train_state (LodePrithviModel *self, const char *path, c
               return FALSE;
           }
       bt->step = block_step;
+      /* moments already on the device follow (nothing to copy on the CPU) */
+      if (bt->dm != NULL && bt->dv != NULL)
+        {
+          LodePrithviBackend run = lode_prithvi_backend_run (&self->be);
+
+          run.k->upload (&run, bt->dm, bt->m, bt->offset[LODE_VIT_N_PARAMS]);
+          run.k->upload (&run, bt->dv, bt->v, bt->offset[LODE_VIT_N_PARAMS]);
+          if (!lode_prithvi_backend_check (&run, _("copy the AdamW moments to the GPU"), error))
+            return FALSE;
+        }
     }
   if (!lode_upernet_set_adamw_state (d, adam_step, error))
     return FALSE;
@@ -1950,33 +2001,38 @@ block_train (LodePrithviModel *self, int b)
   return bt;
 }
 
-/* Backward through the trained blocks from the decoder's gradients dmaps
- * (NULL for the features of frozen blocks), into the blocks' gradients
- * (overwritten). */
+/* Backward through the trained blocks, on the device of be, from the
+ * decoder's gradients dmaps (NULL for the features of frozen blocks), into
+ * the blocks' gradients (overwritten). Kernel failures stay in be. */
 static gboolean
-encoder_backward (LodePrithviModel *self, const Trainable *train, float *const dmaps[4], int n, int gh, int gw,
-                  GError **error)
+encoder_backward (LodePrithviModel *self, LodePrithviBackend *be, const Trainable *train, float *const dmaps[4],
+                  int n, int gh, int gw, GError **error)
 {
+  const LodePrithviKernels *K = be->k;
   LodePrithviEncoder *enc = self->encoder;
   const LodePrithviConfig *c = &enc->config;
   int e = c->embed_dim, s = gh * gw + 1;
   gsize rows = (gsize) n * s;
-  g_autofree float *dx = g_try_new0 (float, rows * e);
-  g_autofree float *dtok = NULL, *dnorm = NULL;
-  g_autoptr(LodeVitWork) work = NULL;
+  float *dx, *dtok = NULL, *dnorm = NULL;
+  LodeVitWork *work;
   LodeVitBlock vb;
 
   vit_block (enc, 0, &vb);
-  work = lode_vit_work_new (&vb, n, s);
+  work = lode_vit_work_new_on (be, &vb, n, s, TRUE);
+  dx = K->alloc (be, rows * e);
+  K->zero (be, dx, rows * e);
   if (train->last == c->depth - 1)
     {
-      dtok = g_try_new (float, rows * e);
-      dnorm = g_try_new (float, rows * e);
+      dtok = K->alloc (be, rows * e);
+      dnorm = K->alloc (be, rows * e);
     }
-  if (dx == NULL || work == NULL || (train->last == c->depth - 1 && (dtok == NULL || dnorm == NULL)))
+  if (work == NULL || be->status != 0)
     {
-      g_set_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_MEMORY,
-                   _("Not enough memory to train on %d patches"), n);
+      g_autofree char *what = g_strdup_printf (_("train on %d patches"), n);
+
+      lode_vit_work_free (work);
+      K->release (be, dx), K->release (be, dtok), K->release (be, dnorm);
+      lode_prithvi_backend_check (be, what, error);
       return FALSE;
     }
   for (int b = train->last; b >= train->first; b--)
@@ -1993,21 +2049,23 @@ encoder_backward (LodePrithviModel *self, const Trainable *train, float *const d
             continue;
           if (b == c->depth - 1)
             {
-              memset (dtok, 0, rows * e * sizeof (float));
-              image_to_tokens_add (dtok, dmaps[i], n, gh, gw, e);
-              lode_grad_layer_norm (dnorm, NULL, NULL, dtok, train->last_out, enc->norm_w->data, (int) rows, e,
-                                    LN_EPS);
-              lode_ops_add (dx, dx, dnorm, rows * e);
+              K->zero (be, dtok, rows * e);
+              K->image_to_tokens_add (be, dtok, dmaps[i], n, gh, gw, e);
+              K->grad_layer_norm (be, dnorm, NULL, NULL, dtok, train->last_out,
+                                  weight_on (be, enc->norm_w, enc->dev_norm_w), (int) rows, e, LN_EPS);
+              K->add (be, dx, dx, dnorm, rows * e);
             }
           else
-            image_to_tokens_add (dx, dmaps[i], n, gh, gw, e);
+            K->image_to_tokens_add (be, dx, dmaps[i], n, gh, gw, e);
         }
-      memset (bt->grad, 0, bt->offset[LODE_VIT_N_PARAMS] * sizeof (float));
+      K->zero (be, bt->dgrad, bt->offset[LODE_VIT_N_PARAMS]);
       for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
-        grads[p] = bt->grad + bt->offset[p];
-      vit_block (enc, b, &vb);
-      lode_vit_block_backward (&vb, dx, train->acts[b], work, grads);
+        grads[p] = bt->dgrad + bt->offset[p];
+      vit_block_on (enc, be, b, &vb);
+      lode_vit_block_backward_on (be, &vb, dx, train->acts[b], work, grads);
     }
+  lode_vit_work_free (work);
+  K->release (be, dx), K->release (be, dtok), K->release (be, dnorm);
   return TRUE;
 }
 
@@ -2055,8 +2113,6 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
       return FALSE;
     }
   if (!lode_prithvi_model_check_unfreeze (self, options->unfreeze_blocks, error) || !frame_init (self, h, w, &f, error))
-    return FALSE;
-  if (!check_unfreeze_device (self, options->unfreeze_blocks, error))
     return FALSE;
   train.last = lode_prithvi_model_get_max_unfreeze (self) - 1;
   train.first = train.last - options->unfreeze_blocks + 1;
@@ -2109,12 +2165,14 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
   g_mutex_lock (&self->lock);
   be = lode_prithvi_backend_run (&self->be);
   K = be.k;
+  for (int b = train.first; b <= train.last; b++)
+    block_train_bind (&be, self->block_train[b]);
   din = K->alloc (&be, in_count);
   K->upload (&be, din, input, in_count);
   g_clear_pointer (&input, g_free);
   ok = encode_maps (self, &be, din, n, &f, coords, maps, options->unfreeze_blocks > 0 ? &train : NULL, error);
   K->release (&be, din);
-  /* the blocks' backward reads dmaps on the host: the CPU backend only */
+  /* the decoder's gradients at the features the trained blocks give */
   for (int i = 0; i < 4 && ok; i++)
     if (fb[i] >= train.first && fb[i] <= train.last)
       dmaps[i] = K->alloc (&be, (gsize) n * e * gh * gw);
@@ -2153,7 +2211,8 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
       K->release (&be, ddlogits);
       ok = lode_prithvi_backend_check (&be, what, error);
       if (ok && options->unfreeze_blocks > 0)
-        ok = encoder_backward (self, &train, dmaps, n, gh, gw, error);
+        ok = encoder_backward (self, &be, &train, dmaps, n, gh, gw, error)
+             && lode_prithvi_backend_check (&be, what, error);
     }
   if (ok)
     {
@@ -2168,12 +2227,13 @@ lode_prithvi_model_train_step (LodePrithviModel *self, const LodePrithviTrainOpt
 
           bt->step++;
           for (int q = 0; q < LODE_VIT_N_PARAMS; q++)
-            lode_grad_adamw (self->encoder->blocks[b].t[q]->data, bt->grad + bt->offset[q], bt->m + bt->offset[q],
-                             bt->v + bt->offset[q], bt->offset[q + 1] - bt->offset[q], &opt, bt->step);
+            K->adamw (&be, block_param_on (self->encoder, &be, b, q), bt->dgrad + bt->offset[q],
+                      bt->dm + bt->offset[q], bt->dv + bt->offset[q], bt->offset[q + 1] - bt->offset[q], &opt,
+                      bt->step);
         }
     }
   lode_upernet_release (self->decoder);
-  trainable_clear (&train, self->encoder->config.loaded_depth);
+  trainable_clear (&be, &train, self->encoder->config.loaded_depth);
   for (int i = 0; i < 4; i++)
     {
       K->release (&be, maps[i]);
@@ -2363,7 +2423,7 @@ lode_prithvi_model_train_from (LodePrithviModel *self, const LodeTrainConfig *co
   LodePrithviCoords coords;
 
   g_return_val_if_fail (self != NULL && config != NULL && source != NULL, FALSE);
-  if (!check_unfreeze_device (self, unfreeze_blocks, error) || !check_source (self, config, source, error)
+  if (!check_source (self, config, source, error)
       || !lode_prithvi_model_check_unfreeze (self, unfreeze_blocks, error))
     return FALSE;
   h = source->height, w = source->width, bands = config->bands, batch = config->batch_size;

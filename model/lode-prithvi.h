@@ -1,5 +1,5 @@
 /* lode-prithvi.h: Prithvi-EO-2.0 (NASA/IBM) with the UperNet decoder of the
- * SmallMinesDS recipe, on the CPU.
+ * SmallMinesDS recipe, on the CPU or a CUDA device.
  *
  * The encoder is TerraTorch's PrithviViT with one time step:
  *   patch_embed.proj   Conv3d kernel (1, p, p) stride (1, p, p) over
@@ -172,7 +172,7 @@ gboolean lode_prithvi_encoder_forward (LodePrithviEncoder      *self,
                                        GError                 **error);
 
 /* Parameter param of block block (below loaded_depth), numel (may be
- * NULL) values. */
+ * NULL) values; on CUDA, as of the last lode_prithvi_model_sync_host. */
 const float *lode_prithvi_encoder_get_block_param (LodePrithviEncoder *self,
                                                    int                 block,
                                                    LodeVitParam        param,
@@ -211,8 +211,8 @@ LodePrithviModel *lode_prithvi_model_new         (LodePrithviEncoder *encoder,
  * normalised and padded on the host, the logits cropped there). An error
  * (LODE_DEVICE_ERROR_UNAVAILABLE without CUDA or a device, LODE_OPS_ERROR
  * when the GPU fails or lacks memory) frees encoder and decoder. The
- * models on CUDA predict and evaluate; training them is refused with
- * LODE_PRITHVI_ERROR_CONFIG (train a CPU model). */
+ * models on CUDA predict, evaluate and train there (the decoder, and the
+ * unfrozen blocks with it). */
 LodePrithviModel *lode_prithvi_model_new_on      (LodePrithviEncoder *encoder,
                                                   LodeUpernet        *decoder,
                                                   LodeDeviceKind      device,
@@ -226,7 +226,9 @@ LodePrithviModel *lode_prithvi_model_new_from_checkpoint_on (const char         
 LodeDeviceKind    lode_prithvi_model_get_device  (LodePrithviModel *self);
 /* The decoder's values (running statistics included) and gradients copied
  * from the device to the host arrays of lode_upernet_tensor_data and
- * lode_upernet_tensor_grad; nothing to do on the CPU. */
+ * lode_upernet_tensor_grad, and those of the trained encoder blocks to
+ * lode_prithvi_encoder_get_block_param and
+ * lode_prithvi_model_get_block_grad; nothing to do on the CPU. */
 gboolean          lode_prithvi_model_sync_host   (LodePrithviModel  *self,
                                                   GError           **error);
 /* Moves a model to device (the weights copied once; back to the CPU the
@@ -326,7 +328,8 @@ gboolean lode_prithvi_model_check_unfreeze   (LodePrithviModel *self,
                                               int               unfreeze_blocks,
                                               GError          **error);
 /* The gradient of parameter param of block block from the last training
- * step that trained it, or NULL when none has. */
+ * step that trained it, or NULL when none has; on CUDA, as of the last
+ * lode_prithvi_model_sync_host. */
 const float *lode_prithvi_model_get_block_grad (LodePrithviModel *self,
                                                 int               block,
                                                 LodeVitParam      param);

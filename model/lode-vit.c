@@ -2,10 +2,7 @@
 
 #include "config.h"
 
-#include <string.h>
 
-#include "lode-grad.h"
-#include "lode-ops.h"
 #include "lode-vit.h"
 
 struct _LodeVitWork {
@@ -15,6 +12,7 @@ struct _LodeVitWork {
 };
 
 struct _LodeVitActs {
+  LodePrithviBackend be;  /* whose buffers these are */
   int    n, tokens;
   float *x_in;        /* [rows, dim] the block's input */
   float *q, *k, *v;   /* [n, heads, tokens, hd] */
@@ -78,26 +76,8 @@ lode_vit_param_numel (const LodeVitBlock *block, LodeVitParam param)
   return (gsize) shape[0] * (gsize) (nd == 2 ? shape[1] : 1);
 }
 
-/* g_try_new of each size into the pointers, FALSE (all freed) when one
- * fails. */
-static gboolean
-alloc_all (float **const ptrs[], const gsize sizes[], int count)
-{
-  for (int i = 0; i < count; i++)
-    {
-      *ptrs[i] = g_try_new (float, sizes[i]);
-      if (*ptrs[i] == NULL)
-        {
-          for (int j = 0; j < i; j++)
-            g_clear_pointer (ptrs[j], g_free);
-          return FALSE;
-        }
-    }
-  return TRUE;
-}
-
 LodeVitWork *
-lode_vit_work_new_on (LodePrithviBackend *be, const LodeVitBlock *block, int n, int tokens)
+lode_vit_work_new_on (LodePrithviBackend *be, const LodeVitBlock *block, int n, int tokens, gboolean backward)
 {
   LodeVitWork *w;
   gsize rows = (gsize) n * tokens, e = (gsize) block->dim, m = (gsize) block->mlp_hidden;
@@ -115,8 +95,8 @@ lode_vit_work_new_on (LodePrithviBackend *be, const LodeVitBlock *block, int n, 
   w->v = run.k->alloc (&run, rows * e);
   w->att = run.k->alloc (&run, rows * e);
   w->hidden = run.k->alloc (&run, rows * m);
-  /* the backward's second MLP buffer and scratch: host training only */
-  if (be->kind == LODE_DEVICE_CPU)
+  /* the backward's second MLP buffer and scratch */
+  if (backward)
     {
       w->hidden2 = run.k->alloc (&run, rows * m);
       w->tmp = run.k->alloc (&run, rows * e);
@@ -137,7 +117,7 @@ lode_vit_work_new (const LodeVitBlock *block, int n, int tokens)
   LodePrithviBackend cpu;
 
   lode_prithvi_backend_init_cpu (&cpu);
-  return lode_vit_work_new_on (&cpu, block, n, tokens);
+  return lode_vit_work_new_on (&cpu, block, n, tokens, TRUE);
 }
 
 void
@@ -156,26 +136,42 @@ lode_vit_work_free (LodeVitWork *work)
 }
 
 LodeVitActs *
-lode_vit_acts_new (const LodeVitBlock *block, int n, int tokens)
+lode_vit_acts_new_on (LodePrithviBackend *be, const LodeVitBlock *block, int n, int tokens)
 {
   LodeVitActs *a;
   gsize rows = (gsize) n * tokens, e = (gsize) block->dim, m = (gsize) block->mlp_hidden;
+  LodePrithviBackend run;
 
-  g_return_val_if_fail (block != NULL && n > 0 && tokens > 0, NULL);
+  g_return_val_if_fail (be != NULL && block != NULL && n > 0 && tokens > 0, NULL);
+  run = lode_prithvi_backend_run (be);
   a = g_new0 (LodeVitActs, 1);
+  a->be = run;
   a->n = n, a->tokens = tokens;
-  {
-    float **const ptrs[] = { &a->x_in, &a->q, &a->k, &a->v, &a->probs, &a->att, &a->x_mid, &a->pre };
-    const gsize sizes[] = { rows * e, rows * e, rows * e, rows * e, (gsize) n * block->heads * tokens * tokens,
-                            rows * e, rows * e, rows * m };
-
-    if (!alloc_all (ptrs, sizes, G_N_ELEMENTS (ptrs)))
-      {
-        g_free (a);
-        return NULL;
-      }
-  }
+  a->x_in = run.k->alloc (&run, rows * e);
+  a->q = run.k->alloc (&run, rows * e);
+  a->k = run.k->alloc (&run, rows * e);
+  a->v = run.k->alloc (&run, rows * e);
+  a->probs = run.k->alloc (&run, (gsize) n * block->heads * tokens * tokens);
+  a->att = run.k->alloc (&run, rows * e);
+  a->x_mid = run.k->alloc (&run, rows * e);
+  a->pre = run.k->alloc (&run, rows * m);
+  if (run.status != 0)
+    {
+      if (be->status == 0)
+        be->status = run.status;
+      lode_vit_acts_free (a);
+      return NULL;
+    }
   return a;
+}
+
+LodeVitActs *
+lode_vit_acts_new (const LodeVitBlock *block, int n, int tokens)
+{
+  LodePrithviBackend cpu;
+
+  lode_prithvi_backend_init_cpu (&cpu);
+  return lode_vit_acts_new_on (&cpu, block, n, tokens);
 }
 
 void
@@ -183,16 +179,13 @@ lode_vit_acts_free (LodeVitActs *acts)
 {
   if (acts == NULL)
     return;
-  g_free (acts->x_in), g_free (acts->q), g_free (acts->k), g_free (acts->v), g_free (acts->probs);
-  g_free (acts->att), g_free (acts->x_mid), g_free (acts->pre);
-  g_free (acts);
-}
+  {
+    float *const bufs[] = { acts->x_in, acts->q, acts->k, acts->v, acts->probs, acts->att, acts->x_mid, acts->pre };
 
-static void
-heads_copy (float *rows, gsize stride, int col, float *heads_major, int n, int tokens, int heads, int hd,
-            gboolean to_heads)
-{
-  lode_prithvi_heads_copy (rows, stride, col, heads_major, n, tokens, heads, hd, to_heads);
+    for (gsize i = 0; i < G_N_ELEMENTS (bufs); i++)
+      acts->be.k->release (&acts->be, bufs[i]);
+  }
+  g_free (acts);
 }
 
 #define P(i) (block->param[(i)])
@@ -251,45 +244,56 @@ lode_vit_block_forward (const LodeVitBlock *block, float *x, int n, int tokens, 
 }
 
 void
-lode_vit_block_backward (const LodeVitBlock *block, float *dx, const LodeVitActs *acts, LodeVitWork *work,
-                         float *const grads[LODE_VIT_N_PARAMS])
+lode_vit_block_backward_on (LodePrithviBackend *be, const LodeVitBlock *block, float *dx, const LodeVitActs *acts,
+                            LodeVitWork *work, float *const grads[LODE_VIT_N_PARAMS])
 {
+  const LodePrithviKernels *K;
   int e, heads, hd, rows, m, n, tokens;
   gsize count;
 
-  g_return_if_fail (block != NULL && dx != NULL && acts != NULL && work != NULL && grads != NULL);
+  g_return_if_fail (be != NULL && block != NULL && dx != NULL && acts != NULL && work != NULL && grads != NULL);
+  g_return_if_fail (work->hidden2 != NULL && work->tmp != NULL);
   n = acts->n, tokens = acts->tokens;
   g_return_if_fail ((gsize) n * tokens <= (gsize) work->n * work->tokens);
+  K = be->k;
   e = block->dim, heads = block->heads, hd = e / heads, rows = n * tokens, m = block->mlp_hidden;
   count = (gsize) rows * e;
 
   /* the MLP half: dx is dL/d(output), also the residual's share */
-  lode_ops_gelu (work->hidden, acts->pre, (gsize) rows * m);
-  lode_grad_linear (work->hidden2, grads[LODE_VIT_FC2_WEIGHT], grads[LODE_VIT_FC2_BIAS], dx, work->hidden,
-                    P (LODE_VIT_FC2_WEIGHT), rows, m, e);
-  lode_grad_gelu (work->hidden2, work->hidden2, acts->pre, (gsize) rows * m);
-  lode_ops_layer_norm (work->h, acts->x_mid, P (LODE_VIT_NORM2_WEIGHT), P (LODE_VIT_NORM2_BIAS), rows, e,
-                       block->eps);
-  lode_grad_linear (work->tmp, grads[LODE_VIT_FC1_WEIGHT], grads[LODE_VIT_FC1_BIAS], work->hidden2, work->h,
-                    P (LODE_VIT_FC1_WEIGHT), rows, e, m);
-  lode_grad_layer_norm (work->h, grads[LODE_VIT_NORM2_WEIGHT], grads[LODE_VIT_NORM2_BIAS], work->tmp,
-                        acts->x_mid, P (LODE_VIT_NORM2_WEIGHT), rows, e, block->eps);
-  lode_ops_add (dx, dx, work->h, count);
+  K->gelu (be, work->hidden, acts->pre, (gsize) rows * m);
+  K->grad_linear (be, work->hidden2, grads[LODE_VIT_FC2_WEIGHT], grads[LODE_VIT_FC2_BIAS], dx, work->hidden,
+                  P (LODE_VIT_FC2_WEIGHT), rows, m, e);
+  K->grad_gelu (be, work->hidden2, work->hidden2, acts->pre, (gsize) rows * m);
+  K->layer_norm (be, work->h, acts->x_mid, P (LODE_VIT_NORM2_WEIGHT), P (LODE_VIT_NORM2_BIAS), rows, e, block->eps);
+  K->grad_linear (be, work->tmp, grads[LODE_VIT_FC1_WEIGHT], grads[LODE_VIT_FC1_BIAS], work->hidden2, work->h,
+                  P (LODE_VIT_FC1_WEIGHT), rows, e, m);
+  K->grad_layer_norm (be, work->h, grads[LODE_VIT_NORM2_WEIGHT], grads[LODE_VIT_NORM2_BIAS], work->tmp,
+                      acts->x_mid, P (LODE_VIT_NORM2_WEIGHT), rows, e, block->eps);
+  K->add (be, dx, dx, work->h, count);
 
   /* the attention half: dx is now dL/d(x_mid) */
-  lode_grad_linear (work->tmp, grads[LODE_VIT_PROJ_WEIGHT], grads[LODE_VIT_PROJ_BIAS], dx, acts->att,
-                    P (LODE_VIT_PROJ_WEIGHT), rows, e, e);
-  heads_copy (work->tmp, e, 0, work->att, n, tokens, heads, hd, TRUE);
-  lode_grad_attention (work->q, work->k, work->v, work->att, acts->q, acts->k, acts->v, acts->probs, n * heads,
-                       tokens, tokens, hd);
-  heads_copy (work->qkv, 3 * (gsize) e, 0, work->q, n, tokens, heads, hd, FALSE);
-  heads_copy (work->qkv, 3 * (gsize) e, e, work->k, n, tokens, heads, hd, FALSE);
-  heads_copy (work->qkv, 3 * (gsize) e, 2 * e, work->v, n, tokens, heads, hd, FALSE);
-  lode_ops_layer_norm (work->h, acts->x_in, P (LODE_VIT_NORM1_WEIGHT), P (LODE_VIT_NORM1_BIAS), rows, e,
-                       block->eps);
-  lode_grad_linear (work->tmp, grads[LODE_VIT_QKV_WEIGHT], grads[LODE_VIT_QKV_BIAS], work->qkv, work->h,
-                    P (LODE_VIT_QKV_WEIGHT), rows, e, 3 * e);
-  lode_grad_layer_norm (work->h, grads[LODE_VIT_NORM1_WEIGHT], grads[LODE_VIT_NORM1_BIAS], work->tmp,
-                        acts->x_in, P (LODE_VIT_NORM1_WEIGHT), rows, e, block->eps);
-  lode_ops_add (dx, dx, work->h, count);
+  K->grad_linear (be, work->tmp, grads[LODE_VIT_PROJ_WEIGHT], grads[LODE_VIT_PROJ_BIAS], dx, acts->att,
+                  P (LODE_VIT_PROJ_WEIGHT), rows, e, e);
+  K->heads_copy (be, work->tmp, e, 0, work->att, n, tokens, heads, hd, TRUE);
+  K->grad_attention (be, work->q, work->k, work->v, work->att, acts->q, acts->k, acts->v, acts->probs, n * heads,
+                     tokens, tokens, hd);
+  K->heads_copy (be, work->qkv, 3 * (gsize) e, 0, work->q, n, tokens, heads, hd, FALSE);
+  K->heads_copy (be, work->qkv, 3 * (gsize) e, e, work->k, n, tokens, heads, hd, FALSE);
+  K->heads_copy (be, work->qkv, 3 * (gsize) e, 2 * e, work->v, n, tokens, heads, hd, FALSE);
+  K->layer_norm (be, work->h, acts->x_in, P (LODE_VIT_NORM1_WEIGHT), P (LODE_VIT_NORM1_BIAS), rows, e, block->eps);
+  K->grad_linear (be, work->tmp, grads[LODE_VIT_QKV_WEIGHT], grads[LODE_VIT_QKV_BIAS], work->qkv, work->h,
+                  P (LODE_VIT_QKV_WEIGHT), rows, e, 3 * e);
+  K->grad_layer_norm (be, work->h, grads[LODE_VIT_NORM1_WEIGHT], grads[LODE_VIT_NORM1_BIAS], work->tmp,
+                      acts->x_in, P (LODE_VIT_NORM1_WEIGHT), rows, e, block->eps);
+  K->add (be, dx, dx, work->h, count);
+}
+
+void
+lode_vit_block_backward (const LodeVitBlock *block, float *dx, const LodeVitActs *acts, LodeVitWork *work,
+                         float *const grads[LODE_VIT_N_PARAMS])
+{
+  LodePrithviBackend cpu;
+
+  lode_prithvi_backend_init_cpu (&cpu);
+  lode_vit_block_backward_on (&cpu, block, dx, acts, work, grads);
 }

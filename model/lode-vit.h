@@ -11,6 +11,10 @@
  * the merged heads, the input of the MLP half and fc1's output,
  * rows * (6 dim + mlp_hidden) + n heads tokens^2 values); the layer norms'
  * outputs and the GELU's are recomputed in the backward.
+ *
+ * The _on functions run through the kernels of a LodePrithviBackend (CPU
+ * or CUDA), their buffers the backend's; the others are their CPU
+ * wrappers.
  */
 #pragma once
 
@@ -54,23 +58,34 @@ gsize       lode_vit_param_numel (const LodeVitBlock *block,
                                   LodeVitParam        param);
 
 /* Scratch buffers for n sequences of tokens tokens, shared by the forward
- * and the backward of every block of one width. NULL when out of memory. */
+ * and the backward of every block of one width, on the host.
+ * NULL when out of memory. */
 typedef struct _LodeVitWork LodeVitWork;
 LodeVitWork *lode_vit_work_new  (const LodeVitBlock *block,
                                  int                 n,
                                  int                 tokens);
-/* The same, with buffers of backend be (freed by lode_vit_work_free). */
+/* The same, with buffers of backend be (freed by lode_vit_work_free);
+ * backward: also the two buffers only the backward needs. NULL when out
+ * of memory, the failure in be. */
 LodeVitWork *lode_vit_work_new_on (LodePrithviBackend *be,
                                    const LodeVitBlock *block,
                                    int                 n,
-                                   int                 tokens);
+                                   int                 tokens,
+                                   gboolean            backward);
 void         lode_vit_work_free (LodeVitWork *work);
 
-/* The activations one training forward keeps. NULL when out of memory. */
+/* The activations one training forward keeps (host memory). NULL when
+ * out of memory. */
 typedef struct _LodeVitActs LodeVitActs;
 LodeVitActs *lode_vit_acts_new  (const LodeVitBlock *block,
                                  int                 n,
                                  int                 tokens);
+/* The same in buffers of backend be; NULL when out of memory, the failure
+ * in be. */
+LodeVitActs *lode_vit_acts_new_on (LodePrithviBackend *be,
+                                   const LodeVitBlock *block,
+                                   int                 n,
+                                   int                 tokens);
 void         lode_vit_acts_free (LodeVitActs *acts);
 
 /* x [n, tokens, dim] is replaced by the block's output. work was made for
@@ -82,9 +97,9 @@ void lode_vit_block_forward  (const LodeVitBlock *block,
                               LodeVitWork        *work,
                               LodeVitActs        *save);
 
-/* The same through the kernels of be: x, work and the block's parameters
- * are be's buffers; save (host activations) only with the CPU backend.
- * A failure stays in be (lode_prithvi_backend_check). */
+/* The same through the kernels of be: x, work, save and the block's
+ * parameters are be's buffers. A failure stays in be
+ * (lode_prithvi_backend_check). */
 void lode_vit_block_forward_on (LodePrithviBackend *be,
                                 const LodeVitBlock *block,
                                 float              *x,
@@ -100,6 +115,14 @@ void lode_vit_block_backward (const LodeVitBlock *block,
                               const LodeVitActs  *acts,
                               LodeVitWork        *work,
                               float *const        grads[LODE_VIT_N_PARAMS]);
+/* The same through the kernels of be: dx, acts, work (made with backward),
+ * grads and the block's parameters are be's buffers. */
+void lode_vit_block_backward_on (LodePrithviBackend *be,
+                                 const LodeVitBlock *block,
+                                 float              *dx,
+                                 const LodeVitActs  *acts,
+                                 LodeVitWork        *work,
+                                 float *const        grads[LODE_VIT_N_PARAMS]);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeVitWork, lode_vit_work_free)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (LodeVitActs, lode_vit_acts_free)

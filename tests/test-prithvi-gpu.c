@@ -1,7 +1,8 @@
 /* Prithvi-EO-2.0 + UperNet on CUDA against the CPU: the kernels of
  * lode-prithvi-cuda.h against their CPU twins, and a whole reduced model
  * (same generated weights on both devices) compared on its encoder
- * features, its logits and its masks. Suite 'gpu': every test skips itself
+ * features, its logits and its masks, and trained a few steps (the decoder
+ * alone, and with unfrozen encoder blocks). Suite 'gpu': every test skips itself
  * without CUDA in the build or a device in the machine.
  *
  * Errors are normalised: max |gpu - cpu| / (max |cpu| + 1e-6).
@@ -295,6 +296,118 @@ test_backward_kernels (void)
   }
 }
 
+/* The backward kernels of the encoder's blocks. Products through cuBLAS:
+ * TOL_PRODUCT as above. The softmax backward subtracts each row's dot
+ * product of probabilities and gradients, cancelling up to about ten times
+ * the rounding of the products before it: TOL_SOFTMAX 5e-4 for dq and dk.
+ * The layer norm's statistics are summed in double on both sides, in
+ * another order (a few 1e-16 relative), then the same float operations in
+ * the same order; its weight's and bias's gradients and the linear layer's
+ * bias gradient are float sums over the rows in the CPU's order:
+ * TOL_POINTWISE. Adding a map to the tokens moves and adds one float per
+ * element: TOL_EXACT. Gradients are added to random starting values, as
+ * the blocks accumulate them. */
+#define TOL_SOFTMAX 5e-4
+
+static void
+test_block_backward_kernels (void)
+{
+  g_autoptr(GRand) rng = g_rand_new_with_seed (6);
+
+  if (!kernels_ready ())
+    return;
+  /* linear: 37 rows, 300 -> 70 features */
+  {
+    const int rows = 37, in_f = 300, out_f = 70;
+    gsize xs = (gsize) rows * in_f, ys = (gsize) rows * out_f, ws = (gsize) out_f * in_f;
+    g_autofree float *x = random_array (rng, xs, -1, 1), *dy = random_array (rng, ys, -1, 1);
+    g_autofree float *wt = random_array (rng, ws, -1, 1), *dw = random_array (rng, ws, -1, 1);
+    g_autofree float *db = random_array (rng, out_f, -1, 1), *dx = g_new (float, xs);
+    g_autofree float *gdw = NULL, *gdb = NULL, *gdx = NULL;
+    float *d_x = to_gpu (x, xs), *d_dy = to_gpu (dy, ys), *d_wt = to_gpu (wt, ws);
+    float *d_dw = to_gpu (dw, ws), *d_db = to_gpu (db, out_f), *d_dx = to_gpu (dx, xs);
+
+    lode_grad_linear (dx, dw, db, dy, x, wt, rows, in_f, out_f);
+    assert_ok (lode_prithvi_cuda_linear_backward (ctx, d_dx, d_dw, d_db, d_dy, d_x, d_wt, rows, in_f, out_f));
+    gdw = from_gpu (d_dw, ws), gdb = from_gpu (d_db, out_f), gdx = from_gpu (d_dx, xs);
+    g_assert_cmpfloat (normalised_error (gdw, dw, ws), <=, TOL_PRODUCT);
+    g_assert_cmpfloat (normalised_error (gdb, db, out_f), <=, TOL_POINTWISE);
+    g_assert_cmpfloat (normalised_error (gdx, dx, xs), <=, TOL_PRODUCT);
+    lode_ops_cuda_release (d_x), lode_ops_cuda_release (d_dy), lode_ops_cuda_release (d_wt);
+    lode_ops_cuda_release (d_dw), lode_ops_cuda_release (d_db), lode_ops_cuda_release (d_dx);
+  }
+  /* layer norm: 41 rows of 300 (more than a block of threads), with the
+   * weight's and bias's gradients, then the input's alone */
+  for (int with_params = 1; with_params >= 0; with_params--)
+    {
+      const int rows = 41, c = 300;
+      gsize xs = (gsize) rows * c;
+      g_autofree float *x = random_array (rng, xs, -3, 5), *dy = random_array (rng, xs, -1, 1);
+      g_autofree float *wt = random_array (rng, c, 0.5, 1.5), *dw = random_array (rng, c, -1, 1);
+      g_autofree float *db = random_array (rng, c, -1, 1), *dx = g_new (float, xs);
+      g_autofree float *gdw = NULL, *gdb = NULL, *gdx = NULL;
+      float *d_x = to_gpu (x, xs), *d_dy = to_gpu (dy, xs), *d_wt = to_gpu (wt, c);
+      float *d_dw = to_gpu (dw, c), *d_db = to_gpu (db, c), *d_dx = to_gpu (dx, xs);
+
+      lode_grad_layer_norm (dx, with_params ? dw : NULL, with_params ? db : NULL, dy, x, wt, rows, c, 1e-5f);
+      assert_ok (lode_prithvi_cuda_layer_norm_backward (ctx, d_dx, with_params ? d_dw : NULL,
+                                                        with_params ? d_db : NULL, d_dy, d_x, d_wt, rows, c, 1e-5f));
+      gdw = from_gpu (d_dw, c), gdb = from_gpu (d_db, c), gdx = from_gpu (d_dx, xs);
+      g_assert_cmpfloat (normalised_error (gdx, dx, xs), <=, TOL_POINTWISE);
+      g_assert_cmpfloat (normalised_error (gdw, dw, c), <=, TOL_POINTWISE);
+      g_assert_cmpfloat (normalised_error (gdb, db, c), <=, TOL_POINTWISE);
+      lode_ops_cuda_release (d_x), lode_ops_cuda_release (d_dy), lode_ops_cuda_release (d_wt);
+      lode_ops_cuda_release (d_dw), lode_ops_cuda_release (d_db), lode_ops_cuda_release (d_dx);
+    }
+  /* attention kept for training and its backward: 6 heads, 13 queries,
+   * 19 keys (lq != lk catches a transposed product), width 8 */
+  {
+    const int bh = 6, lq = 13, lk = 19, d = 8;
+    gsize qs = (gsize) bh * lq * d, ks = (gsize) bh * lk * d, ps = (gsize) bh * lq * lk;
+    g_autofree float *q = random_array (rng, qs, -2, 2), *k = random_array (rng, ks, -2, 2);
+    g_autofree float *v = random_array (rng, ks, -1, 1), *dout = random_array (rng, qs, -1, 1);
+    g_autofree float *out = g_new (float, qs), *probs = g_new (float, ps);
+    g_autofree float *dq = g_new (float, qs), *dk = g_new (float, ks), *dv = g_new (float, ks);
+    g_autofree float *gout = NULL, *gprobs = NULL, *gdq = NULL, *gdk = NULL, *gdv = NULL;
+    float *d_q = to_gpu (q, qs), *d_k = to_gpu (k, ks), *d_v = to_gpu (v, ks), *d_dout = to_gpu (dout, qs);
+    float *d_out = to_gpu (out, qs), *d_probs = to_gpu (probs, ps);
+    float *d_dq = to_gpu (dq, qs), *d_dk = to_gpu (dk, ks), *d_dv = to_gpu (dv, ks);
+
+    lode_grad_attention_forward (out, probs, q, k, v, bh, lq, lk, d);
+    assert_ok (lode_prithvi_cuda_attention_forward (ctx, d_out, d_probs, d_q, d_k, d_v, bh, lq, lk, d));
+    gout = from_gpu (d_out, qs), gprobs = from_gpu (d_probs, ps);
+    g_assert_cmpfloat (normalised_error (gout, out, qs), <=, TOL_PRODUCT);
+    g_assert_cmpfloat (normalised_error (gprobs, probs, ps), <=, TOL_PRODUCT);
+    /* the backward from the CPU's probabilities on both sides */
+    lode_grad_attention (dq, dk, dv, dout, q, k, v, probs, bh, lq, lk, d);
+    lode_ops_cuda_release (d_probs);
+    d_probs = to_gpu (probs, ps);
+    assert_ok (lode_prithvi_cuda_attention_backward (ctx, d_dq, d_dk, d_dv, d_dout, d_q, d_k, d_v, d_probs, bh, lq,
+                                                     lk, d));
+    gdq = from_gpu (d_dq, qs), gdk = from_gpu (d_dk, ks), gdv = from_gpu (d_dv, ks);
+    g_assert_cmpfloat (normalised_error (gdv, dv, ks), <=, TOL_PRODUCT);
+    g_assert_cmpfloat (normalised_error (gdq, dq, qs), <=, TOL_SOFTMAX);
+    g_assert_cmpfloat (normalised_error (gdk, dk, ks), <=, TOL_SOFTMAX);
+    lode_ops_cuda_release (d_q), lode_ops_cuda_release (d_k), lode_ops_cuda_release (d_v);
+    lode_ops_cuda_release (d_dout), lode_ops_cuda_release (d_out), lode_ops_cuda_release (d_probs);
+    lode_ops_cuda_release (d_dq), lode_ops_cuda_release (d_dk), lode_ops_cuda_release (d_dv);
+  }
+  /* a map's gradient added to the patch tokens (the class token kept) */
+  {
+    const int n = 2, gh = 3, gw = 5, e = 24;
+    gsize ts = (gsize) n * (gh * gw + 1) * e, is = (gsize) n * e * gh * gw;
+    g_autofree float *tokens = random_array (rng, ts, -1, 1), *image = random_array (rng, is, -1, 1);
+    g_autofree float *gtokens = NULL;
+    float *d_tokens = to_gpu (tokens, ts), *d_image = to_gpu (image, is);
+
+    lode_prithvi_image_to_tokens_add (tokens, image, n, gh, gw, e);
+    assert_ok (lode_prithvi_cuda_image_to_tokens_add (ctx, d_tokens, d_image, n, gh, gw, e));
+    gtokens = from_gpu (d_tokens, ts);
+    g_assert_cmpfloat (normalised_error (gtokens, tokens, ts), <=, TOL_EXACT);
+    lode_ops_cuda_release (d_tokens), lode_ops_cuda_release (d_image);
+  }
+}
+
 #endif /* LODE_HAVE_CUDA */
 
 /* ---- the whole model ---------------------------------------------------- */
@@ -476,26 +589,139 @@ test_train_step (void)
                                        lode_upernet_tensor_numel (dc, 0)), <=, 2.0 * options.lr + 1e-6);
 }
 
-/* Training encoder blocks is refused on CUDA, saying where it runs. */
+/* The parameters of blocks 0 to 3 of model's encoder, concatenated (after
+ * lode_prithvi_model_sync_host on CUDA). */
+static float *
+block_params (LodePrithviModel *model, int block, gsize *count)
+{
+  LodePrithviEncoder *enc = lode_prithvi_model_get_encoder (model);
+  g_autoptr(GArray) all = g_array_new (FALSE, FALSE, sizeof (float));
+
+  for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+    {
+      gsize n = 0;
+      const float *v = lode_prithvi_encoder_get_block_param (enc, block, p, &n);
+
+      g_array_append_vals (all, v, (guint) n);
+    }
+  *count = all->len;
+  return (float *) g_array_free (g_steal_pointer (&all), FALSE);
+}
+
+/* Unfrozen blocks: three training steps with blocks 2 and 3 of 4 learning
+ * (block 3, the encoder's last, through the final norm; block 2 through
+ * block 3's input gradient and its own feature) on both devices, from the
+ * same weights and batches. Step 1's loss agrees to TOL_LOSS as in
+ * test_train_step; later steps start from parameters that already differ
+ * by ~1e-7 (see below), TOL_LOSS_LATER 1e-3. Step 1's block gradients: the
+ * decoder's input gradient (TOL_GRAD) goes back through the final layer
+ * norm and two blocks of layer norms (each subtracting row means, as the
+ * batch norms do) and softmaxes: TOL_BLOCK_GRAD 5e-3 of each parameter's
+ * largest gradient; a wrong index or a missing copy is off by O(1). After
+ * three AdamW steps each parameter has moved by at most about 3 lr; where
+ * a tiny gradient's sign differs between devices the two differ by up to
+ * 2 lr a step: at most 6 lr + 1e-6 each, and at most 1 % by more than
+ * 1e-5. Blocks 0 and 1 stay exactly as they were on both. Moved back to
+ * the CPU, the GPU's model keeps its trained blocks and trains on. */
+#define TOL_LOSS_LATER 1e-3
+#define TOL_BLOCK_GRAD 5e-3
+
 static void
-test_unfreeze_refused (void)
+test_unfreeze_steps (void)
 {
   g_autoptr(GError) error = NULL;
-  g_autoptr(LodePrithviModel) gpu = NULL;
-  g_autofree float *raw = patches (2, 64, 64);
-  g_autofree guint8 *masks = g_new0 (guint8, 2 * 64 * 64);
+  g_autoptr(LodePrithviModel) cpu = NULL, gpu = NULL;
+  const int n = 2, h = 64, w = 64, steps = 3;
+  g_autofree float *raw = NULL;
+  g_autofree guint8 *masks = g_new (guint8, (gsize) n * h * w);
   LodePrithviTrainOptions options;
+  gsize far = 0, total = 0;
 
   if (!gpu_present ())
     return;
+  cpu = reduced_model (LODE_DEVICE_CPU, &error);
   gpu = reduced_model (LODE_DEVICE_CUDA, &error);
   g_assert_no_error (error);
+  raw = patches (n, h, w);
+  for (gsize i = 0; i < (gsize) n * h * w; i++)
+    masks[i] = (guint8) ((i / 5 + i / 300) % 3);
   lode_prithvi_train_options_init (&options);
-  options.unfreeze_blocks = 1;
-  g_assert_false (lode_prithvi_model_train_step (gpu, &options, raw, masks, 2, LODE_PRITHVI_N_BANDS, 64, 64, NULL,
-                                                 0, NULL, &error));
-  g_assert_error (error, LODE_PRITHVI_ERROR, LODE_PRITHVI_ERROR_CONFIG);
-  g_assert_nonnull (strstr (error->message, "CPU"));
+  options.seed = 9;
+  options.unfreeze_blocks = 2;
+  for (int step = 0; step < steps; step++)
+    {
+      double loss_cpu = 0.0, loss_gpu = 0.0;
+
+      g_assert_true (lode_prithvi_model_train_step (cpu, &options, raw, masks, n, LODE_PRITHVI_N_BANDS, h, w, NULL,
+                                                    step, &loss_cpu, &error));
+      g_assert_true (lode_prithvi_model_train_step (gpu, &options, raw, masks, n, LODE_PRITHVI_N_BANDS, h, w, NULL,
+                                                    step, &loss_gpu, &error));
+      g_assert_no_error (error);
+      g_test_message ("step %d: loss %.6f (CPU) %.6f (CUDA)", step, loss_cpu, loss_gpu);
+      g_assert_cmpfloat (fabs (loss_gpu - loss_cpu), <=, (step == 0 ? TOL_LOSS : TOL_LOSS_LATER) * fabs (loss_cpu));
+      if (step > 0)
+        continue;
+      g_assert_true (lode_prithvi_model_sync_host (gpu, &error));
+      g_assert_no_error (error);
+      for (int b = 0; b < 4; b++)
+        for (int p = 0; p < LODE_VIT_N_PARAMS; p++)
+          {
+            const float *gc = lode_prithvi_model_get_block_grad (cpu, b, p);
+            const float *gg = lode_prithvi_model_get_block_grad (gpu, b, p);
+            gsize count = 0;
+
+            lode_prithvi_encoder_get_block_param (lode_prithvi_model_get_encoder (cpu), b, p, &count);
+            g_assert_true ((gc == NULL) == (b < 2) && (gg == NULL) == (b < 2));
+            if (gc != NULL && normalised_error (gg, gc, count) > TOL_BLOCK_GRAD)
+              g_error ("gradient of block %d's %s: error %g", b, lode_vit_param_name (p),
+                       normalised_error (gg, gc, count));
+          }
+    }
+  g_assert_true (lode_prithvi_model_sync_host (gpu, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr(LodePrithviModel) fresh = reduced_model (LODE_DEVICE_CPU, &error);
+
+    for (int b = 0; b < 4; b++)
+      {
+        gsize count = 0;
+        g_autofree float *pc = block_params (cpu, b, &count), *pg = block_params (gpu, b, &count);
+        g_autofree float *p0 = block_params (fresh, b, &count);
+
+        if (b < 2)
+          {
+            g_assert_cmpmem (pc, count * sizeof (float), p0, count * sizeof (float));
+            g_assert_cmpmem (pg, count * sizeof (float), p0, count * sizeof (float));
+            continue;
+          }
+        g_assert_cmpfloat (normalised_error (pg, p0, count), >, 0.0);
+        for (gsize i = 0; i < count; i++)
+          {
+            double d = fabs ((double) pg[i] - pc[i]);
+
+            g_assert_cmpfloat (d, <=, 2.0 * steps * options.lr + 1e-6);
+            far += d > 1e-5;
+          }
+        total += count;
+      }
+  }
+  g_assert_cmpfloat ((double) far / total, <=, 0.01);
+
+  /* back on the CPU with the trained blocks, and training on there */
+  {
+    gsize count = 0;
+    g_autofree float *before = block_params (gpu, 3, &count), *after = NULL;
+    double loss = 0.0;
+
+    g_assert_true (lode_prithvi_model_use_device (gpu, LODE_DEVICE_CPU, &error));
+    g_assert_no_error (error);
+    after = block_params (gpu, 3, &count);
+    g_assert_cmpmem (after, count * sizeof (float), before, count * sizeof (float));
+    g_assert_true (lode_prithvi_model_train_step (gpu, &options, raw, masks, n, LODE_PRITHVI_N_BANDS, h, w, NULL,
+                                                  steps, &loss, &error));
+    g_assert_no_error (error);
+    g_assert_true (isfinite (loss));
+  }
 }
 
 /* Without a device, asking for CUDA is a clear error (runs here). */
@@ -527,11 +753,12 @@ main (int argc, char **argv)
   g_test_add_func ("/prithvi-gpu/tokens", test_tokens);
   g_test_add_func ("/prithvi-gpu/adaptive-avg-pool", test_adaptive_avg_pool);
   g_test_add_func ("/prithvi-gpu/backward-kernels", test_backward_kernels);
+  g_test_add_func ("/prithvi-gpu/block-backward-kernels", test_block_backward_kernels);
 #endif
   g_test_add_func ("/prithvi-gpu/model-64", test_model_64);
   g_test_add_func ("/prithvi-gpu/model-padded", test_model_padded);
   g_test_add_func ("/prithvi-gpu/train-step", test_train_step);
-  g_test_add_func ("/prithvi-gpu/unfreeze-refused", test_unfreeze_refused);
+  g_test_add_func ("/prithvi-gpu/unfreeze-steps", test_unfreeze_steps);
   g_test_add_func ("/prithvi-gpu/no-device", test_no_device);
   ret = g_test_run ();
 #if LODE_HAVE_CUDA

@@ -376,3 +376,309 @@ lode_prithvi_cuda_up2_backward (LodeOpsCuda *ctx, float *dweight, float *dbias, 
   cudaFree (d);  // waits for the products that read it
   return s;
 }
+
+// ---- backward kernels of the encoder's transformer blocks --------------------------
+
+// Threads per block of the row kernels (a power of two for the reduction).
+#define ROW_BLOCK 256
+
+// The sum of v over the block's ROW_BLOCK threads, in double; part is
+// ROW_BLOCK doubles of shared memory, free again on return.
+__device__ double
+row_sum (double v, double *part)
+{
+  part[threadIdx.x] = v;
+  __syncthreads ();
+  for (int s = ROW_BLOCK / 2; s > 0; s >>= 1)
+    {
+      if ((int) threadIdx.x < s)
+        part[threadIdx.x] += part[threadIdx.x + s];
+      __syncthreads ();
+    }
+  double total = part[0];
+  __syncthreads ();
+  return total;
+}
+
+// Blocks for rows handled one block each (grid-stride beyond the cap).
+static unsigned int
+grid_rows_of (size_t rows)
+{
+  size_t g = rows < MAX_GRID ? rows : MAX_GRID;
+  return (unsigned int) (g ? g : 1);
+}
+
+// out[o] += sum over rows of in[r, o], rows in order, in float: the CPU
+// twin's order (lode_grad_linear's bias, lode_grad_layer_norm's weight
+// and bias). One thread per column, reading consecutive columns together.
+__global__ void
+column_sum_kernel (float *out, const float *in, size_t rows, int cols)
+{
+  GRID_STRIDE (o, (size_t) cols)
+    {
+      float acc = out[o];
+      for (size_t r = 0; r < rows; r++)
+        acc = __fadd_rn (acc, in[r * cols + o]);
+      out[o] = acc;
+    }
+}
+
+extern "C" int
+lode_prithvi_cuda_linear_backward (LodeOpsCuda *ctx, float *dx, float *dweight, float *dbias,
+                                   const float *dy, const float *x, const float *weight,
+                                   int rows, int in_f, int out_f)
+{
+  int s = LODE_CUDA_OK;
+
+  if (rows < 0 || in_f <= 0 || out_f <= 0)
+    return lode_ops_cuda_invalid ("linear_backward");
+  if (rows == 0)
+    return LODE_CUDA_OK;
+  // dW [out_f, in_f] += dy^T [out_f, rows] x [rows, in_f]
+  if (dweight != NULL)
+    s = lode_ops_cuda_gemm (ctx, 1, 0, out_f, in_f, rows, 1.0f, dy, x, 1.0f, dweight);
+  if (s == LODE_CUDA_OK && dbias != NULL)
+    {
+      column_sum_kernel<<<grid_for ((size_t) out_f), BLOCK, 0, stream_of (ctx)>>> (
+          dbias, dy, (size_t) rows, out_f);
+      s = check (cudaGetLastError (), "linear_backward bias");
+    }
+  // dx [rows, in_f] = dy [rows, out_f] W [out_f, in_f]
+  if (s == LODE_CUDA_OK && dx != NULL)
+    s = lode_ops_cuda_gemm (ctx, 0, 0, rows, in_f, out_f, 1.0f, dy, weight, 0.0f, dx);
+  return s;
+}
+
+// One block per row of x [rows, c]: the statistics in double as the CPU
+// twin (lode_grad_layer_norm), dx = rstd (g - mean(g) - xhat mean(g xhat))
+// with g = dy weight; the row's mean and rstd go to stats [rows, 2] for the
+// weight's and bias's gradients.
+__global__ void
+layer_norm_backward_rows_kernel (float *dx, double *stats, const float *dy, const float *x,
+                                 const float *weight, size_t rows, int c, float eps)
+{
+  __shared__ double part[ROW_BLOCK];
+  for (size_t r = blockIdx.x; r < rows; r += gridDim.x)
+    {
+      const float *xr = x + r * c, *dyr = dy + r * c;
+      float *dxr = dx + r * c;
+      double s = 0.0;
+
+      for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
+        s += xr[j];
+      double mean = row_sum (s, part) / c;
+      s = 0.0;
+      for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
+        s += (xr[j] - mean) * (xr[j] - mean);
+      double var = row_sum (s, part) / c;
+      float rstd = (float) (1.0 / sqrt (var + eps));
+      double m1 = 0.0, m2 = 0.0;
+      for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
+        {
+          float xh = __fmul_rn ((float) (xr[j] - mean), rstd);
+          float g = weight != NULL ? __fmul_rn (dyr[j], weight[j]) : dyr[j];
+
+          m1 += g;
+          m2 += (double) g * xh;
+        }
+      float fm1 = (float) (row_sum (m1, part) / c);
+      float fm2 = (float) (row_sum (m2, part) / c);
+      // dx may be dy: each element is read by its own thread before it writes
+      for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
+        {
+          float xh = __fmul_rn ((float) (xr[j] - mean), rstd);
+          float g = weight != NULL ? __fmul_rn (dyr[j], weight[j]) : dyr[j];
+
+          dxr[j] = __fmul_rn (rstd, __fsub_rn (__fsub_rn (g, fm1), __fmul_rn (xh, fm2)));
+        }
+      if (threadIdx.x == 0)
+        {
+          stats[2 * r] = mean;
+          stats[2 * r + 1] = rstd;
+        }
+    }
+}
+
+// One thread per column: dweight[j] += sum_r dy xhat, dbias[j] += sum_r dy,
+// rows in order in float as the CPU twin.
+__global__ void
+layer_norm_backward_columns_kernel (float *dweight, float *dbias, const double *stats,
+                                    const float *dy, const float *x, size_t rows, int c)
+{
+  GRID_STRIDE (j, (size_t) c)
+    {
+      float aw = dweight != NULL ? dweight[j] : 0.0f;
+      float ab = dbias != NULL ? dbias[j] : 0.0f;
+
+      for (size_t r = 0; r < rows; r++)
+        {
+          float g = dy[r * c + j];
+          float xh = __fmul_rn ((float) (x[r * c + j] - stats[2 * r]), (float) stats[2 * r + 1]);
+
+          aw = __fadd_rn (aw, __fmul_rn (g, xh));
+          ab = __fadd_rn (ab, g);
+        }
+      if (dweight != NULL)
+        dweight[j] = aw;
+      if (dbias != NULL)
+        dbias[j] = ab;
+    }
+}
+
+extern "C" int
+lode_prithvi_cuda_layer_norm_backward (LodeOpsCuda *ctx, float *dx, float *dweight, float *dbias,
+                                       const float *dy, const float *x, const float *weight,
+                                       int rows, int c, float eps)
+{
+  void *stats = NULL;
+  int s;
+
+  if (rows < 0 || c <= 0 || dx == NULL)
+    return lode_ops_cuda_invalid ("layer_norm_backward");
+  // the columns read dy after the rows wrote dx
+  if (dx == dy && (dweight != NULL || dbias != NULL))
+    return lode_ops_cuda_invalid ("layer_norm_backward (dx is dy)");
+  if (rows == 0)
+    return LODE_CUDA_OK;
+  s = check (cudaMalloc (&stats, (size_t) rows * 2 * sizeof (double)), "layer_norm_backward scratch");
+  if (s != LODE_CUDA_OK)
+    return s;
+  layer_norm_backward_rows_kernel<<<grid_rows_of ((size_t) rows), ROW_BLOCK, 0, stream_of (ctx)>>> (
+      dx, (double *) stats, dy, x, weight, (size_t) rows, c, eps);
+  s = check (cudaGetLastError (), "layer_norm_backward");
+  if (s == LODE_CUDA_OK && (dweight != NULL || dbias != NULL))
+    {
+      layer_norm_backward_columns_kernel<<<grid_for ((size_t) c), BLOCK, 0, stream_of (ctx)>>> (
+          dweight, dbias, (const double *) stats, dy, x, (size_t) rows, c);
+      s = check (cudaGetLastError (), "layer_norm_backward weight");
+    }
+  cudaFree (stats);  // waits for the kernels that read it
+  return s;
+}
+
+// ds = p (ds - rowsum(p ds)) on rows [rows, c], one block per row, the dot
+// in double as the CPU twin (lode_grad_attention).
+__global__ void
+softmax_backward_kernel (float *ds, const float *p, size_t rows, int c)
+{
+  __shared__ double part[ROW_BLOCK];
+  for (size_t r = blockIdx.x; r < rows; r += gridDim.x)
+    {
+      const float *pr = p + r * c;
+      float *dr = ds + r * c;
+      double dot = 0.0;
+
+      for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
+        dot += (double) pr[j] * dr[j];
+      float fdot = (float) row_sum (dot, part);
+      for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
+        dr[j] = __fmul_rn (pr[j], __fsub_rn (dr[j], fdot));
+    }
+}
+
+extern "C" int
+lode_prithvi_cuda_attention_forward (LodeOpsCuda *ctx, float *out, float *probs, const float *q,
+                                     const float *k, const float *v, int bh, int lq, int lk, int d)
+{
+  float scale;
+  int s;
+
+  if (bh < 0 || lq < 0 || lk <= 0 || d <= 0 || (long long) bh * lq > 0x7fffffffLL)
+    return lode_ops_cuda_invalid ("attention_forward");
+  if (bh == 0 || lq == 0)
+    return LODE_CUDA_OK;
+  scale = 1.0f / sqrtf ((float) d);
+  // P = softmax (Q K^T / sqrt d) per head, kept; out = P V
+  s = lode_ops_cuda_gemm_batched (ctx, 0, 1, bh, lq, lk, d, scale, q, (long long) lq * d, k,
+                                  (long long) lk * d, 0.0f, probs, (long long) lq * lk);
+  if (s == LODE_CUDA_OK)
+    s = lode_ops_cuda_softmax (ctx, probs, probs, bh * lq, lk);
+  if (s == LODE_CUDA_OK)
+    s = lode_ops_cuda_gemm_batched (ctx, 0, 0, bh, lq, d, lk, 1.0f, probs, (long long) lq * lk, v,
+                                    (long long) lk * d, 0.0f, out, (long long) lq * d);
+  return s;
+}
+
+extern "C" int
+lode_prithvi_cuda_attention_backward (LodeOpsCuda *ctx, float *dq, float *dk, float *dv,
+                                      const float *dout, const float *q, const float *k,
+                                      const float *v, const float *probs, int bh, int lq, int lk,
+                                      int d)
+{
+  size_t scores;
+  void *ds = NULL;
+  float scale;
+  int s;
+
+  if (bh < 0 || lq < 0 || lk <= 0 || d <= 0 || (long long) bh * lq > 0x7fffffffLL)
+    return lode_ops_cuda_invalid ("attention_backward");
+  if (bh == 0)
+    return LODE_CUDA_OK;
+  if (lq == 0)
+    {
+      // no queries: nothing reaches the keys and values
+      s = lode_ops_cuda_zero (ctx, dk, (size_t) bh * lk * d * sizeof (float));
+      return s != LODE_CUDA_OK ? s : lode_ops_cuda_zero (ctx, dv, (size_t) bh * lk * d * sizeof (float));
+    }
+  scale = 1.0f / sqrtf ((float) d);
+  scores = (size_t) bh * lq * lk;
+  s = check (cudaMalloc (&ds, scores * sizeof (float)), "attention_backward scratch");
+  if (s != LODE_CUDA_OK)
+    return s;
+  // dV = P^T dO; dP = dO V^T; dS = P (dP - rowsum (P dP)); dQ = dS K / sqrt d;
+  // dK = dS^T Q / sqrt d
+  s = lode_ops_cuda_gemm_batched (ctx, 1, 0, bh, lk, d, lq, 1.0f, probs, (long long) lq * lk, dout,
+                                  (long long) lq * d, 0.0f, dv, (long long) lk * d);
+  if (s == LODE_CUDA_OK)
+    s = lode_ops_cuda_gemm_batched (ctx, 0, 1, bh, lq, lk, d, 1.0f, dout, (long long) lq * d, v,
+                                    (long long) lk * d, 0.0f, (float *) ds, (long long) lq * lk);
+  if (s == LODE_CUDA_OK)
+    {
+      size_t rows = (size_t) bh * lq;
+
+      softmax_backward_kernel<<<grid_rows_of (rows), ROW_BLOCK, 0, stream_of (ctx)>>> (
+          (float *) ds, probs, rows, lk);
+      s = check (cudaGetLastError (), "attention_backward softmax");
+    }
+  if (s == LODE_CUDA_OK)
+    s = lode_ops_cuda_gemm_batched (ctx, 0, 0, bh, lq, d, lk, scale, (const float *) ds,
+                                    (long long) lq * lk, k, (long long) lk * d, 0.0f, dq,
+                                    (long long) lq * d);
+  if (s == LODE_CUDA_OK)
+    s = lode_ops_cuda_gemm_batched (ctx, 1, 0, bh, lk, d, lq, scale, (const float *) ds,
+                                    (long long) lq * lk, q, (long long) lq * d, 0.0f, dk,
+                                    (long long) lk * d);
+  cudaFree (ds);  // waits for the products that read it
+  return s;
+}
+
+// One thread per element of image [n, e, l]: added to its patch token of
+// tokens [n, 1 + l, e] (each token element gets one value: no race).
+__global__ void
+image_to_tokens_add_kernel (float *tokens, const float *image, size_t total, int l, int e)
+{
+  GRID_STRIDE (i, total)
+    {
+      int t = (int) (i % l);
+      size_t r = i / l;
+      int j = (int) (r % e);
+      size_t b = r / e;
+
+      tokens[(b * (l + 1) + t + 1) * e + j] += image[i];
+    }
+}
+
+extern "C" int
+lode_prithvi_cuda_image_to_tokens_add (LodeOpsCuda *ctx, float *tokens, const float *image, int n,
+                                       int gh, int gw, int e)
+{
+  if (n < 0 || gh <= 0 || gw <= 0 || e <= 0)
+    return lode_ops_cuda_invalid ("image_to_tokens_add");
+  int l = gh * gw;
+  size_t total = (size_t) n * e * l;
+  if (total == 0)
+    return LODE_CUDA_OK;
+  image_to_tokens_add_kernel<<<grid_for (total), BLOCK, 0, stream_of (ctx)>>> (tokens, image,
+                                                                              total, l, e);
+  return check (cudaGetLastError (), "image_to_tokens_add");
+}

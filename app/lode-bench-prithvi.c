@@ -124,8 +124,9 @@ lode_bench_prithvi (int argc, char **argv)
   g_autofree char *checkpoint = NULL;
   g_autofree char *decoder = NULL;
   g_autofree char *blocks_text = NULL;
-  g_autofree char *device_name = NULL;
+  g_autofree char *device_name = NULL, *precision = NULL;
   LodeDeviceKind device;
+  LodePrecision arithmetic;
   int batch = 4, size = 128, repeat = 3, classes = 2, threads = 0, unfreeze = 0;
   gboolean train = FALSE;
   int blocks[4] = { 0, 1, 2, 3 };
@@ -141,6 +142,7 @@ lode_bench_prithvi (int argc, char **argv)
     { "unfreeze-blocks", 0, 0, G_OPTION_ARG_INT, &unfreeze, N_("With --train, also train the last N encoder blocks feeding the decoder (default 0)"), N_("N") },
     { "blocks", 0, 0, G_OPTION_ARG_STRING, &blocks_text, N_("Encoder blocks feeding the decoder (default 0,1,2,3 as the recipe)"), N_("A,B,C,D") },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device_name, N_("Run on cpu (default), cuda or auto"), N_("DEVICE") },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("On CUDA: fp32 (default), tf32 or bf16 (mixed precision)"), N_("MODE") },
     { NULL }
   };
   g_autoptr(GOptionContext) context = g_option_context_new (NULL);
@@ -183,6 +185,11 @@ lode_bench_prithvi (int argc, char **argv)
       return LODE_EXIT_USAGE;
     }
 
+  if (!lode_precision_parse (precision, &arithmetic))
+    {
+      lode_cli_error ("bench", _("--precision must be fp32, tf32 or bf16, not “%s”"), precision);
+      return LODE_EXIT_USAGE;
+    }
   device = lode_device_choose (device_name != NULL ? device_name : "cpu", &error);
   if (error != NULL)
     {
@@ -199,6 +206,11 @@ lode_bench_prithvi (int argc, char **argv)
     {
       lode_cli_error ("bench", "%s", error->message);
       return error->domain == G_OPTION_ERROR ? LODE_EXIT_USAGE : LODE_EXIT_FAILURE;
+    }
+  if (!lode_prithvi_model_set_precision (model, arithmetic, &error))
+    {
+      lode_cli_error ("bench", "%s", error->message);
+      return LODE_EXIT_FAILURE;
     }
   weights_kib = peak_kib () - base_kib;
   c = lode_prithvi_encoder_get_config (lode_prithvi_model_get_encoder (model));
@@ -252,7 +264,8 @@ lode_bench_prithvi (int argc, char **argv)
   {
     g_autofree char *where = lode_device_describe (device);
 
-    g_print (_("Device: %s\n"), where);
+    g_print (_("Device: %s, %s arithmetic\n"), where,
+             lode_precision_name (device == LODE_DEVICE_CUDA ? arithmetic : LODE_PRECISION_FP32));
   }
   return LODE_EXIT_OK;
 }

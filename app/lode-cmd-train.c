@@ -372,6 +372,7 @@ lode_cmd_train (int argc, char **argv)
   g_autofree char *year = NULL, *weights = NULL, *class_weights = NULL, *device = NULL;
   g_autofree char *precision = NULL;
   LodeDeviceKind prithvi_device = LODE_DEVICE_CPU;
+  LodePrecision arithmetic;
   int epochs = 10, batch = 4, classes = 2, unfreeze = 0, day_of_year = G_MININT;
   gint64 steps = 0, seed = 0;
   double lr = NAN, wd = 0.05, dice = 0.0;
@@ -402,7 +403,7 @@ lode_cmd_train (int argc, char **argv)
     { "no-augment", 0, 0, G_OPTION_ARG_NONE, &no_augment, N_("No flips or rotations"), NULL },
     { "seed", 's', 0, G_OPTION_ARG_INT64, &seed, N_("Seed (default 0)"), N_("SEED") },
     { "device", 0, 0, G_OPTION_ARG_STRING, &device, N_("cpu, cuda or auto (default)"), N_("DEVICE") },
-    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("unet on CUDA: fp32 (default), tf32 or bf16 (mixed precision)"), N_("MODE") },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &precision, N_("On CUDA: fp32 (default), tf32 or bf16 (mixed precision)"), N_("MODE") },
     { "resume", 0, 0, G_OPTION_ARG_NONE, &resume, N_("Continue from the checkpoint in --out"), NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet, N_("No progress line"), NULL },
     { G_OPTION_REMAINING, 0, 0, G_OPTION_ARG_STRING_ARRAY, &rest, NULL, N_("unet|prithvi") },
@@ -450,6 +451,11 @@ lode_cmd_train (int argc, char **argv)
                                  "--bands 6 or 13"));
       return LODE_EXIT_USAGE;
     }
+  if (!lode_precision_parse (precision, &arithmetic))
+    {
+      lode_cli_error ("train", _("--precision must be fp32, tf32 or bf16, not “%s”"), precision);
+      return LODE_EXIT_USAGE;
+    }
   /* the U-Net's device, asked for before any data is read */
   if (!is_prithvi)
     {
@@ -458,13 +464,6 @@ lode_cmd_train (int argc, char **argv)
         {
           lode_cli_error ("train", "%s", error->message);
           return LODE_EXIT_FAILURE;
-        }
-      LodePrecision p;
-
-      if (!lode_precision_parse (precision, &p))
-        {
-          lode_cli_error ("train", _("--precision must be fp32, tf32 or bf16, not “%s”"), precision);
-          return LODE_EXIT_USAGE;
         }
     }
   else
@@ -568,7 +567,8 @@ lode_cmd_train (int argc, char **argv)
         prithvi = lode_prithvi_model_new_from_checkpoint (weights, out, NULL, &error);
       else
         prithvi = lode_prithvi_model_new_with_decoder (weights, config.classes, 0, config.seed, NULL, &error);
-      if (prithvi == NULL || !lode_prithvi_model_use_device (prithvi, prithvi_device, &error))
+      if (prithvi == NULL || !lode_prithvi_model_set_precision (prithvi, arithmetic, &error)
+          || !lode_prithvi_model_use_device (prithvi, prithvi_device, &error))
         goto fail;
       if (!lode_prithvi_model_check_unfreeze (prithvi, unfreeze, &error))
         {

@@ -16,6 +16,9 @@
 #include "lode-prithvi-backend.h"
 #include "lode-prithvi.h"
 #include "lode-vit.h"
+#ifdef LODE_WITH_CUDA
+#include "lode-ops-cuda.h"
+#endif
 
 G_DEFINE_QUARK (lode-prithvi-error-quark, lode_prithvi_error)
 
@@ -67,6 +70,7 @@ struct _LodePrithviModel {
   LodePrithviEncoder *encoder;
   LodeUpernet        *decoder;
   LodePrithviPadding  padding;
+  LodePrecision       precision;    /* the products and convolutions on CUDA */
   BlockTrain        **block_train;  /* [loaded_depth]: NULL for a block never trained */
 };
 
@@ -1048,6 +1052,30 @@ load_trained_blocks (LodePrithviEncoder *encoder, LodeCheckpoint *ckpt, GError *
   return TRUE;
 }
 
+static gboolean
+backend_set_precision (LodePrithviBackend *be, LodePrecision precision, GError **error)
+{
+#ifdef LODE_WITH_CUDA
+  if (be->kind == LODE_DEVICE_CUDA)
+    return lode_ops_cuda_check (lode_ops_cuda_set_precision (be->cuda, precision), error);
+#endif
+  return TRUE;
+}
+
+gboolean
+lode_prithvi_model_set_precision (LodePrithviModel *self, LodePrecision precision, GError **error)
+{
+  gboolean ok;
+
+  g_return_val_if_fail (self != NULL, FALSE);
+  g_mutex_lock (&self->lock);
+  ok = backend_set_precision (&self->be, precision, error);
+  if (ok)
+    self->precision = precision;
+  g_mutex_unlock (&self->lock);
+  return ok;
+}
+
 /* Puts the model on device: the decoder's values come back to the host,
  * the device copies are freed, and for CUDA a context is made and the
  * weights copied (the optimiser's moments start again). */
@@ -1072,7 +1100,8 @@ model_bind (LodePrithviModel *self, LodeDeviceKind device, GError **error)
     return TRUE;
   if (!lode_prithvi_backend_init (&self->be, device, error))
     return FALSE;
-  if (encoder_bind (self->encoder, &self->be, error) && lode_upernet_bind (self->decoder, &self->be, error))
+  if (backend_set_precision (&self->be, self->precision, error)
+      && encoder_bind (self->encoder, &self->be, error) && lode_upernet_bind (self->decoder, &self->be, error))
     return TRUE;
   /* back to the CPU, the model still usable there */
   encoder_bind (self->encoder, &cpu, NULL);

@@ -58,6 +58,7 @@
 
 #include "lode-checkpoint.h"
 #include "lode-device.h"
+#include "lode-ops.h"
 #include "lode-train.h"
 #include "lode-upernet.h"
 #include "lode-vit.h"
@@ -237,6 +238,14 @@ gboolean          lode_prithvi_model_sync_host   (LodePrithviModel  *self,
 gboolean          lode_prithvi_model_use_device  (LodePrithviModel  *self,
                                                   LodeDeviceKind     device,
                                                   GError           **error);
+/* How products and convolutions compute on CUDA, now and after a move to
+ * CUDA (LodePrecision; fp32 by default, matching the CPU): TF32 or bf16
+ * tensor cores, weights and optimiser state kept fp32. FALSE with a
+ * LODE_OPS_ERROR when the GPU cannot (bf16 before compute capability 8.0).
+ * Nothing changes on the CPU. */
+gboolean          lode_prithvi_model_set_precision (LodePrithviModel *self,
+                                                  LodePrecision     precision,
+                                                  GError          **error);
 void              lode_prithvi_model_free        (LodePrithviModel *self);
 void              lode_prithvi_model_set_padding (LodePrithviModel   *self,
                                                   LodePrithviPadding  padding);

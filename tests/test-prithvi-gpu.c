@@ -494,6 +494,45 @@ compare_model (int n, int h, int w)
   g_assert_cmpfloat ((double) agree / ((gsize) n * h * w), >=, 0.999);
 }
 
+/* bf16 mixed precision on the GPU against fp32 on the CPU: every product
+ * and convolution takes operands rounded to 8 bits of mantissa (~4e-3
+ * relative each) through four blocks and the decoder's nine convolutions,
+ * batch norm renormalising between them: the logits stay within a few 1e-2
+ * of their largest value (TOL_BF16 1e-1), while a product wired to the
+ * wrong operand is O(1) off. They must also differ from fp32 (> 1e-5), or
+ * the mode did nothing. */
+#define TOL_BF16 1e-1
+
+static void
+test_model_bf16 (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(LodePrithviModel) cpu = NULL, gpu = NULL;
+  g_autofree float *raw = NULL, *lc = NULL, *lg = NULL;
+  g_autofree guint8 *mc = NULL, *mg = NULL;
+  int n = 2, h = 64, w = 64;
+  gsize count = (gsize) n * 3 * h * w;
+  double e;
+
+  if (!gpu_present ())
+    return;
+  cpu = reduced_model (LODE_DEVICE_CPU, &error);
+  gpu = reduced_model (LODE_DEVICE_CUDA, &error);
+  g_assert_no_error (error);
+  g_assert_true (lode_prithvi_model_set_precision (gpu, LODE_PRECISION_BF16, &error));
+  g_assert_no_error (error);
+  raw = patches (n, h, w);
+  lc = g_new (float, count), lg = g_new (float, count);
+  mc = g_new (guint8, (gsize) n * h * w), mg = g_new (guint8, (gsize) n * h * w);
+  g_assert_true (lode_prithvi_model_predict (cpu, raw, n, LODE_PRITHVI_N_BANDS, h, w, NULL, lc, mc, NULL, &error));
+  g_assert_true (lode_prithvi_model_predict (gpu, raw, n, LODE_PRITHVI_N_BANDS, h, w, NULL, lg, mg, NULL, &error));
+  g_assert_no_error (error);
+  e = normalised_error (lg, lc, count);
+  g_test_message ("bf16 logits: %.3g", e);
+  g_assert_cmpfloat (e, <, TOL_BF16);
+  g_assert_cmpfloat (e, >, 1e-5);
+}
+
 /* 64 x 64: a 4 x 4 grid, no padding, logits at the decoder's size. */
 static void
 test_model_64 (void)
@@ -757,6 +796,7 @@ main (int argc, char **argv)
 #endif
   g_test_add_func ("/prithvi-gpu/model-64", test_model_64);
   g_test_add_func ("/prithvi-gpu/model-padded", test_model_padded);
+  g_test_add_func ("/prithvi-gpu/model-bf16", test_model_bf16);
   g_test_add_func ("/prithvi-gpu/train-step", test_train_step);
   g_test_add_func ("/prithvi-gpu/unfreeze-steps", test_unfreeze_steps);
   g_test_add_func ("/prithvi-gpu/no-device", test_no_device);

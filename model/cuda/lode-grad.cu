@@ -77,22 +77,6 @@ lode_grad_cuda_conv2d (LodeOpsCuda *ctx, float *dx, float *dweight, float *dbias
 
 // ---- batch normalisation ----------------------------------------------------
 
-__device__ static double
-block_sum (double v, double *part)
-{
-  part[threadIdx.x] = v;
-  __syncthreads ();
-  for (int k = blockDim.x / 2; k > 0; k /= 2)
-    {
-      if (threadIdx.x < k)
-        part[threadIdx.x] += part[threadIdx.x + k];
-      __syncthreads ();
-    }
-  double r = part[0];
-  __syncthreads ();
-  return r;
-}
-
 __global__ static void
 bn_train_kernel (float *out, const float *in, const float *weight, const float *bias,
                  float *rm, float *rv, float *save_mean, float *save_invstd,

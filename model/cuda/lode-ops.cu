@@ -109,15 +109,6 @@ check_cudnn (cudnnStatus_t st, const char *what)
 #define REQUIRE(cond, what) \
   do { if (!(cond)) return fail (LODE_CUDA_ERROR_INVALID, "%s: invalid sizes", (what)); } while (0)
 
-// ---- launch geometry --------------------------------------------------------
-
-
-static unsigned int
-grid_rows (size_t rows)
-{
-  return (unsigned int) (rows < MAX_GRID ? (rows ? rows : 1) : MAX_GRID);
-}
-
 // ---- context and memory -----------------------------------------------------
 
 static int
@@ -490,47 +481,6 @@ lode_ops_cuda_add_row_bias (LodeOpsCuda *ctx, float *out, const float *in,
   bias_kernel<<<grid_for (total), BLOCK, 0, ctx->stream>>> (out, in, bias, total, c, 1);
   CHECK_LAUNCH ("add_row_bias");
   return LODE_CUDA_OK;
-}
-
-// ---- block reductions (blockDim.x a multiple of 32, at most 1024) -----------
-
-// Sum of v over the block, returned to every thread. Called by all threads.
-__device__ float
-block_sum (float v)
-{
-  __shared__ float partial[32];
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int nwarps = blockDim.x >> 5;
-
-  for (int off = 16; off > 0; off >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, off);
-  __syncthreads ();  // a previous call may still be reading partial
-  if (lane == 0)
-    partial[warp] = v;
-  __syncthreads ();
-  v = lane < nwarps ? partial[lane] : 0.0f;
-  for (int off = 16; off > 0; off >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, off);
-  return v;
-}
-
-__device__ float
-block_max (float v)
-{
-  __shared__ float partial[32];
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  int nwarps = blockDim.x >> 5;
-
-  for (int off = 16; off > 0; off >>= 1)
-    v = fmaxf (v, __shfl_xor_sync (0xffffffffu, v, off));
-  __syncthreads ();
-  if (lane == 0)
-    partial[warp] = v;
-  __syncthreads ();
-  v = lane < nwarps ? partial[lane] : -INFINITY;
-  for (int off = 16; off > 0; off >>= 1)
-    v = fmaxf (v, __shfl_xor_sync (0xffffffffu, v, off));
-  return v;
 }
 
 // ---- normalisation --------------------------------------------------------------

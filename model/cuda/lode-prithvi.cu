@@ -382,32 +382,6 @@ lode_prithvi_cuda_up2_backward (LodeOpsCuda *ctx, float *dweight, float *dbias, 
 // Threads per block of the row kernels (a power of two for the reduction).
 #define ROW_BLOCK 256
 
-// The sum of v over the block's ROW_BLOCK threads, in double; part is
-// ROW_BLOCK doubles of shared memory, free again on return.
-__device__ double
-row_sum (double v, double *part)
-{
-  part[threadIdx.x] = v;
-  __syncthreads ();
-  for (int s = ROW_BLOCK / 2; s > 0; s >>= 1)
-    {
-      if ((int) threadIdx.x < s)
-        part[threadIdx.x] += part[threadIdx.x + s];
-      __syncthreads ();
-    }
-  double total = part[0];
-  __syncthreads ();
-  return total;
-}
-
-// Blocks for rows handled one block each (grid-stride beyond the cap).
-static unsigned int
-grid_rows_of (size_t rows)
-{
-  size_t g = rows < MAX_GRID ? rows : MAX_GRID;
-  return (unsigned int) (g ? g : 1);
-}
-
 // out[o] += sum over rows of in[r, o], rows in order, in float: the CPU
 // twin's order (lode_grad_linear's bias, lode_grad_layer_norm's weight
 // and bias). One thread per column, reading consecutive columns together.
@@ -466,11 +440,11 @@ layer_norm_backward_rows_kernel (float *dx, double *stats, const float *dy, cons
 
       for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
         s += xr[j];
-      double mean = row_sum (s, part) / c;
+      double mean = block_sum (s, part) / c;
       s = 0.0;
       for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
         s += (xr[j] - mean) * (xr[j] - mean);
-      double var = row_sum (s, part) / c;
+      double var = block_sum (s, part) / c;
       float rstd = (float) (1.0 / sqrt (var + eps));
       double m1 = 0.0, m2 = 0.0;
       for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
@@ -481,8 +455,8 @@ layer_norm_backward_rows_kernel (float *dx, double *stats, const float *dy, cons
           m1 += g;
           m2 += (double) g * xh;
         }
-      float fm1 = (float) (row_sum (m1, part) / c);
-      float fm2 = (float) (row_sum (m2, part) / c);
+      float fm1 = (float) (block_sum (m1, part) / c);
+      float fm2 = (float) (block_sum (m2, part) / c);
       // dx may be dy: each element is read by its own thread before it writes
       for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
         {
@@ -543,7 +517,7 @@ lode_prithvi_cuda_layer_norm_backward (LodeOpsCuda *ctx, float *dx, float *dweig
   s = check (cudaMalloc (&stats, (size_t) rows * 2 * sizeof (double)), "layer_norm_backward scratch");
   if (s != LODE_CUDA_OK)
     return s;
-  layer_norm_backward_rows_kernel<<<grid_rows_of ((size_t) rows), ROW_BLOCK, 0, stream_of (ctx)>>> (
+  layer_norm_backward_rows_kernel<<<grid_rows ((size_t) rows), ROW_BLOCK, 0, stream_of (ctx)>>> (
       dx, (double *) stats, dy, x, weight, (size_t) rows, c, eps);
   s = check (cudaGetLastError (), "layer_norm_backward");
   if (s == LODE_CUDA_OK && (dweight != NULL || dbias != NULL))
@@ -570,7 +544,7 @@ softmax_backward_kernel (float *ds, const float *p, size_t rows, int c)
 
       for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
         dot += (double) pr[j] * dr[j];
-      float fdot = (float) row_sum (dot, part);
+      float fdot = (float) block_sum (dot, part);
       for (int j = threadIdx.x; j < c; j += ROW_BLOCK)
         dr[j] = __fmul_rn (pr[j], __fsub_rn (dr[j], fdot));
     }
@@ -636,7 +610,7 @@ lode_prithvi_cuda_attention_backward (LodeOpsCuda *ctx, float *dq, float *dk, fl
     {
       size_t rows = (size_t) bh * lq;
 
-      softmax_backward_kernel<<<grid_rows_of (rows), ROW_BLOCK, 0, stream_of (ctx)>>> (
+      softmax_backward_kernel<<<grid_rows (rows), ROW_BLOCK, 0, stream_of (ctx)>>> (
           (float *) ds, probs, rows, lk);
       s = check (cudaGetLastError (), "attention_backward softmax");
     }

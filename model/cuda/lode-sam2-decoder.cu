@@ -36,40 +36,6 @@ launched (void)
   return lode_ops_cuda_launch_status ("a SAM2 decoder kernel");
 }
 
-// ---- reductions (blockDim.x a multiple of 32, at most 1024) -----------------
-
-__device__ static float
-warp_sum (float v)
-{
-  for (int off = 16; off > 0; off >>= 1)
-    v += __shfl_xor_sync (0xffffffffu, v, off);
-  return v;
-}
-
-__device__ static float
-warp_max (float v)
-{
-  for (int off = 16; off > 0; off >>= 1)
-    v = fmaxf (v, __shfl_xor_sync (0xffffffffu, v, off));
-  return v;
-}
-
-// Sum over the block, returned to every thread; called by all threads.
-__device__ static float
-block_sum (float v)
-{
-  __shared__ float partial[32];
-  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-
-  v = warp_sum (v);
-  __syncthreads ();  // a previous call may still be reading partial
-  if (lane == 0)
-    partial[warp] = v;
-  __syncthreads ();
-  v = lane < nwarps ? partial[lane] : 0.0f;
-  return warp_sum (v);
-}
-
 // ---- add + layer norm (+ positional encoding) --------------------------------
 
 // One block per row. Each thread reads and writes the same columns in every

@@ -7,9 +7,12 @@
 #include <string.h>
 
 #include "lode-ops.h"
+#include "lode-ops-math.h"
+#include "lode-parallel.h"
 #include "lode-sam2-decoder.h"
 
 G_DEFINE_QUARK (lode-sam2-error-quark, lode_sam2_error)
+
 
 /* Fixed by the official builder (sam2_base.py _build_sam_heads). */
 #define MASK_IN_CHANS 16
@@ -20,6 +23,11 @@ G_DEFINE_QUARK (lode-sam2-error-quark, lode_sam2_error)
 #define LN2D_EPS 1e-6f
 /* obj_score_token, iou_token, 4 mask tokens, box corners, points, padding */
 #define MAX_TOKENS (1 + 1 + N_MASK_TOKENS + 2 + LODE_SAM2_MAX_POINTS + 1)
+/* The second upscaling's output rows are shared out in this many runs,
+ * each with its own scratch row of c/8 channels (upscale_masks). */
+#define UPSCALE_ITEMS 16
+/* Image rows per work item of the row-wise passes over [hw, c]. */
+#define NORM_BLOCK 64
 
 typedef struct {
   LodeTensor *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob;
@@ -65,7 +73,7 @@ struct _LodeSam2Decoder {
   float *tq, *tk, *tv, *thq, *thk, *thv, *tho;
   float *keys, *kpe, *ktmp;                          /* [hw, c] */
   float *pk, *pv, *pq, *hk, *hv, *hq, *ho;           /* [hw, internal] */
-  float *up1, *up2;                                  /* upscaled features */
+  float *up1, *up2;                                  /* upscaled features; scratch rows */
   float *masks;                                      /* [4, low_res^2] */
   float *mask_scratch;
   float *up_cols;                                    /* transposed convolution columns */
@@ -73,16 +81,21 @@ struct _LodeSam2Decoder {
   float *wout_t[8 + 1];                              /* per attention: out_proj^T per head */
 
   /* prompt-independent first layer (no mask input): keys, keys + PE and
-   * the token-to-image K and V in head layout, for the embedding whose
-   * image_embed is copied in cached_embed */
-  float *cached_embed;
+   * the token-to-image K and V in head layout, for the embedding of serial
+   * cached_serial (an embedding's contents never change once in use, see
+   * lode-sam2-types.h, and serials are not reused) */
+  guint64 cached_serial;
   gboolean cache_valid;
   float *c_keys, *c_kpe, *c_hk, *c_hv;
+  /* and layer 0's image-to-token queries Wq (K0 + PE) + bq, head layout */
+  float *c_hq;
   /* layer 0's token-to-image Wk Wd and Wv Wd [internal, MASK_IN_CHANS]
    * (Wd: the last convolution of the mask downscaling), and per click
    * bd - no_mask_embed [c] and its images through Wk and Wv [internal] */
   float *mask_kw, *mask_vw;
   float *mask_shift, *mask_kb, *mask_vb;
+  /* the same for layer 0's image-to-token queries: Wq Wd, Wq shift */
+  float *mask_qw, *mask_qb;
 };
 
 /* ---- weights ------------------------------------------------------------ */
@@ -284,10 +297,29 @@ lode_sam2_decoder_check_config (const LodeSam2Config *config, GError **error)
   return TRUE;
 }
 
+/* W [in, c] @ Wd [c, MASK_IN_CHANS], in double. */
+static float *
+fold_weight (const LodeTensor *w, const float *wd, int in, int c)
+{
+  float *out = g_new (float, (gsize) in * MASK_IN_CHANS);
+
+  for (int i = 0; i < in; i++)
+    for (int j = 0; j < MASK_IN_CHANS; j++)
+      {
+        double acc = 0.0;
+
+        for (int m = 0; m < c; m++)
+          acc += (double) w->data[(gsize) i * c + m] * wd[(gsize) m * MASK_IN_CHANS + j];
+        out[(gsize) i * MASK_IN_CHANS + j] = (float) acc;
+      }
+  return out;
+}
+
 /* A mask input changes the keys of layer 0 only through the last 1x1
  * convolution of the mask downscaling (see apply_mask_input), so the
- * token-to-image projections of that layer see it through Wk Wd and Wv Wd,
- * products of the weights formed here once, in double. */
+ * token-to-image keys and values of that layer, and its image-to-token
+ * queries, see it through Wk Wd, Wv Wd and Wq Wd, products of the weights
+ * formed here once, in double. */
 static void
 fold_mask_input (LodeSam2Decoder *self)
 {
@@ -295,24 +327,13 @@ fold_mask_input (LodeSam2Decoder *self)
   const float *wd = self->md_w[2]->data;   /* [c, MASK_IN_CHANS] */
   int c = self->c, in = a->internal;
 
-  self->mask_kw = g_new (float, (gsize) in * MASK_IN_CHANS);
-  self->mask_vw = g_new (float, (gsize) in * MASK_IN_CHANS);
+  self->mask_kw = fold_weight (a->kw, wd, in, c);
+  self->mask_vw = fold_weight (a->vw, wd, in, c);
+  self->mask_qw = fold_weight (self->layers[0].i2t.qw, wd, self->layers[0].i2t.internal, c);
   self->mask_shift = g_new (float, c);
   self->mask_kb = g_new (float, in);
   self->mask_vb = g_new (float, in);
-  for (int i = 0; i < in; i++)
-    for (int j = 0; j < MASK_IN_CHANS; j++)
-      {
-        double k = 0.0, v = 0.0;
-
-        for (int m = 0; m < c; m++)
-          {
-            k += (double) a->kw->data[(gsize) i * c + m] * wd[(gsize) m * MASK_IN_CHANS + j];
-            v += (double) a->vw->data[(gsize) i * c + m] * wd[(gsize) m * MASK_IN_CHANS + j];
-          }
-        self->mask_kw[(gsize) i * MASK_IN_CHANS + j] = (float) k;
-        self->mask_vw[(gsize) i * MASK_IN_CHANS + j] = (float) v;
-      }
+  self->mask_qb = g_new (float, self->layers[0].i2t.internal);
 }
 
 LodeSam2Decoder *
@@ -381,7 +402,7 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->hq = g_new (float, hw * c);
   self->ho = g_new (float, hw * c);
   self->up1 = g_new (float, hw * c);          /* [c/4, 2e, 2e] */
-  self->up2 = g_new (float, hw * c * 2);      /* [c/8, 4e, 4e] */
+  self->up2 = g_new (float, (gsize) UPSCALE_ITEMS * (c / 8) * 4 * self->e);  /* rows of [c/8, 4e] */
   self->masks = g_new (float, N_MASK_TOKENS * ls);
   self->mask_scratch = g_new (float, ls * MASK_IN_CHANS);
   self->up_cols = g_new (float, hw * c * 4);
@@ -389,10 +410,10 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->z = g_new (float, (gsize) self->heads * MAX_TOKENS * c);
   self->sc = g_new (float, (gsize) self->heads * MAX_TOKENS * hw);
   self->fold_bias = g_new (float, c);
-  self->cached_embed = g_new (float, hw * c);
   self->c_keys = g_new (float, hw * c);
   self->c_kpe = g_new (float, hw * c);
   self->c_hk = g_new (float, hw * c);
+  self->c_hq = g_new (float, hw * c);
   self->c_hv = g_new (float, hw * c);
   fold_mask_input (self);
   /* out_proj^T per head of the image-to-token attentions: [h][d, c] */
@@ -540,10 +561,12 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->z);
   g_free (self->sc);
   g_free (self->fold_bias);
-  g_free (self->cached_embed);
   g_free (self->c_keys);
   g_free (self->c_kpe);
   g_free (self->c_hk);
+  g_free (self->c_hq);
+  g_free (self->mask_qw);
+  g_free (self->mask_qb);
   g_free (self->c_hv);
   g_free (self->mask_kw);
   g_free (self->mask_vw);
@@ -804,12 +827,13 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
 }
 
 /* The image attends to the tokens, folded: the queries Wq x + bq meet the
- * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i]; the output
- * Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo, added to out (the
- * residual) by the last product itself. */
+ * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i] (a term that differs
+ * from key to key, so it is kept: the softmax runs over the keys); the
+ * output Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo. x = kpe;
+ * out [hw, c] receives the sum without bo, which the caller adds. */
 static void
-image_to_token_folded (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
-                       int t, float *out)
+image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const float *ktok,
+                       const float *vtok, int t, float *out)
 {
   const Attn *a = &self->layers[layer].i2t;
   int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
@@ -838,44 +862,161 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *ktok, cons
                      self->wout_t[layer] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
     }
   /* scores [hw, heads * t], softmax over each head's t tokens */
-  lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, self->kpe, self->r, 0.0f, self->sc);
+  lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, kpe, self->r, 0.0f, self->sc);
   lode_ops_add_row_bias (self->sc, self->sc, bias, hw, h * t);
   lode_ops_softmax (self->sc, self->sc, hw * h, t);
-  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 1.0f, out);
-  lode_ops_add_row_bias (out, out, a->ob->data, hw, c);
+  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 0.0f, out);
 }
 
-/* keys += the image's attention to the tokens. */
+/* Scores of head-major blocks sh [h, rows, t] to softmax rows sc [rows,
+ * h * t] (each head's t scores normalised apart). */
+VECTOR_CLONES static void
+heads_softmax_rows (float *sc, const float *sh, int r0, int r1, int rows, int h, int t)
+{
+  for (int r = r0; r < r1; r++)
+    for (int k = 0; k < h; k++)
+      {
+        const float *in = sh + ((gsize) k * rows + r) * t;
+        float *o = sc + (gsize) r * h * t + (gsize) k * t;
+        float m = in[0], sum = 0.0f, inv;
+
+        for (int i = 1; i < t; i++)
+          m = MAX (m, in[i]);
+        for (int i = 0; i < t; i++)
+          {
+            o[i] = lode_exp_nonpositive (in[i] - m);
+            sum += o[i];
+          }
+        inv = 1.0f / sum;
+        for (int i = 0; i < t; i++)
+          o[i] *= inv;
+      }
+}
+
+/* Layer 0's image-to-token attention, the image's queries given in head
+ * layout (hq [h, hw, d]: cached, see prepare_first_layer): scores
+ * q_h . k_h[i] / sqrt d are products of depth d, and the output as in
+ * image_to_token_folded, without bo, into out [hw, c]. */
 static void
-image_to_token (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
-                int t, float *keys)
+image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok, const float *vtok,
+                       int t, float *out)
+{
+  const Attn *a = &self->layers[0].i2t;
+  int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
+  float scale = 1.0f / sqrtf ((float) d);
+  float *sh = self->ho;
+
+  linear (self->tk, ktok, a->kw, a->kb, t);
+  linear (self->tv, vtok, a->vw, a->vb, t);
+  lode_ops_split_heads (self->thk, self->tk, t, h, d);
+  lode_ops_split_heads (self->thv, self->tv, t, h, d);
+  for (int k = 0; k < h; k++)
+    lode_ops_gemm (FALSE, FALSE, t, c, d, 1.0f, self->thv + (gsize) k * t * d,
+                   self->wout_t[0] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
+  lode_ops_gemm_batched (FALSE, TRUE, h, hw, t, d, scale, hq, (gint64) hw * d, self->thk,
+                         (gint64) t * d, 0.0f, sh, (gint64) hw * t);
+  PARALLEL_FOR ((gint64) hw * h * t * 8)
+  for (int r = 0; r < hw; r += NORM_BLOCK)
+    heads_softmax_rows (self->sc, sh, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
+  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 0.0f, out);
+}
+
+/* The image's attention to the tokens, queries from kpe (keys + PE), into
+ * self->ktmp [hw, c]; returns the bias still to be added to it (out_proj's,
+ * or NULL when it is in). */
+static const float *
+image_to_token (LodeSam2Decoder *self, int layer, const float *kpe, const float *hq0,
+                const float *ktok, const float *vtok, int t)
 {
   const Attn *a = &self->layers[layer].i2t;
   Heads img_tok = { self->hq, self->thk, self->thv, self->ho };
 
+  if (layer == 0 && use_folded (self, a, t))
+    {
+      image_to_token_cached (self, hq0, ktok, vtok, t, self->ktmp);
+      return a->ob->data;
+    }
   if (use_folded (self, a, t))
     {
-      image_to_token_folded (self, layer, ktok, vtok, t, keys);
-      return;
+      image_to_token_folded (self, layer, kpe, ktok, vtok, t, self->ktmp);
+      return a->ob->data;
     }
-  linear (self->pq, self->kpe, a->qw, a->qb, self->hw);
+  linear (self->pq, kpe, a->qw, a->qb, self->hw);
   linear (self->tk, ktok, a->kw, a->kb, t);
   linear (self->tv, vtok, a->vw, a->vb, t);
   attn_core (self, a, self->pq, self->tk, self->tv, &img_tok, self->hw, t, self->ktmp);
-  lode_ops_add (keys, keys, self->ktmp, (gsize) self->hw * self->c);
+  return NULL;
+}
+
+/* out = layer_norm (a + b + bias) over rows of c, out_pe = out + pe, in one
+ * pass over each row while it is in the cache (lode_ops_add_layer_norm
+ * makes three passes over the whole image). out may be a; bias may be
+ * NULL. */
+VECTOR_CLONES static void
+add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, const float *bias,
+                  const float *w, const float *wb, const float *pe, int rows, int c)
+{
+  for (int r = 0; r < rows; r++)
+    {
+      const float *ar = a + (gsize) r * c, *br = b + (gsize) r * c, *pr = pe + (gsize) r * c;
+      float *y = out + (gsize) r * c, *yp = out_pe + (gsize) r * c;
+      float sum = 0.0f, sq = 0.0f, mean, rstd;
+
+      if (bias != NULL)
+        {
+          SIMD_FOR
+          for (int j = 0; j < c; j++)
+            y[j] = ar[j] + br[j] + bias[j];
+        }
+      else
+        {
+          SIMD_FOR
+          for (int j = 0; j < c; j++)
+            y[j] = ar[j] + br[j];
+        }
+      SIMD_REDUCE (sum)
+      for (int j = 0; j < c; j++)
+        sum += y[j];
+      mean = sum / (float) c;
+      SIMD_REDUCE (sq)
+      for (int j = 0; j < c; j++)
+        sq += (y[j] - mean) * (y[j] - mean);
+      rstd = 1.0f / sqrtf (sq / (float) c + LN_EPS);
+      SIMD_FOR
+      for (int j = 0; j < c; j++)
+        {
+          y[j] = (y[j] - mean) * rstd * w[j] + wb[j];
+          yp[j] = y[j] + pr[j];
+        }
+    }
+}
+
+
+static void
+add_norm_pe (float *out, float *out_pe, const float *a, const float *b, const float *bias,
+             const LodeTensor *w, const LodeTensor *wb, const float *pe, int rows, int c)
+{
+  PARALLEL_FOR ((gint64) rows * c)
+  for (int r = 0; r < rows; r += NORM_BLOCK)
+    {
+      gsize o = (gsize) r * c;
+
+      add_norm_pe_rows (out + o, out_pe + o, a + o, b + o, bias, w->data, wb->data, pe + o,
+                        MIN (NORM_BLOCK, rows - r), c);
+    }
 }
 
 /* Layer 0's keys K0 = image_embed + no_mask_embed ([hw, c]), K0 + PE and
  * its token-to-image K and V (head layout) depend on the image only: kept
- * for the embedding whose image_embed is copied in cached_embed. */
+ * for the embedding of serial cached_serial. */
 static void
 prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
 {
   gsize kc = (gsize) self->hw * self->c;
-  const Attn *a = &self->layers[0].t2i;
+  const Attn *a = &self->layers[0].t2i, *qa;
   int h = self->heads, d = a->internal / h;
 
-  if (self->cache_valid && memcmp (self->cached_embed, emb->image_embed, kc * sizeof (float)) == 0)
+  if (self->cache_valid && self->cached_serial == emb->serial)
     return;
   lode_ops_nchw_to_nhwc (self->c_keys, emb->image_embed, 1, self->c, self->e, self->e);
   lode_ops_add_row_bias (self->c_keys, self->c_keys, self->no_mask->data, self->hw, self->c);
@@ -884,7 +1025,10 @@ prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
   linear (self->pv, self->c_keys, a->vw, a->vb, self->hw);
   lode_ops_split_heads (self->c_hk, self->pk, self->hw, h, d);
   lode_ops_split_heads (self->c_hv, self->pv, self->hw, h, d);
-  memcpy (self->cached_embed, emb->image_embed, kc * sizeof (float));
+  qa = &self->layers[0].i2t;
+  linear (self->pq, self->c_kpe, qa->qw, qa->qb, self->hw);
+  lode_ops_split_heads (self->c_hq, self->pq, self->hw, h, qa->internal / h);
+  self->cached_serial = emb->serial;
   self->cache_valid = TRUE;
 }
 
@@ -892,12 +1036,13 @@ prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
  * instead of no_mask_embed, so the keys are K0 + G^T Wd^T + (bd -
  * no_mask_embed), and layer 0's token-to-image K and V, linear in the
  * keys, move by G^T (Wk Wd)^T and G^T (Wv Wd)^T plus the shift through Wk
- * and Wv: products of depth MASK_IN_CHANS instead of c. Fills keys, kpe
- * and layer 0's K and V (hk, hv). */
+ * and Wv: products of depth MASK_IN_CHANS instead of c. Fills keys, kpe,
+ * layer 0's K and V (hk, hv) and its image-to-token queries (hq), which
+ * move likewise through Wq. */
 static void
 apply_mask_input (LodeSam2Decoder *self, const float *mask)
 {
-  const Attn *a = &self->layers[0].t2i;
+  const Attn *a = &self->layers[0].t2i, *qa;
   int c = self->c, hw = self->hw, in = a->internal, h = self->heads, d = in / h;
   gsize kc = (gsize) hw * c;
   const float *g = mask_features (self, mask);
@@ -930,16 +1075,37 @@ apply_mask_input (LodeSam2Decoder *self, const float *mask)
   lode_ops_add_row_bias (self->pv, self->pv, self->mask_vb, hw, in);
   lode_ops_split_heads (self->hv, self->pv, hw, h, d);
   lode_ops_add (self->hv, self->hv, self->c_hv, (gsize) hw * in);
+
+  qa = &self->layers[0].i2t;
+  for (int i = 0; i < qa->internal; i++)
+    {
+      float q = 0.0f;
+
+      for (int j = 0; j < c; j++)
+        q += qa->qw->data[(gsize) i * c + j] * self->mask_shift[j];
+      self->mask_qb[i] = q;
+    }
+  lode_ops_gemm (TRUE, TRUE, hw, qa->internal, MASK_IN_CHANS, 1.0f, g, self->mask_qw, 0.0f, self->pq);
+  lode_ops_add_row_bias (self->pq, self->pq, self->mask_qb, hw, qa->internal);
+  lode_ops_split_heads (self->hq, self->pq, hw, h, qa->internal / h);
+  lode_ops_add (self->hq, self->hq, self->c_hq, (gsize) hw * qa->internal);
 }
 
-/* The layers and the final attention; layer 0's token-to-image K and V
- * are given (hk0, hv0). */
+/* The layers and the final attention. Layer 0's keys and keys + PE
+ * (keys0, kpe0: the cached ones, or self->keys and self->kpe with a mask
+ * input), its token-to-image K and V (hk0, hv0) and image-to-token
+ * queries (hq0, head layout) are given; the later
+ * layers' keys are in self->keys and self->kpe. Only the first n_out
+ * tokens (the object score, IoU and mask tokens) leave the final
+ * attention: the prompt tokens' rows are not computed there. */
 static void
-two_way_transformer (LodeSam2Decoder *self, int t, const float *hk0, const float *hv0)
+two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0, const float *kpe0,
+                     const float *hk0, const float *hv0, const float *hq0)
 {
   int c = self->c, hw = self->hw;
-  gsize kc = (gsize) hw * c, tc = (gsize) t * c;
-  float *queries = self->queries, *keys = self->keys;
+  gsize tc = (gsize) t * c, oc = (gsize) n_out * c;
+  float *queries = self->queries;
+  const float *keys_in = keys0, *kpe_in = kpe0, *i2t_bias;
   const float *qpe = self->tok_pe;
   float *q = self->qtmp, *attn = self->tbuf;
   Heads tok = { self->thq, self->thk, self->thv, self->tho };
@@ -980,29 +1146,168 @@ two_way_transformer (LodeSam2Decoder *self, int t, const float *hk0, const float
 
       /* the image attends to the tokens: q from keys + PE */
       lode_ops_add (q, queries, qpe, tc);
-      image_to_token (self, l, q, queries, t, keys);
-      layer_norm (keys, ly->norm_w[3], ly->norm_b[3], hw, c);
-      lode_ops_add (self->kpe, keys, self->dense_pe, kc);
+      i2t_bias = image_to_token (self, l, kpe_in, hq0, q, queries, t);
+      add_norm_pe (self->keys, self->kpe, keys_in, self->ktmp, i2t_bias, ly->norm_w[3], ly->norm_b[3],
+                   self->dense_pe, hw, c);
+      keys_in = self->keys;
+      kpe_in = self->kpe;
     }
 
-  /* final attention of the tokens to the image, then its norm */
-  lode_ops_add (q, queries, qpe, tc);
-  token_to_image (self, &self->final_attn, q, t, NULL, NULL, attn);
-  lode_ops_add (queries, queries, attn, tc);
-  layer_norm (queries, self->final_norm_w, self->final_norm_b, t, c);
+  /* final attention of the output tokens to the image, then its norm */
+  lode_ops_add (q, queries, qpe, oc);
+  token_to_image (self, &self->final_attn, q, n_out, NULL, NULL, attn);
+  lode_ops_add (queries, queries, attn, oc);
+  layer_norm (queries, self->final_norm_w, self->final_norm_b, n_out, c);
 }
 
-/* ConvTranspose2d, kernel 2, stride 2: one product [c_out*4, hw] =
- * W^T [c_out*4, c_in] @ in [c_in, hw] (or in^T when in is [hw, c_in],
- * in_nhwc), then each column to its 2 x 2 block
- * with the bias, plus add (the high-resolution features), GELU if asked. */
-static void
-conv_transpose_2x2 (LodeSam2Decoder *self, float *out, const float *in, gboolean in_nhwc,
-                    const LodeTensor *w, const LodeTensor *b, int c_in, int c_out, int side,
-                    const float *add, gboolean gelu)
+/* The upscaling. Each ConvTranspose2d (kernel 2, stride 2) is one product
+ * cols [c_out * 4, side^2] = W^T [c_out * 4, c_in] @ in [c_in, side^2]
+ * (W as PyTorch stores it, [c_in, c_out, 2, 2]); what follows it is done
+ * one output row at a time while the row is in the cache: the 2 x 2
+ * unfolding with the bias and the high-resolution features, then LayerNorm2d
+ * and GELU after the first, GELU and the hypernetworks' product after the
+ * second, whose 32-channel features never go to memory. */
+
+/* Output row y of a transposed convolution into dst [c_out rows of 2 side,
+ * dst_stride apart]: cols + bias + add (NCHW [c_out, 2 side, 2 side]). */
+VECTOR_CLONES static void
+unfold_row (float *dst, gsize dst_stride, const float *cols, const float *bias, const float *add,
+            int c_out, int side, int y)
 {
-  lode_ops_gemm (TRUE, in_nhwc, c_out * 4, side * side, c_in, 1.0f, w->data, in, 0.0f, self->up_cols);
-  lode_ops_unfold_2x2 (out, self->up_cols, b->data, add, c_out, side, gelu);
+  gsize hw = (gsize) side * side, ow = 2 * (gsize) side;
+  int i = y / 2, ky = y % 2;
+
+  for (int co = 0; co < c_out; co++)
+    {
+      const float *c0 = cols + ((gsize) co * 4 + 2 * ky) * hw + (gsize) i * side;
+      const float *c1 = c0 + hw;
+      const float *extra = add + ((gsize) co * 2 * side + y) * ow;
+      float *o = dst + (gsize) co * dst_stride;
+      float b = bias[co];
+
+      SIMD_FOR
+      for (int j = 0; j < side; j++)
+        {
+          o[2 * j] = c0[j] + b + extra[2 * j];
+          o[2 * j + 1] = c1[j] + b + extra[2 * j + 1];
+        }
+    }
+}
+
+/* Up to NORM2D_SPAN pixels of the first upscaling's row after its
+ * unfolding, in up1 (NCHW, channels stride apart): LayerNorm2d over the
+ * channels of each pixel, then GELU. */
+#define NORM2D_SPAN 256
+
+VECTOR_CLONES static void
+norm_gelu_row (float *row, gsize stride, const float *w, const float *b, int c, int n)
+{
+  float mean[NORM2D_SPAN], rstd[NORM2D_SPAN];
+
+  for (int x = 0; x < n; x++)
+    mean[x] = rstd[x] = 0.0f;
+  for (int j = 0; j < c; j++)
+    {
+      const float *r = row + (gsize) j * stride;
+
+      SIMD_FOR
+      for (int x = 0; x < n; x++)
+        mean[x] += r[x];
+    }
+  SIMD_FOR
+  for (int x = 0; x < n; x++)
+    mean[x] /= (float) c;
+  for (int j = 0; j < c; j++)
+    {
+      const float *r = row + (gsize) j * stride;
+
+      SIMD_FOR
+      for (int x = 0; x < n; x++)
+        rstd[x] += (r[x] - mean[x]) * (r[x] - mean[x]);
+    }
+  SIMD_FOR
+  for (int x = 0; x < n; x++)
+    rstd[x] = 1.0f / sqrtf (rstd[x] / (float) c + LN2D_EPS);
+  for (int j = 0; j < c; j++)
+    {
+      float *r = row + (gsize) j * stride;
+      float wj = w[j], bj = b[j];
+
+      SIMD_FOR
+      for (int x = 0; x < n; x++)
+        r[x] = lode_gelu_approx ((r[x] - mean[x]) * rstd[x] * wj + bj);
+    }
+}
+
+/* The second upscaling's features of one output row, v [c rows of n], to
+ * GELU and then the masks' row: masks[m] = sum_j hyper[m, j] GELU (v[j]),
+ * masks rows lsz apart. */
+VECTOR_CLONES static void
+gelu_hyper_row (float *masks, gsize lsz, float *v, const float *hyper, int c, int n)
+{
+  for (int j = 0; j < c; j++)
+    {
+      float *r = v + (gsize) j * n;
+
+      SIMD_FOR
+      for (int x = 0; x < n; x++)
+        r[x] = lode_gelu_approx (r[x]);
+    }
+  for (int m = 0; m < N_MASK_TOKENS; m++)
+    {
+      float *o = masks + (gsize) m * lsz;
+
+      SIMD_FOR
+      for (int x = 0; x < n; x++)
+        o[x] = 0.0f;
+      for (int j = 0; j < c; j++)
+        {
+          const float *r = v + (gsize) j * n;
+          float hj = hyper[m * c + j];
+
+          SIMD_FOR
+          for (int x = 0; x < n; x++)
+            o[x] += hj * r[x];
+        }
+    }
+}
+
+
+/* keys [hw, c] -> masks [4, low_res^2] through the upscaling and the
+ * hypernetworks' vectors hyper [4, c/8]. */
+static void
+upscale_masks (LodeSam2Decoder *self, const LodeSam2Embedding *emb, const float *hyper)
+{
+  int c = self->c, e = self->e, c4 = c / 4, c8 = c / 8;
+  int s1 = 2 * e, s2 = 4 * e;
+  gsize p1 = (gsize) s1 * s1, lsz = (gsize) s2 * s2;
+  float *cols = self->up_cols, *up1 = self->up1, *scratch = self->up2;
+  const float *b1 = self->up_b[0]->data, *b2 = self->up_b[1]->data;
+  const float *hr1 = emb->high_res[1], *hr0 = emb->high_res[0];
+  const float *lnw = self->up_ln_w->data, *lnb = self->up_ln_b->data;
+  float *masks = self->masks;
+
+  lode_ops_gemm (TRUE, TRUE, c4 * 4, e * e, c, 1.0f, self->up_w[0]->data, self->keys, 0.0f, cols);
+  PARALLEL_FOR ((gint64) p1 * c4 * 8)
+  for (int y = 0; y < s1; y++)
+    {
+      unfold_row (up1 + (gsize) y * s1, p1, cols, b1, hr1, c4, e, y);
+      for (int x = 0; x < s1; x += NORM2D_SPAN)
+        norm_gelu_row (up1 + (gsize) y * s1 + x, p1, lnw, lnb, c4, MIN (NORM2D_SPAN, s1 - x));
+    }
+
+  lode_ops_gemm (TRUE, FALSE, c8 * 4, (int) p1, c4, 1.0f, self->up_w[1]->data, up1, 0.0f, cols);
+  PARALLEL_FOR ((gint64) lsz * c8 * 8)
+  for (int item = 0; item < UPSCALE_ITEMS; item++)
+    {
+      float *v = scratch + (gsize) item * c8 * s2;
+
+      for (int y = item * s2 / UPSCALE_ITEMS; y < (item + 1) * s2 / UPSCALE_ITEMS; y++)
+        {
+          unfold_row (v, s2, cols, b2, hr0, c8, s1, y);
+          gelu_hyper_row (masks + (gsize) y * s2, lsz, v, hyper, c8, s2);
+        }
+    }
 }
 
 /* ---- the whole decoder -------------------------------------------------- */
@@ -1070,8 +1375,7 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
                        LodeSam2DecoderOutput   *out,
                        GError                 **error)
 {
-  int c = self->c, e = self->e, hw = self->hw, ls = self->low_res;
-  gsize lsz = (gsize) ls * ls;
+  int c = self->c, e = self->e, ls = self->low_res;
   int s = self->config.pred_obj_scores ? 1 : 0;
   int n_sparse = 0, t;
   float *hyper_in = self->tbuf;    /* [4, c/8] */
@@ -1106,32 +1410,23 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
   prepare_first_layer (self, emb);
   if (prompt->mask_input == NULL)
     {
-      memcpy (self->keys, self->c_keys, sizeof (float) * c * hw);
-      memcpy (self->kpe, self->c_kpe, sizeof (float) * c * hw);
-      two_way_transformer (self, t, self->c_hk, self->c_hv);
+      two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->c_keys, self->c_kpe,
+                           self->c_hk, self->c_hv, self->c_hq);
     }
   else
     {
       apply_mask_input (self, prompt->mask_input);
-      two_way_transformer (self, t, self->hk, self->hv);
+      two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->keys, self->kpe,
+                           self->hk, self->hv, self->hq);
     }
 
-  /* upscaling with the high-resolution features */
-  conv_transpose_2x2 (self, self->up1, self->keys, TRUE, self->up_w[0], self->up_b[0], c, c / 4, e,
-                      emb->high_res[1], FALSE);
-  lode_ops_layer_norm2d (self->up1, self->up1, self->up_ln_w->data, self->up_ln_b->data,
-                         1, c / 4, 4 * hw, LN2D_EPS);
-  lode_ops_gelu (self->up1, self->up1, (gsize) (c / 4) * 4 * hw);
-  conv_transpose_2x2 (self, self->up2, self->up1, FALSE, self->up_w[1], self->up_b[1], c / 4, c / 8, 2 * e,
-                      emb->high_res[0], TRUE);
-
-  /* hypernetworks: one [c/8] vector per mask token, masks = hyper @ up2 */
+  /* hypernetworks: one [c/8] vector per mask token, then the upscaling
+   * with the high-resolution features, and masks = hyper @ features */
   {
     for (int i = 0; i < N_MASK_TOKENS; i++)
       mlp_run (&self->hyper[i], self->queries + (gsize) (s + 1 + i) * c, 1,
                hyper_in + (gsize) i * (c / 8), ta, tb);
-    lode_ops_gemm (FALSE, FALSE, N_MASK_TOKENS, (int) lsz, c / 8, 1.0f,
-                   hyper_in, self->up2, 0.0f, self->masks);
+    upscale_masks (self, emb, hyper_in);
 
     mlp_run (&self->iou_head, self->queries + (gsize) s * c, 1, iou_all, ta, tb);
     if (self->config.iou_prediction_use_sigmoid)

@@ -96,6 +96,16 @@ struct _LodeSam2Decoder {
   float *mask_shift, *mask_kb, *mask_vb;
   /* the same for layer 0's image-to-token queries: Wq Wd, Wq shift */
   float *mask_qw, *mask_qb;
+
+  /* The first upscaling's product through the layers' last norms (see
+   * factor_prepare): M_l [c, c] per layer, the constant rows (per layer
+   * ob_l M_l, 1^T M_l, b_l M_l+1, then Wd^T M_0 and shift M_0), the cached
+   * M_0^T K0^T [c, hw]; per click the factors left [hw, f_k] and right
+   * [f_k, c], the norms' means and 1 / std [depth, 2, hw] and the
+   * coefficient of M_0^T K0^T per pixel. */
+  float *fm[8], *f_rows, *c_y0, *f_left, *f_right, *f_stats, *f_p0;
+  gboolean factored;
+  int f_ht, f_k;
 };
 
 /* ---- weights ------------------------------------------------------------ */
@@ -336,6 +346,148 @@ fold_mask_input (LodeSam2Decoder *self)
   self->mask_qb = g_new (float, self->layers[0].i2t.internal);
 }
 
+static gboolean use_folded (const LodeSam2Decoder *self, const Attn *a, int t);
+
+/* The image-to-token attention of layer l adds A_l Z_l + ob_l to the keys
+ * K_l (A_l [hw, heads * t]: the softmax, Z_l: the heads' Wo_h v_h, when
+ * folded), and its norm gives K_l+1 = D_l (X_l - mu_l 1^T) G_l + 1 b_l^T
+ * (X_l the sum, D_l = diag (1 / std), G_l = diag (weight)). The first
+ * upscaling's product K_L W (W [c, c]: [c_in, c_out * 4]) then unrolls, with
+ * M_L = W and M_l = G_l M_l+1, into
+ *   K_l+1 M_l+1 = D_l (K_l M_l + A_l (Z_l M_l) + 1 ob_l M_l - mu_l 1^T M_l)
+ *                 + 1 b_l M_l+1,
+ * down to K_0 M_0, which depends on the image only and is cached. What
+ * changes per click is a sum of products of depth heads * t (A_l, scaled by
+ * the product P_l of the later norms' 1 / std, times Z_l M_l) and of per
+ * pixel multiples of constant rows: one product of depth depth * heads * t
+ * + 3 depth instead of depth c. With a mask input K_0 moves by G^T Wd^T + 1
+ * shift^T (apply_mask_input): 17 more columns. Formed here in double. */
+static void
+factor_init (LodeSam2Decoder *self)
+{
+  int c = self->c, L = self->depth, in = self->layers[0].i2t.internal;
+  const float *w = self->up_w[0]->data, *wd = self->md_w[2]->data;
+  gsize cc = (gsize) c * c;
+  float *rows;
+  int kmax = L * (in - 1) + 3 * L + MASK_IN_CHANS + 1;
+
+  for (int l = L - 1; l >= 0; l--)
+    {
+      const float *next = l == L - 1 ? w : self->fm[l + 1];
+      const float *g = self->layers[l].norm_w[3]->data;
+
+      self->fm[l] = g_new (float, cc);
+      for (int m = 0; m < c; m++)
+        for (int n = 0; n < c; n++)
+          self->fm[l][(gsize) m * c + n] = (float) ((double) g[m] * next[(gsize) m * c + n]);
+    }
+  self->f_rows = rows = g_new0 (float, (gsize) (3 * L + MASK_IN_CHANS + 1) * c);
+  for (int l = 0; l < L; l++)
+    {
+      const float *ml = self->fm[l], *next = l == L - 1 ? w : self->fm[l + 1];
+      const float *ob = self->layers[l].i2t.ob->data, *b = self->layers[l].norm_b[3]->data;
+
+      for (int n = 0; n < c; n++)
+        {
+          double o = 0.0, cs = 0.0, bm = 0.0;
+
+          for (int m = 0; m < c; m++)
+            {
+              o += (double) ob[m] * ml[(gsize) m * c + n];
+              cs += ml[(gsize) m * c + n];
+              bm += (double) b[m] * next[(gsize) m * c + n];
+            }
+          rows[(gsize) (3 * l) * c + n] = (float) o;
+          rows[(gsize) (3 * l + 1) * c + n] = (float) cs;
+          rows[(gsize) (3 * l + 2) * c + n] = (float) bm;
+        }
+    }
+  for (int n = 0; n < c; n++)
+    {
+      double sh = 0.0;
+
+      for (int j = 0; j < MASK_IN_CHANS; j++)
+        {
+          double acc = 0.0;
+
+          for (int m = 0; m < c; m++)
+            acc += (double) wd[(gsize) m * MASK_IN_CHANS + j] * self->fm[0][(gsize) m * c + n];
+          rows[(gsize) (3 * L + j) * c + n] = (float) acc;
+        }
+      for (int m = 0; m < c; m++)
+        sh += ((double) self->md_b[2]->data[m] - self->no_mask->data[m]) * self->fm[0][(gsize) m * c + n];
+      rows[(gsize) (3 * L + MASK_IN_CHANS) * c + n] = (float) sh;
+    }
+  self->c_y0 = g_new (float, (gsize) self->hw * c);
+  self->f_left = g_new (float, (gsize) self->hw * kmax);
+  self->f_right = g_new (float, (gsize) kmax * c);
+  self->f_stats = g_new (float, (gsize) 2 * L * self->hw);
+  self->f_p0 = g_new (float, self->hw);
+}
+
+/* Starts a click's factors (see factor_init) for t tokens: the first
+ * upscaling goes through them when every image-to-token attention is
+ * folded. */
+static void
+factor_begin (LodeSam2Decoder *self, int t, gboolean mask)
+{
+  int L = self->depth, c = self->c;
+
+  self->factored = use_folded (self, &self->layers[0].i2t, t);
+  if (!self->factored)
+    return;
+  self->f_ht = self->heads * t;
+  self->f_k = L * self->f_ht + 3 * L + (mask ? MASK_IN_CHANS + 1 : 0);
+  memcpy (self->f_right + (gsize) L * self->f_ht * c, self->f_rows,
+          sizeof (float) * (gsize) (self->f_k - L * self->f_ht) * c);
+}
+
+/* Layer l's softmax A_l (self->sc) and Z_l M_l into the factors. */
+static void
+factor_layer (LodeSam2Decoder *self, int l)
+{
+  int ht = self->f_ht, k = self->f_k, c = self->c;
+
+  PARALLEL_FOR ((gint64) self->hw * ht)
+  for (int r = 0; r < self->hw; r++)
+    memcpy (self->f_left + (gsize) r * k + (gsize) l * ht, self->sc + (gsize) r * ht,
+            sizeof (float) * ht);
+  lode_ops_gemm (FALSE, FALSE, ht, c, c, 1.0f, self->z, self->fm[l], 0.0f,
+                 self->f_right + (gsize) l * ht * c);
+}
+
+/* The per-pixel coefficients, once every norm is known. */
+static void
+factor_end (LodeSam2Decoder *self)
+{
+  int L = self->depth, ht = self->f_ht, k = self->f_k, hw = self->hw;
+  gboolean mask = k > L * ht + 3 * L;
+
+  PARALLEL_FOR ((gint64) hw * k)
+  for (int r = 0; r < hw; r++)
+    {
+      float *row = self->f_left + (gsize) r * k, *cst = row + (gsize) L * ht;
+      float p = 1.0f;
+
+      for (int l = L - 1; l >= 0; l--)
+        {
+          float mean = self->f_stats[(gsize) (2 * l) * hw + r];
+          float next = p;
+
+          p *= self->f_stats[(gsize) (2 * l + 1) * hw + r];
+          for (int j = 0; j < ht; j++)
+            row[(gsize) l * ht + j] *= p;
+          cst[3 * l] = p;
+          cst[3 * l + 1] = -p * mean;
+          cst[3 * l + 2] = next;
+        }
+      if (mask)
+        for (int j = 0; j <= MASK_IN_CHANS; j++)
+          cst[3 * L + j] *= p;
+      self->f_p0[r] = p;
+    }
+}
+
 LodeSam2Decoder *
 lode_sam2_decoder_new (const LodeSam2Config *config,
                        LodeSam2TensorSource  source,
@@ -416,6 +568,7 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->c_hq = g_new (float, hw * c);
   self->c_hv = g_new (float, hw * c);
   fold_mask_input (self);
+  factor_init (self);
   /* out_proj^T per head of the image-to-token attentions: [h][d, c] */
   for (int l = 0; l < self->depth; l++)
     {
@@ -566,6 +719,14 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->c_hk);
   g_free (self->c_hq);
   g_free (self->mask_qw);
+  for (int l = 0; l < 8; l++)
+    g_free (self->fm[l]);
+  g_free (self->f_rows);
+  g_free (self->c_y0);
+  g_free (self->f_left);
+  g_free (self->f_right);
+  g_free (self->f_stats);
+  g_free (self->f_p0);
   g_free (self->mask_qb);
   g_free (self->c_hv);
   g_free (self->mask_kw);
@@ -954,7 +1115,8 @@ image_to_token (LodeSam2Decoder *self, int layer, const float *kpe, const float 
  * NULL. */
 VECTOR_CLONES static void
 add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, const float *bias,
-                  const float *w, const float *wb, const float *pe, int rows, int c)
+                  const float *w, const float *wb, const float *pe, int rows, int c, float *stats,
+                  gsize stats_stride)
 {
   for (int r = 0; r < rows; r++)
     {
@@ -982,6 +1144,11 @@ add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, con
       for (int j = 0; j < c; j++)
         sq += (y[j] - mean) * (y[j] - mean);
       rstd = 1.0f / sqrtf (sq / (float) c + LN_EPS);
+      if (stats != NULL)
+        {
+          stats[r] = mean;
+          stats[stats_stride + r] = rstd;
+        }
       SIMD_FOR
       for (int j = 0; j < c; j++)
         {
@@ -992,9 +1159,11 @@ add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, con
 }
 
 
+/* stats (or NULL): the rows' means, then (rows floats on) their 1 / std. */
 static void
 add_norm_pe (float *out, float *out_pe, const float *a, const float *b, const float *bias,
-             const LodeTensor *w, const LodeTensor *wb, const float *pe, int rows, int c)
+             const LodeTensor *w, const LodeTensor *wb, const float *pe, int rows, int c,
+             float *stats)
 {
   PARALLEL_FOR ((gint64) rows * c)
   for (int r = 0; r < rows; r += NORM_BLOCK)
@@ -1002,7 +1171,7 @@ add_norm_pe (float *out, float *out_pe, const float *a, const float *b, const fl
       gsize o = (gsize) r * c;
 
       add_norm_pe_rows (out + o, out_pe + o, a + o, b + o, bias, w->data, wb->data, pe + o,
-                        MIN (NORM_BLOCK, rows - r), c);
+                        MIN (NORM_BLOCK, rows - r), c, stats != NULL ? stats + r : NULL, (gsize) rows);
     }
 }
 
@@ -1028,6 +1197,7 @@ prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
   qa = &self->layers[0].i2t;
   linear (self->pq, self->c_kpe, qa->qw, qa->qb, self->hw);
   lode_ops_split_heads (self->c_hq, self->pq, self->hw, h, qa->internal / h);
+  lode_ops_gemm (TRUE, TRUE, self->c, self->hw, self->c, 1.0f, self->fm[0], self->c_keys, 0.0f, self->c_y0);
   self->cached_serial = emb->serial;
   self->cache_valid = TRUE;
 }
@@ -1089,6 +1259,19 @@ apply_mask_input (LodeSam2Decoder *self, const float *mask)
   lode_ops_add_row_bias (self->pq, self->pq, self->mask_qb, hw, qa->internal);
   lode_ops_split_heads (self->hq, self->pq, hw, h, qa->internal / h);
   lode_ops_add (self->hq, self->hq, self->c_hq, (gsize) hw * qa->internal);
+
+  if (self->factored)
+    {
+      int k = self->f_k, base = k - MASK_IN_CHANS - 1;
+
+      PARALLEL_FOR ((gint64) hw * MASK_IN_CHANS)
+      for (int r = 0; r < hw; r++)
+        {
+          for (int j = 0; j < MASK_IN_CHANS; j++)
+            self->f_left[(gsize) r * k + base + j] = g[(gsize) j * hw + r];
+          self->f_left[(gsize) r * k + base + MASK_IN_CHANS] = 1.0f;
+        }
+    }
 }
 
 /* The layers and the final attention. Layer 0's keys and keys + PE
@@ -1147,8 +1330,11 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
       /* the image attends to the tokens: q from keys + PE */
       lode_ops_add (q, queries, qpe, tc);
       i2t_bias = image_to_token (self, l, kpe_in, hq0, q, queries, t);
+      if (self->factored)
+        factor_layer (self, l);
       add_norm_pe (self->keys, self->kpe, keys_in, self->ktmp, i2t_bias, ly->norm_w[3], ly->norm_b[3],
-                   self->dense_pe, hw, c);
+                   self->dense_pe, hw, c,
+                   self->factored ? self->f_stats + (gsize) 2 * l * hw : NULL);
       keys_in = self->keys;
       kpe_in = self->kpe;
     }
@@ -1169,10 +1355,11 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
  * second, whose 32-channel features never go to memory. */
 
 /* Output row y of a transposed convolution into dst [c_out rows of 2 side,
- * dst_stride apart]: cols + bias + add (NCHW [c_out, 2 side, 2 side]). */
+ * dst_stride apart]: cols + bias + add (NCHW [c_out, 2 side, 2 side]);
+ * with y0 (not NULL, laid out as cols), cols + p0 [side^2] * y0. */
 VECTOR_CLONES static void
 unfold_row (float *dst, gsize dst_stride, const float *cols, const float *bias, const float *add,
-            int c_out, int side, int y)
+            int c_out, int side, int y, const float *y0, const float *p0)
 {
   gsize hw = (gsize) side * side, ow = 2 * (gsize) side;
   int i = y / 2, ky = y % 2;
@@ -1185,6 +1372,18 @@ unfold_row (float *dst, gsize dst_stride, const float *cols, const float *bias, 
       float *o = dst + (gsize) co * dst_stride;
       float b = bias[co];
 
+      if (y0 != NULL)
+        {
+          const float *y00 = y0 + (c0 - cols), *y01 = y00 + hw, *pp = p0 + (gsize) i * side;
+
+          SIMD_FOR
+          for (int j = 0; j < side; j++)
+            {
+              o[2 * j] = pp[j] * y00[j] + c0[j] + b + extra[2 * j];
+              o[2 * j + 1] = pp[j] * y01[j] + c1[j] + b + extra[2 * j + 1];
+            }
+          continue;
+        }
       SIMD_FOR
       for (int j = 0; j < side; j++)
         {
@@ -1287,11 +1486,15 @@ upscale_masks (LodeSam2Decoder *self, const LodeSam2Embedding *emb, const float 
   const float *lnw = self->up_ln_w->data, *lnb = self->up_ln_b->data;
   float *masks = self->masks;
 
-  lode_ops_gemm (TRUE, TRUE, c4 * 4, e * e, c, 1.0f, self->up_w[0]->data, self->keys, 0.0f, cols);
+  if (self->factored)
+    lode_ops_gemm (TRUE, TRUE, c4 * 4, e * e, self->f_k, 1.0f, self->f_right, self->f_left, 0.0f, cols);
+  else
+    lode_ops_gemm (TRUE, TRUE, c4 * 4, e * e, c, 1.0f, self->up_w[0]->data, self->keys, 0.0f, cols);
   PARALLEL_FOR ((gint64) p1 * c4 * 8)
   for (int y = 0; y < s1; y++)
     {
-      unfold_row (up1 + (gsize) y * s1, p1, cols, b1, hr1, c4, e, y);
+      unfold_row (up1 + (gsize) y * s1, p1, cols, b1, hr1, c4, e, y,
+                  self->factored ? self->c_y0 : NULL, self->f_p0);
       for (int x = 0; x < s1; x += NORM2D_SPAN)
         norm_gelu_row (up1 + (gsize) y * s1 + x, p1, lnw, lnb, c4, MIN (NORM2D_SPAN, s1 - x));
     }
@@ -1304,7 +1507,7 @@ upscale_masks (LodeSam2Decoder *self, const LodeSam2Embedding *emb, const float 
 
       for (int y = item * s2 / UPSCALE_ITEMS; y < (item + 1) * s2 / UPSCALE_ITEMS; y++)
         {
-          unfold_row (v, s2, cols, b2, hr0, c8, s1, y);
+          unfold_row (v, s2, cols, b2, hr0, c8, s1, y, NULL, NULL);
           gelu_hyper_row (masks + (gsize) y * s2, lsz, v, hyper, c8, s2);
         }
     }
@@ -1408,6 +1611,7 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
 
   /* src = image_embed + dense, as [hw, c] */
   prepare_first_layer (self, emb);
+  factor_begin (self, t, prompt->mask_input != NULL);
   if (prompt->mask_input == NULL)
     {
       two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->c_keys, self->c_kpe,
@@ -1426,6 +1630,8 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
     for (int i = 0; i < N_MASK_TOKENS; i++)
       mlp_run (&self->hyper[i], self->queries + (gsize) (s + 1 + i) * c, 1,
                hyper_in + (gsize) i * (c / 8), ta, tb);
+    if (self->factored)
+      factor_end (self);
     upscale_masks (self, emb, hyper_in);
 
     mlp_run (&self->iou_head, self->queries + (gsize) s * c, 1, iou_all, ta, tb);

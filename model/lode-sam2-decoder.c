@@ -23,9 +23,6 @@ G_DEFINE_QUARK (lode-sam2-error-quark, lode_sam2_error)
 #define LN2D_EPS 1e-6f
 /* obj_score_token, iou_token, 4 mask tokens, box corners, points, padding */
 #define MAX_TOKENS (1 + 1 + N_MASK_TOKENS + 2 + LODE_SAM2_MAX_POINTS + 1)
-/* The second upscaling's output rows are shared out in this many runs,
- * each with its own scratch row of c/8 channels (upscale_masks). */
-#define UPSCALE_ITEMS 16
 /* Image rows per work item of the row-wise passes over [hw, c]. */
 #define NORM_BLOCK 64
 
@@ -73,7 +70,7 @@ struct _LodeSam2Decoder {
   float *tq, *tk, *tv, *thq, *thk, *thv, *tho;
   float *keys, *kpe, *ktmp;                          /* [hw, c] */
   float *pk, *pv, *pq, *hk, *hv, *hq, *ho;           /* [hw, internal] */
-  float *up1, *up2;                                  /* upscaled features; scratch rows */
+  float *up1, *up2;                                  /* a band's upscaled features */
   float *masks;                                      /* [4, low_res^2] */
   float *mask_scratch;
   float *up_cols;                                    /* transposed convolution columns */
@@ -107,6 +104,15 @@ struct _LodeSam2Decoder {
   gboolean factored;
   int f_ht, f_k;
 };
+
+/* Embedding rows per band of the upscaling: about BAND_PIXELS pixels. */
+#define BAND_PIXELS 1024
+
+static int
+band_rows (const LodeSam2Decoder *self)
+{
+  return MAX (1, BAND_PIXELS / self->e);
+}
 
 /* ---- weights ------------------------------------------------------------ */
 
@@ -554,7 +560,7 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->hq = g_new (float, hw * c);
   self->ho = g_new (float, hw * c);
   self->up1 = g_new (float, hw * c);          /* [c/4, 2e, 2e] */
-  self->up2 = g_new (float, (gsize) UPSCALE_ITEMS * (c / 8) * 4 * self->e);  /* rows of [c/8, 4e] */
+  self->up2 = g_new (float, (gsize) 4 * band_rows (self) * (c / 8) * 4 * self->e);  /* a band's rows of [c/8, 4e] */
   self->masks = g_new (float, N_MASK_TOKENS * ls);
   self->mask_scratch = g_new (float, ls * MASK_IN_CHANS);
   self->up_cols = g_new (float, hw * c * 4);
@@ -913,6 +919,89 @@ mask_features (LodeSam2Decoder *self, const float *mask)
 
 /* ---- two-way transformer ------------------------------------------------ */
 
+/* One head's scores p [t, hw] = scale q [t, d] kT [d, hw] (the image's
+ * projection in transposed layout), lanes along the image. */
+VECTOR_CLONES static void
+head_scores (float *p, const float *q, const float *kt, int t, int d, int hw, float scale)
+{
+  for (int i = 0; i < t; i++)
+    {
+      float *pi = p + (gsize) i * hw;
+
+      SIMD_FOR
+      for (int r = 0; r < hw; r++)
+        pi[r] = 0.0f;
+      for (int j = 0; j < d; j++)
+        {
+          const float *kj = kt + (gsize) j * hw;
+          float qj = q[i * d + j] * scale;
+
+          SIMD_FOR
+          for (int r = 0; r < hw; r++)
+            pi[r] += qj * kj[r];
+        }
+    }
+}
+
+/* One head of the tokens' attention to the image through its projected
+ * keys and values kT, vT [d, hw]: o [t, d]; p [t, hw] is scratch. */
+VECTOR_CLONES static void
+head_attend (float *o, float *p, const float *q, const float *kt, const float *vt, int t, int d,
+             int hw, float scale)
+{
+  head_scores (p, q, kt, t, d, hw, scale);
+  for (int i = 0; i < t; i++)
+    {
+      float *pi = p + (gsize) i * hw;
+      float m = pi[0], sum = 0.0f, inv;
+
+      for (int r = 1; r < hw; r++)
+        m = MAX (m, pi[r]);
+      SIMD_REDUCE (sum)
+      for (int r = 0; r < hw; r++)
+        {
+          pi[r] = lode_exp_nonpositive (pi[r] - m);
+          sum += pi[r];
+        }
+      inv = 1.0f / sum;
+      for (int j = 0; j < d; j++)
+        {
+          const float *vj = vt + (gsize) j * hw;
+          float acc = 0.0f;
+
+          SIMD_REDUCE (acc)
+          for (int r = 0; r < hw; r++)
+            acc += pi[r] * vj[r];
+          o[i * d + j] = acc * inv;
+        }
+    }
+}
+
+/* Scores of heads sh [h, t, rows] to softmax rows sc [rows, h * t] (each
+ * head's t scores normalised apart). */
+VECTOR_CLONES static void
+heads_softmax_rows (float *sc, const float *sh, int r0, int r1, int rows, int h, int t)
+{
+  for (int r = r0; r < r1; r++)
+    for (int k = 0; k < h; k++)
+      {
+        const float *in = sh + (gsize) k * t * rows + r;
+        float *o = sc + (gsize) r * h * t + (gsize) k * t;
+        float m = in[0], sum = 0.0f, inv;
+
+        for (int i = 1; i < t; i++)
+          m = MAX (m, in[(gsize) i * rows]);
+        for (int i = 0; i < t; i++)
+          {
+            o[i] = lode_exp_nonpositive (in[(gsize) i * rows] - m);
+            sum += o[i];
+          }
+        inv = 1.0f / sum;
+        for (int i = 0; i < t; i++)
+          o[i] *= inv;
+      }
+}
+
 /* Attention between t tokens and the hw image positions costs 2 hw c
  * internal multiply-adds through the projections, and 2 hw c (heads * t)
  * when the projections are folded into the few token rows instead: the
@@ -959,7 +1048,7 @@ token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int
 
 /* Tokens attend to the image: q from the tokens (plus their PE), k from
  * keys + PE (kpe), v from keys. With hk and hv (not NULL), K and V are
- * already projected, in head layout. */
+ * already projected, in transposed head layout [h, d, hw]. */
 static void
 token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
                 const float *hk, const float *hv, float *out)
@@ -969,9 +1058,16 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
 
   if (hk != NULL)
     {
+      float scale = 1.0f / sqrtf ((float) d);
+      int hw = self->hw;
+
       linear (self->tq, q, a->qw, a->qb, t);
       lode_ops_split_heads (self->thq, self->tq, t, h, d);
-      lode_ops_attention (self->tho, self->thq, hk, hv, 1, h, t, self->hw, d);
+      PARALLEL_FOR ((gint64) h * t * hw * d)
+      for (int k = 0; k < h; k++)
+        head_attend (self->tho + (gsize) k * t * d, self->sc + (gsize) k * t * hw,
+                     self->thq + (gsize) k * t * d, hk + (gsize) k * d * hw, hv + (gsize) k * d * hw,
+                     t, d, hw, scale);
       lode_ops_merge_heads (self->tq, self->tho, t, h, d);
       linear (out, self->tq, a->ow, a->ob, t);
       return;
@@ -1029,33 +1125,8 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const
   lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 0.0f, out);
 }
 
-/* Scores of head-major blocks sh [h, rows, t] to softmax rows sc [rows,
- * h * t] (each head's t scores normalised apart). */
-VECTOR_CLONES static void
-heads_softmax_rows (float *sc, const float *sh, int r0, int r1, int rows, int h, int t)
-{
-  for (int r = r0; r < r1; r++)
-    for (int k = 0; k < h; k++)
-      {
-        const float *in = sh + ((gsize) k * rows + r) * t;
-        float *o = sc + (gsize) r * h * t + (gsize) k * t;
-        float m = in[0], sum = 0.0f, inv;
-
-        for (int i = 1; i < t; i++)
-          m = MAX (m, in[i]);
-        for (int i = 0; i < t; i++)
-          {
-            o[i] = lode_exp_nonpositive (in[i] - m);
-            sum += o[i];
-          }
-        inv = 1.0f / sum;
-        for (int i = 0; i < t; i++)
-          o[i] *= inv;
-      }
-}
-
-/* Layer 0's image-to-token attention, the image's queries given in head
- * layout (hq [h, hw, d]: cached, see prepare_first_layer): scores
+/* Layer 0's image-to-token attention, the image's queries given in
+ * transposed head layout (hq [h, d, hw]: cached, see prepare_first_layer): scores
  * q_h . k_h[i] / sqrt d are products of depth d, and the output as in
  * image_to_token_folded, without bo, into out [hw, c]. */
 static void
@@ -1074,8 +1145,10 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
   for (int k = 0; k < h; k++)
     lode_ops_gemm (FALSE, FALSE, t, c, d, 1.0f, self->thv + (gsize) k * t * d,
                    self->wout_t[0] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
-  lode_ops_gemm_batched (FALSE, TRUE, h, hw, t, d, scale, hq, (gint64) hw * d, self->thk,
-                         (gint64) t * d, 0.0f, sh, (gint64) hw * t);
+  PARALLEL_FOR ((gint64) hw * h * t * d)
+  for (int k = 0; k < h; k++)
+    head_scores (sh + (gsize) k * t * hw, self->thk + (gsize) k * t * d, hq + (gsize) k * d * hw,
+                 t, d, hw, scale);
   PARALLEL_FOR ((gint64) hw * h * t * 8)
   for (int r = 0; r < hw; r += NORM_BLOCK)
     heads_softmax_rows (self->sc, sh, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
@@ -1175,6 +1248,17 @@ add_norm_pe (float *out, float *out_pe, const float *a, const float *b, const fl
     }
 }
 
+/* out [out_f, rows] = W x^T + b per output row: a projection of the image
+ * rows x [rows, c] in transposed head layout [h, d, rows]. */
+static void
+project_t (float *out, const LodeTensor *w, const LodeTensor *b, const float *x, int rows, int c)
+{
+  int out_f = (int) w->shape[0];
+
+  lode_ops_gemm (FALSE, TRUE, out_f, rows, c, 1.0f, w->data, x, 0.0f, out);
+  lode_ops_add_channel_bias (out, out, b->data, 1, out_f, rows);
+}
+
 /* Layer 0's keys K0 = image_embed + no_mask_embed ([hw, c]), K0 + PE and
  * its token-to-image K and V (head layout) depend on the image only: kept
  * for the embedding of serial cached_serial. */
@@ -1183,23 +1267,30 @@ prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
 {
   gsize kc = (gsize) self->hw * self->c;
   const Attn *a = &self->layers[0].t2i, *qa;
-  int h = self->heads, d = a->internal / h;
 
   if (self->cache_valid && self->cached_serial == emb->serial)
     return;
   lode_ops_nchw_to_nhwc (self->c_keys, emb->image_embed, 1, self->c, self->e, self->e);
   lode_ops_add_row_bias (self->c_keys, self->c_keys, self->no_mask->data, self->hw, self->c);
   lode_ops_add (self->c_kpe, self->c_keys, self->dense_pe, kc);
-  linear (self->pk, self->c_kpe, a->kw, a->kb, self->hw);
-  linear (self->pv, self->c_keys, a->vw, a->vb, self->hw);
-  lode_ops_split_heads (self->c_hk, self->pk, self->hw, h, d);
-  lode_ops_split_heads (self->c_hv, self->pv, self->hw, h, d);
+  project_t (self->c_hk, a->kw, a->kb, self->c_kpe, self->hw, self->c);
+  project_t (self->c_hv, a->vw, a->vb, self->c_keys, self->hw, self->c);
   qa = &self->layers[0].i2t;
-  linear (self->pq, self->c_kpe, qa->qw, qa->qb, self->hw);
-  lode_ops_split_heads (self->c_hq, self->pq, self->hw, h, qa->internal / h);
+  project_t (self->c_hq, qa->qw, qa->qb, self->c_kpe, self->hw, self->c);
   lode_ops_gemm (TRUE, TRUE, self->c, self->hw, self->c, 1.0f, self->fm[0], self->c_keys, 0.0f, self->c_y0);
   self->cached_serial = emb->serial;
   self->cache_valid = TRUE;
+}
+
+/* out [n, hw] = cached + (W Wd) G + shift, a cached projection in
+ * transposed head layout moved by the mask features G [MASK_IN_CHANS, hw]. */
+static void
+move_projection (float *out, const float *cached, const float *wwd, const float *shift,
+                 const float *g, int n, int hw)
+{
+  memcpy (out, cached, sizeof (float) * (gsize) n * hw);
+  lode_ops_gemm (FALSE, FALSE, n, hw, MASK_IN_CHANS, 1.0f, wwd, g, 1.0f, out);
+  lode_ops_add_channel_bias (out, out, shift, 1, n, hw);
 }
 
 /* With a mask input, the dense embedding is Wd G + bd (G: mask_features)
@@ -1213,7 +1304,7 @@ static void
 apply_mask_input (LodeSam2Decoder *self, const float *mask)
 {
   const Attn *a = &self->layers[0].t2i, *qa;
-  int c = self->c, hw = self->hw, in = a->internal, h = self->heads, d = in / h;
+  int c = self->c, hw = self->hw, in = a->internal;
   gsize kc = (gsize) hw * c;
   const float *g = mask_features (self, mask);
 
@@ -1237,14 +1328,8 @@ apply_mask_input (LodeSam2Decoder *self, const float *mask)
   lode_ops_add_row_bias (self->keys, self->keys, self->mask_shift, hw, c);
   lode_ops_add (self->kpe, self->keys, self->dense_pe, kc);
 
-  lode_ops_gemm (TRUE, TRUE, hw, in, MASK_IN_CHANS, 1.0f, g, self->mask_kw, 0.0f, self->pk);
-  lode_ops_add_row_bias (self->pk, self->pk, self->mask_kb, hw, in);
-  lode_ops_split_heads (self->hk, self->pk, hw, h, d);
-  lode_ops_add (self->hk, self->hk, self->c_hk, (gsize) hw * in);
-  lode_ops_gemm (TRUE, TRUE, hw, in, MASK_IN_CHANS, 1.0f, g, self->mask_vw, 0.0f, self->pv);
-  lode_ops_add_row_bias (self->pv, self->pv, self->mask_vb, hw, in);
-  lode_ops_split_heads (self->hv, self->pv, hw, h, d);
-  lode_ops_add (self->hv, self->hv, self->c_hv, (gsize) hw * in);
+  move_projection (self->hk, self->c_hk, self->mask_kw, self->mask_kb, g, in, hw);
+  move_projection (self->hv, self->c_hv, self->mask_vw, self->mask_vb, g, in, hw);
 
   qa = &self->layers[0].i2t;
   for (int i = 0; i < qa->internal; i++)
@@ -1255,10 +1340,7 @@ apply_mask_input (LodeSam2Decoder *self, const float *mask)
         q += qa->qw->data[(gsize) i * c + j] * self->mask_shift[j];
       self->mask_qb[i] = q;
     }
-  lode_ops_gemm (TRUE, TRUE, hw, qa->internal, MASK_IN_CHANS, 1.0f, g, self->mask_qw, 0.0f, self->pq);
-  lode_ops_add_row_bias (self->pq, self->pq, self->mask_qb, hw, qa->internal);
-  lode_ops_split_heads (self->hq, self->pq, hw, h, qa->internal / h);
-  lode_ops_add (self->hq, self->hq, self->c_hq, (gsize) hw * qa->internal);
+  move_projection (self->hq, self->c_hq, self->mask_qw, self->mask_qb, g, qa->internal, hw);
 
   if (self->factored)
     {
@@ -1346,35 +1428,41 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
   layer_norm (queries, self->final_norm_w, self->final_norm_b, n_out, c);
 }
 
-/* The upscaling. Each ConvTranspose2d (kernel 2, stride 2) is one product
- * cols [c_out * 4, side^2] = W^T [c_out * 4, c_in] @ in [c_in, side^2]
- * (W as PyTorch stores it, [c_in, c_out, 2, 2]); what follows it is done
- * one output row at a time while the row is in the cache: the 2 x 2
- * unfolding with the bias and the high-resolution features, then LayerNorm2d
- * and GELU after the first, GELU and the hypernetworks' product after the
- * second, whose 32-channel features never go to memory. */
+/* The upscaling. Each ConvTranspose2d (kernel 2, stride 2) is a product
+ * cols [c_out * 4, n] = W^T [c_out * 4, c_in] @ in [c_in, n] (W as PyTorch
+ * stores it, [c_in, c_out, 2, 2]) followed by the 2 x 2 unfolding with the
+ * bias and the high-resolution features; then LayerNorm2d and GELU after the
+ * first, GELU and the hypernetworks' product after the second. It runs on
+ * bands of a few rows of the embedding, from the first product to the
+ * masks, so that the columns and features of a band stay in the cache and
+ * the 32-channel features never exist whole. */
 
-/* Output row y of a transposed convolution into dst [c_out rows of 2 side,
- * dst_stride apart]: cols + bias + add (NCHW [c_out, 2 side, 2 side]);
- * with y0 (not NULL, laid out as cols), cols + p0 [side^2] * y0. */
+/* Output row y (of the band) of a transposed convolution into dst [c_out
+ * rows of 2 side, dst_stride apart]: cols + bias + add. cols [c_out * 4
+ * rows, cols_stride apart] starts at the band's first input row; add (the
+ * features, NCHW) at output row y of channel 0, channels add_stride apart.
+ * With y0 (not NULL, channels y0_stride apart, at the band's first input
+ * row), p0 (per input pixel, from there) * y0 is added too. */
 VECTOR_CLONES static void
-unfold_row (float *dst, gsize dst_stride, const float *cols, const float *bias, const float *add,
-            int c_out, int side, int y, const float *y0, const float *p0)
+unfold_row (float *dst, gsize dst_stride, const float *cols, gsize cols_stride, const float *bias,
+            const float *add, gsize add_stride, int c_out, int side, int y,
+            const float *y0, gsize y0_stride, const float *p0)
 {
-  gsize hw = (gsize) side * side, ow = 2 * (gsize) side;
   int i = y / 2, ky = y % 2;
 
   for (int co = 0; co < c_out; co++)
     {
-      const float *c0 = cols + ((gsize) co * 4 + 2 * ky) * hw + (gsize) i * side;
-      const float *c1 = c0 + hw;
-      const float *extra = add + ((gsize) co * 2 * side + y) * ow;
+      gsize ch = (gsize) co * 4 + 2 * ky;
+      const float *c0 = cols + ch * cols_stride + (gsize) i * side;
+      const float *c1 = c0 + cols_stride;
+      const float *extra = add + (gsize) co * add_stride;
       float *o = dst + (gsize) co * dst_stride;
       float b = bias[co];
 
       if (y0 != NULL)
         {
-          const float *y00 = y0 + (c0 - cols), *y01 = y00 + hw, *pp = p0 + (gsize) i * side;
+          const float *y00 = y0 + ch * y0_stride + (gsize) i * side, *y01 = y00 + y0_stride;
+          const float *pp = p0 + (gsize) i * side;
 
           SIMD_FOR
           for (int j = 0; j < side; j++)
@@ -1472,43 +1560,52 @@ gelu_hyper_row (float *masks, gsize lsz, float *v, const float *hyper, int c, in
 }
 
 
-/* keys [hw, c] -> masks [4, low_res^2] through the upscaling and the
- * hypernetworks' vectors hyper [4, c/8]. */
+/* keys [hw, c] (or the factors, see factor_init) -> masks [4, low_res^2]
+ * through the upscaling and the hypernetworks' vectors hyper [4, c/8]. */
 static void
 upscale_masks (LodeSam2Decoder *self, const LodeSam2Embedding *emb, const float *hyper)
 {
-  int c = self->c, e = self->e, c4 = c / 4, c8 = c / 8;
-  int s1 = 2 * e, s2 = 4 * e;
+  int c = self->c, e = self->e, c4 = c / 4, c8 = c / 8, hw = self->hw;
+  int s1 = 2 * e, s2 = 4 * e, rows = band_rows (self);
   gsize p1 = (gsize) s1 * s1, lsz = (gsize) s2 * s2;
-  float *cols = self->up_cols, *up1 = self->up1, *scratch = self->up2;
   const float *b1 = self->up_b[0]->data, *b2 = self->up_b[1]->data;
   const float *hr1 = emb->high_res[1], *hr0 = emb->high_res[0];
   const float *lnw = self->up_ln_w->data, *lnb = self->up_ln_b->data;
-  float *masks = self->masks;
+  const float *y0 = self->factored ? self->c_y0 : NULL;
 
-  if (self->factored)
-    lode_ops_gemm (TRUE, TRUE, c4 * 4, e * e, self->f_k, 1.0f, self->f_right, self->f_left, 0.0f, cols);
-  else
-    lode_ops_gemm (TRUE, TRUE, c4 * 4, e * e, c, 1.0f, self->up_w[0]->data, self->keys, 0.0f, cols);
-  PARALLEL_FOR ((gint64) p1 * c4 * 8)
-  for (int y = 0; y < s1; y++)
+  for (int i0 = 0; i0 < e; i0 += rows)
     {
-      unfold_row (up1 + (gsize) y * s1, p1, cols, b1, hr1, c4, e, y,
-                  self->factored ? self->c_y0 : NULL, self->f_p0);
-      for (int x = 0; x < s1; x += NORM2D_SPAN)
-        norm_gelu_row (up1 + (gsize) y * s1 + x, p1, lnw, lnb, c4, MIN (NORM2D_SPAN, s1 - x));
-    }
+      int nr = MIN (rows, e - i0), n0 = nr * e, n1 = 4 * n0;
+      gsize first = (gsize) i0 * e;
+      float *cols1 = self->up_cols, *cols2 = self->up_cols + (gsize) c * n0;
+      float *up1 = self->up1;
 
-  lode_ops_gemm (TRUE, FALSE, c8 * 4, (int) p1, c4, 1.0f, self->up_w[1]->data, up1, 0.0f, cols);
-  PARALLEL_FOR ((gint64) lsz * c8 * 8)
-  for (int item = 0; item < UPSCALE_ITEMS; item++)
-    {
-      float *v = scratch + (gsize) item * c8 * s2;
-
-      for (int y = item * s2 / UPSCALE_ITEMS; y < (item + 1) * s2 / UPSCALE_ITEMS; y++)
+      if (self->factored)
+        lode_ops_gemm (TRUE, TRUE, c, n0, self->f_k, 1.0f, self->f_right,
+                       self->f_left + first * self->f_k, 0.0f, cols1);
+      else
+        lode_ops_gemm (TRUE, TRUE, c, n0, c, 1.0f, self->up_w[0]->data, self->keys + first * c,
+                       0.0f, cols1);
+      PARALLEL_FOR ((gint64) n1 * c4 * 8)
+      for (int y = 0; y < 2 * nr; y++)
         {
-          unfold_row (v, s2, cols, b2, hr0, c8, s1, y, NULL, NULL);
-          gelu_hyper_row (masks + (gsize) y * s2, lsz, v, hyper, c8, s2);
+          float *row = up1 + (gsize) y * s1;
+
+          unfold_row (row, n1, cols1, n0, b1, hr1 + (gsize) (2 * i0 + y) * s1, p1, c4, e, y,
+                      y0 != NULL ? y0 + first : NULL, hw, self->f_p0 + first);
+          for (int x = 0; x < s1; x += NORM2D_SPAN)
+            norm_gelu_row (row + x, n1, lnw, lnb, c4, MIN (NORM2D_SPAN, s1 - x));
+        }
+
+      lode_ops_gemm (TRUE, FALSE, c8 * 4, n1, c4, 1.0f, self->up_w[1]->data, up1, 0.0f, cols2);
+      PARALLEL_FOR ((gint64) n1 * 4 * c8 * 8)
+      for (int y = 0; y < 4 * nr; y++)
+        {
+          float *v = self->up2 + (gsize) y * c8 * s2;
+          gsize out_row = (gsize) (4 * i0 + y) * s2;
+
+          unfold_row (v, s2, cols2, n1, b2, hr0 + out_row, lsz, c8, s1, y, NULL, 0, NULL);
+          gelu_hyper_row (self->masks + out_row, lsz, v, hyper, c8, s2);
         }
     }
 }

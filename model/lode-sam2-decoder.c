@@ -1087,10 +1087,11 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
  * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i] (a term that differs
  * from key to key, so it is kept: the softmax runs over the keys); the
  * output Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo. x = kpe;
- * out [hw, c] receives the sum without bo, which the caller adds. */
+ * out [hw, c] receives the sum without bo, which the caller adds (added to
+ * beta out). */
 static void
 image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const float *ktok,
-                       const float *vtok, int t, float *out)
+                       const float *vtok, int t, float *out, float beta)
 {
   const Attn *a = &self->layers[layer].i2t;
   int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
@@ -1122,7 +1123,7 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const
   lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, kpe, self->r, 0.0f, self->sc);
   lode_ops_add_row_bias (self->sc, self->sc, bias, hw, h * t);
   lode_ops_softmax (self->sc, self->sc, hw * h, t);
-  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 0.0f, out);
+  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, beta, out);
 }
 
 /* Layer 0's image-to-token attention, the image's queries given in
@@ -1131,7 +1132,7 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const
  * image_to_token_folded, without bo, into out [hw, c]. */
 static void
 image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok, const float *vtok,
-                       int t, float *out)
+                       int t, float *out, float beta)
 {
   const Attn *a = &self->layers[0].i2t;
   int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
@@ -1152,40 +1153,47 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
   PARALLEL_FOR ((gint64) hw * h * t * 8)
   for (int r = 0; r < hw; r += NORM_BLOCK)
     heads_softmax_rows (self->sc, sh, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
-  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 0.0f, out);
+  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, beta, out);
 }
 
 /* The image's attention to the tokens, queries from kpe (keys + PE), into
- * self->ktmp [hw, c]; returns the bias still to be added to it (out_proj's,
- * or NULL when it is in). */
+ * self->ktmp [hw, c], or added to self->keys when add and the attention is
+ * folded; returns the bias still to be added (out_proj's, or NULL when it
+ * is in) and whether it went to the keys (*added). */
 static const float *
 image_to_token (LodeSam2Decoder *self, int layer, const float *kpe, const float *hq0,
-                const float *ktok, const float *vtok, int t)
+                const float *ktok, const float *vtok, int t, gboolean add, gboolean *added)
 {
+  float *out = add ? self->keys : self->ktmp;
+  float beta = add ? 1.0f : 0.0f;
+
   const Attn *a = &self->layers[layer].i2t;
   Heads img_tok = { self->hq, self->thk, self->thv, self->ho };
 
   if (layer == 0 && use_folded (self, a, t))
     {
-      image_to_token_cached (self, hq0, ktok, vtok, t, self->ktmp);
+      image_to_token_cached (self, hq0, ktok, vtok, t, out, beta);
+      *added = add;
       return a->ob->data;
     }
   if (use_folded (self, a, t))
     {
-      image_to_token_folded (self, layer, kpe, ktok, vtok, t, self->ktmp);
+      image_to_token_folded (self, layer, kpe, ktok, vtok, t, out, beta);
+      *added = add;
       return a->ob->data;
     }
   linear (self->pq, kpe, a->qw, a->qb, self->hw);
   linear (self->tk, ktok, a->kw, a->kb, t);
   linear (self->tv, vtok, a->vw, a->vb, t);
   attn_core (self, a, self->pq, self->tk, self->tv, &img_tok, self->hw, t, self->ktmp);
+  *added = FALSE;
   return NULL;
 }
 
 /* out = layer_norm (a + b + bias) over rows of c, out_pe = out + pe, in one
  * pass over each row while it is in the cache (lode_ops_add_layer_norm
- * makes three passes over the whole image). out may be a; bias may be
- * NULL. */
+ * makes three passes over the whole image). out may be a; b or bias may be
+ * NULL, not both. */
 VECTOR_CLONES static void
 add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, const float *bias,
                   const float *w, const float *wb, const float *pe, int rows, int c, float *stats,
@@ -1197,7 +1205,13 @@ add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, con
       float *y = out + (gsize) r * c, *yp = out_pe + (gsize) r * c;
       float sum = 0.0f, sq = 0.0f, mean, rstd;
 
-      if (bias != NULL)
+      if (b == NULL)
+        {
+          SIMD_FOR
+          for (int j = 0; j < c; j++)
+            y[j] = ar[j] + bias[j];
+        }
+      else if (bias != NULL)
         {
           SIMD_FOR
           for (int j = 0; j < c; j++)
@@ -1243,7 +1257,7 @@ add_norm_pe (float *out, float *out_pe, const float *a, const float *b, const fl
     {
       gsize o = (gsize) r * c;
 
-      add_norm_pe_rows (out + o, out_pe + o, a + o, b + o, bias, w->data, wb->data, pe + o,
+      add_norm_pe_rows (out + o, out_pe + o, a + o, b != NULL ? b + o : NULL, bias, w->data, wb->data, pe + o,
                         MIN (NORM_BLOCK, rows - r), c, stats != NULL ? stats + r : NULL, (gsize) rows);
     }
 }
@@ -1371,6 +1385,7 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
   gsize tc = (gsize) t * c, oc = (gsize) n_out * c;
   float *queries = self->queries;
   const float *keys_in = keys0, *kpe_in = kpe0, *i2t_bias;
+  gboolean added;
   const float *qpe = self->tok_pe;
   float *q = self->qtmp, *attn = self->tbuf;
   Heads tok = { self->thq, self->thk, self->thv, self->tho };
@@ -1411,10 +1426,11 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
 
       /* the image attends to the tokens: q from keys + PE */
       lode_ops_add (q, queries, qpe, tc);
-      i2t_bias = image_to_token (self, l, kpe_in, hq0, q, queries, t);
+      i2t_bias = image_to_token (self, l, kpe_in, hq0, q, queries, t, keys_in == self->keys, &added);
       if (self->factored)
         factor_layer (self, l);
-      add_norm_pe (self->keys, self->kpe, keys_in, self->ktmp, i2t_bias, ly->norm_w[3], ly->norm_b[3],
+      add_norm_pe (self->keys, self->kpe, keys_in, added ? NULL : self->ktmp, i2t_bias,
+                   ly->norm_w[3], ly->norm_b[3],
                    self->dense_pe, hw, c,
                    self->factored ? self->f_stats + (gsize) 2 * l * hw : NULL);
       keys_in = self->keys;

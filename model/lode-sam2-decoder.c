@@ -920,13 +920,15 @@ mask_features (LodeSam2Decoder *self, const float *mask)
 /* ---- two-way transformer ------------------------------------------------ */
 
 /* One head's scores p [t, hw] = scale q [t, d] kT [d, hw] (the image's
- * projection in transposed layout), lanes along the image. */
+ * projection in transposed layout), lanes along the image; p's rows are
+ * p_stride apart. */
 VECTOR_CLONES static void
-head_scores (float *p, const float *q, const float *kt, int t, int d, int hw, float scale)
+head_scores (float *p, gsize p_stride, const float *q, const float *kt, int t, int d, int hw,
+             float scale)
 {
   for (int i = 0; i < t; i++)
     {
-      float *pi = p + (gsize) i * hw;
+      float *pi = p + (gsize) i * p_stride;
 
       SIMD_FOR
       for (int r = 0; r < hw; r++)
@@ -949,7 +951,7 @@ VECTOR_CLONES static void
 head_attend (float *o, float *p, const float *q, const float *kt, const float *vt, int t, int d,
              int hw, float scale)
 {
-  head_scores (p, q, kt, t, d, hw, scale);
+  head_scores (p, hw, q, kt, t, d, hw, scale);
   for (int i = 0; i < t; i++)
     {
       float *pi = p + (gsize) i * hw;
@@ -1083,6 +1085,23 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
   attn_core (self, a, self->tq, self->pk, self->pv, &tok_img, t, self->hw, out);
 }
 
+/* The tokens' side of a folded image-to-token attention: keys and
+ * values in head layout (thk, thv) and z[h*t + i] = Wo_h v_h[i] [c]. */
+static void
+image_to_token_values (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok, int t)
+{
+  const Attn *a = &self->layers[layer].i2t;
+  int h = self->heads, d = a->internal / h, c = self->c;
+
+  linear (self->tk, ktok, a->kw, a->kb, t);
+  linear (self->tv, vtok, a->vw, a->vb, t);
+  lode_ops_split_heads (self->thk, self->tk, t, h, d);
+  lode_ops_split_heads (self->thv, self->tv, t, h, d);
+  for (int k = 0; k < h; k++)
+    lode_ops_gemm (FALSE, FALSE, t, c, d, 1.0f, self->thv + (gsize) k * t * d,
+                   self->wout_t[layer] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
+}
+
 /* The image attends to the tokens, folded: the queries Wq x + bq meet the
  * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i] (a term that differs
  * from key to key, so it is kept: the softmax runs over the keys); the
@@ -1098,10 +1117,7 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const
   float scale = 1.0f / sqrtf ((float) d);
   float *bias = self->fold_bias;
 
-  linear (self->tk, ktok, a->kw, a->kb, t);
-  linear (self->tv, vtok, a->vw, a->vb, t);
-  lode_ops_split_heads (self->thk, self->tk, t, h, d);
-  lode_ops_split_heads (self->thv, self->tv, t, h, d);
+  image_to_token_values (self, layer, ktok, vtok, t);
   for (int k = 0; k < h; k++)
     {
       /* m[h*t + i] = Wq_h^T k_h[i] / sqrt d, bias = bq_h . k_h[i] / sqrt d */
@@ -1115,9 +1131,6 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const
             acc += a->qb->data[k * d + j] * self->thk[((gsize) k * t + i) * d + j];
           bias[k * t + i] = acc * scale;
         }
-      /* u[h*t + i] = Wo_h v_h[i] */
-      lode_ops_gemm (FALSE, FALSE, t, c, d, 1.0f, self->thv + (gsize) k * t * d,
-                     self->wout_t[layer] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
     }
   /* scores [hw, heads * t], softmax over each head's t tokens */
   lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, kpe, self->r, 0.0f, self->sc);
@@ -1139,16 +1152,10 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
   float scale = 1.0f / sqrtf ((float) d);
   float *sh = self->ho;
 
-  linear (self->tk, ktok, a->kw, a->kb, t);
-  linear (self->tv, vtok, a->vw, a->vb, t);
-  lode_ops_split_heads (self->thk, self->tk, t, h, d);
-  lode_ops_split_heads (self->thv, self->tv, t, h, d);
-  for (int k = 0; k < h; k++)
-    lode_ops_gemm (FALSE, FALSE, t, c, d, 1.0f, self->thv + (gsize) k * t * d,
-                   self->wout_t[0] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
+  image_to_token_values (self, 0, ktok, vtok, t);
   PARALLEL_FOR ((gint64) hw * h * t * d)
   for (int k = 0; k < h; k++)
-    head_scores (sh + (gsize) k * t * hw, self->thk + (gsize) k * t * d, hq + (gsize) k * d * hw,
+    head_scores (sh + (gsize) k * t * hw, hw, self->thk + (gsize) k * t * d, hq + (gsize) k * d * hw,
                  t, d, hw, scale);
   PARALLEL_FOR ((gint64) hw * h * t * 8)
   for (int r = 0; r < hw; r += NORM_BLOCK)
@@ -1497,84 +1504,19 @@ unfold_row (float *dst, gsize dst_stride, const float *cols, gsize cols_stride, 
     }
 }
 
-/* Up to NORM2D_SPAN pixels of the first upscaling's row after its
- * unfolding, in up1 (NCHW, channels stride apart): LayerNorm2d over the
- * channels of each pixel, then GELU. */
-#define NORM2D_SPAN 256
-
-VECTOR_CLONES static void
-norm_gelu_row (float *row, gsize stride, const float *w, const float *b, int c, int n)
-{
-  float mean[NORM2D_SPAN], rstd[NORM2D_SPAN];
-
-  for (int x = 0; x < n; x++)
-    mean[x] = rstd[x] = 0.0f;
-  for (int j = 0; j < c; j++)
-    {
-      const float *r = row + (gsize) j * stride;
-
-      SIMD_FOR
-      for (int x = 0; x < n; x++)
-        mean[x] += r[x];
-    }
-  SIMD_FOR
-  for (int x = 0; x < n; x++)
-    mean[x] /= (float) c;
-  for (int j = 0; j < c; j++)
-    {
-      const float *r = row + (gsize) j * stride;
-
-      SIMD_FOR
-      for (int x = 0; x < n; x++)
-        rstd[x] += (r[x] - mean[x]) * (r[x] - mean[x]);
-    }
-  SIMD_FOR
-  for (int x = 0; x < n; x++)
-    rstd[x] = 1.0f / sqrtf (rstd[x] / (float) c + LN2D_EPS);
-  for (int j = 0; j < c; j++)
-    {
-      float *r = row + (gsize) j * stride;
-      float wj = w[j], bj = b[j];
-
-      SIMD_FOR
-      for (int x = 0; x < n; x++)
-        r[x] = lode_gelu_approx ((r[x] - mean[x]) * rstd[x] * wj + bj);
-    }
-}
-
 /* The second upscaling's features of one output row, v [c rows of n], to
  * GELU and then the masks' row: masks[m] = sum_j hyper[m, j] GELU (v[j]),
  * masks rows lsz apart. */
 VECTOR_CLONES static void
 gelu_hyper_row (float *masks, gsize lsz, float *v, const float *hyper, int c, int n)
 {
-  for (int j = 0; j < c; j++)
-    {
-      float *r = v + (gsize) j * n;
+  gsize count = (gsize) c * n;
 
-      SIMD_FOR
-      for (int x = 0; x < n; x++)
-        r[x] = lode_gelu_approx (r[x]);
-    }
-  for (int m = 0; m < N_MASK_TOKENS; m++)
-    {
-      float *o = masks + (gsize) m * lsz;
-
-      SIMD_FOR
-      for (int x = 0; x < n; x++)
-        o[x] = 0.0f;
-      for (int j = 0; j < c; j++)
-        {
-          const float *r = v + (gsize) j * n;
-          float hj = hyper[m * c + j];
-
-          SIMD_FOR
-          for (int x = 0; x < n; x++)
-            o[x] += hj * r[x];
-        }
-    }
+  SIMD_FOR
+  for (gsize x = 0; x < count; x++)
+    v[x] = lode_gelu_approx (v[x]);
+  head_scores (masks, lsz, hyper, v, N_MASK_TOKENS, c, n, 1.0f);
 }
-
 
 /* keys [hw, c] (or the factors, see factor_init) -> masks [4, low_res^2]
  * through the upscaling and the hypernetworks' vectors hyper [4, c/8]. */
@@ -1609,9 +1551,9 @@ upscale_masks (LodeSam2Decoder *self, const LodeSam2Embedding *emb, const float 
 
           unfold_row (row, n1, cols1, n0, b1, hr1 + (gsize) (2 * i0 + y) * s1, p1, c4, e, y,
                       y0 != NULL ? y0 + first : NULL, hw, self->f_p0 + first);
-          for (int x = 0; x < s1; x += NORM2D_SPAN)
-            norm_gelu_row (row + x, n1, lnw, lnb, c4, MIN (NORM2D_SPAN, s1 - x));
         }
+      lode_ops_layer_norm2d (up1, up1, lnw, lnb, 1, c4, n1, LN2D_EPS);
+      lode_ops_gelu (up1, up1, (gsize) c4 * n1);
 
       lode_ops_gemm (TRUE, FALSE, c8 * 4, n1, c4, 1.0f, self->up_w[1]->data, up1, 0.0f, cols2);
       PARALLEL_FOR ((gint64) n1 * 4 * c8 * 8)

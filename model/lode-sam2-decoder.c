@@ -7,9 +7,12 @@
 #include <string.h>
 
 #include "lode-ops.h"
+#include "lode-ops-math.h"
+#include "lode-parallel.h"
 #include "lode-sam2-decoder.h"
 
 G_DEFINE_QUARK (lode-sam2-error-quark, lode_sam2_error)
+
 
 /* Fixed by the official builder (sam2_base.py _build_sam_heads). */
 #define MASK_IN_CHANS 16
@@ -20,6 +23,8 @@ G_DEFINE_QUARK (lode-sam2-error-quark, lode_sam2_error)
 #define LN2D_EPS 1e-6f
 /* obj_score_token, iou_token, 4 mask tokens, box corners, points, padding */
 #define MAX_TOKENS (1 + 1 + N_MASK_TOKENS + 2 + LODE_SAM2_MAX_POINTS + 1)
+/* Image rows per work item of the row-wise passes over [hw, c]. */
+#define NORM_BLOCK 64
 
 typedef struct {
   LodeTensor *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob;
@@ -65,7 +70,7 @@ struct _LodeSam2Decoder {
   float *tq, *tk, *tv, *thq, *thk, *thv, *tho;
   float *keys, *kpe, *ktmp;                          /* [hw, c] */
   float *pk, *pv, *pq, *hk, *hv, *hq, *ho;           /* [hw, internal] */
-  float *up1, *up2;                                  /* upscaled features */
+  float *up1, *up2;                                  /* a band's upscaled features */
   float *masks;                                      /* [4, low_res^2] */
   float *mask_scratch;
   float *up_cols;                                    /* transposed convolution columns */
@@ -73,17 +78,41 @@ struct _LodeSam2Decoder {
   float *wout_t[8 + 1];                              /* per attention: out_proj^T per head */
 
   /* prompt-independent first layer (no mask input): keys, keys + PE and
-   * the token-to-image K and V in head layout, for the embedding whose
-   * image_embed is copied in cached_embed */
-  float *cached_embed;
+   * the token-to-image K and V in head layout, for the embedding of serial
+   * cached_serial (an embedding's contents never change once in use, see
+   * lode-sam2-types.h, and serials are not reused) */
+  guint64 cached_serial;
   gboolean cache_valid;
   float *c_keys, *c_kpe, *c_hk, *c_hv;
+  /* and layer 0's image-to-token queries Wq (K0 + PE) + bq, head layout */
+  float *c_hq;
   /* layer 0's token-to-image Wk Wd and Wv Wd [internal, MASK_IN_CHANS]
    * (Wd: the last convolution of the mask downscaling), and per click
    * bd - no_mask_embed [c] and its images through Wk and Wv [internal] */
   float *mask_kw, *mask_vw;
   float *mask_shift, *mask_kb, *mask_vb;
+  /* the same for layer 0's image-to-token queries: Wq Wd, Wq shift */
+  float *mask_qw, *mask_qb;
+
+  /* The first upscaling's product through the layers' last norms (see
+   * factor_prepare): M_l [c, c] per layer, the constant rows (per layer
+   * ob_l M_l, 1^T M_l, b_l M_l+1, then Wd^T M_0 and shift M_0), the cached
+   * M_0^T K0^T [c, hw]; per click the factors left [hw, f_k] and right
+   * [f_k, c], the norms' means and 1 / std [depth, 2, hw] and the
+   * coefficient of M_0^T K0^T per pixel. */
+  float *fm[8], *f_rows, *c_y0, *f_left, *f_right, *f_stats, *f_p0;
+  gboolean factored;
+  int f_ht, f_k;
 };
+
+/* Embedding rows per band of the upscaling: about BAND_PIXELS pixels. */
+#define BAND_PIXELS 1024
+
+static int
+band_rows (const LodeSam2Decoder *self)
+{
+  return MAX (1, BAND_PIXELS / self->e);
+}
 
 /* ---- weights ------------------------------------------------------------ */
 
@@ -284,10 +313,29 @@ lode_sam2_decoder_check_config (const LodeSam2Config *config, GError **error)
   return TRUE;
 }
 
+/* W [in, c] @ Wd [c, MASK_IN_CHANS], in double. */
+static float *
+fold_weight (const LodeTensor *w, const float *wd, int in, int c)
+{
+  float *out = g_new (float, (gsize) in * MASK_IN_CHANS);
+
+  for (int i = 0; i < in; i++)
+    for (int j = 0; j < MASK_IN_CHANS; j++)
+      {
+        double acc = 0.0;
+
+        for (int m = 0; m < c; m++)
+          acc += (double) w->data[(gsize) i * c + m] * wd[(gsize) m * MASK_IN_CHANS + j];
+        out[(gsize) i * MASK_IN_CHANS + j] = (float) acc;
+      }
+  return out;
+}
+
 /* A mask input changes the keys of layer 0 only through the last 1x1
  * convolution of the mask downscaling (see apply_mask_input), so the
- * token-to-image projections of that layer see it through Wk Wd and Wv Wd,
- * products of the weights formed here once, in double. */
+ * token-to-image keys and values of that layer, and its image-to-token
+ * queries, see it through Wk Wd, Wv Wd and Wq Wd, products of the weights
+ * formed here once, in double. */
 static void
 fold_mask_input (LodeSam2Decoder *self)
 {
@@ -295,24 +343,155 @@ fold_mask_input (LodeSam2Decoder *self)
   const float *wd = self->md_w[2]->data;   /* [c, MASK_IN_CHANS] */
   int c = self->c, in = a->internal;
 
-  self->mask_kw = g_new (float, (gsize) in * MASK_IN_CHANS);
-  self->mask_vw = g_new (float, (gsize) in * MASK_IN_CHANS);
+  self->mask_kw = fold_weight (a->kw, wd, in, c);
+  self->mask_vw = fold_weight (a->vw, wd, in, c);
+  self->mask_qw = fold_weight (self->layers[0].i2t.qw, wd, self->layers[0].i2t.internal, c);
   self->mask_shift = g_new (float, c);
   self->mask_kb = g_new (float, in);
   self->mask_vb = g_new (float, in);
-  for (int i = 0; i < in; i++)
-    for (int j = 0; j < MASK_IN_CHANS; j++)
-      {
-        double k = 0.0, v = 0.0;
+  self->mask_qb = g_new (float, self->layers[0].i2t.internal);
+}
 
-        for (int m = 0; m < c; m++)
-          {
-            k += (double) a->kw->data[(gsize) i * c + m] * wd[(gsize) m * MASK_IN_CHANS + j];
-            v += (double) a->vw->data[(gsize) i * c + m] * wd[(gsize) m * MASK_IN_CHANS + j];
-          }
-        self->mask_kw[(gsize) i * MASK_IN_CHANS + j] = (float) k;
-        self->mask_vw[(gsize) i * MASK_IN_CHANS + j] = (float) v;
-      }
+static gboolean use_folded (const LodeSam2Decoder *self, const Attn *a, int t);
+
+/* The image-to-token attention of layer l adds A_l Z_l + ob_l to the keys
+ * K_l (A_l [hw, heads * t]: the softmax, Z_l: the heads' Wo_h v_h, when
+ * folded), and its norm gives K_l+1 = D_l (X_l - mu_l 1^T) G_l + 1 b_l^T
+ * (X_l the sum, D_l = diag (1 / std), G_l = diag (weight)). The first
+ * upscaling's product K_L W (W [c, c]: [c_in, c_out * 4]) then unrolls, with
+ * M_L = W and M_l = G_l M_l+1, into
+ *   K_l+1 M_l+1 = D_l (K_l M_l + A_l (Z_l M_l) + 1 ob_l M_l - mu_l 1^T M_l)
+ *                 + 1 b_l M_l+1,
+ * down to K_0 M_0, which depends on the image only and is cached. What
+ * changes per click is a sum of products of depth heads * t (A_l, scaled by
+ * the product P_l of the later norms' 1 / std, times Z_l M_l) and of per
+ * pixel multiples of constant rows: one product of depth depth * heads * t
+ * + 3 depth instead of depth c. With a mask input K_0 moves by G^T Wd^T + 1
+ * shift^T (apply_mask_input): 17 more columns. Formed here in double. */
+static void
+factor_init (LodeSam2Decoder *self)
+{
+  int c = self->c, L = self->depth, in = self->layers[0].i2t.internal;
+  const float *w = self->up_w[0]->data, *wd = self->md_w[2]->data;
+  gsize cc = (gsize) c * c;
+  float *rows;
+  int kmax = L * (in - 1) + 3 * L + MASK_IN_CHANS + 1;
+
+  for (int l = L - 1; l >= 0; l--)
+    {
+      const float *next = l == L - 1 ? w : self->fm[l + 1];
+      const float *g = self->layers[l].norm_w[3]->data;
+
+      self->fm[l] = g_new (float, cc);
+      for (int m = 0; m < c; m++)
+        for (int n = 0; n < c; n++)
+          self->fm[l][(gsize) m * c + n] = (float) ((double) g[m] * next[(gsize) m * c + n]);
+    }
+  self->f_rows = rows = g_new0 (float, (gsize) (3 * L + MASK_IN_CHANS + 1) * c);
+  for (int l = 0; l < L; l++)
+    {
+      const float *ml = self->fm[l], *next = l == L - 1 ? w : self->fm[l + 1];
+      const float *ob = self->layers[l].i2t.ob->data, *b = self->layers[l].norm_b[3]->data;
+
+      for (int n = 0; n < c; n++)
+        {
+          double o = 0.0, cs = 0.0, bm = 0.0;
+
+          for (int m = 0; m < c; m++)
+            {
+              o += (double) ob[m] * ml[(gsize) m * c + n];
+              cs += ml[(gsize) m * c + n];
+              bm += (double) b[m] * next[(gsize) m * c + n];
+            }
+          rows[(gsize) (3 * l) * c + n] = (float) o;
+          rows[(gsize) (3 * l + 1) * c + n] = (float) cs;
+          rows[(gsize) (3 * l + 2) * c + n] = (float) bm;
+        }
+    }
+  for (int n = 0; n < c; n++)
+    {
+      double sh = 0.0;
+
+      for (int j = 0; j < MASK_IN_CHANS; j++)
+        {
+          double acc = 0.0;
+
+          for (int m = 0; m < c; m++)
+            acc += (double) wd[(gsize) m * MASK_IN_CHANS + j] * self->fm[0][(gsize) m * c + n];
+          rows[(gsize) (3 * L + j) * c + n] = (float) acc;
+        }
+      for (int m = 0; m < c; m++)
+        sh += ((double) self->md_b[2]->data[m] - self->no_mask->data[m]) * self->fm[0][(gsize) m * c + n];
+      rows[(gsize) (3 * L + MASK_IN_CHANS) * c + n] = (float) sh;
+    }
+  self->c_y0 = g_new (float, (gsize) self->hw * c);
+  self->f_left = g_new (float, (gsize) self->hw * kmax);
+  self->f_right = g_new (float, (gsize) kmax * c);
+  self->f_stats = g_new (float, (gsize) 2 * L * self->hw);
+  self->f_p0 = g_new (float, self->hw);
+}
+
+/* Starts a click's factors (see factor_init) for t tokens: the first
+ * upscaling goes through them when every image-to-token attention is
+ * folded. */
+static void
+factor_begin (LodeSam2Decoder *self, int t, gboolean mask)
+{
+  int L = self->depth, c = self->c;
+
+  self->factored = use_folded (self, &self->layers[0].i2t, t);
+  if (!self->factored)
+    return;
+  self->f_ht = self->heads * t;
+  self->f_k = L * self->f_ht + 3 * L + (mask ? MASK_IN_CHANS + 1 : 0);
+  memcpy (self->f_right + (gsize) L * self->f_ht * c, self->f_rows,
+          sizeof (float) * (gsize) (self->f_k - L * self->f_ht) * c);
+}
+
+/* Layer l's softmax A_l (self->sc) and Z_l M_l into the factors. */
+static void
+factor_layer (LodeSam2Decoder *self, int l)
+{
+  int ht = self->f_ht, k = self->f_k, c = self->c;
+
+  PARALLEL_FOR ((gint64) self->hw * ht)
+  for (int r = 0; r < self->hw; r++)
+    memcpy (self->f_left + (gsize) r * k + (gsize) l * ht, self->sc + (gsize) r * ht,
+            sizeof (float) * ht);
+  lode_ops_gemm (FALSE, FALSE, ht, c, c, 1.0f, self->z, self->fm[l], 0.0f,
+                 self->f_right + (gsize) l * ht * c);
+}
+
+/* The per-pixel coefficients, once every norm is known. */
+static void
+factor_end (LodeSam2Decoder *self)
+{
+  int L = self->depth, ht = self->f_ht, k = self->f_k, hw = self->hw;
+  gboolean mask = k > L * ht + 3 * L;
+
+  PARALLEL_FOR ((gint64) hw * k)
+  for (int r = 0; r < hw; r++)
+    {
+      float *row = self->f_left + (gsize) r * k, *cst = row + (gsize) L * ht;
+      float p = 1.0f;
+
+      for (int l = L - 1; l >= 0; l--)
+        {
+          float mean = self->f_stats[(gsize) (2 * l) * hw + r];
+          float next = p;
+
+          p *= self->f_stats[(gsize) (2 * l + 1) * hw + r];
+          for (int j = 0; j < ht; j++)
+            row[(gsize) l * ht + j] *= p;
+          cst[3 * l] = p;
+          cst[3 * l + 1] = -p * mean;
+          cst[3 * l + 2] = next;
+        }
+      if (mask)
+        for (int j = 0; j <= MASK_IN_CHANS; j++)
+          cst[3 * L + j] *= p;
+      self->f_p0[r] = p;
+    }
 }
 
 LodeSam2Decoder *
@@ -381,7 +560,7 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->hq = g_new (float, hw * c);
   self->ho = g_new (float, hw * c);
   self->up1 = g_new (float, hw * c);          /* [c/4, 2e, 2e] */
-  self->up2 = g_new (float, hw * c * 2);      /* [c/8, 4e, 4e] */
+  self->up2 = g_new (float, (gsize) 4 * band_rows (self) * (c / 8) * 4 * self->e);  /* a band's rows of [c/8, 4e] */
   self->masks = g_new (float, N_MASK_TOKENS * ls);
   self->mask_scratch = g_new (float, ls * MASK_IN_CHANS);
   self->up_cols = g_new (float, hw * c * 4);
@@ -389,12 +568,13 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->z = g_new (float, (gsize) self->heads * MAX_TOKENS * c);
   self->sc = g_new (float, (gsize) self->heads * MAX_TOKENS * hw);
   self->fold_bias = g_new (float, c);
-  self->cached_embed = g_new (float, hw * c);
   self->c_keys = g_new (float, hw * c);
   self->c_kpe = g_new (float, hw * c);
   self->c_hk = g_new (float, hw * c);
+  self->c_hq = g_new (float, hw * c);
   self->c_hv = g_new (float, hw * c);
   fold_mask_input (self);
+  factor_init (self);
   /* out_proj^T per head of the image-to-token attentions: [h][d, c] */
   for (int l = 0; l < self->depth; l++)
     {
@@ -540,10 +720,20 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->z);
   g_free (self->sc);
   g_free (self->fold_bias);
-  g_free (self->cached_embed);
   g_free (self->c_keys);
   g_free (self->c_kpe);
   g_free (self->c_hk);
+  g_free (self->c_hq);
+  g_free (self->mask_qw);
+  for (int l = 0; l < 8; l++)
+    g_free (self->fm[l]);
+  g_free (self->f_rows);
+  g_free (self->c_y0);
+  g_free (self->f_left);
+  g_free (self->f_right);
+  g_free (self->f_stats);
+  g_free (self->f_p0);
+  g_free (self->mask_qb);
   g_free (self->c_hv);
   g_free (self->mask_kw);
   g_free (self->mask_vw);
@@ -729,6 +919,91 @@ mask_features (LodeSam2Decoder *self, const float *mask)
 
 /* ---- two-way transformer ------------------------------------------------ */
 
+/* One head's scores p [t, hw] = scale q [t, d] kT [d, hw] (the image's
+ * projection in transposed layout), lanes along the image; p's rows are
+ * p_stride apart. */
+VECTOR_CLONES static void
+head_scores (float *p, gsize p_stride, const float *q, const float *kt, int t, int d, int hw,
+             float scale)
+{
+  for (int i = 0; i < t; i++)
+    {
+      float *pi = p + (gsize) i * p_stride;
+
+      SIMD_FOR
+      for (int r = 0; r < hw; r++)
+        pi[r] = 0.0f;
+      for (int j = 0; j < d; j++)
+        {
+          const float *kj = kt + (gsize) j * hw;
+          float qj = q[i * d + j] * scale;
+
+          SIMD_FOR
+          for (int r = 0; r < hw; r++)
+            pi[r] += qj * kj[r];
+        }
+    }
+}
+
+/* One head of the tokens' attention to the image through its projected
+ * keys and values kT, vT [d, hw]: o [t, d]; p [t, hw] is scratch. */
+VECTOR_CLONES static void
+head_attend (float *o, float *p, const float *q, const float *kt, const float *vt, int t, int d,
+             int hw, float scale)
+{
+  head_scores (p, hw, q, kt, t, d, hw, scale);
+  for (int i = 0; i < t; i++)
+    {
+      float *pi = p + (gsize) i * hw;
+      float m = pi[0], sum = 0.0f, inv;
+
+      for (int r = 1; r < hw; r++)
+        m = MAX (m, pi[r]);
+      SIMD_REDUCE (sum)
+      for (int r = 0; r < hw; r++)
+        {
+          pi[r] = lode_exp_nonpositive (pi[r] - m);
+          sum += pi[r];
+        }
+      inv = 1.0f / sum;
+      for (int j = 0; j < d; j++)
+        {
+          const float *vj = vt + (gsize) j * hw;
+          float acc = 0.0f;
+
+          SIMD_REDUCE (acc)
+          for (int r = 0; r < hw; r++)
+            acc += pi[r] * vj[r];
+          o[i * d + j] = acc * inv;
+        }
+    }
+}
+
+/* Scores of heads sh [h, t, rows] to softmax rows sc [rows, h * t] (each
+ * head's t scores normalised apart). */
+VECTOR_CLONES static void
+heads_softmax_rows (float *sc, const float *sh, int r0, int r1, int rows, int h, int t)
+{
+  for (int r = r0; r < r1; r++)
+    for (int k = 0; k < h; k++)
+      {
+        const float *in = sh + (gsize) k * t * rows + r;
+        float *o = sc + (gsize) r * h * t + (gsize) k * t;
+        float m = in[0], sum = 0.0f, inv;
+
+        for (int i = 1; i < t; i++)
+          m = MAX (m, in[(gsize) i * rows]);
+        for (int i = 0; i < t; i++)
+          {
+            o[i] = lode_exp_nonpositive (in[(gsize) i * rows] - m);
+            sum += o[i];
+          }
+        inv = 1.0f / sum;
+        for (int i = 0; i < t; i++)
+          o[i] *= inv;
+      }
+}
+
 /* Attention between t tokens and the hw image positions costs 2 hw c
  * internal multiply-adds through the projections, and 2 hw c (heads * t)
  * when the projections are folded into the few token rows instead: the
@@ -775,7 +1050,7 @@ token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int
 
 /* Tokens attend to the image: q from the tokens (plus their PE), k from
  * keys + PE (kpe), v from keys. With hk and hv (not NULL), K and V are
- * already projected, in head layout. */
+ * already projected, in transposed head layout [h, d, hw]. */
 static void
 token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
                 const float *hk, const float *hv, float *out)
@@ -785,9 +1060,16 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
 
   if (hk != NULL)
     {
+      float scale = 1.0f / sqrtf ((float) d);
+      int hw = self->hw;
+
       linear (self->tq, q, a->qw, a->qb, t);
       lode_ops_split_heads (self->thq, self->tq, t, h, d);
-      lode_ops_attention (self->tho, self->thq, hk, hv, 1, h, t, self->hw, d);
+      PARALLEL_FOR ((gint64) h * t * hw * d)
+      for (int k = 0; k < h; k++)
+        head_attend (self->tho + (gsize) k * t * d, self->sc + (gsize) k * t * hw,
+                     self->thq + (gsize) k * t * d, hk + (gsize) k * d * hw, hv + (gsize) k * d * hw,
+                     t, d, hw, scale);
       lode_ops_merge_heads (self->tq, self->tho, t, h, d);
       linear (out, self->tq, a->ow, a->ob, t);
       return;
@@ -803,23 +1085,39 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
   attn_core (self, a, self->tq, self->pk, self->pv, &tok_img, t, self->hw, out);
 }
 
-/* The image attends to the tokens, folded: the queries Wq x + bq meet the
- * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i]; the output
- * Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo, added to out (the
- * residual) by the last product itself. */
+/* The tokens' side of a folded image-to-token attention: keys and
+ * values in head layout (thk, thv) and z[h*t + i] = Wo_h v_h[i] [c]. */
 static void
-image_to_token_folded (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
-                       int t, float *out)
+image_to_token_values (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok, int t)
+{
+  const Attn *a = &self->layers[layer].i2t;
+  int h = self->heads, d = a->internal / h, c = self->c;
+
+  linear (self->tk, ktok, a->kw, a->kb, t);
+  linear (self->tv, vtok, a->vw, a->vb, t);
+  lode_ops_split_heads (self->thk, self->tk, t, h, d);
+  lode_ops_split_heads (self->thv, self->tv, t, h, d);
+  for (int k = 0; k < h; k++)
+    lode_ops_gemm (FALSE, FALSE, t, c, d, 1.0f, self->thv + (gsize) k * t * d,
+                   self->wout_t[layer] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
+}
+
+/* The image attends to the tokens, folded: the queries Wq x + bq meet the
+ * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i] (a term that differs
+ * from key to key, so it is kept: the softmax runs over the keys); the
+ * output Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo. x = kpe;
+ * out [hw, c] receives the sum without bo, which the caller adds (added to
+ * beta out). */
+static void
+image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const float *ktok,
+                       const float *vtok, int t, float *out, float beta)
 {
   const Attn *a = &self->layers[layer].i2t;
   int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
   float scale = 1.0f / sqrtf ((float) d);
   float *bias = self->fold_bias;
 
-  linear (self->tk, ktok, a->kw, a->kb, t);
-  linear (self->tv, vtok, a->vw, a->vb, t);
-  lode_ops_split_heads (self->thk, self->tk, t, h, d);
-  lode_ops_split_heads (self->thv, self->tv, t, h, d);
+  image_to_token_values (self, layer, ktok, vtok, t);
   for (int k = 0; k < h; k++)
     {
       /* m[h*t + i] = Wq_h^T k_h[i] / sqrt d, bias = bq_h . k_h[i] / sqrt d */
@@ -833,72 +1131,201 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *ktok, cons
             acc += a->qb->data[k * d + j] * self->thk[((gsize) k * t + i) * d + j];
           bias[k * t + i] = acc * scale;
         }
-      /* u[h*t + i] = Wo_h v_h[i] */
-      lode_ops_gemm (FALSE, FALSE, t, c, d, 1.0f, self->thv + (gsize) k * t * d,
-                     self->wout_t[layer] + (gsize) k * d * c, 0.0f, self->z + (gsize) k * t * c);
     }
   /* scores [hw, heads * t], softmax over each head's t tokens */
-  lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, self->kpe, self->r, 0.0f, self->sc);
+  lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, kpe, self->r, 0.0f, self->sc);
   lode_ops_add_row_bias (self->sc, self->sc, bias, hw, h * t);
   lode_ops_softmax (self->sc, self->sc, hw * h, t);
-  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, 1.0f, out);
-  lode_ops_add_row_bias (out, out, a->ob->data, hw, c);
+  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, beta, out);
 }
 
-/* keys += the image's attention to the tokens. */
+/* Layer 0's image-to-token attention, the image's queries given in
+ * transposed head layout (hq [h, d, hw]: cached, see prepare_first_layer): scores
+ * q_h . k_h[i] / sqrt d are products of depth d, and the output as in
+ * image_to_token_folded, without bo, into out [hw, c]. */
 static void
-image_to_token (LodeSam2Decoder *self, int layer, const float *ktok, const float *vtok,
-                int t, float *keys)
+image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok, const float *vtok,
+                       int t, float *out, float beta)
 {
+  const Attn *a = &self->layers[0].i2t;
+  int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
+  float scale = 1.0f / sqrtf ((float) d);
+  float *sh = self->ho;
+
+  image_to_token_values (self, 0, ktok, vtok, t);
+  PARALLEL_FOR ((gint64) hw * h * t * d)
+  for (int k = 0; k < h; k++)
+    head_scores (sh + (gsize) k * t * hw, hw, self->thk + (gsize) k * t * d, hq + (gsize) k * d * hw,
+                 t, d, hw, scale);
+  PARALLEL_FOR ((gint64) hw * h * t * 8)
+  for (int r = 0; r < hw; r += NORM_BLOCK)
+    heads_softmax_rows (self->sc, sh, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
+  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, beta, out);
+}
+
+/* The image's attention to the tokens, queries from kpe (keys + PE), into
+ * self->ktmp [hw, c], or added to self->keys when add and the attention is
+ * folded; returns the bias still to be added (out_proj's, or NULL when it
+ * is in) and whether it went to the keys (*added). */
+static const float *
+image_to_token (LodeSam2Decoder *self, int layer, const float *kpe, const float *hq0,
+                const float *ktok, const float *vtok, int t, gboolean add, gboolean *added)
+{
+  float *out = add ? self->keys : self->ktmp;
+  float beta = add ? 1.0f : 0.0f;
+
   const Attn *a = &self->layers[layer].i2t;
   Heads img_tok = { self->hq, self->thk, self->thv, self->ho };
 
+  if (layer == 0 && use_folded (self, a, t))
+    {
+      image_to_token_cached (self, hq0, ktok, vtok, t, out, beta);
+      *added = add;
+      return a->ob->data;
+    }
   if (use_folded (self, a, t))
     {
-      image_to_token_folded (self, layer, ktok, vtok, t, keys);
-      return;
+      image_to_token_folded (self, layer, kpe, ktok, vtok, t, out, beta);
+      *added = add;
+      return a->ob->data;
     }
-  linear (self->pq, self->kpe, a->qw, a->qb, self->hw);
+  linear (self->pq, kpe, a->qw, a->qb, self->hw);
   linear (self->tk, ktok, a->kw, a->kb, t);
   linear (self->tv, vtok, a->vw, a->vb, t);
   attn_core (self, a, self->pq, self->tk, self->tv, &img_tok, self->hw, t, self->ktmp);
-  lode_ops_add (keys, keys, self->ktmp, (gsize) self->hw * self->c);
+  *added = FALSE;
+  return NULL;
+}
+
+/* out = layer_norm (a + b + bias) over rows of c, out_pe = out + pe, in one
+ * pass over each row while it is in the cache (lode_ops_add_layer_norm
+ * makes three passes over the whole image). out may be a; b or bias may be
+ * NULL, not both. */
+VECTOR_CLONES static void
+add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, const float *bias,
+                  const float *w, const float *wb, const float *pe, int rows, int c, float *stats,
+                  gsize stats_stride)
+{
+  for (int r = 0; r < rows; r++)
+    {
+      const float *ar = a + (gsize) r * c, *br = b + (gsize) r * c, *pr = pe + (gsize) r * c;
+      float *y = out + (gsize) r * c, *yp = out_pe + (gsize) r * c;
+      float sum = 0.0f, sq = 0.0f, mean, rstd;
+
+      if (b == NULL)
+        {
+          SIMD_FOR
+          for (int j = 0; j < c; j++)
+            y[j] = ar[j] + bias[j];
+        }
+      else if (bias != NULL)
+        {
+          SIMD_FOR
+          for (int j = 0; j < c; j++)
+            y[j] = ar[j] + br[j] + bias[j];
+        }
+      else
+        {
+          SIMD_FOR
+          for (int j = 0; j < c; j++)
+            y[j] = ar[j] + br[j];
+        }
+      SIMD_REDUCE (sum)
+      for (int j = 0; j < c; j++)
+        sum += y[j];
+      mean = sum / (float) c;
+      SIMD_REDUCE (sq)
+      for (int j = 0; j < c; j++)
+        sq += (y[j] - mean) * (y[j] - mean);
+      rstd = 1.0f / sqrtf (sq / (float) c + LN_EPS);
+      if (stats != NULL)
+        {
+          stats[r] = mean;
+          stats[stats_stride + r] = rstd;
+        }
+      SIMD_FOR
+      for (int j = 0; j < c; j++)
+        {
+          y[j] = (y[j] - mean) * rstd * w[j] + wb[j];
+          yp[j] = y[j] + pr[j];
+        }
+    }
+}
+
+
+/* stats (or NULL): the rows' means, then (rows floats on) their 1 / std. */
+static void
+add_norm_pe (float *out, float *out_pe, const float *a, const float *b, const float *bias,
+             const LodeTensor *w, const LodeTensor *wb, const float *pe, int rows, int c,
+             float *stats)
+{
+  PARALLEL_FOR ((gint64) rows * c)
+  for (int r = 0; r < rows; r += NORM_BLOCK)
+    {
+      gsize o = (gsize) r * c;
+
+      add_norm_pe_rows (out + o, out_pe + o, a + o, b != NULL ? b + o : NULL, bias, w->data, wb->data, pe + o,
+                        MIN (NORM_BLOCK, rows - r), c, stats != NULL ? stats + r : NULL, (gsize) rows);
+    }
+}
+
+/* out [out_f, rows] = W x^T + b per output row: a projection of the image
+ * rows x [rows, c] in transposed head layout [h, d, rows]. */
+static void
+project_t (float *out, const LodeTensor *w, const LodeTensor *b, const float *x, int rows, int c)
+{
+  int out_f = (int) w->shape[0];
+
+  lode_ops_gemm (FALSE, TRUE, out_f, rows, c, 1.0f, w->data, x, 0.0f, out);
+  lode_ops_add_channel_bias (out, out, b->data, 1, out_f, rows);
 }
 
 /* Layer 0's keys K0 = image_embed + no_mask_embed ([hw, c]), K0 + PE and
  * its token-to-image K and V (head layout) depend on the image only: kept
- * for the embedding whose image_embed is copied in cached_embed. */
+ * for the embedding of serial cached_serial. */
 static void
 prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
 {
   gsize kc = (gsize) self->hw * self->c;
-  const Attn *a = &self->layers[0].t2i;
-  int h = self->heads, d = a->internal / h;
+  const Attn *a = &self->layers[0].t2i, *qa;
 
-  if (self->cache_valid && memcmp (self->cached_embed, emb->image_embed, kc * sizeof (float)) == 0)
+  if (self->cache_valid && self->cached_serial == emb->serial)
     return;
   lode_ops_nchw_to_nhwc (self->c_keys, emb->image_embed, 1, self->c, self->e, self->e);
   lode_ops_add_row_bias (self->c_keys, self->c_keys, self->no_mask->data, self->hw, self->c);
   lode_ops_add (self->c_kpe, self->c_keys, self->dense_pe, kc);
-  linear (self->pk, self->c_kpe, a->kw, a->kb, self->hw);
-  linear (self->pv, self->c_keys, a->vw, a->vb, self->hw);
-  lode_ops_split_heads (self->c_hk, self->pk, self->hw, h, d);
-  lode_ops_split_heads (self->c_hv, self->pv, self->hw, h, d);
-  memcpy (self->cached_embed, emb->image_embed, kc * sizeof (float));
+  project_t (self->c_hk, a->kw, a->kb, self->c_kpe, self->hw, self->c);
+  project_t (self->c_hv, a->vw, a->vb, self->c_keys, self->hw, self->c);
+  qa = &self->layers[0].i2t;
+  project_t (self->c_hq, qa->qw, qa->qb, self->c_kpe, self->hw, self->c);
+  lode_ops_gemm (TRUE, TRUE, self->c, self->hw, self->c, 1.0f, self->fm[0], self->c_keys, 0.0f, self->c_y0);
+  self->cached_serial = emb->serial;
   self->cache_valid = TRUE;
+}
+
+/* out [n, hw] = cached + (W Wd) G + shift, a cached projection in
+ * transposed head layout moved by the mask features G [MASK_IN_CHANS, hw]. */
+static void
+move_projection (float *out, const float *cached, const float *wwd, const float *shift,
+                 const float *g, int n, int hw)
+{
+  memcpy (out, cached, sizeof (float) * (gsize) n * hw);
+  lode_ops_gemm (FALSE, FALSE, n, hw, MASK_IN_CHANS, 1.0f, wwd, g, 1.0f, out);
+  lode_ops_add_channel_bias (out, out, shift, 1, n, hw);
 }
 
 /* With a mask input, the dense embedding is Wd G + bd (G: mask_features)
  * instead of no_mask_embed, so the keys are K0 + G^T Wd^T + (bd -
  * no_mask_embed), and layer 0's token-to-image K and V, linear in the
  * keys, move by G^T (Wk Wd)^T and G^T (Wv Wd)^T plus the shift through Wk
- * and Wv: products of depth MASK_IN_CHANS instead of c. Fills keys, kpe
- * and layer 0's K and V (hk, hv). */
+ * and Wv: products of depth MASK_IN_CHANS instead of c. Fills keys, kpe,
+ * layer 0's K and V (hk, hv) and its image-to-token queries (hq), which
+ * move likewise through Wq. */
 static void
 apply_mask_input (LodeSam2Decoder *self, const float *mask)
 {
-  const Attn *a = &self->layers[0].t2i;
-  int c = self->c, hw = self->hw, in = a->internal, h = self->heads, d = in / h;
+  const Attn *a = &self->layers[0].t2i, *qa;
+  int c = self->c, hw = self->hw, in = a->internal;
   gsize kc = (gsize) hw * c;
   const float *g = mask_features (self, mask);
 
@@ -922,24 +1349,50 @@ apply_mask_input (LodeSam2Decoder *self, const float *mask)
   lode_ops_add_row_bias (self->keys, self->keys, self->mask_shift, hw, c);
   lode_ops_add (self->kpe, self->keys, self->dense_pe, kc);
 
-  lode_ops_gemm (TRUE, TRUE, hw, in, MASK_IN_CHANS, 1.0f, g, self->mask_kw, 0.0f, self->pk);
-  lode_ops_add_row_bias (self->pk, self->pk, self->mask_kb, hw, in);
-  lode_ops_split_heads (self->hk, self->pk, hw, h, d);
-  lode_ops_add (self->hk, self->hk, self->c_hk, (gsize) hw * in);
-  lode_ops_gemm (TRUE, TRUE, hw, in, MASK_IN_CHANS, 1.0f, g, self->mask_vw, 0.0f, self->pv);
-  lode_ops_add_row_bias (self->pv, self->pv, self->mask_vb, hw, in);
-  lode_ops_split_heads (self->hv, self->pv, hw, h, d);
-  lode_ops_add (self->hv, self->hv, self->c_hv, (gsize) hw * in);
+  move_projection (self->hk, self->c_hk, self->mask_kw, self->mask_kb, g, in, hw);
+  move_projection (self->hv, self->c_hv, self->mask_vw, self->mask_vb, g, in, hw);
+
+  qa = &self->layers[0].i2t;
+  for (int i = 0; i < qa->internal; i++)
+    {
+      float q = 0.0f;
+
+      for (int j = 0; j < c; j++)
+        q += qa->qw->data[(gsize) i * c + j] * self->mask_shift[j];
+      self->mask_qb[i] = q;
+    }
+  move_projection (self->hq, self->c_hq, self->mask_qw, self->mask_qb, g, qa->internal, hw);
+
+  if (self->factored)
+    {
+      int k = self->f_k, base = k - MASK_IN_CHANS - 1;
+
+      PARALLEL_FOR ((gint64) hw * MASK_IN_CHANS)
+      for (int r = 0; r < hw; r++)
+        {
+          for (int j = 0; j < MASK_IN_CHANS; j++)
+            self->f_left[(gsize) r * k + base + j] = g[(gsize) j * hw + r];
+          self->f_left[(gsize) r * k + base + MASK_IN_CHANS] = 1.0f;
+        }
+    }
 }
 
-/* The layers and the final attention; layer 0's token-to-image K and V
- * are given (hk0, hv0). */
+/* The layers and the final attention. Layer 0's keys and keys + PE
+ * (keys0, kpe0: the cached ones, or self->keys and self->kpe with a mask
+ * input), its token-to-image K and V (hk0, hv0) and image-to-token
+ * queries (hq0, head layout) are given; the later
+ * layers' keys are in self->keys and self->kpe. Only the first n_out
+ * tokens (the object score, IoU and mask tokens) leave the final
+ * attention: the prompt tokens' rows are not computed there. */
 static void
-two_way_transformer (LodeSam2Decoder *self, int t, const float *hk0, const float *hv0)
+two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0, const float *kpe0,
+                     const float *hk0, const float *hv0, const float *hq0)
 {
   int c = self->c, hw = self->hw;
-  gsize kc = (gsize) hw * c, tc = (gsize) t * c;
-  float *queries = self->queries, *keys = self->keys;
+  gsize tc = (gsize) t * c, oc = (gsize) n_out * c;
+  float *queries = self->queries;
+  const float *keys_in = keys0, *kpe_in = kpe0, *i2t_bias;
+  gboolean added;
   const float *qpe = self->tok_pe;
   float *q = self->qtmp, *attn = self->tbuf;
   Heads tok = { self->thq, self->thk, self->thv, self->tho };
@@ -980,29 +1433,139 @@ two_way_transformer (LodeSam2Decoder *self, int t, const float *hk0, const float
 
       /* the image attends to the tokens: q from keys + PE */
       lode_ops_add (q, queries, qpe, tc);
-      image_to_token (self, l, q, queries, t, keys);
-      layer_norm (keys, ly->norm_w[3], ly->norm_b[3], hw, c);
-      lode_ops_add (self->kpe, keys, self->dense_pe, kc);
+      i2t_bias = image_to_token (self, l, kpe_in, hq0, q, queries, t, keys_in == self->keys, &added);
+      if (self->factored)
+        factor_layer (self, l);
+      add_norm_pe (self->keys, self->kpe, keys_in, added ? NULL : self->ktmp, i2t_bias,
+                   ly->norm_w[3], ly->norm_b[3],
+                   self->dense_pe, hw, c,
+                   self->factored ? self->f_stats + (gsize) 2 * l * hw : NULL);
+      keys_in = self->keys;
+      kpe_in = self->kpe;
     }
 
-  /* final attention of the tokens to the image, then its norm */
-  lode_ops_add (q, queries, qpe, tc);
-  token_to_image (self, &self->final_attn, q, t, NULL, NULL, attn);
-  lode_ops_add (queries, queries, attn, tc);
-  layer_norm (queries, self->final_norm_w, self->final_norm_b, t, c);
+  /* final attention of the output tokens to the image, then its norm */
+  lode_ops_add (q, queries, qpe, oc);
+  token_to_image (self, &self->final_attn, q, n_out, NULL, NULL, attn);
+  lode_ops_add (queries, queries, attn, oc);
+  layer_norm (queries, self->final_norm_w, self->final_norm_b, n_out, c);
 }
 
-/* ConvTranspose2d, kernel 2, stride 2: one product [c_out*4, hw] =
- * W^T [c_out*4, c_in] @ in [c_in, hw] (or in^T when in is [hw, c_in],
- * in_nhwc), then each column to its 2 x 2 block
- * with the bias, plus add (the high-resolution features), GELU if asked. */
-static void
-conv_transpose_2x2 (LodeSam2Decoder *self, float *out, const float *in, gboolean in_nhwc,
-                    const LodeTensor *w, const LodeTensor *b, int c_in, int c_out, int side,
-                    const float *add, gboolean gelu)
+/* The upscaling. Each ConvTranspose2d (kernel 2, stride 2) is a product
+ * cols [c_out * 4, n] = W^T [c_out * 4, c_in] @ in [c_in, n] (W as PyTorch
+ * stores it, [c_in, c_out, 2, 2]) followed by the 2 x 2 unfolding with the
+ * bias and the high-resolution features; then LayerNorm2d and GELU after the
+ * first, GELU and the hypernetworks' product after the second. It runs on
+ * bands of a few rows of the embedding, from the first product to the
+ * masks, so that the columns and features of a band stay in the cache and
+ * the 32-channel features never exist whole. */
+
+/* Output row y (of the band) of a transposed convolution into dst [c_out
+ * rows of 2 side, dst_stride apart]: cols + bias + add. cols [c_out * 4
+ * rows, cols_stride apart] starts at the band's first input row; add (the
+ * features, NCHW) at output row y of channel 0, channels add_stride apart.
+ * With y0 (not NULL, channels y0_stride apart, at the band's first input
+ * row), p0 (per input pixel, from there) * y0 is added too. */
+VECTOR_CLONES static void
+unfold_row (float *dst, gsize dst_stride, const float *cols, gsize cols_stride, const float *bias,
+            const float *add, gsize add_stride, int c_out, int side, int y,
+            const float *y0, gsize y0_stride, const float *p0)
 {
-  lode_ops_gemm (TRUE, in_nhwc, c_out * 4, side * side, c_in, 1.0f, w->data, in, 0.0f, self->up_cols);
-  lode_ops_unfold_2x2 (out, self->up_cols, b->data, add, c_out, side, gelu);
+  int i = y / 2, ky = y % 2;
+
+  for (int co = 0; co < c_out; co++)
+    {
+      gsize ch = (gsize) co * 4 + 2 * ky;
+      const float *c0 = cols + ch * cols_stride + (gsize) i * side;
+      const float *c1 = c0 + cols_stride;
+      const float *extra = add + (gsize) co * add_stride;
+      float *o = dst + (gsize) co * dst_stride;
+      float b = bias[co];
+
+      if (y0 != NULL)
+        {
+          const float *y00 = y0 + ch * y0_stride + (gsize) i * side, *y01 = y00 + y0_stride;
+          const float *pp = p0 + (gsize) i * side;
+
+          SIMD_FOR
+          for (int j = 0; j < side; j++)
+            {
+              o[2 * j] = pp[j] * y00[j] + c0[j] + b + extra[2 * j];
+              o[2 * j + 1] = pp[j] * y01[j] + c1[j] + b + extra[2 * j + 1];
+            }
+          continue;
+        }
+      SIMD_FOR
+      for (int j = 0; j < side; j++)
+        {
+          o[2 * j] = c0[j] + b + extra[2 * j];
+          o[2 * j + 1] = c1[j] + b + extra[2 * j + 1];
+        }
+    }
+}
+
+/* The second upscaling's features of one output row, v [c rows of n], to
+ * GELU and then the masks' row: masks[m] = sum_j hyper[m, j] GELU (v[j]),
+ * masks rows lsz apart. */
+VECTOR_CLONES static void
+gelu_hyper_row (float *masks, gsize lsz, float *v, const float *hyper, int c, int n)
+{
+  gsize count = (gsize) c * n;
+
+  SIMD_FOR
+  for (gsize x = 0; x < count; x++)
+    v[x] = lode_gelu_approx (v[x]);
+  head_scores (masks, lsz, hyper, v, N_MASK_TOKENS, c, n, 1.0f);
+}
+
+/* keys [hw, c] (or the factors, see factor_init) -> masks [4, low_res^2]
+ * through the upscaling and the hypernetworks' vectors hyper [4, c/8]. */
+static void
+upscale_masks (LodeSam2Decoder *self, const LodeSam2Embedding *emb, const float *hyper)
+{
+  int c = self->c, e = self->e, c4 = c / 4, c8 = c / 8, hw = self->hw;
+  int s1 = 2 * e, s2 = 4 * e, rows = band_rows (self);
+  gsize p1 = (gsize) s1 * s1, lsz = (gsize) s2 * s2;
+  const float *b1 = self->up_b[0]->data, *b2 = self->up_b[1]->data;
+  const float *hr1 = emb->high_res[1], *hr0 = emb->high_res[0];
+  const float *lnw = self->up_ln_w->data, *lnb = self->up_ln_b->data;
+  const float *y0 = self->factored ? self->c_y0 : NULL;
+
+  for (int i0 = 0; i0 < e; i0 += rows)
+    {
+      int nr = MIN (rows, e - i0), n0 = nr * e, n1 = 4 * n0;
+      gsize first = (gsize) i0 * e;
+      float *cols1 = self->up_cols, *cols2 = self->up_cols + (gsize) c * n0;
+      float *up1 = self->up1;
+
+      if (self->factored)
+        lode_ops_gemm (TRUE, TRUE, c, n0, self->f_k, 1.0f, self->f_right,
+                       self->f_left + first * self->f_k, 0.0f, cols1);
+      else
+        lode_ops_gemm (TRUE, TRUE, c, n0, c, 1.0f, self->up_w[0]->data, self->keys + first * c,
+                       0.0f, cols1);
+      PARALLEL_FOR ((gint64) n1 * c4 * 8)
+      for (int y = 0; y < 2 * nr; y++)
+        {
+          float *row = up1 + (gsize) y * s1;
+
+          unfold_row (row, n1, cols1, n0, b1, hr1 + (gsize) (2 * i0 + y) * s1, p1, c4, e, y,
+                      y0 != NULL ? y0 + first : NULL, hw, self->f_p0 + first);
+        }
+      lode_ops_layer_norm2d (up1, up1, lnw, lnb, 1, c4, n1, LN2D_EPS);
+      lode_ops_gelu (up1, up1, (gsize) c4 * n1);
+
+      lode_ops_gemm (TRUE, FALSE, c8 * 4, n1, c4, 1.0f, self->up_w[1]->data, up1, 0.0f, cols2);
+      PARALLEL_FOR ((gint64) n1 * 4 * c8 * 8)
+      for (int y = 0; y < 4 * nr; y++)
+        {
+          float *v = self->up2 + (gsize) y * c8 * s2;
+          gsize out_row = (gsize) (4 * i0 + y) * s2;
+
+          unfold_row (v, s2, cols2, n1, b2, hr0 + out_row, lsz, c8, s1, y, NULL, 0, NULL);
+          gelu_hyper_row (self->masks + out_row, lsz, v, hyper, c8, s2);
+        }
+    }
 }
 
 /* ---- the whole decoder -------------------------------------------------- */
@@ -1070,8 +1633,7 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
                        LodeSam2DecoderOutput   *out,
                        GError                 **error)
 {
-  int c = self->c, e = self->e, hw = self->hw, ls = self->low_res;
-  gsize lsz = (gsize) ls * ls;
+  int c = self->c, e = self->e, ls = self->low_res;
   int s = self->config.pred_obj_scores ? 1 : 0;
   int n_sparse = 0, t;
   float *hyper_in = self->tbuf;    /* [4, c/8] */
@@ -1104,34 +1666,28 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
 
   /* src = image_embed + dense, as [hw, c] */
   prepare_first_layer (self, emb);
+  factor_begin (self, t, prompt->mask_input != NULL);
   if (prompt->mask_input == NULL)
     {
-      memcpy (self->keys, self->c_keys, sizeof (float) * c * hw);
-      memcpy (self->kpe, self->c_kpe, sizeof (float) * c * hw);
-      two_way_transformer (self, t, self->c_hk, self->c_hv);
+      two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->c_keys, self->c_kpe,
+                           self->c_hk, self->c_hv, self->c_hq);
     }
   else
     {
       apply_mask_input (self, prompt->mask_input);
-      two_way_transformer (self, t, self->hk, self->hv);
+      two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->keys, self->kpe,
+                           self->hk, self->hv, self->hq);
     }
 
-  /* upscaling with the high-resolution features */
-  conv_transpose_2x2 (self, self->up1, self->keys, TRUE, self->up_w[0], self->up_b[0], c, c / 4, e,
-                      emb->high_res[1], FALSE);
-  lode_ops_layer_norm2d (self->up1, self->up1, self->up_ln_w->data, self->up_ln_b->data,
-                         1, c / 4, 4 * hw, LN2D_EPS);
-  lode_ops_gelu (self->up1, self->up1, (gsize) (c / 4) * 4 * hw);
-  conv_transpose_2x2 (self, self->up2, self->up1, FALSE, self->up_w[1], self->up_b[1], c / 4, c / 8, 2 * e,
-                      emb->high_res[0], TRUE);
-
-  /* hypernetworks: one [c/8] vector per mask token, masks = hyper @ up2 */
+  /* hypernetworks: one [c/8] vector per mask token, then the upscaling
+   * with the high-resolution features, and masks = hyper @ features */
   {
     for (int i = 0; i < N_MASK_TOKENS; i++)
       mlp_run (&self->hyper[i], self->queries + (gsize) (s + 1 + i) * c, 1,
                hyper_in + (gsize) i * (c / 8), ta, tb);
-    lode_ops_gemm (FALSE, FALSE, N_MASK_TOKENS, (int) lsz, c / 8, 1.0f,
-                   hyper_in, self->up2, 0.0f, self->masks);
+    if (self->factored)
+      factor_end (self);
+    upscale_masks (self, emb, hyper_in);
 
     mlp_run (&self->iou_head, self->queries + (gsize) s * c, 1, iou_all, ta, tb);
     if (self->config.iou_prediction_use_sigmoid)

@@ -55,9 +55,6 @@ void lode_ops_cuda_free        (LodeOpsCuda  *ctx);
 int  lode_ops_cuda_set_precision (LodeOpsCuda  *ctx,
                                   LodePrecision precision);
 LodePrecision lode_ops_cuda_get_precision (LodeOpsCuda *ctx);
-/* lode_ops_cuda_set_precision (TF32 when allow, else fp32). */
-void lode_ops_cuda_set_tf32    (LodeOpsCuda  *ctx,
-                                int           allow);
 int  lode_ops_cuda_synchronize (LodeOpsCuda  *ctx);
 /* The context's cudaStream_t, for kernels launched elsewhere (lode-grad.cu). */
 void *lode_ops_cuda_stream     (LodeOpsCuda  *ctx);

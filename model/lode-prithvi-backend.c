@@ -723,7 +723,6 @@ lode_prithvi_backend_init (LodePrithviBackend *be, LodeDeviceKind kind, GError *
 
       if (!lode_ops_cuda_check (lode_ops_cuda_new (&ctx), error))
         return FALSE;
-      lode_ops_cuda_set_tf32 (ctx, FALSE);
       be->k = &cuda_kernels;
       be->kind = LODE_DEVICE_CUDA;
       be->cuda = ctx;

@@ -131,7 +131,7 @@ struct _LodePrithviBackend {
 
 /* The CPU backend (nothing to free). */
 void     lode_prithvi_backend_init_cpu (LodePrithviBackend *be);
-/* The backend of kind: for CUDA a new context (TF32 off), or an error
+/* The backend of kind: for CUDA a new context (fp32 until the model sets its precision), or an error
  * when the build has no CUDA or the machine no device. */
 gboolean lode_prithvi_backend_init     (LodePrithviBackend *be,
                                         LodeDeviceKind      kind,

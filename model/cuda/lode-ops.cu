@@ -173,12 +173,6 @@ lode_ops_cuda_free (LodeOpsCuda *ctx)
   delete ctx;
 }
 
-extern "C" void
-lode_ops_cuda_set_tf32 (LodeOpsCuda *ctx, int allow)
-{
-  lode_ops_cuda_set_precision (ctx, allow ? LODE_PRECISION_TF32 : LODE_PRECISION_FP32);
-}
-
 // TF32 and bf16 tensor cores came with Ampere (compute capability 8.0);
 // cuBLAS and cuDNN would quietly fall back to slow paths, or refuse bf16
 // convolutions, on older GPUs, so bf16 is refused there with a reason.

@@ -942,18 +942,21 @@ mask_features (LodeSam2Decoder *self, const float *mask)
 
 /* One head's scores p [t, hw] = scale q [t, d] kT [d, hw] (the image's
  * projection in transposed layout), lanes along the image; p's rows are
- * p_stride apart. */
+ * p_stride apart. add: added to p. */
 VECTOR_CLONES static void
 head_scores (float *p, gsize p_stride, const float *q, const float *kt, int t, int d, int hw,
-             float scale)
+             float scale, gboolean add)
 {
   for (int i = 0; i < t; i++)
     {
       float *pi = p + (gsize) i * p_stride;
 
-      SIMD_FOR
-      for (int r = 0; r < hw; r++)
-        pi[r] = 0.0f;
+      if (!add)
+        {
+          SIMD_FOR
+          for (int r = 0; r < hw; r++)
+            pi[r] = 0.0f;
+        }
       for (int j = 0; j < d; j++)
         {
           const float *kj = kt + (gsize) j * hw;
@@ -966,15 +969,44 @@ head_scores (float *p, gsize p_stride, const float *q, const float *kt, int t, i
     }
 }
 
-/* One head of the tokens' attention to the image through its projected
- * keys and values kT, vT [d, hw]: o [t, d]; p [t, hw] is scratch. */
-VECTOR_CLONES static void
-head_attend (float *o, float *p, const float *q, const float *kt, const float *vt, int t, int d,
-             int hw, float scale)
+/* A mask input moves one head's cached projection kT [d, hw] by
+ * w [d, MASK_IN_CHANS + 1] (that head's rows of [W Wd | W shift]) times
+ * G1 = [G; 1] [MASK_IN_CHANS + 1, hw]: the scores of q [t, d] against it
+ * are those against kT plus those of q w against G1 (scores_moved). */
+#define MOVE_K (MASK_IN_CHANS + 1)
+
+static void
+scores_moved (float *p, gsize p_stride, const float *q, const float *kt, const float *g,
+              const float *w, int t, int d, int hw, float scale)
 {
-  head_scores (p, hw, q, kt, t, d, hw, scale);
+  float qw[MAX_TOKENS * MOVE_K];
+
+  head_scores (p, p_stride, q, kt, t, d, hw, scale, FALSE);
+  if (g == NULL)
+    return;
+  for (int i = 0; i < t; i++)
+    for (int m = 0; m < MOVE_K; m++)
+      {
+        float acc = 0.0f;
+
+        for (int j = 0; j < d; j++)
+          acc += q[i * d + j] * w[j * MOVE_K + m];
+        qw[i * MOVE_K + m] = acc;
+      }
+  head_scores (p, p_stride, qw, g, t, MOVE_K, hw, scale, TRUE);
+}
+
+/* One head of the tokens' attention to the image through its projected
+ * keys and values kT, vT [d, hw]: o [t, d]; p [t, hw] is scratch. With g
+ * (not NULL), both are moved by a mask input (scores_moved): wk, wv. */
+VECTOR_CLONES static void
+head_attend (float *o, float *p, const float *q, const float *kt, const float *vt, const float *g,
+             const float *wk, const float *wv, int t, int d, int hw, float scale)
+{
+  scores_moved (p, hw, q, kt, g, wk, t, d, hw, scale);
   for (int i = 0; i < t; i++)
     {
+      float pg[MOVE_K];
       float *pi = p + (gsize) i * hw;
       float m = pi[0], sum = 0.0f, inv;
 
@@ -987,16 +1019,23 @@ head_attend (float *o, float *p, const float *q, const float *kt, const float *v
           sum += pi[r];
         }
       inv = 1.0f / sum;
-      for (int j = 0; j < d; j++)
+      /* o = sum_r p[r] vT[:, r], and with g, + wv (sum_r p[r] G1[:, r]) */
+      for (int j = 0; j < d + (g != NULL ? MOVE_K : 0); j++)
         {
-          const float *vj = vt + (gsize) j * hw;
+          const float *vj = j < d ? vt + (gsize) j * hw : g + (gsize) (j - d) * hw;
           float acc = 0.0f;
 
           SIMD_REDUCE (acc)
           for (int r = 0; r < hw; r++)
             acc += pi[r] * vj[r];
-          o[i * d + j] = acc * inv;
+          if (j < d)
+            o[i * d + j] = acc * inv;
+          else
+            pg[j - d] = acc * inv;
         }
+      for (int j = 0; g != NULL && j < d; j++)
+        for (int x = 0; x < MOVE_K; x++)
+          o[i * d + j] += wv[j * MOVE_K + x] * pg[x];
     }
 }
 
@@ -1090,7 +1129,8 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
       for (int k = 0; k < h; k++)
         head_attend (self->tho + (gsize) k * t * d, self->sc + (gsize) k * t * hw,
                      self->thq + (gsize) k * t * d, hk + (gsize) k * d * hw, hv + (gsize) k * d * hw,
-                     t, d, hw, scale);
+                     self->mask_g, self->mask_kw + (gsize) k * d * MOVE_K,
+                     self->mask_vw + (gsize) k * d * MOVE_K, t, d, hw, scale);
       lode_ops_merge_heads (self->tq, self->tho, t, h, d);
       linear (out, self->tq, a->ow, a->ob, t);
       return;
@@ -1181,8 +1221,8 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
   image_to_token_values (self, 0, ktok, vtok, t);
   PARALLEL_FOR ((gint64) hw * h * t * d)
   for (int k = 0; k < h; k++)
-    head_scores (sh + (gsize) k * t * hw, hw, self->thk + (gsize) k * t * d, hq + (gsize) k * d * hw,
-                 t, d, hw, scale);
+    scores_moved (sh + (gsize) k * t * hw, hw, self->thk + (gsize) k * t * d, hq + (gsize) k * d * hw,
+                  g, self->mask_qw + (gsize) k * d * MOVE_K, t, d, hw, scale);
   PARALLEL_FOR ((gint64) hw * w * 8)
   for (int r = 0; r < hw; r += NORM_BLOCK)
     {
@@ -1358,19 +1398,18 @@ move_projection (float *out, const float *cached, const float *wwd, const float 
 static void
 apply_mask_input (LodeSam2Decoder *self, const float *mask)
 {
-  const Attn *a = &self->layers[0].t2i, *qa = &self->layers[0].i2t;
+  const Attn *a = &self->layers[0].t2i;
   int c = self->c, hw = self->hw, in = a->internal;
   gsize kc = (gsize) hw * c;
   float *g = mask_features (self, mask);
 
   for (int r = 0; r < hw; r++)
     g[(gsize) MASK_IN_CHANS * hw + r] = 1.0f;
-  move_projection (self->hk, self->c_hk, self->mask_kw, g, in, hw);
-  move_projection (self->hv, self->c_hv, self->mask_vw, g, in, hw);
-  move_projection (self->hq, self->c_hq, self->mask_qw, g, qa->internal, hw);
 
   if (!self->factored)
     {
+      move_projection (self->hk, self->c_hk, self->mask_kw, g, in, hw);
+      move_projection (self->hv, self->c_hv, self->mask_vw, g, in, hw);
       memcpy (self->keys, self->c_keys, kc * sizeof (float));
       lode_ops_gemm (TRUE, TRUE, hw, c, MASK_IN_CHANS, 1.0f, g, self->md_w[2]->data, 1.0f, self->keys);
       lode_ops_add_row_bias (self->keys, self->keys, self->mask_shift, hw, c);
@@ -1378,7 +1417,8 @@ apply_mask_input (LodeSam2Decoder *self, const float *mask)
       return;
     }
   /* folded: G^T Wd^T + shift joins layer 0's image-to-token product
-   * (image_to_token_cached), and the factors of the upscaling */
+   * (image_to_token_cached), the moves of its cached projections its
+   * attention kernels (scores_moved), and the factors of the upscaling */
   self->mask_g = g;
   {
     int k = self->f_k, base = k - MASK_IN_CHANS - 1;
@@ -1528,7 +1568,7 @@ gelu_hyper_row (float *masks, gsize lsz, float *v, const float *hyper, int c, in
   SIMD_FOR
   for (gsize x = 0; x < count; x++)
     v[x] = lode_gelu_approx (v[x]);
-  head_scores (masks, lsz, hyper, v, N_MASK_TOKENS, c, n, 1.0f);
+  head_scores (masks, lsz, hyper, v, N_MASK_TOKENS, c, n, 1.0f, FALSE);
 }
 
 /* keys [hw, c] (or the factors, see factor_init) -> masks [4, low_res^2]
@@ -1691,10 +1731,10 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
       apply_mask_input (self, prompt->mask_input);
       if (self->mask_g != NULL)
         two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->c_keys, self->c_kpe,
-                             self->hk, self->hv, self->hq);
+                             self->c_hk, self->c_hv, self->c_hq);
       else
         two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->keys, self->kpe,
-                             self->hk, self->hv, self->hq);
+                             self->hk, self->hv, NULL);
     }
 
   /* hypernetworks: one [c/8] vector per mask token, then the upscaling

@@ -13,7 +13,6 @@
 
 G_DEFINE_QUARK (lode-sam2-error-quark, lode_sam2_error)
 
-
 /* Fixed by the official builder (sam2_base.py _build_sam_heads). */
 #define MASK_IN_CHANS 16
 #define IOU_HIDDEN 256
@@ -78,13 +77,14 @@ struct _LodeSam2Decoder {
   float *wout_t[8 + 1];                              /* per attention: out_proj^T per head */
 
   /* prompt-independent first layer (no mask input): keys, keys + PE and
-   * the token-to-image K and V in head layout, for the embedding of serial
+   * the token-to-image K and V in transposed head layout [heads, d, hw],
+   * for the embedding of serial
    * cached_serial (an embedding's contents never change once in use, see
    * lode-sam2-types.h, and serials are not reused) */
   guint64 cached_serial;
   gboolean cache_valid;
   float *c_keys, *c_kpe, *c_hk, *c_hv;
-  /* and layer 0's image-to-token queries Wq (K0 + PE) + bq, head layout */
+  /* and layer 0's image-to-token queries Wq (K0 + PE) + bq, likewise */
   float *c_hq;
   /* layer 0's token-to-image Wk Wd and Wv Wd [internal, MASK_IN_CHANS]
    * (Wd: the last convolution of the mask downscaling), each followed by
@@ -100,7 +100,7 @@ struct _LodeSam2Decoder {
   const float *mask_g;
 
   /* The first upscaling's product through the layers' last norms (see
-   * factor_prepare): M_l [c, c] per layer, the constant rows (per layer
+   * factor_init): M_l [c, c] per layer, the constant rows (per layer
    * ob_l M_l, 1^T M_l, b_l M_l+1, then Wd^T M_0 and shift M_0), the cached
    * M_0^T K0^T [c, hw]; per click the factors left [hw, f_k] and right
    * [f_k, c], the norms' means and 1 / std [depth, 2, hw] and the

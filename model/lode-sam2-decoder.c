@@ -1040,28 +1040,54 @@ head_attend (float *o, float *p, const float *q, const float *kt, const float *v
 }
 
 /* Scores of heads sh [h, t, rows] to softmax rows sc [rows, h * t], rows
- * w apart (each head's t scores normalised apart). */
+ * w apart (each head's t scores normalised apart), for rows r0 .. r1 (at
+ * most NORM_BLOCK), in lanes along the rows. */
 VECTOR_CLONES static void
 heads_softmax_rows (float *sc, int w, const float *sh, int r0, int r1, int rows, int h, int t)
 {
-  for (int r = r0; r < r1; r++)
-    for (int k = 0; k < h; k++)
-      {
-        const float *in = sh + (gsize) k * t * rows + r;
-        float *o = sc + (gsize) r * w + (gsize) k * t;
-        float m = in[0], sum = 0.0f, inv;
+  float m[NORM_BLOCK], sum[NORM_BLOCK], e[NORM_BLOCK];
+  int n = r1 - r0;
 
-        for (int i = 1; i < t; i++)
-          m = MAX (m, in[(gsize) i * rows]);
-        for (int i = 0; i < t; i++)
-          {
-            o[i] = lode_exp_nonpositive (in[(gsize) i * rows] - m);
-            sum += o[i];
-          }
-        inv = 1.0f / sum;
-        for (int i = 0; i < t; i++)
-          o[i] *= inv;
-      }
+  for (int k = 0; k < h; k++)
+    {
+      const float *in = sh + (gsize) k * t * rows + r0;
+
+      for (int r = 0; r < n; r++)
+        {
+          m[r] = in[r];
+          sum[r] = 0.0f;
+        }
+      for (int i = 1; i < t; i++)
+        {
+          const float *x = in + (gsize) i * rows;
+
+          SIMD_FOR
+          for (int r = 0; r < n; r++)
+            m[r] = x[r] > m[r] ? x[r] : m[r];
+        }
+      for (int i = 0; i < t; i++)
+        {
+          const float *x = in + (gsize) i * rows;
+
+          SIMD_FOR
+          for (int r = 0; r < n; r++)
+            sum[r] += lode_exp_nonpositive (x[r] - m[r]);
+        }
+      SIMD_FOR
+      for (int r = 0; r < n; r++)
+        sum[r] = 1.0f / sum[r];
+      for (int i = 0; i < t; i++)
+        {
+          const float *x = in + (gsize) i * rows;
+          float *o = sc + (gsize) r0 * w + (gsize) k * t + i;
+
+          SIMD_FOR
+          for (int r = 0; r < n; r++)
+            e[r] = lode_exp_nonpositive (x[r] - m[r]) * sum[r];
+          for (int r = 0; r < n; r++)
+            o[(gsize) r * w] = e[r];
+        }
+    }
 }
 
 /* Attention between t tokens and the hw image positions costs 2 hw c

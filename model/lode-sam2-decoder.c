@@ -1039,11 +1039,12 @@ head_attend (float *o, float *p, const float *q, const float *kt, const float *v
     }
 }
 
-/* Scores of heads sh [h, t, rows] to softmax rows sc [rows, h * t], rows
- * w apart (each head's t scores normalised apart), for rows r0 .. r1 (at
- * most NORM_BLOCK), in lanes along the rows. */
+/* Scores of heads sh [h, t, rows] plus bias [h * t] (or NULL) to softmax
+ * rows sc [rows, h * t], rows w apart (each head's t scores normalised
+ * apart), for rows r0 .. r1 (at most NORM_BLOCK), in lanes along the rows. */
 VECTOR_CLONES static void
-heads_softmax_rows (float *sc, int w, const float *sh, int r0, int r1, int rows, int h, int t)
+heads_softmax_rows (float *sc, int w, const float *sh, const float *bias, int r0, int r1, int rows,
+                    int h, int t)
 {
   float m[NORM_BLOCK], sum[NORM_BLOCK], e[NORM_BLOCK];
   int n = r1 - r0;
@@ -1051,27 +1052,30 @@ heads_softmax_rows (float *sc, int w, const float *sh, int r0, int r1, int rows,
   for (int k = 0; k < h; k++)
     {
       const float *in = sh + (gsize) k * t * rows + r0;
+      const float *b = bias != NULL ? bias + k * t : NULL;
 
       for (int r = 0; r < n; r++)
         {
-          m[r] = in[r];
+          m[r] = in[r] + (b != NULL ? b[0] : 0.0f);
           sum[r] = 0.0f;
         }
       for (int i = 1; i < t; i++)
         {
           const float *x = in + (gsize) i * rows;
+          float bi = b != NULL ? b[i] : 0.0f;
 
           SIMD_FOR
           for (int r = 0; r < n; r++)
-            m[r] = x[r] > m[r] ? x[r] : m[r];
+            m[r] = x[r] + bi > m[r] ? x[r] + bi : m[r];
         }
       for (int i = 0; i < t; i++)
         {
           const float *x = in + (gsize) i * rows;
+          float bi = b != NULL ? b[i] : 0.0f;
 
           SIMD_FOR
           for (int r = 0; r < n; r++)
-            sum[r] += lode_exp_nonpositive (x[r] - m[r]);
+            sum[r] += lode_exp_nonpositive (x[r] + bi - m[r]);
         }
       SIMD_FOR
       for (int r = 0; r < n; r++)
@@ -1080,10 +1084,11 @@ heads_softmax_rows (float *sc, int w, const float *sh, int r0, int r1, int rows,
         {
           const float *x = in + (gsize) i * rows;
           float *o = sc + (gsize) r0 * w + (gsize) k * t + i;
+          float bi = b != NULL ? b[i] : 0.0f;
 
           SIMD_FOR
           for (int r = 0; r < n; r++)
-            e[r] = lode_exp_nonpositive (x[r] - m[r]) * sum[r];
+            e[r] = lode_exp_nonpositive (x[r] + bi - m[r]) * sum[r];
           for (int r = 0; r < n; r++)
             o[(gsize) r * w] = e[r];
         }
@@ -1219,10 +1224,12 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const
           bias[k * t + i] = acc * scale;
         }
     }
-  /* scores [hw, heads * t], softmax over each head's t tokens */
-  lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, kpe, self->r, 0.0f, self->sc);
-  lode_ops_add_row_bias (self->sc, self->sc, bias, hw, h * t);
-  lode_ops_softmax (self->sc, self->sc, hw * h, t);
+  /* scores [heads * t, hw], softmax over each head's t tokens into
+   * self->sc [hw, heads * t] */
+  lode_ops_gemm (FALSE, TRUE, h * t, hw, c, 1.0f, self->r, kpe, 0.0f, self->ho);
+  PARALLEL_FOR ((gint64) hw * h * t * 8)
+  for (int r = 0; r < hw; r += NORM_BLOCK)
+    heads_softmax_rows (self->sc, h * t, self->ho, bias, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
   lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, beta, out);
 }
 
@@ -1252,7 +1259,7 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
   PARALLEL_FOR ((gint64) hw * w * 8)
   for (int r = 0; r < hw; r += NORM_BLOCK)
     {
-      heads_softmax_rows (self->sc, w, sh, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
+      heads_softmax_rows (self->sc, w, sh, NULL, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
       for (int i = r; g != NULL && i < MIN (hw, r + NORM_BLOCK); i++)
         for (int j = 0; j <= MASK_IN_CHANS; j++)
           self->sc[(gsize) i * w + ht + j] = g[(gsize) j * hw + i];

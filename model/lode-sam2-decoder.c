@@ -13,7 +13,6 @@
 
 G_DEFINE_QUARK (lode-sam2-error-quark, lode_sam2_error)
 
-
 /* Fixed by the official builder (sam2_base.py _build_sam_heads). */
 #define MASK_IN_CHANS 16
 #define IOU_HIDDEN 256
@@ -78,24 +77,30 @@ struct _LodeSam2Decoder {
   float *wout_t[8 + 1];                              /* per attention: out_proj^T per head */
 
   /* prompt-independent first layer (no mask input): keys, keys + PE and
-   * the token-to-image K and V in head layout, for the embedding of serial
+   * the token-to-image K and V in transposed head layout [heads, d, hw],
+   * for the embedding of serial
    * cached_serial (an embedding's contents never change once in use, see
    * lode-sam2-types.h, and serials are not reused) */
   guint64 cached_serial;
   gboolean cache_valid;
   float *c_keys, *c_kpe, *c_hk, *c_hv;
-  /* and layer 0's image-to-token queries Wq (K0 + PE) + bq, head layout */
+  /* and layer 0's image-to-token queries Wq (K0 + PE) + bq, likewise */
   float *c_hq;
   /* layer 0's token-to-image Wk Wd and Wv Wd [internal, MASK_IN_CHANS]
-   * (Wd: the last convolution of the mask downscaling), and per click
-   * bd - no_mask_embed [c] and its images through Wk and Wv [internal] */
+   * (Wd: the last convolution of the mask downscaling), each followed by
+   * a column: the shift bd - no_mask_embed [c] through Wk and Wv */
   float *mask_kw, *mask_vw;
-  float *mask_shift, *mask_kb, *mask_vb;
+  float *mask_shift;
   /* the same for layer 0's image-to-token queries: Wq Wd, Wq shift */
-  float *mask_qw, *mask_qb;
+  float *mask_qw;
+  /* Wd^T [MASK_IN_CHANS, c] and the shift [c], under each other; and the
+   * mask features G with a row of ones [MASK_IN_CHANS + 1, hw] of this
+   * click when its image-to-token attentions are folded, else NULL */
+  float *mask_rows;
+  const float *mask_g;
 
   /* The first upscaling's product through the layers' last norms (see
-   * factor_prepare): M_l [c, c] per layer, the constant rows (per layer
+   * factor_init): M_l [c, c] per layer, the constant rows (per layer
    * ob_l M_l, 1^T M_l, b_l M_l+1, then Wd^T M_0 and shift M_0), the cached
    * M_0^T K0^T [c, hw]; per click the factors left [hw, f_k] and right
    * [f_k, c], the norms' means and 1 / std [depth, 2, hw] and the
@@ -313,20 +318,23 @@ lode_sam2_decoder_check_config (const LodeSam2Config *config, GError **error)
   return TRUE;
 }
 
-/* W [in, c] @ Wd [c, MASK_IN_CHANS], in double. */
+/* [W Wd | W shift] [in, MASK_IN_CHANS + 1] for W [in, c], Wd [c,
+ * MASK_IN_CHANS], in double. */
 static float *
-fold_weight (const LodeTensor *w, const float *wd, int in, int c)
+fold_weight (const LodeTensor *w, const float *wd, const float *shift, int in, int c)
 {
-  float *out = g_new (float, (gsize) in * MASK_IN_CHANS);
+  int n = MASK_IN_CHANS + 1;
+  float *out = g_new (float, (gsize) in * n);
 
   for (int i = 0; i < in; i++)
-    for (int j = 0; j < MASK_IN_CHANS; j++)
+    for (int j = 0; j < n; j++)
       {
         double acc = 0.0;
 
         for (int m = 0; m < c; m++)
-          acc += (double) w->data[(gsize) i * c + m] * wd[(gsize) m * MASK_IN_CHANS + j];
-        out[(gsize) i * MASK_IN_CHANS + j] = (float) acc;
+          acc += (double) w->data[(gsize) i * c + m] *
+                 (j < MASK_IN_CHANS ? wd[(gsize) m * MASK_IN_CHANS + j] : shift[m]);
+        out[(gsize) i * n + j] = (float) acc;
       }
   return out;
 }
@@ -343,16 +351,30 @@ fold_mask_input (LodeSam2Decoder *self)
   const float *wd = self->md_w[2]->data;   /* [c, MASK_IN_CHANS] */
   int c = self->c, in = a->internal;
 
-  self->mask_kw = fold_weight (a->kw, wd, in, c);
-  self->mask_vw = fold_weight (a->vw, wd, in, c);
-  self->mask_qw = fold_weight (self->layers[0].i2t.qw, wd, self->layers[0].i2t.internal, c);
   self->mask_shift = g_new (float, c);
-  self->mask_kb = g_new (float, in);
-  self->mask_vb = g_new (float, in);
-  self->mask_qb = g_new (float, self->layers[0].i2t.internal);
+  for (int j = 0; j < c; j++)
+    self->mask_shift[j] = self->md_b[2]->data[j] - self->no_mask->data[j];
+  self->mask_kw = fold_weight (a->kw, wd, self->mask_shift, in, c);
+  self->mask_vw = fold_weight (a->vw, wd, self->mask_shift, in, c);
+  self->mask_qw = fold_weight (self->layers[0].i2t.qw, wd, self->mask_shift,
+                               self->layers[0].i2t.internal, c);
+  self->mask_rows = g_new (float, (gsize) (MASK_IN_CHANS + 1) * c);
+  for (int j = 0; j < MASK_IN_CHANS; j++)
+    for (int m = 0; m < c; m++)
+      self->mask_rows[(gsize) j * c + m] = wd[(gsize) m * MASK_IN_CHANS + j];
+  memcpy (self->mask_rows + (gsize) MASK_IN_CHANS * c, self->mask_shift, sizeof (float) * c);
 }
 
 static gboolean use_folded (const LodeSam2Decoder *self, const Attn *a, int t);
+
+/* The row width of layer 0's folded image-to-token softmax in self->sc:
+ * heads * t, and the mask features' columns after them with a mask input
+ * (image_to_token_cached). */
+static int
+layer0_score_width (const LodeSam2Decoder *self, int t)
+{
+  return self->heads * t + (self->mask_g != NULL ? MASK_IN_CHANS + 1 : 0);
+}
 
 /* The image-to-token attention of layer l adds A_l Z_l + ob_l to the keys
  * K_l (A_l [hw, heads * t]: the softmax, Z_l: the heads' Wo_h v_h, when
@@ -450,13 +472,14 @@ factor_begin (LodeSam2Decoder *self, int t, gboolean mask)
 
 /* Layer l's softmax A_l (self->sc) and Z_l M_l into the factors. */
 static void
-factor_layer (LodeSam2Decoder *self, int l)
+factor_layer (LodeSam2Decoder *self, int l, int t)
 {
   int ht = self->f_ht, k = self->f_k, c = self->c;
+  int w = l == 0 ? layer0_score_width (self, t) : ht;
 
   PARALLEL_FOR ((gint64) self->hw * ht)
   for (int r = 0; r < self->hw; r++)
-    memcpy (self->f_left + (gsize) r * k + (gsize) l * ht, self->sc + (gsize) r * ht,
+    memcpy (self->f_left + (gsize) r * k + (gsize) l * ht, self->sc + (gsize) r * w,
             sizeof (float) * ht);
   lode_ops_gemm (FALSE, FALSE, ht, c, c, 1.0f, self->z, self->fm[l], 0.0f,
                  self->f_right + (gsize) l * ht * c);
@@ -733,13 +756,11 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->f_right);
   g_free (self->f_stats);
   g_free (self->f_p0);
-  g_free (self->mask_qb);
+  g_free (self->mask_rows);
   g_free (self->c_hv);
   g_free (self->mask_kw);
   g_free (self->mask_vw);
   g_free (self->mask_shift);
-  g_free (self->mask_kb);
-  g_free (self->mask_vb);
   for (int l = 0; l < 9; l++)
     g_free (self->wout_t[l]);
   g_free (self);
@@ -894,7 +915,7 @@ embed_prompts (LodeSam2Decoder *self, const LodeSam2Prompt *p, int *n_sparse, GE
 
 /* The mask downscaling path up to its last convolution: the previous
  * low-resolution logits -> G [MASK_IN_CHANS, hw], in self->ktmp. */
-static const float *
+static float *
 mask_features (LodeSam2Decoder *self, const float *mask)
 {
   int e = self->e, ls = self->low_res;
@@ -921,18 +942,21 @@ mask_features (LodeSam2Decoder *self, const float *mask)
 
 /* One head's scores p [t, hw] = scale q [t, d] kT [d, hw] (the image's
  * projection in transposed layout), lanes along the image; p's rows are
- * p_stride apart. */
+ * p_stride apart. add: added to p. */
 VECTOR_CLONES static void
 head_scores (float *p, gsize p_stride, const float *q, const float *kt, int t, int d, int hw,
-             float scale)
+             float scale, gboolean add)
 {
   for (int i = 0; i < t; i++)
     {
       float *pi = p + (gsize) i * p_stride;
 
-      SIMD_FOR
-      for (int r = 0; r < hw; r++)
-        pi[r] = 0.0f;
+      if (!add)
+        {
+          SIMD_FOR
+          for (int r = 0; r < hw; r++)
+            pi[r] = 0.0f;
+        }
       for (int j = 0; j < d; j++)
         {
           const float *kj = kt + (gsize) j * hw;
@@ -945,15 +969,44 @@ head_scores (float *p, gsize p_stride, const float *q, const float *kt, int t, i
     }
 }
 
-/* One head of the tokens' attention to the image through its projected
- * keys and values kT, vT [d, hw]: o [t, d]; p [t, hw] is scratch. */
-VECTOR_CLONES static void
-head_attend (float *o, float *p, const float *q, const float *kt, const float *vt, int t, int d,
-             int hw, float scale)
+/* A mask input moves one head's cached projection kT [d, hw] by
+ * w [d, MASK_IN_CHANS + 1] (that head's rows of [W Wd | W shift]) times
+ * G1 = [G; 1] [MASK_IN_CHANS + 1, hw]: the scores of q [t, d] against it
+ * are those against kT plus those of q w against G1 (scores_moved). */
+#define MOVE_K (MASK_IN_CHANS + 1)
+
+static void
+scores_moved (float *p, gsize p_stride, const float *q, const float *kt, const float *g,
+              const float *w, int t, int d, int hw, float scale)
 {
-  head_scores (p, hw, q, kt, t, d, hw, scale);
+  float qw[MAX_TOKENS * MOVE_K];
+
+  head_scores (p, p_stride, q, kt, t, d, hw, scale, FALSE);
+  if (g == NULL)
+    return;
+  for (int i = 0; i < t; i++)
+    for (int m = 0; m < MOVE_K; m++)
+      {
+        float acc = 0.0f;
+
+        for (int j = 0; j < d; j++)
+          acc += q[i * d + j] * w[j * MOVE_K + m];
+        qw[i * MOVE_K + m] = acc;
+      }
+  head_scores (p, p_stride, qw, g, t, MOVE_K, hw, scale, TRUE);
+}
+
+/* One head of the tokens' attention to the image through its projected
+ * keys and values kT, vT [d, hw]: o [t, d]; p [t, hw] is scratch. With g
+ * (not NULL), both are moved by a mask input (scores_moved): wk, wv. */
+VECTOR_CLONES static void
+head_attend (float *o, float *p, const float *q, const float *kt, const float *vt, const float *g,
+             const float *wk, const float *wv, int t, int d, int hw, float scale)
+{
+  scores_moved (p, hw, q, kt, g, wk, t, d, hw, scale);
   for (int i = 0; i < t; i++)
     {
+      float pg[MOVE_K];
       float *pi = p + (gsize) i * hw;
       float m = pi[0], sum = 0.0f, inv;
 
@@ -966,42 +1019,80 @@ head_attend (float *o, float *p, const float *q, const float *kt, const float *v
           sum += pi[r];
         }
       inv = 1.0f / sum;
-      for (int j = 0; j < d; j++)
+      /* o = sum_r p[r] vT[:, r], and with g, + wv (sum_r p[r] G1[:, r]) */
+      for (int j = 0; j < d + (g != NULL ? MOVE_K : 0); j++)
         {
-          const float *vj = vt + (gsize) j * hw;
+          const float *vj = j < d ? vt + (gsize) j * hw : g + (gsize) (j - d) * hw;
           float acc = 0.0f;
 
           SIMD_REDUCE (acc)
           for (int r = 0; r < hw; r++)
             acc += pi[r] * vj[r];
-          o[i * d + j] = acc * inv;
+          if (j < d)
+            o[i * d + j] = acc * inv;
+          else
+            pg[j - d] = acc * inv;
         }
+      for (int j = 0; g != NULL && j < d; j++)
+        for (int x = 0; x < MOVE_K; x++)
+          o[i * d + j] += wv[j * MOVE_K + x] * pg[x];
     }
 }
 
-/* Scores of heads sh [h, t, rows] to softmax rows sc [rows, h * t] (each
- * head's t scores normalised apart). */
+/* Scores of heads sh [h, t, rows] plus bias [h * t] (or NULL) to softmax
+ * rows sc [rows, h * t], rows w apart (each head's t scores normalised
+ * apart), for rows r0 .. r1 (at most NORM_BLOCK), in lanes along the rows. */
 VECTOR_CLONES static void
-heads_softmax_rows (float *sc, const float *sh, int r0, int r1, int rows, int h, int t)
+heads_softmax_rows (float *sc, int w, const float *sh, const float *bias, int r0, int r1, int rows,
+                    int h, int t)
 {
-  for (int r = r0; r < r1; r++)
-    for (int k = 0; k < h; k++)
-      {
-        const float *in = sh + (gsize) k * t * rows + r;
-        float *o = sc + (gsize) r * h * t + (gsize) k * t;
-        float m = in[0], sum = 0.0f, inv;
+  float m[NORM_BLOCK], sum[NORM_BLOCK], e[NORM_BLOCK];
+  int n = r1 - r0;
 
-        for (int i = 1; i < t; i++)
-          m = MAX (m, in[(gsize) i * rows]);
-        for (int i = 0; i < t; i++)
-          {
-            o[i] = lode_exp_nonpositive (in[(gsize) i * rows] - m);
-            sum += o[i];
-          }
-        inv = 1.0f / sum;
-        for (int i = 0; i < t; i++)
-          o[i] *= inv;
-      }
+  for (int k = 0; k < h; k++)
+    {
+      const float *in = sh + (gsize) k * t * rows + r0;
+      const float *b = bias != NULL ? bias + k * t : NULL;
+
+      for (int r = 0; r < n; r++)
+        {
+          m[r] = in[r] + (b != NULL ? b[0] : 0.0f);
+          sum[r] = 0.0f;
+        }
+      for (int i = 1; i < t; i++)
+        {
+          const float *x = in + (gsize) i * rows;
+          float bi = b != NULL ? b[i] : 0.0f;
+
+          SIMD_FOR
+          for (int r = 0; r < n; r++)
+            m[r] = x[r] + bi > m[r] ? x[r] + bi : m[r];
+        }
+      for (int i = 0; i < t; i++)
+        {
+          const float *x = in + (gsize) i * rows;
+          float bi = b != NULL ? b[i] : 0.0f;
+
+          SIMD_FOR
+          for (int r = 0; r < n; r++)
+            sum[r] += lode_exp_nonpositive (x[r] + bi - m[r]);
+        }
+      SIMD_FOR
+      for (int r = 0; r < n; r++)
+        sum[r] = 1.0f / sum[r];
+      for (int i = 0; i < t; i++)
+        {
+          const float *x = in + (gsize) i * rows;
+          float *o = sc + (gsize) r0 * w + (gsize) k * t + i;
+          float bi = b != NULL ? b[i] : 0.0f;
+
+          SIMD_FOR
+          for (int r = 0; r < n; r++)
+            e[r] = lode_exp_nonpositive (x[r] + bi - m[r]) * sum[r];
+          for (int r = 0; r < n; r++)
+            o[(gsize) r * w] = e[r];
+        }
+    }
 }
 
 /* Attention between t tokens and the hw image positions costs 2 hw c
@@ -1069,7 +1160,8 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
       for (int k = 0; k < h; k++)
         head_attend (self->tho + (gsize) k * t * d, self->sc + (gsize) k * t * hw,
                      self->thq + (gsize) k * t * d, hk + (gsize) k * d * hw, hv + (gsize) k * d * hw,
-                     t, d, hw, scale);
+                     self->mask_g, self->mask_kw + (gsize) k * d * MOVE_K,
+                     self->mask_vw + (gsize) k * d * MOVE_K, t, d, hw, scale);
       lode_ops_merge_heads (self->tq, self->tho, t, h, d);
       linear (out, self->tq, a->ow, a->ob, t);
       return;
@@ -1132,17 +1224,21 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const
           bias[k * t + i] = acc * scale;
         }
     }
-  /* scores [hw, heads * t], softmax over each head's t tokens */
-  lode_ops_gemm (FALSE, TRUE, hw, h * t, c, 1.0f, kpe, self->r, 0.0f, self->sc);
-  lode_ops_add_row_bias (self->sc, self->sc, bias, hw, h * t);
-  lode_ops_softmax (self->sc, self->sc, hw * h, t);
+  /* scores [heads * t, hw], softmax over each head's t tokens into
+   * self->sc [hw, heads * t] */
+  lode_ops_gemm (FALSE, TRUE, h * t, hw, c, 1.0f, self->r, kpe, 0.0f, self->ho);
+  PARALLEL_FOR ((gint64) hw * h * t * 8)
+  for (int r = 0; r < hw; r += NORM_BLOCK)
+    heads_softmax_rows (self->sc, h * t, self->ho, bias, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
   lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, beta, out);
 }
 
 /* Layer 0's image-to-token attention, the image's queries given in
  * transposed head layout (hq [h, d, hw]: cached, see prepare_first_layer): scores
  * q_h . k_h[i] / sqrt d are products of depth d, and the output as in
- * image_to_token_folded, without bo, into out [hw, c]. */
+ * image_to_token_folded, without bo, into out [hw, c] (added to beta out).
+ * With a mask input (self->mask_g) the keys' move G^T Wd^T + shift comes
+ * with the product: [A | G^T | 1] [Z; Wd^T; shift]. */
 static void
 image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok, const float *vtok,
                        int t, float *out, float beta)
@@ -1152,15 +1248,25 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
   float scale = 1.0f / sqrtf ((float) d);
   float *sh = self->ho;
 
+  const float *g = self->mask_g;
+  int ht = h * t, w = layer0_score_width (self, t);
+
   image_to_token_values (self, 0, ktok, vtok, t);
   PARALLEL_FOR ((gint64) hw * h * t * d)
   for (int k = 0; k < h; k++)
-    head_scores (sh + (gsize) k * t * hw, hw, self->thk + (gsize) k * t * d, hq + (gsize) k * d * hw,
-                 t, d, hw, scale);
-  PARALLEL_FOR ((gint64) hw * h * t * 8)
+    scores_moved (sh + (gsize) k * t * hw, hw, self->thk + (gsize) k * t * d, hq + (gsize) k * d * hw,
+                  g, self->mask_qw + (gsize) k * d * MOVE_K, t, d, hw, scale);
+  PARALLEL_FOR ((gint64) hw * w * 8)
   for (int r = 0; r < hw; r += NORM_BLOCK)
-    heads_softmax_rows (self->sc, sh, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
-  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, beta, out);
+    {
+      heads_softmax_rows (self->sc, w, sh, NULL, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
+      for (int i = r; g != NULL && i < MIN (hw, r + NORM_BLOCK); i++)
+        for (int j = 0; j <= MASK_IN_CHANS; j++)
+          self->sc[(gsize) i * w + ht + j] = g[(gsize) j * hw + i];
+    }
+  if (g != NULL)
+    memcpy (self->z + (gsize) ht * c, self->mask_rows, sizeof (float) * (MASK_IN_CHANS + 1) * c);
+  lode_ops_gemm (FALSE, FALSE, hw, c, w, 1.0f, self->sc, self->z, beta, out);
 }
 
 /* The image's attention to the tokens, queries from kpe (keys + PE), into
@@ -1303,83 +1409,63 @@ prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
   self->cache_valid = TRUE;
 }
 
-/* out [n, hw] = cached + (W Wd) G + shift, a cached projection in
- * transposed head layout moved by the mask features G [MASK_IN_CHANS, hw]. */
+/* out [n, hw] = cached + [W Wd | W shift] [G; 1], a cached projection in
+ * transposed head layout moved by the mask features G [MASK_IN_CHANS, hw]
+ * (followed by a row of ones). */
 static void
-move_projection (float *out, const float *cached, const float *wwd, const float *shift,
-                 const float *g, int n, int hw)
+move_projection (float *out, const float *cached, const float *wwd, const float *g, int n, int hw)
 {
   memcpy (out, cached, sizeof (float) * (gsize) n * hw);
-  lode_ops_gemm (FALSE, FALSE, n, hw, MASK_IN_CHANS, 1.0f, wwd, g, 1.0f, out);
-  lode_ops_add_channel_bias (out, out, shift, 1, n, hw);
+  lode_ops_gemm (FALSE, FALSE, n, hw, MASK_IN_CHANS + 1, 1.0f, wwd, g, 1.0f, out);
 }
 
 /* With a mask input, the dense embedding is Wd G + bd (G: mask_features)
  * instead of no_mask_embed, so the keys are K0 + G^T Wd^T + (bd -
  * no_mask_embed), and layer 0's token-to-image K and V, linear in the
  * keys, move by G^T (Wk Wd)^T and G^T (Wv Wd)^T plus the shift through Wk
- * and Wv: products of depth MASK_IN_CHANS instead of c. Fills keys, kpe,
- * layer 0's K and V (hk, hv) and its image-to-token queries (hq), which
- * move likewise through Wq. */
+ * and Wv: products of depth MASK_IN_CHANS (+ 1 for the shift) instead of
+ * c. Fills layer 0's K and V (hk, hv) and its image-to-token queries (hq),
+ * which move likewise through Wq; then, when the image-to-token attentions
+ * are folded, sets mask_g (the keys' move joins layer 0's image-to-token
+ * product) and the factors' mask columns, else fills keys and kpe. */
 static void
 apply_mask_input (LodeSam2Decoder *self, const float *mask)
 {
-  const Attn *a = &self->layers[0].t2i, *qa;
+  const Attn *a = &self->layers[0].t2i;
   int c = self->c, hw = self->hw, in = a->internal;
   gsize kc = (gsize) hw * c;
-  const float *g = mask_features (self, mask);
+  float *g = mask_features (self, mask);
 
-  for (int j = 0; j < c; j++)
-    self->mask_shift[j] = self->md_b[2]->data[j] - self->no_mask->data[j];
-  for (int i = 0; i < in; i++)
+  for (int r = 0; r < hw; r++)
+    g[(gsize) MASK_IN_CHANS * hw + r] = 1.0f;
+
+  if (!self->factored)
     {
-      float k = 0.0f, v = 0.0f;
-
-      for (int j = 0; j < c; j++)
-        {
-          k += a->kw->data[(gsize) i * c + j] * self->mask_shift[j];
-          v += a->vw->data[(gsize) i * c + j] * self->mask_shift[j];
-        }
-      self->mask_kb[i] = k;
-      self->mask_vb[i] = v;
+      move_projection (self->hk, self->c_hk, self->mask_kw, g, in, hw);
+      move_projection (self->hv, self->c_hv, self->mask_vw, g, in, hw);
+      memcpy (self->keys, self->c_keys, kc * sizeof (float));
+      lode_ops_gemm (TRUE, TRUE, hw, c, MASK_IN_CHANS, 1.0f, g, self->md_w[2]->data, 1.0f, self->keys);
+      lode_ops_add_row_bias (self->keys, self->keys, self->mask_shift, hw, c);
+      lode_ops_add (self->kpe, self->keys, self->dense_pe, kc);
+      return;
     }
+  /* folded: G^T Wd^T + shift joins layer 0's image-to-token product
+   * (image_to_token_cached), the moves of its cached projections its
+   * attention kernels (scores_moved), and the factors of the upscaling */
+  self->mask_g = g;
+  {
+    int k = self->f_k, base = k - MASK_IN_CHANS - 1;
 
-  memcpy (self->keys, self->c_keys, kc * sizeof (float));
-  lode_ops_gemm (TRUE, TRUE, hw, c, MASK_IN_CHANS, 1.0f, g, self->md_w[2]->data, 1.0f, self->keys);
-  lode_ops_add_row_bias (self->keys, self->keys, self->mask_shift, hw, c);
-  lode_ops_add (self->kpe, self->keys, self->dense_pe, kc);
-
-  move_projection (self->hk, self->c_hk, self->mask_kw, self->mask_kb, g, in, hw);
-  move_projection (self->hv, self->c_hv, self->mask_vw, self->mask_vb, g, in, hw);
-
-  qa = &self->layers[0].i2t;
-  for (int i = 0; i < qa->internal; i++)
-    {
-      float q = 0.0f;
-
-      for (int j = 0; j < c; j++)
-        q += qa->qw->data[(gsize) i * c + j] * self->mask_shift[j];
-      self->mask_qb[i] = q;
-    }
-  move_projection (self->hq, self->c_hq, self->mask_qw, self->mask_qb, g, qa->internal, hw);
-
-  if (self->factored)
-    {
-      int k = self->f_k, base = k - MASK_IN_CHANS - 1;
-
-      PARALLEL_FOR ((gint64) hw * MASK_IN_CHANS)
-      for (int r = 0; r < hw; r++)
-        {
-          for (int j = 0; j < MASK_IN_CHANS; j++)
-            self->f_left[(gsize) r * k + base + j] = g[(gsize) j * hw + r];
-          self->f_left[(gsize) r * k + base + MASK_IN_CHANS] = 1.0f;
-        }
-    }
+    PARALLEL_FOR ((gint64) hw * MASK_IN_CHANS)
+    for (int r = 0; r < hw; r++)
+      for (int j = 0; j <= MASK_IN_CHANS; j++)
+        self->f_left[(gsize) r * k + base + j] = g[(gsize) j * hw + r];
+  }
 }
 
 /* The layers and the final attention. Layer 0's keys and keys + PE
  * (keys0, kpe0: the cached ones, or self->keys and self->kpe with a mask
- * input), its token-to-image K and V (hk0, hv0) and image-to-token
+ * input that is not folded into layer 0's image-to-token product), its token-to-image K and V (hk0, hv0) and image-to-token
  * queries (hq0, head layout) are given; the later
  * layers' keys are in self->keys and self->kpe. Only the first n_out
  * tokens (the object score, IoU and mask tokens) leave the final
@@ -1435,7 +1521,7 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
       lode_ops_add (q, queries, qpe, tc);
       i2t_bias = image_to_token (self, l, kpe_in, hq0, q, queries, t, keys_in == self->keys, &added);
       if (self->factored)
-        factor_layer (self, l);
+        factor_layer (self, l, t);
       add_norm_pe (self->keys, self->kpe, keys_in, added ? NULL : self->ktmp, i2t_bias,
                    ly->norm_w[3], ly->norm_b[3],
                    self->dense_pe, hw, c,
@@ -1515,7 +1601,7 @@ gelu_hyper_row (float *masks, gsize lsz, float *v, const float *hyper, int c, in
   SIMD_FOR
   for (gsize x = 0; x < count; x++)
     v[x] = lode_gelu_approx (v[x]);
-  head_scores (masks, lsz, hyper, v, N_MASK_TOKENS, c, n, 1.0f);
+  head_scores (masks, lsz, hyper, v, N_MASK_TOKENS, c, n, 1.0f, FALSE);
 }
 
 /* keys [hw, c] (or the factors, see factor_init) -> masks [4, low_res^2]
@@ -1667,6 +1753,7 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
   /* src = image_embed + dense, as [hw, c] */
   prepare_first_layer (self, emb);
   factor_begin (self, t, prompt->mask_input != NULL);
+  self->mask_g = NULL;
   if (prompt->mask_input == NULL)
     {
       two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->c_keys, self->c_kpe,
@@ -1675,8 +1762,12 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
   else
     {
       apply_mask_input (self, prompt->mask_input);
-      two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->keys, self->kpe,
-                           self->hk, self->hv, self->hq);
+      if (self->mask_g != NULL)
+        two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->c_keys, self->c_kpe,
+                             self->c_hk, self->c_hv, self->c_hq);
+      else
+        two_way_transformer (self, t, s + 1 + N_MASK_TOKENS, self->keys, self->kpe,
+                             self->hk, self->hv, NULL);
     }
 
   /* hypernetworks: one [c/8] vector per mask token, then the upscaling

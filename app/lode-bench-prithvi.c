@@ -3,7 +3,7 @@
 #include "config.h"
 
 #include <stdio.h>
-#include <cblas.h>
+#include "lode-ops.h"
 #include <string.h>
 
 #include <glib/gi18n.h>
@@ -137,7 +137,7 @@ lode_bench_prithvi (int argc, char **argv)
     { "batch", 'b', 0, G_OPTION_ARG_INT, &batch, N_("Patches per batch (default 4)"), N_("N") },
     { "size", 0, 0, G_OPTION_ARG_INT, &size, N_("Patch width and height (default 128)"), N_("PIXELS") },
     { "repeat", 'r', 0, G_OPTION_ARG_INT, &repeat, N_("Timed batches after one warm-up batch (default 3)"), N_("N") },
-    { "threads", 0, 0, G_OPTION_ARG_INT, &threads, N_("OpenBLAS threads (default: OpenBLAS's own choice)"), N_("N") },
+    { "threads", 0, 0, G_OPTION_ARG_INT, &threads, N_("CPU threads (default: one per core)"), N_("N") },
     { "train", 0, 0, G_OPTION_ARG_NONE, &train, N_("Time decoder training steps (the recipe's) instead of prediction"), NULL },
     { "unfreeze-blocks", 0, 0, G_OPTION_ARG_INT, &unfreeze, N_("With --train, also train the last N encoder blocks feeding the decoder (default 0)"), N_("N") },
     { "blocks", 0, 0, G_OPTION_ARG_STRING, &blocks_text, N_("Encoder blocks feeding the decoder (default 0,1,2,3 as the recipe)"), N_("A,B,C,D") },
@@ -198,7 +198,7 @@ lode_bench_prithvi (int argc, char **argv)
     }
 
   if (threads > 0)
-    openblas_set_num_threads (threads);
+    lode_ops_cpu_set_threads (threads);
   reset_peak ();
   base_kib = peak_kib ();
   model = make_model (model_size != NULL ? model_size : "300M", checkpoint, decoder, blocks, classes, blocks_text != NULL, device, &error);
@@ -259,8 +259,8 @@ lode_bench_prithvi (int argc, char **argv)
            c->size_name, !train ? _("prediction") : unfreeze > 0 ? mode : _("decoder training"), c->feature_blocks[0], c->feature_blocks[1], c->feature_blocks[2], c->feature_blocks[3],
            c->loaded_depth, c->depth, batch, size, size,
            (double) batch * repeat / (total / 1e6), total / 1e3 / ((double) batch * repeat), repeat);
-  g_print (_("Peak memory: %.0f MiB (weights %.0f MiB); OpenBLAS threads: %d\n"), peak_kib () / 1024.0,
-           weights_kib / 1024.0, openblas_get_num_threads ());
+  g_print (_("Peak memory: %.0f MiB (weights %.0f MiB); CPU threads: %d\n"), peak_kib () / 1024.0,
+           weights_kib / 1024.0, lode_ops_cpu_threads ());
   {
     g_autofree char *where = lode_device_describe (device);
 

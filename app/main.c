@@ -14,32 +14,31 @@
 #include "lode-commands.h"
 #include "lode-resources.h"
 
-/* Two settings that the libraries read once, while the program loads,
- * before any code of ours runs; when the user has not chosen them, Lode
- * chooses and starts itself again with them (if that cannot be done it
- * carries on as it is). Both stop idle threads from spinning on the cores
- * that the others need, which on small machines cost more than waking them:
- * - OMP_WAIT_POLICY=PASSIVE: OpenMP threads spinning after each parallel
- *   loop took the cores from OpenBLAS's threads (training and SAM2 ran at
- *   half speed on two cores);
- * - OPENBLAS_THREAD_TIMEOUT=4: OpenBLAS's threads spin for 2^28 cycles
- *   (about 0.1 s) after each product before they sleep, through the
- *   element-wise loops between products; 2^4 cycles instead gave 5-13 %
- *   more images per second in lode bench train and prithvi and faster
- *   SAM2 clicks on two cores. */
+/* Settings that the libraries read once, while the program loads, before
+ * any code of ours runs; when the user has not chosen them, Lode chooses
+ * and starts itself again with them (if that cannot be done it carries on
+ * as it is).
+ * - OPENBLAS_NUM_THREADS=1: the CPU kernels have one team of threads,
+ *   OpenMP's, and OpenBLAS runs each product on the thread that calls it
+ *   (lode_ops_cpu_init); this spares it starting a pool that would only
+ *   sleep.
+ * - GOMP_SPINCOUNT: after a parallel loop OpenMP's threads wait this many
+ *   spins for the next one before they sleep. SPIN_FIGURES */
+#define SPIN_COUNT "100000"
+
 static void
 ensure_thread_settings (char **argv)
 {
   gboolean again = FALSE;
 
-  if (g_getenv ("OMP_WAIT_POLICY") == NULL)
+  if (g_getenv ("OPENBLAS_NUM_THREADS") == NULL)
     {
-      g_setenv ("OMP_WAIT_POLICY", "PASSIVE", TRUE);
+      g_setenv ("OPENBLAS_NUM_THREADS", "1", TRUE);
       again = TRUE;
     }
-  if (g_getenv ("OPENBLAS_THREAD_TIMEOUT") == NULL)
+  if (g_getenv ("OMP_WAIT_POLICY") == NULL && g_getenv ("GOMP_SPINCOUNT") == NULL)
     {
-      g_setenv ("OPENBLAS_THREAD_TIMEOUT", "4", TRUE);
+      g_setenv ("GOMP_SPINCOUNT", SPIN_COUNT, TRUE);
       again = TRUE;
     }
   if (again)

@@ -7,6 +7,7 @@
 #include <cblas.h>
 
 #include "lode-device.h"
+#include "lode-ops.h"
 #ifdef LODE_WITH_CUDA
 #include "lode-cuda.h"
 #endif
@@ -88,6 +89,6 @@ lode_device_describe (LodeDeviceKind kind)
         return g_strdup_printf ("CUDA: %s, %.1f GiB", name, mem / (1024.0 * 1024.0 * 1024.0));
     }
 #endif
-  return g_strdup_printf ("CPU: %u threads (OpenBLAS, %s kernels)", g_get_num_processors (),
+  return g_strdup_printf ("CPU: %d threads (OpenMP; OpenBLAS, %s kernels)", lode_ops_cpu_threads (),
                           openblas_get_corename ());
 }

@@ -9,7 +9,6 @@
 
 #include <math.h>
 #include <string.h>
-#include <cblas.h>
 
 #include "lode-grad.h"
 #include "lode-parallel.h"
@@ -140,16 +139,14 @@ lode_grad_conv2d (float               *dx,
               {
                 lode_ops_im2col (col, xg, s, (int) p0, np);
                 /* dw[cog, kdim] += dy[:, p0:p0+np] @ col[kdim, np]^T */
-                cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans,
-                             cog, kdim, np, 1.0f, dyg + p0, (int) npix, col, np,
-                             1.0f, dwg, kdim);
+                lode_ops_gemm_ld (FALSE, TRUE, cog, kdim, np, 1.0f, dyg + p0, (int) npix, col, np,
+                                  1.0f, dwg, kdim);
               }
             if (dxg)
               {
                 /* dcol[kdim, np] = w[cog, kdim]^T @ dy[:, p0:p0+np] */
-                cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
-                             kdim, np, cog, 1.0f, wg, kdim, dyg + p0, (int) npix,
-                             0.0f, dcol, np);
+                lode_ops_gemm_ld (TRUE, FALSE, kdim, np, cog, 1.0f, wg, kdim, dyg + p0, (int) npix,
+                                  0.0f, dcol, np);
                 col2im_add (dxg, dcol, s, cig, ow, (int) p0, np);
               }
           }

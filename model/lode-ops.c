@@ -1,9 +1,11 @@
 /* lode-ops.c: the CPU kernels (see lode-ops.h for the semantics of each).
  *
- * Matrix products and convolutions call cblas_sgemm, which OpenBLAS spreads
- * over the cores itself; the other loops are split with OpenMP when the build
- * has it (never around a BLAS call). These are also the readable references
- * for the CUDA kernels in cuda/lode-ops.cu. */
+ * One team of threads does all the CPU work: OpenMP's. Matrix products and
+ * convolutions call cblas_sgemm on the calling thread (OpenBLAS keeps no
+ * threads of its own, see lode_ops_cpu_init), cut into one part per thread
+ * of the team when large enough (lode_ops_gemm_ld); the other loops are
+ * split with OpenMP when the build has it. These are also the readable
+ * references for the CUDA kernels in cuda/lode-ops.cu. */
 #define G_LOG_DOMAIN "lode-model"
 
 #include "config.h"
@@ -12,6 +14,9 @@
 #include <math.h>
 #include <string.h>
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "lode-ops.h"
 #include "lode-ops-math.h"
@@ -77,7 +82,132 @@ lode_ops_round_bf16 (float *out, const float *in, gsize count)
     }
 }
 
+/* ---- threads ------------------------------------------------------------ */
+
+/* Products below this many multiply-adds stay on the calling thread. */
+#define GEMM_SPLIT_MACS (1 << 18)
+/* The least rows (or columns) of C a thread's part has: the height of the
+ * kernels' register blocks, so that no part ends in a thin edge. */
+#define GEMM_SPLIT_SIDE 16
+
+/* OpenBLAS's own pool beside OpenMP's made two teams for two cores: each
+ * product woke OpenBLAS's threads and each element-wise loop OpenMP's,
+ * and whichever team was idle spun or slept on the cores the other needed
+ * (a SAM2 click, hundreds of small products between element-wise passes,
+ * spent a tenth of its time in the scheduler). So OpenBLAS runs every
+ * product on the thread that calls it, and lode_ops_gemm_ld splits the
+ * large ones over OpenMP's team. */
+void
+lode_ops_cpu_init (void)
+{
+  static gsize done = 0;
+
+  if (g_once_init_enter (&done))
+    {
+      openblas_set_num_threads (1);
+      g_once_init_leave (&done, 1);
+    }
+}
+
+int
+lode_ops_cpu_threads (void)
+{
+#ifdef _OPENMP
+  return MAX (1, omp_get_max_threads ());
+#else
+  return 1;
+#endif
+}
+
+void
+lode_ops_cpu_set_threads (int n)
+{
+  g_return_if_fail (n >= 1);
+#ifdef _OPENMP
+  omp_set_num_threads (n);
+#endif
+}
+
 /* ---- matrix products ---------------------------------------------------- */
+
+static void
+sgemm (gboolean trans_a, gboolean trans_b, int m, int n, int k, float alpha,
+       const float *a, int lda, const float *b, int ldb, float beta, float *c, int ldc)
+{
+  cblas_sgemm (CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+               m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void
+lode_ops_gemm_ld (gboolean     trans_a,
+                  gboolean     trans_b,
+                  int          m,
+                  int          n,
+                  int          k,
+                  float        alpha,
+                  const float *a,
+                  int          lda,
+                  const float *b,
+                  int          ldb,
+                  float        beta,
+                  float       *c,
+                  int          ldc)
+{
+  int parts = 1;
+  gboolean by_rows = m >= n;
+
+  g_return_if_fail (m >= 0 && n >= 0 && k >= 0);
+  g_return_if_fail (c != NULL && ldc >= n);
+
+  if (m == 0 || n == 0)
+    return;
+  if (k == 0)
+    {
+      /* BLAS leaves C alone when k == 0 only if beta == 1; do it by hand. */
+      for (int i = 0; i < m; i++)
+        {
+          float *row = c + (gsize) i * ldc;
+
+          if (beta == 0.0f)
+            memset (row, 0, sizeof (float) * n);
+          else
+            lode_ops_scale (row, row, beta, n);
+        }
+      return;
+    }
+  lode_ops_cpu_init ();
+#ifdef _OPENMP
+  if (!omp_in_parallel () && (gint64) m * n * k >= GEMM_SPLIT_MACS)
+    parts = MIN (lode_ops_cpu_threads (), MAX (m, n) / GEMM_SPLIT_SIDE);
+#endif
+  if (parts <= 1)
+    {
+      sgemm (trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      return;
+    }
+  /* C cut into parts of whole rows (or columns) */
+#ifdef _OPENMP
+#pragma omp parallel num_threads (parts)
+#endif
+  {
+    int total = by_rows ? m : n, t = 0, nt = 1;
+    int per, s0, s1;
+
+#ifdef _OPENMP
+    t = omp_get_thread_num ();
+    nt = omp_get_num_threads ();
+#endif
+    per = ((total + nt - 1) / nt + GEMM_SPLIT_SIDE - 1) / GEMM_SPLIT_SIDE * GEMM_SPLIT_SIDE;
+    s0 = MIN (total, t * per);
+    s1 = MIN (total, s0 + per);
+    if (s1 > s0 && by_rows)
+      sgemm (trans_a, trans_b, s1 - s0, n, k, alpha,
+             trans_a ? a + s0 : a + (gsize) s0 * lda, lda, b, ldb, beta, c + (gsize) s0 * ldc, ldc);
+    else if (s1 > s0)
+      sgemm (trans_a, trans_b, m, s1 - s0, k, alpha, a, lda,
+             trans_b ? b + (gsize) s0 * ldb : b + s0, ldb, beta, c + s0, ldc);
+  }
+}
 
 void
 lode_ops_gemm (gboolean     trans_a,
@@ -91,26 +221,8 @@ lode_ops_gemm (gboolean     trans_a,
                float        beta,
                float       *c)
 {
-  g_return_if_fail (m >= 0 && n >= 0 && k >= 0);
-  g_return_if_fail (c != NULL);
-
-  if (m == 0 || n == 0)
-    return;
-  if (k == 0)
-    {
-      /* BLAS leaves C alone when k == 0 only if beta == 1; do it by hand. */
-      lode_ops_scale (c, c, beta, (gsize) m * n);
-      if (beta == 0.0f)
-        memset (c, 0, sizeof (float) * (gsize) m * n);
-      return;
-    }
-  cblas_sgemm (CblasRowMajor,
-               trans_a ? CblasTrans : CblasNoTrans,
-               trans_b ? CblasTrans : CblasNoTrans,
-               m, n, k, alpha,
-               a, trans_a ? m : k,
-               b, trans_b ? k : n,
-               beta, c, n);
+  lode_ops_gemm_ld (trans_a, trans_b, m, n, k, alpha, a, trans_a ? m : k, b, trans_b ? k : n,
+                    beta, c, n);
 }
 
 void
@@ -129,8 +241,15 @@ lode_ops_gemm_batched (gboolean     trans_a,
                        float       *c,
                        gint64       stride_c)
 {
+  gint64 macs = (gint64) m * n * k;
+
   g_return_if_fail (batch >= 0);
 
+  /* small products: one per thread at a time; large ones are split */
+#ifdef _OPENMP
+#pragma omp parallel for schedule (static) \
+  if (macs < GEMM_SPLIT_MACS && batch > 1 && macs * batch >= GEMM_SPLIT_MACS && !omp_in_parallel ())
+#endif
   for (int i = 0; i < batch; i++)
     lode_ops_gemm (trans_a, trans_b, m, n, k, alpha,
                    a + i * stride_a, b + i * stride_b, beta, c + i * stride_c);
@@ -363,9 +482,8 @@ lode_ops_conv2d (float               *out,
 
             im2col_chunk (col, x, s, cig, ow, (int) p0, np);
             /* y[:, p0:p0+np] = wg[cog, kdim] @ col[kdim, np] (ldc = npix) */
-            cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                         cog, np, kdim, 1.0f, wg, kdim, col, np,
-                         0.0f, y + p0, (int) npix);
+            lode_ops_gemm_ld (FALSE, FALSE, cog, np, kdim, 1.0f, wg, kdim, col, np,
+                              0.0f, y + p0, (int) npix);
           }
       }
   g_free (col);
@@ -408,9 +526,8 @@ lode_ops_conv_transpose2d (float               *out,
             int np = (int) MIN ((gsize) chunk, ipix - p0);
 
             /* col[rdim, np] = wg[cig, rdim]^T @ x[cig, p0:p0+np] */
-            cblas_sgemm (CblasRowMajor, CblasTrans, CblasNoTrans,
-                         rdim, np, cig, 1.0f, wg, rdim, x + p0, (int) ipix,
-                         0.0f, col, np);
+            lode_ops_gemm_ld (TRUE, FALSE, rdim, np, cig, 1.0f, wg, rdim, x + p0, (int) ipix,
+                              0.0f, col, np);
             /* col2im: each output channel is written by one thread only. */
             PARALLEL_FOR ((gint64) rdim * np)
             for (int co = 0; co < cog; co++)

@@ -4,8 +4,8 @@
  * llm.c. Every array is dense and row-major; images are NCHW unless a
  * function says [B,H,W,C]. The output never aliases an input unless the
  * comment says so. Matrix products and convolutions go through OpenBLAS
- * (cblas_sgemm); element-wise loops are split over the cores with OpenMP when
- * the build has it. Each kernel has a CUDA twin in lode-ops-cuda.h with the
+ * (cblas_sgemm); products and element-wise loops are split over the cores
+ * by one OpenMP team when the build has it (lode_ops_cpu_init). Each kernel has a CUDA twin in lode-ops-cuda.h with the
  * same semantics, and tests/test-ops-gpu.c compares the two.
  *
  * Sizes are ints for dimensions and gsize for element counts; a kernel
@@ -50,6 +50,17 @@ void lode_ops_round_bf16 (float       *out,
                           const float *in,
                           gsize        count);
 
+/* ---- threads ------------------------------------------------------------ */
+
+/* Makes OpenBLAS run each product on the calling thread, so that the CPU
+ * kernels have one team of threads, OpenMP's; lode_ops_gemm_ld calls it
+ * (once is enough, any thread may). */
+void lode_ops_cpu_init    (void);
+/* The threads of that team: OpenMP's maximum, 1 without OpenMP. */
+int  lode_ops_cpu_threads (void);
+/* Sets that maximum for the calling thread's later teams (n >= 1). */
+void lode_ops_cpu_set_threads (int n);
+
 /* ---- matrix products ---------------------------------------------------- */
 
 /* C = alpha * op(A) @ op(B) + beta * C, row-major, like cblas_sgemm.
@@ -66,6 +77,24 @@ void lode_ops_gemm (gboolean     trans_a,
                     const float *b,
                     float        beta,
                     float       *c);
+
+/* lode_ops_gemm with the distance between the stored rows of A, B and C
+ * given (lda, ldb, ldc, as cblas_sgemm's). Outside a parallel region a
+ * large product is cut into parts of whole rows or columns of C, one per
+ * thread of the team (the parts may round differently from one whole). */
+void lode_ops_gemm_ld (gboolean     trans_a,
+                       gboolean     trans_b,
+                       int          m,
+                       int          n,
+                       int          k,
+                       float        alpha,
+                       const float *a,
+                       int          lda,
+                       const float *b,
+                       int          ldb,
+                       float        beta,
+                       float       *c,
+                       int          ldc);
 
 /* lode_ops_gemm on batch independent products: the i-th uses
  * a + i*stride_a, b + i*stride_b, c + i*stride_c (strides in elements).

@@ -25,7 +25,6 @@
 
 #include <inttypes.h>
 
-#include <cblas.h>
 #include <glib/gi18n.h>
 #include <math.h>
 #include <string.h>
@@ -41,13 +40,10 @@
 #include "lode-sam2-encoder-cuda.h"
 #endif
 
-/* Threads: OpenBLAS (pthreads) and OpenMP each keep a team of threads
- * that spin for a while after their work; alternating between them on a
- * small machine leaves each team spinning on the cores the other needs (the
- * tiny encoder ran 3x slower). So while the encoder runs, OpenBLAS is held
- * to one thread and every product is split over the OpenMP team by rows or
- * columns, one single-threaded sgemm per thread, the element-wise kernels
- * of lode-ops.h using the same team. */
+/* Threads: the OpenMP team of lode-ops.h (lode_ops_cpu_init: OpenBLAS
+ * runs each product on its calling thread). Products are split over the
+ * team by lode_ops_gemm_ld; the windows' attention runs one block of query
+ * rows of one head per thread. */
 
 /* The large intermediates (qkv of a group of windows, the MLP's hidden
  * rows, the residual projection before pooling) are formed a chunk at a
@@ -56,18 +52,15 @@
 /* Attention scores one thread forms at once (a block of query rows of one
  * head of one window): 1 MiB. */
 #define SCORE_FLOATS (1 << 18)
-/* Products smaller than this many multiply-adds stay on one thread. */
-#define PARALLEL_MIN_MACS (1 << 18)
 
 #define LN_EPS 1e-6f
 
 #define ROUND16(n) (((gsize) (n) + 15) & ~(gsize) 15)
 
 /* The CPU backend's context: the OpenMP team size the attention scratch
- * was sized for, and OpenBLAS's thread count outside the encoder. */
+ * was sized for. */
 typedef struct {
   int threads;
-  int blas_threads;
 } CpuContext;
 
 #ifdef _OPENMP
@@ -81,19 +74,13 @@ typedef struct {
 static int
 cpu_begin (void *ctx)
 {
-  CpuContext *cpu = ctx;
-
-  cpu->blas_threads = openblas_get_num_threads ();
-  openblas_set_num_threads (1);
+  lode_ops_cpu_init ();
   return 0;
 }
 
 static int
 cpu_end (void *ctx)
 {
-  CpuContext *cpu = ctx;
-
-  openblas_set_num_threads (cpu->blas_threads);
   return 0;
 }
 
@@ -212,35 +199,13 @@ cpu_layer_norm (void *ctx, float *out, const float *in, const float *w, const fl
 
 /* c [m, n] = a [m, k] b^T + bias [n], with b [n, k] (a Linear weight),
  * rows of a and c lda and ldc apart. */
-static void
-linear_rows (float *c, int ldc, const float *a, int lda, const float *b, const float *bias,
-             int m, int n, int k)
-{
-  cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, lda, b, k, 0.0f, c, ldc);
-  if (bias != NULL)
-    for (int i = 0; i < m; i++)
-      for (int j = 0; j < n; j++)
-        c[(gsize) i * ldc + j] += bias[j];
-}
-
 static int
 cpu_linear (void *ctx, float *out, const float *x, const float *w, const float *b,
             int rows, int in_f, int out_f)
 {
-  int threads = ((CpuContext *) ctx)->threads;
-
-  if ((gint64) rows * in_f * out_f < PARALLEL_MIN_MACS || rows < 2 * threads)
-    threads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads (threads)
-#endif
-  {
-    int t = THREAD_NUM (), n = N_THREADS ();
-    int r0 = (int) ((gint64) rows * t / n), r1 = (int) ((gint64) rows * (t + 1) / n);
-
-    if (r1 > r0)
-      linear_rows (out + (gsize) r0 * out_f, out_f, x + (gsize) r0 * in_f, in_f, w, b, r1 - r0, out_f, in_f);
-  }
+  lode_ops_gemm_ld (FALSE, TRUE, rows, out_f, in_f, 1.0f, x, in_f, w, in_f, 0.0f, out, out_f);
+  if (b != NULL)
+    lode_ops_add_row_bias (out, out, b, rows, out_f);
   return 0;
 }
 
@@ -327,11 +292,9 @@ cpu_attention (void *ctx, float *out, const float *q, int q_stride, const float 
       const float *vh = v + (gsize) win * lk * kv_stride + h * hd;
       float *oh = out + ((gsize) win * lq + r0) * dim + h * hd;
 
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, nr, lk, hd, scale,
-                   qh, q_stride, kh, kv_stride, 0.0f, s, lk);
+      lode_ops_gemm_ld (FALSE, TRUE, nr, lk, hd, scale, qh, q_stride, kh, kv_stride, 0.0f, s, lk);
       lode_ops_softmax_rows (s, nr, lk);
-      cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasNoTrans, nr, hd, lk, 1.0f,
-                   s, lk, vh, kv_stride, 0.0f, oh, dim);
+      lode_ops_gemm_ld (FALSE, FALSE, nr, hd, lk, 1.0f, s, lk, vh, kv_stride, 0.0f, oh, dim);
     }
   return 0;
 }
@@ -340,27 +303,8 @@ static int
 cpu_conv1x1_to_nchw (void *ctx, float *out, const float *x, const float *w, const float *b,
                      int hw, int c_in, int c_out)
 {
-  int threads = ((CpuContext *) ctx)->threads;
-
-  if ((gint64) hw * c_in * c_out < PARALLEL_MIN_MACS || hw < 2 * threads)
-    threads = 1;
-  /* columns (pixels) split over the threads */
-#ifdef _OPENMP
-#pragma omp parallel num_threads (threads)
-#endif
-  {
-    int t = THREAD_NUM (), n = N_THREADS ();
-    int p0 = (int) ((gint64) hw * t / n), p1 = (int) ((gint64) hw * (t + 1) / n);
-
-    if (p1 > p0)
-      {
-        cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, c_out, p1 - p0, c_in, 1.0f,
-                     w, c_in, x + (gsize) p0 * c_in, c_in, 0.0f, out + p0, hw);
-        for (int o = 0; o < c_out; o++)
-          for (int p = p0; p < p1; p++)
-            out[(gsize) o * hw + p] += b[o];
-      }
-  }
+  lode_ops_gemm_ld (FALSE, TRUE, c_out, hw, c_in, 1.0f, w, c_in, x, c_in, 0.0f, out, hw);
+  lode_ops_add_channel_bias (out, out, b, 1, c_out, hw);
   return 0;
 }
 
@@ -404,7 +348,7 @@ static const Sam2Backend cpu_backend = {
 static CpuContext
 cpu_context_default (void)
 {
-  CpuContext c = { 1, 1 };
+  CpuContext c = { 1 };
 
 #ifdef _OPENMP
   c.threads = MAX (1, omp_get_max_threads ());

@@ -104,6 +104,62 @@ test_gemm (void)
       }
 }
 
+/* Products large enough to be split over the threads, by rows (m >= n)
+ * and by columns, with gaps between the stored rows (which must be left
+ * alone), on the team and on one thread. */
+static void
+test_gemm_ld (void)
+{
+  static const int shapes[][3] = { { 300, 70, 40 }, { 70, 300, 40 }, { 129, 1000, 33 } };
+  g_autoptr(GRand) rand = g_rand_new_with_seed (5);
+  int threads_before = lode_ops_cpu_threads ();
+
+  for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
+    for (int t = 0; t < 4; t++)
+      {
+        int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        gboolean ta = t & 1, tb = (t >> 1) & 1;
+        int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 7;
+        int arows = ta ? k : m, brows = tb ? n : k;
+        g_autofree float *a = random_array (rand, (gsize) arows * lda);
+        g_autofree float *b = random_array (rand, (gsize) brows * ldb);
+        g_autofree float *c = random_array (rand, (gsize) m * ldc);
+        g_autofree float *c1 = g_memdup2 (c, sizeof (float) * m * ldc);
+        g_autofree float *orig = g_memdup2 (c, sizeof (float) * m * ldc);
+        g_autofree float *c0 = g_new (float, (gsize) m * n);
+        g_autofree float *ap = g_new (float, (gsize) arows * (ta ? m : k));
+        g_autofree float *bp = g_new (float, (gsize) brows * (tb ? k : n));
+        g_autofree double *want = g_new (double, (gsize) m * n);
+        g_autofree float *got = g_new (float, (gsize) m * n);
+        g_autofree char *what = g_strdup_printf ("gemm_ld %dx%dx%d ta=%d tb=%d", m, n, k, ta, tb);
+
+        /* the same matrices packed, for the reference */
+        for (int i = 0; i < arows; i++)
+          memcpy (ap + (gsize) i * (ta ? m : k), a + (gsize) i * lda, sizeof (float) * (ta ? m : k));
+        for (int i = 0; i < brows; i++)
+          memcpy (bp + (gsize) i * (tb ? k : n), b + (gsize) i * ldb, sizeof (float) * (tb ? k : n));
+        for (int i = 0; i < m; i++)
+          memcpy (c0 + (gsize) i * n, c + (gsize) i * ldc, sizeof (float) * n);
+        naive_gemm (ta, tb, m, n, k, 0.5, ap, bp, 2.0, c0, want);
+
+        for (int threads = 2; threads >= 1; threads--)
+          {
+            float *out = threads == 2 ? c : c1;
+
+            lode_ops_cpu_set_threads (threads);
+            lode_ops_gemm_ld (ta, tb, m, n, k, 0.5f, a, lda, b, ldb, 2.0f, out, ldc);
+            for (int i = 0; i < m; i++)
+              {
+                memcpy (got + (gsize) i * n, out + (gsize) i * ldc, sizeof (float) * n);
+                for (int j = n; j < ldc; j++)
+                  g_assert_cmpfloat (out[(gsize) i * ldc + j], ==, orig[(gsize) i * ldc + j]);
+              }
+            assert_close (got, want, (gsize) m * n, what);
+          }
+        lode_ops_cpu_set_threads (threads_before);
+      }
+}
+
 static void
 test_gemm_batched (void)
 {
@@ -986,6 +1042,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/ops/gemm", test_gemm);
   g_test_add_func ("/ops/round-bf16", test_round_bf16);
+  g_test_add_func ("/ops/gemm-ld", test_gemm_ld);
   g_test_add_func ("/ops/gemm-batched", test_gemm_batched);
   g_test_add_func ("/ops/matmul-hand", test_matmul_hand);
   g_test_add_func ("/ops/linear", test_linear);

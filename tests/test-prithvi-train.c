@@ -11,7 +11,7 @@
  * slower (7 to 46 s instead of 4 s). */
 #include "config.h"
 
-#include <cblas.h>
+#include "lode-ops.h"
 #include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
@@ -609,7 +609,7 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  openblas_set_num_threads (1);
+  lode_ops_cpu_set_threads (1);
   g_test_add_func ("/prithvi-train/demo", test_train_demo);
   g_test_add_func ("/prithvi-train/loss-options", test_loss_options);
   g_test_add_func ("/prithvi-train/resume", test_resume);

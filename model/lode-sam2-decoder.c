@@ -24,6 +24,9 @@ G_DEFINE_QUARK (lode-sam2-error-quark, lode_sam2_error)
 #define MAX_TOKENS (1 + 1 + N_MASK_TOKENS + 2 + LODE_SAM2_MAX_POINTS + 1)
 /* Image rows per work item of the row-wise passes over [hw, c]. */
 #define NORM_BLOCK 64
+/* and of add_product_norm_pe: a product's rows [256, c] stay in a core's
+ * cache to the norm, and its right factor is packed once per block */
+#define PRODUCT_BLOCK 256
 
 typedef struct {
   LodeTensor *qw, *qb, *kw, *kb, *vw, *vb, *ow, *ob;
@@ -1197,12 +1200,12 @@ image_to_token_values (LodeSam2Decoder *self, int layer, const float *ktok, cons
 /* The image attends to the tokens, folded: the queries Wq x + bq meet the
  * keys k_h[i] as x . (Wq_h^T k_h[i]) + bq_h . k_h[i] (a term that differs
  * from key to key, so it is kept: the softmax runs over the keys); the
- * output Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo. x = kpe;
- * out [hw, c] receives the sum without bo, which the caller adds (added to
- * beta out). */
+ * output Wo (sum_i a v_h[i]) + bo is sum a (Wo_h v_h[i]) + bo. x = kpe.
+ * Leaves the softmax A in self->sc [hw, heads * t] and the Wo_h v_h[i] in
+ * self->z: the output without bo is A z (add_product_norm_pe). */
 static void
 image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const float *ktok,
-                       const float *vtok, int t, float *out, float beta)
+                       const float *vtok, int t)
 {
   const Attn *a = &self->layers[layer].i2t;
   int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
@@ -1230,18 +1233,17 @@ image_to_token_folded (LodeSam2Decoder *self, int layer, const float *kpe, const
   PARALLEL_FOR ((gint64) hw * h * t * 8)
   for (int r = 0; r < hw; r += NORM_BLOCK)
     heads_softmax_rows (self->sc, h * t, self->ho, bias, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
-  lode_ops_gemm (FALSE, FALSE, hw, c, h * t, 1.0f, self->sc, self->z, beta, out);
 }
 
 /* Layer 0's image-to-token attention, the image's queries given in
  * transposed head layout (hq [h, d, hw]: cached, see prepare_first_layer): scores
  * q_h . k_h[i] / sqrt d are products of depth d, and the output as in
- * image_to_token_folded, without bo, into out [hw, c] (added to beta out).
- * With a mask input (self->mask_g) the keys' move G^T Wd^T + shift comes
- * with the product: [A | G^T | 1] [Z; Wd^T; shift]. */
+ * image_to_token_folded. With a mask input (self->mask_g) the keys' move
+ * G^T Wd^T + shift comes with the product: [A | G^T | 1] [Z; Wd^T; shift]
+ * (self->sc rows of layer0_score_width). */
 static void
 image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok, const float *vtok,
-                       int t, float *out, float beta)
+                       int t)
 {
   const Attn *a = &self->layers[0].i2t;
   int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
@@ -1266,41 +1268,35 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
     }
   if (g != NULL)
     memcpy (self->z + (gsize) ht * c, self->mask_rows, sizeof (float) * (MASK_IN_CHANS + 1) * c);
-  lode_ops_gemm (FALSE, FALSE, hw, c, w, 1.0f, self->sc, self->z, beta, out);
 }
 
-/* The image's attention to the tokens, queries from kpe (keys + PE), into
- * self->ktmp [hw, c], or added to self->keys when add and the attention is
- * folded; returns the bias still to be added (out_proj's, or NULL when it
- * is in) and whether it went to the keys (*added). */
-static const float *
+/* The image's attention to the tokens, queries from kpe (keys + PE).
+ * Folded, it returns the width w of the softmax rows in self->sc, whose
+ * product with self->z is the output without out_proj's bias
+ * (add_product_norm_pe forms it); else 0, the output being in self->ktmp
+ * [hw, c]. */
+static int
 image_to_token (LodeSam2Decoder *self, int layer, const float *kpe, const float *hq0,
-                const float *ktok, const float *vtok, int t, gboolean add, gboolean *added)
+                const float *ktok, const float *vtok, int t)
 {
-  float *out = add ? self->keys : self->ktmp;
-  float beta = add ? 1.0f : 0.0f;
-
   const Attn *a = &self->layers[layer].i2t;
   Heads img_tok = { self->hq, self->thk, self->thv, self->ho };
 
   if (layer == 0 && use_folded (self, a, t))
     {
-      image_to_token_cached (self, hq0, ktok, vtok, t, out, beta);
-      *added = add;
-      return a->ob->data;
+      image_to_token_cached (self, hq0, ktok, vtok, t);
+      return layer0_score_width (self, t);
     }
   if (use_folded (self, a, t))
     {
-      image_to_token_folded (self, layer, kpe, ktok, vtok, t, out, beta);
-      *added = add;
-      return a->ob->data;
+      image_to_token_folded (self, layer, kpe, ktok, vtok, t);
+      return self->heads * t;
     }
   linear (self->pq, kpe, a->qw, a->qb, self->hw);
   linear (self->tk, ktok, a->kw, a->kb, t);
   linear (self->tv, vtok, a->vw, a->vb, t);
   attn_core (self, a, self->pq, self->tk, self->tv, &img_tok, self->hw, t, self->ktmp);
-  *added = FALSE;
-  return NULL;
+  return 0;
 }
 
 /* out = layer_norm (a + b + bias) over rows of c, out_pe = out + pe, in one
@@ -1372,6 +1368,32 @@ add_norm_pe (float *out, float *out_pe, const float *a, const float *b, const fl
 
       add_norm_pe_rows (out + o, out_pe + o, a + o, b != NULL ? b + o : NULL, bias, w->data, wb->data, pe + o,
                         MIN (NORM_BLOCK, rows - r), c, stats != NULL ? stats + r : NULL, (gsize) rows);
+    }
+}
+
+/* A folded image-to-token attention's output, added to the keys and
+ * normed: keys = layer_norm (keys_in + A z + bias), kpe = keys + PE, where
+ * A is self->sc (rows of w) and z self->z [w, c]. A block of rows at a
+ * time, from the product to the norm, so that the sum never goes to
+ * memory between them. keys_in may be self->keys. stats as add_norm_pe. */
+static void
+add_product_norm_pe (LodeSam2Decoder *self, const float *keys_in, int w, const float *bias,
+                     const LodeTensor *nw, const LodeTensor *nb, float *stats)
+{
+  int hw = self->hw, c = self->c;
+  gboolean in_place = keys_in == self->keys;
+
+  PARALLEL_FOR ((gint64) hw * c * w)
+  for (int r = 0; r < hw; r += PRODUCT_BLOCK)
+    {
+      int n = MIN (PRODUCT_BLOCK, hw - r);
+      gsize o = (gsize) r * c;
+
+      lode_ops_gemm (FALSE, FALSE, n, c, w, 1.0f, self->sc + (gsize) r * w, self->z,
+                     in_place ? 1.0f : 0.0f, self->keys + o);
+      add_norm_pe_rows (self->keys + o, self->kpe + o, self->keys + o, in_place ? NULL : keys_in + o,
+                        bias, nw->data, nb->data, self->dense_pe + o, n, c,
+                        stats != NULL ? stats + r : NULL, (gsize) hw);
     }
 }
 
@@ -1477,8 +1499,8 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
   int c = self->c, hw = self->hw;
   gsize tc = (gsize) t * c, oc = (gsize) n_out * c;
   float *queries = self->queries;
-  const float *keys_in = keys0, *kpe_in = kpe0, *i2t_bias;
-  gboolean added;
+  const float *keys_in = keys0, *kpe_in = kpe0;
+  int w;
   const float *qpe = self->tok_pe;
   float *q = self->qtmp, *attn = self->tbuf;
   Heads tok = { self->thq, self->thk, self->thv, self->tho };
@@ -1519,13 +1541,15 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
 
       /* the image attends to the tokens: q from keys + PE */
       lode_ops_add (q, queries, qpe, tc);
-      i2t_bias = image_to_token (self, l, kpe_in, hq0, q, queries, t, keys_in == self->keys, &added);
+      w = image_to_token (self, l, kpe_in, hq0, q, queries, t);
       if (self->factored)
         factor_layer (self, l, t);
-      add_norm_pe (self->keys, self->kpe, keys_in, added ? NULL : self->ktmp, i2t_bias,
-                   ly->norm_w[3], ly->norm_b[3],
-                   self->dense_pe, hw, c,
-                   self->factored ? self->f_stats + (gsize) 2 * l * hw : NULL);
+      if (w > 0)
+        add_product_norm_pe (self, keys_in, w, ly->i2t.ob->data, ly->norm_w[3], ly->norm_b[3],
+                             self->factored ? self->f_stats + (gsize) 2 * l * hw : NULL);
+      else
+        add_norm_pe (self->keys, self->kpe, keys_in, self->ktmp, NULL, ly->norm_w[3], ly->norm_b[3],
+                     self->dense_pe, hw, c, NULL);
       keys_in = self->keys;
       kpe_in = self->kpe;
     }

@@ -6,6 +6,9 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "lode-ops.h"
 #include "lode-ops-math.h"
 #include "lode-parallel.h"
@@ -110,6 +113,12 @@ struct _LodeSam2Decoder {
    * coefficient of M_0^T K0^T per pixel. */
   float *fm[8], *f_rows, *c_y0, *f_left, *f_right, *f_stats, *f_p0;
   gboolean factored;
+
+  /* add_product_norm_pe's per-thread scratch when it runs the next
+   * token-to-image attention: fuse_threads parts of fuse_part floats */
+  float *fuse_buf;
+  int fuse_threads;
+  gsize fuse_part;
   int f_ht, f_k;
 };
 
@@ -759,6 +768,7 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->f_right);
   g_free (self->f_stats);
   g_free (self->f_p0);
+  g_free (self->fuse_buf);
   g_free (self->mask_rows);
   g_free (self->c_hv);
   g_free (self->mask_kw);
@@ -1112,23 +1122,32 @@ use_folded (const LodeSam2Decoder *self, const Attn *a, int t)
 
 /* Tokens attend to the image, folded: q [t, c] (tokens + PE), x = kpe,
  * v from keys; out [t, c]. */
+/* The tokens' side of a folded token-to-image attention:
+ * self->r [heads * t, c], r[h*t + i] = Wk_h^T q_h[i] / sqrt d, whose scores
+ * against the image rows x (keys + PE) are r . x (the key bias adds a
+ * constant along the softmax). */
 static void
-token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int t, float *out)
+token_to_image_queries (LodeSam2Decoder *self, const Attn *a, const float *q, int t)
 {
-  int h = self->heads, d = a->internal / h, c = self->c, hw = self->hw;
+  int h = self->heads, d = a->internal / h, c = self->c;
   float scale = 1.0f / sqrtf ((float) d);
 
   linear (self->tq, q, a->qw, a->qb, t);                   /* [t, internal] */
   lode_ops_split_heads (self->thq, self->tq, t, h, d);
-  /* r[h*t + i] = Wk_h^T q_h[i] / sqrt d */
   for (int k = 0; k < h; k++)
     {
       lode_ops_gemm (FALSE, FALSE, t, c, d, scale, self->thq + (gsize) k * t * d,
                      a->kw->data + (gsize) k * d * c, 0.0f, self->r + (gsize) k * t * c);
     }
-  lode_ops_gemm (FALSE, TRUE, h * t, hw, c, 1.0f, self->r, self->kpe, 0.0f, self->sc);
-  lode_ops_softmax (self->sc, self->sc, h * t, hw);
-  lode_ops_gemm (FALSE, FALSE, h * t, c, hw, 1.0f, self->sc, self->keys, 0.0f, self->z);
+}
+
+/* Its end: out [t, c] from self->z [heads * t, c], the softmax-weighted
+ * sums of the image rows (keys) per head and token. */
+static void
+token_to_image_output (LodeSam2Decoder *self, const Attn *a, int t, float *out)
+{
+  int h = self->heads, d = a->internal / h, c = self->c;
+
   /* o_h[i] = Wv_h z[h*t + i] + bv_h, written as [t, heads, d] */
   for (int k = 0; k < h; k++)
     {
@@ -1140,6 +1159,18 @@ token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int
     }
   lode_ops_merge_heads (self->tk, self->tho, t, h, d);
   linear (out, self->tk, a->ow, a->ob, t);
+}
+
+static void
+token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int t, float *out)
+{
+  int ht = self->heads * t, c = self->c, hw = self->hw;
+
+  token_to_image_queries (self, a, q, t);
+  lode_ops_gemm (FALSE, TRUE, ht, hw, c, 1.0f, self->r, self->kpe, 0.0f, self->sc);
+  lode_ops_softmax (self->sc, self->sc, ht, hw);
+  lode_ops_gemm (FALSE, FALSE, ht, c, hw, 1.0f, self->sc, self->keys, 0.0f, self->z);
+  token_to_image_output (self, a, t, out);
 }
 
 /* Tokens attend to the image: q from the tokens (plus their PE), k from
@@ -1371,29 +1402,152 @@ add_norm_pe (float *out, float *out_pe, const float *a, const float *b, const fl
     }
 }
 
+/* One block of the next token-to-image attention, run inside
+ * add_product_norm_pe with an online softmax: s [ht, n] = r x^T are the
+ * scores of the block's rows x (keys + PE); each softmax row i keeps its
+ * running maximum m[i] and sum l[i], and u[i] [c] the sum of the keys
+ * weighted by exp (score - m[i]). */
+VECTOR_CLONES static void
+online_softmax_rows (float *s, float *m, float *l, float *u, int ht, int n, int c)
+{
+  for (int i = 0; i < ht; i++)
+    {
+      float *si = s + (gsize) i * n, *ui = u + (gsize) i * c;
+      float mb = si[0], mn, alpha, sum = 0.0f;
+
+      for (int j = 1; j < n; j++)
+        mb = MAX (mb, si[j]);
+      mn = MAX (m[i], mb);
+      alpha = lode_exp_nonpositive (m[i] - mn);
+      SIMD_REDUCE (sum)
+      for (int j = 0; j < n; j++)
+        {
+          si[j] = lode_exp_nonpositive (si[j] - mn);
+          sum += si[j];
+        }
+      l[i] = l[i] * alpha + sum;
+      m[i] = mn;
+      SIMD_FOR
+      for (int j = 0; j < c; j++)
+        ui[j] *= alpha;
+    }
+}
+
 /* A folded image-to-token attention's output, added to the keys and
  * normed: keys = layer_norm (keys_in + A z + bias), kpe = keys + PE, where
  * A is self->sc (rows of w) and z self->z [w, c]. A block of rows at a
  * time, from the product to the norm, so that the sum never goes to
- * memory between them. keys_in may be self->keys. stats as add_norm_pe. */
+ * memory between them. keys_in may be self->keys. stats as add_norm_pe.
+ *
+ * With r (not NULL, [ht, c]: token_to_image_queries of the attention that
+ * comes next) the tokens' attention to the new keys runs in the same pass,
+ * each block's scores r . kpe and sum of keys taken while the block is in
+ * the cache, with a softmax kept online per thread and the threads' parts
+ * merged in their order at the end: self->z receives the softmax-weighted
+ * sums [ht, c] (the attention's values before Wv). Without store, the new
+ * keys are not written (nothing after the next attention needs them). */
 static void
 add_product_norm_pe (LodeSam2Decoder *self, const float *keys_in, int w, const float *bias,
-                     const LodeTensor *nw, const LodeTensor *nb, float *stats)
+                     const LodeTensor *nw, const LodeTensor *nb, float *stats, const float *r,
+                     int ht, gboolean store)
 {
-  int hw = self->hw, c = self->c;
+  int hw = self->hw, c = self->c, n_blocks = (hw + PRODUCT_BLOCK - 1) / PRODUCT_BLOCK;
+  int team = r != NULL ? lode_ops_cpu_threads () : 1;
   gboolean in_place = keys_in == self->keys;
+  gsize part = 2 * (gsize) ht + (gsize) ht * c + 2 * (gsize) PRODUCT_BLOCK * c + (gsize) ht * PRODUCT_BLOCK;
+  int used = 1;
 
-  PARALLEL_FOR ((gint64) hw * c * w)
-  for (int r = 0; r < hw; r += PRODUCT_BLOCK)
+  g_return_if_fail (store || r != NULL);
+
+  if (r == NULL)
     {
-      int n = MIN (PRODUCT_BLOCK, hw - r);
-      gsize o = (gsize) r * c;
+      PARALLEL_FOR ((gint64) hw * c * w)
+      for (int b = 0; b < n_blocks; b++)
+        {
+          int r0 = b * PRODUCT_BLOCK, n = MIN (PRODUCT_BLOCK, hw - r0);
+          gsize o = (gsize) r0 * c;
 
-      lode_ops_gemm (FALSE, FALSE, n, c, w, 1.0f, self->sc + (gsize) r * w, self->z,
-                     in_place ? 1.0f : 0.0f, self->keys + o);
-      add_norm_pe_rows (self->keys + o, self->kpe + o, self->keys + o, in_place ? NULL : keys_in + o,
-                        bias, nw->data, nb->data, self->dense_pe + o, n, c,
-                        stats != NULL ? stats + r : NULL, (gsize) hw);
+          lode_ops_gemm (FALSE, FALSE, n, c, w, 1.0f, self->sc + (gsize) r0 * w, self->z,
+                         in_place ? 1.0f : 0.0f, self->keys + o);
+          add_norm_pe_rows (self->keys + o, self->kpe + o, self->keys + o, in_place ? NULL : keys_in + o,
+                            bias, nw->data, nb->data, self->dense_pe + o, n, c,
+                            stats != NULL ? stats + r0 : NULL, (gsize) hw);
+        }
+      return;
+    }
+  if (self->fuse_threads < team || self->fuse_part < part)
+    {
+      g_free (self->fuse_buf);
+      self->fuse_buf = g_new (float, (gsize) team * part);
+      self->fuse_threads = team;
+      self->fuse_part = part;
+    }
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads (team)
+#endif
+  {
+    int id = 0, nt = 1;
+    float *m, *l, *u, *kb, *kpb, *sb;
+
+#ifdef _OPENMP
+    id = omp_get_thread_num ();
+    nt = omp_get_num_threads ();
+#pragma omp single
+    used = nt;
+#endif
+    m = self->fuse_buf + (gsize) id * self->fuse_part;
+    l = m + ht;
+    u = l + ht;
+    kb = u + (gsize) ht * c;
+    kpb = kb + (gsize) PRODUCT_BLOCK * c;
+    sb = kpb + (gsize) PRODUCT_BLOCK * c;
+    for (int i = 0; i < ht; i++)
+      {
+        m[i] = -INFINITY;
+        l[i] = 0.0f;
+      }
+    memset (u, 0, sizeof (float) * ht * c);
+
+    /* a contiguous run of blocks per thread */
+    for (int b = n_blocks * id / nt; b < n_blocks * (id + 1) / nt; b++)
+      {
+        int r0 = b * PRODUCT_BLOCK, n = MIN (PRODUCT_BLOCK, hw - r0);
+        gsize o = (gsize) r0 * c;
+        float *kr = store ? self->keys + o : kb, *kpr = store ? self->kpe + o : kpb;
+        gboolean accumulate = store && in_place;
+
+        lode_ops_gemm (FALSE, FALSE, n, c, w, 1.0f, self->sc + (gsize) r0 * w, self->z,
+                       accumulate ? 1.0f : 0.0f, kr);
+        add_norm_pe_rows (kr, kpr, kr, accumulate ? NULL : keys_in + o, bias, nw->data, nb->data,
+                          self->dense_pe + o, n, c, stats != NULL ? stats + r0 : NULL, (gsize) hw);
+        lode_ops_gemm (FALSE, TRUE, ht, n, c, 1.0f, r, kpr, 0.0f, sb);
+        online_softmax_rows (sb, m, l, u, ht, n, c);
+        lode_ops_gemm (FALSE, FALSE, ht, c, n, 1.0f, sb, kr, 1.0f, u);
+      }
+  }
+
+  /* the threads' parts, merged in their order */
+  for (int i = 0; i < ht; i++)
+    {
+      float mx = -INFINITY, sum = 0.0f;
+      float *zi = self->z + (gsize) i * c;
+
+      for (int p = 0; p < used; p++)
+        mx = MAX (mx, self->fuse_buf[(gsize) p * self->fuse_part + i]);
+      memset (zi, 0, sizeof (float) * c);
+      for (int p = 0; p < used; p++)
+        {
+          const float *m = self->fuse_buf + (gsize) p * self->fuse_part;
+          const float *ui = m + 2 * (gsize) ht + (gsize) i * c;
+          float f = m[i] == -INFINITY ? 0.0f : lode_exp_nonpositive (m[i] - mx);
+
+          sum += m[ht + i] * f;
+          for (int j = 0; j < c; j++)
+            zi[j] += f * ui[j];
+        }
+      for (int j = 0; j < c; j++)
+        zi[j] /= sum;
     }
 }
 
@@ -1485,6 +1639,32 @@ apply_mask_input (LodeSam2Decoder *self, const float *mask)
   }
 }
 
+/* Layer l's self attention of the t tokens (self->queries, updated and
+ * normed); the first layer has neither the PE nor the residual. */
+static void
+token_self_attention (LodeSam2Decoder *self, int l, int t)
+{
+  const Layer *ly = &self->layers[l];
+  const Attn *sa = &ly->self_attn;
+  gsize tc = (gsize) t * self->c;
+  float *queries = self->queries, *q = self->qtmp, *attn = self->tbuf;
+  Heads tok = { self->thq, self->thk, self->thv, self->tho };
+
+  if (l == 0)
+    memcpy (q, queries, sizeof (float) * tc);
+  else
+    lode_ops_add (q, queries, self->tok_pe, tc);
+  linear (self->tq, q, sa->qw, sa->qb, t);
+  linear (self->tk, q, sa->kw, sa->kb, t);
+  linear (self->tv, queries, sa->vw, sa->vb, t);
+  attn_core (self, sa, self->tq, self->tk, self->tv, &tok, t, t, attn);
+  if (l == 0)
+    memcpy (queries, attn, sizeof (float) * tc);
+  else
+    lode_ops_add (queries, queries, attn, tc);
+  layer_norm (queries, ly->norm_w[0], ly->norm_b[0], t, self->c);
+}
+
 /* The layers and the final attention. Layer 0's keys and keys + PE
  * (keys0, kpe0: the cached ones, or self->keys and self->kpe with a mask
  * input that is not folded into layer 0's image-to-token product), its token-to-image K and V (hk0, hv0) and image-to-token
@@ -1501,36 +1681,29 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
   float *queries = self->queries;
   const float *keys_in = keys0, *kpe_in = kpe0;
   int w;
+  gboolean attended = FALSE;
   const float *qpe = self->tok_pe;
   float *q = self->qtmp, *attn = self->tbuf;
-  Heads tok = { self->thq, self->thk, self->thv, self->tho };
 
   memcpy (queries, qpe, sizeof (float) * tc);
 
   for (int l = 0; l < self->depth; l++)
     {
       const Layer *ly = &self->layers[l];
-      const Attn *sa = &ly->self_attn;
 
-      /* self attention of the tokens; the first layer has neither the PE
-       * nor the residual */
-      if (l == 0)
-        memcpy (q, queries, sizeof (float) * tc);
-      else
-        lode_ops_add (q, queries, qpe, tc);
-      linear (self->tq, q, sa->qw, sa->qb, t);
-      linear (self->tk, q, sa->kw, sa->kb, t);
-      linear (self->tv, queries, sa->vw, sa->vb, t);
-      attn_core (self, sa, self->tq, self->tk, self->tv, &tok, t, t, attn);
-      if (l == 0)
-        memcpy (queries, attn, sizeof (float) * tc);
-      else
-        lode_ops_add (queries, queries, attn, tc);
-      layer_norm (queries, ly->norm_w[0], ly->norm_b[0], t, c);
+      if (!attended)
+        token_self_attention (self, l, t);
 
-      /* the tokens attend to the image (kpe = keys + PE is up to date) */
-      lode_ops_add (q, queries, qpe, tc);
-      token_to_image (self, &ly->t2i, q, t, l == 0 ? hk0 : NULL, l == 0 ? hv0 : NULL, attn);
+      /* the tokens attend to the image (kpe = keys + PE is up to date),
+       * or did so in the previous layer's image pass */
+      if (attended)
+        token_to_image_output (self, &ly->t2i, t, attn);
+      else
+        {
+          lode_ops_add (q, queries, qpe, tc);
+          token_to_image (self, &ly->t2i, q, t, l == 0 ? hk0 : NULL, l == 0 ? hv0 : NULL, attn);
+        }
+      attended = FALSE;
       lode_ops_add (queries, queries, attn, tc);
       layer_norm (queries, ly->norm_w[1], ly->norm_b[1], t, c);
 
@@ -1544,9 +1717,28 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
       w = image_to_token (self, l, kpe_in, hq0, q, queries, t);
       if (self->factored)
         factor_layer (self, l, t);
-      if (w > 0)
+      if (w > 0 && self->factored)
+        {
+          /* the tokens are final for this layer: the next attention of
+           * the tokens to the image (the next layer's, after its self
+           * attention, or the final one) runs in the image's pass; the
+           * last keys are needed by nothing else (the upscaling goes
+           * through the factors) */
+          gboolean last = l == self->depth - 1;
+          const Attn *next = last ? &self->final_attn : &self->layers[l + 1].t2i;
+          int tn = last ? n_out : t;
+
+          if (!last)
+            token_self_attention (self, l + 1, t);
+          lode_ops_add (q, queries, qpe, (gsize) tn * c);
+          token_to_image_queries (self, next, q, tn);
+          add_product_norm_pe (self, keys_in, w, ly->i2t.ob->data, ly->norm_w[3], ly->norm_b[3],
+                               self->f_stats + (gsize) 2 * l * hw, self->r, self->heads * tn, !last);
+          attended = TRUE;
+        }
+      else if (w > 0)
         add_product_norm_pe (self, keys_in, w, ly->i2t.ob->data, ly->norm_w[3], ly->norm_b[3],
-                             self->factored ? self->f_stats + (gsize) 2 * l * hw : NULL);
+                             NULL, NULL, 0, TRUE);
       else
         add_norm_pe (self->keys, self->kpe, keys_in, self->ktmp, NULL, ly->norm_w[3], ly->norm_b[3],
                      self->dense_pe, hw, c, NULL);
@@ -1555,8 +1747,13 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
     }
 
   /* final attention of the output tokens to the image, then its norm */
-  lode_ops_add (q, queries, qpe, oc);
-  token_to_image (self, &self->final_attn, q, n_out, NULL, NULL, attn);
+  if (attended)
+    token_to_image_output (self, &self->final_attn, n_out, attn);
+  else
+    {
+      lode_ops_add (q, queries, qpe, oc);
+      token_to_image (self, &self->final_attn, q, n_out, NULL, NULL, attn);
+    }
   lode_ops_add (queries, queries, attn, oc);
   layer_norm (queries, self->final_norm_w, self->final_norm_b, n_out, c);
 }

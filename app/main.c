@@ -22,14 +22,16 @@
  *   OpenMP's, and OpenBLAS runs each product on the thread that calls it
  *   (lode_ops_cpu_init); this spares it starting a pool that would only
  *   sleep.
- * - GOMP_SPINCOUNT: after a parallel loop OpenMP's threads wait this many
- *   spins (about a millisecond) for the next one before they sleep. A SAM2
- *   click is hundreds of short parallel steps: in alternated runs of lode
- *   bench sam2 at 1024 on two cores, a click took 16-20 ms when the threads
- *   slept after each step (OMP_WAIT_POLICY=PASSIVE, each wake a system
- *   call) and 13-16 ms with this count; spinning without end (ACTIVE)
- *   would hold a core while Lode is idle. */
-#define SPIN_COUNT "100000"
+ * - GOMP_SPINCOUNT=1000: after a parallel loop OpenMP's threads spin this
+ *   many times (some tens of microseconds) for the next one before they
+ *   sleep. A SAM2 click is hundreds of short parallel steps. Measured with
+ *   lode bench sam2 at 1024 on two cores, median click: on a quiet machine
+ *   17.8-18.1 ms when the threads sleep at once (OMP_WAIT_POLICY=PASSIVE,
+ *   each wake a system call), 12.8-13.3 ms with 1000 spins as with 100000;
+ *   with another program keeping one core busy, 26-27 ms sleeping at once,
+ *   28-29 ms with 1000 spins, but 111-115 ms with 100000 (a spinning thread
+ *   holds the core the other team's thread waits for). */
+#define SPIN_COUNT "1000"
 
 static void
 ensure_thread_settings (char **argv)

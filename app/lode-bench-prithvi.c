@@ -3,12 +3,12 @@
 #include "config.h"
 
 #include <stdio.h>
-#include "lode-ops.h"
 #include <string.h>
 
 #include <glib/gi18n.h>
 
 #include "lode-commands.h"
+#include "lode-ops.h"
 #include "lode-prithvi.h"
 
 /* "lode bench prithvi": images per second of the Prithvi-EO-2.0 + UperNet

@@ -5,8 +5,9 @@
  * function says [B,H,W,C]. The output never aliases an input unless the
  * comment says so. Matrix products and convolutions go through OpenBLAS
  * (cblas_sgemm); products and element-wise loops are split over the cores
- * by one OpenMP team when the build has it (lode_ops_cpu_init). Each kernel has a CUDA twin in lode-ops-cuda.h with the
- * same semantics, and tests/test-ops-gpu.c compares the two.
+ * by one OpenMP team when the build has it (lode_ops_cpu_init). Each
+ * kernel has a CUDA twin in lode-ops-cuda.h with the same semantics, and
+ * tests/test-ops-gpu.c compares the two.
  *
  * Sizes are ints for dimensions and gsize for element counts; a kernel
  * given a negative size or NULL array is a programmer error

@@ -113,13 +113,13 @@ struct _LodeSam2Decoder {
    * coefficient of M_0^T K0^T per pixel. */
   float *fm[8], *f_rows, *c_y0, *f_left, *f_right, *f_stats, *f_p0;
   gboolean factored;
+  int f_ht, f_k;
 
   /* add_product_norm_pe's per-thread scratch when it runs the next
    * token-to-image attention: fuse_threads parts of fuse_part floats */
   float *fuse_buf;
   int fuse_threads;
   gsize fuse_part;
-  int f_ht, f_k;
 };
 
 /* Embedding rows per band of the upscaling: about BAND_PIXELS pixels. */
@@ -1120,8 +1120,6 @@ use_folded (const LodeSam2Decoder *self, const Attn *a, int t)
   return self->heads * t < a->internal;
 }
 
-/* Tokens attend to the image, folded: q [t, c] (tokens + PE), x = kpe,
- * v from keys; out [t, c]. */
 /* The tokens' side of a folded token-to-image attention:
  * self->r [heads * t, c], r[h*t + i] = Wk_h^T q_h[i] / sqrt d, whose scores
  * against the image rows x (keys + PE) are r . x (the key bias adds a
@@ -1161,6 +1159,8 @@ token_to_image_output (LodeSam2Decoder *self, const Attn *a, int t, float *out)
   linear (out, self->tk, a->ow, a->ob, t);
 }
 
+/* Tokens attend to the image, folded: q [t, c] (tokens + PE), x = kpe,
+ * v from keys; out [t, c]. */
 static void
 token_to_image_folded (LodeSam2Decoder *self, const Attn *a, const float *q, int t, float *out)
 {
@@ -1433,6 +1433,24 @@ online_softmax_rows (float *s, float *m, float *l, float *u, int ht, int n, int 
     }
 }
 
+/* Rows r0 .. r0 + n of add_product_norm_pe: the block's keys into kr and
+ * keys + PE into kpr (in self->keys and self->kpe, or a thread's scratch).
+ * When kr is where the block's keys_in are, the product is added there. */
+static void
+product_norm_block (LodeSam2Decoder *self, const float *keys_in, int w, const float *bias,
+                    const LodeTensor *nw, const LodeTensor *nb, float *stats, int r0, int n,
+                    float *kr, float *kpr)
+{
+  gsize o = (gsize) r0 * self->c;
+  gboolean in_place = kr == keys_in + o;
+
+  lode_ops_gemm (FALSE, FALSE, n, self->c, w, 1.0f, self->sc + (gsize) r0 * w, self->z,
+                 in_place ? 1.0f : 0.0f, kr);
+  add_norm_pe_rows (kr, kpr, kr, in_place ? NULL : keys_in + o, bias, nw->data, nb->data,
+                    self->dense_pe + o, n, self->c, stats != NULL ? stats + r0 : NULL,
+                    (gsize) self->hw);
+}
+
 /* A folded image-to-token attention's output, added to the keys and
  * normed: keys = layer_norm (keys_in + A z + bias), kpe = keys + PE, where
  * A is self->sc (rows of w) and z self->z [w, c]. A block of rows at a
@@ -1453,7 +1471,6 @@ add_product_norm_pe (LodeSam2Decoder *self, const float *keys_in, int w, const f
 {
   int hw = self->hw, c = self->c, n_blocks = (hw + PRODUCT_BLOCK - 1) / PRODUCT_BLOCK;
   int team = r != NULL ? lode_ops_cpu_threads () : 1;
-  gboolean in_place = keys_in == self->keys;
   gsize part = 2 * (gsize) ht + (gsize) ht * c + 2 * (gsize) PRODUCT_BLOCK * c + (gsize) ht * PRODUCT_BLOCK;
   int used = 1;
 
@@ -1464,14 +1481,10 @@ add_product_norm_pe (LodeSam2Decoder *self, const float *keys_in, int w, const f
       PARALLEL_FOR ((gint64) hw * c * w)
       for (int b = 0; b < n_blocks; b++)
         {
-          int r0 = b * PRODUCT_BLOCK, n = MIN (PRODUCT_BLOCK, hw - r0);
-          gsize o = (gsize) r0 * c;
+          int r0 = b * PRODUCT_BLOCK;
 
-          lode_ops_gemm (FALSE, FALSE, n, c, w, 1.0f, self->sc + (gsize) r0 * w, self->z,
-                         in_place ? 1.0f : 0.0f, self->keys + o);
-          add_norm_pe_rows (self->keys + o, self->kpe + o, self->keys + o, in_place ? NULL : keys_in + o,
-                            bias, nw->data, nb->data, self->dense_pe + o, n, c,
-                            stats != NULL ? stats + r0 : NULL, (gsize) hw);
+          product_norm_block (self, keys_in, w, bias, nw, nb, stats, r0, MIN (PRODUCT_BLOCK, hw - r0),
+                              self->keys + (gsize) r0 * c, self->kpe + (gsize) r0 * c);
         }
       return;
     }
@@ -1515,12 +1528,8 @@ add_product_norm_pe (LodeSam2Decoder *self, const float *keys_in, int w, const f
         int r0 = b * PRODUCT_BLOCK, n = MIN (PRODUCT_BLOCK, hw - r0);
         gsize o = (gsize) r0 * c;
         float *kr = store ? self->keys + o : kb, *kpr = store ? self->kpe + o : kpb;
-        gboolean accumulate = store && in_place;
 
-        lode_ops_gemm (FALSE, FALSE, n, c, w, 1.0f, self->sc + (gsize) r0 * w, self->z,
-                       accumulate ? 1.0f : 0.0f, kr);
-        add_norm_pe_rows (kr, kpr, kr, accumulate ? NULL : keys_in + o, bias, nw->data, nb->data,
-                          self->dense_pe + o, n, c, stats != NULL ? stats + r0 : NULL, (gsize) hw);
+        product_norm_block (self, keys_in, w, bias, nw, nb, stats, r0, n, kr, kpr);
         lode_ops_gemm (FALSE, TRUE, ht, n, c, 1.0f, r, kpr, 0.0f, sb);
         online_softmax_rows (sb, m, l, u, ht, n, c);
         lode_ops_gemm (FALSE, FALSE, ht, c, n, 1.0f, sb, kr, 1.0f, u);
@@ -1691,15 +1700,14 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
     {
       const Layer *ly = &self->layers[l];
 
-      if (!attended)
-        token_self_attention (self, l, t);
-
-      /* the tokens attend to the image (kpe = keys + PE is up to date),
-       * or did so in the previous layer's image pass */
+      /* self attention, and the tokens' attention to the image (kpe =
+       * keys + PE is up to date); or both were done with the previous
+       * layer's image pass */
       if (attended)
         token_to_image_output (self, &ly->t2i, t, attn);
       else
         {
+          token_self_attention (self, l, t);
           lode_ops_add (q, queries, qpe, tc);
           token_to_image (self, &ly->t2i, q, t, l == 0 ? hk0 : NULL, l == 0 ? hv0 : NULL, attn);
         }

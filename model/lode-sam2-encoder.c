@@ -65,10 +65,8 @@ typedef struct {
 
 #ifdef _OPENMP
 #define THREAD_NUM() omp_get_thread_num ()
-#define N_THREADS()  omp_get_num_threads ()
 #else
 #define THREAD_NUM() 0
-#define N_THREADS()  1
 #endif
 
 static int

@@ -29,12 +29,27 @@
 #ifndef VECTOR_CLONES
 #define VECTOR_CLONES
 #endif
+/* The same, with a * b + c contracted to one fused multiply-add (C17 mode
+ * turns that off): for kernels whose sums no CPU twin of a CUDA kernel
+ * has to match rounding for rounding. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__has_attribute)
+#if __has_attribute (target_clones)
+#define VECTOR_CLONES_FMA __attribute__ ((target_clones ("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
+                                            optimize ("tree-vectorize", "vect-cost-model=dynamic", \
+                                                      "fp-contract=fast")))
+#endif
+#endif
+#ifndef VECTOR_CLONES_FMA
+#define VECTOR_CLONES_FMA VECTOR_CLONES
+#endif
 #ifdef _OPENMP
 #define SIMD_FOR LODE_PRAGMA (omp simd)
 #define SIMD_REDUCE(v) LODE_PRAGMA (omp simd reduction (+:v))
+#define SIMD_MAX(v) LODE_PRAGMA (omp simd reduction (max:v))
 #else
 #define SIMD_FOR
 #define SIMD_REDUCE(v)
+#define SIMD_MAX(v)
 #endif
 
 /* Runs span (out, in, n) over count elements in chunks, one team of threads

@@ -75,7 +75,8 @@ struct _LodeSam2Decoder {
   float *tq, *tk, *tv, *thq, *thk, *thv, *tho;
   float *keys, *kpe, *ktmp;                          /* [hw, c] */
   float *pk, *pv, *pq, *hk, *hv, *hq, *ho;           /* [hw, internal] */
-  float *up1, *up2;                                  /* a band's upscaled features */
+  float *up2;                                        /* a band's masks */
+  float *up_h1, *up_h0;                              /* the features (upscale_cache) */
   float *masks;                                      /* [4, low_res^2] */
   float *mask_scratch;
   float *up_cols;                                    /* transposed convolution columns */
@@ -115,6 +116,17 @@ struct _LodeSam2Decoder {
   gboolean factored;
   int f_ht, f_k;
 
+  /* Layer 1's image projections through layer 0's cache (expand_init):
+   * per embedding x_c [x_n, hw] = W1 ((K0 - mean) G0)^T, W1 the rows of
+   * layer 1's token-to-image Wk and Wv and image-to-token Wq under each
+   * other (x_w [x_n, c]), and x_p [2 internal, hw] = Wk (b0 + PE)^T + bk,
+   * then Wq (b0 + PE)^T + bq; x_cv = Wv b0 + bv. Per click x_m [w0 + 1,
+   * x_n]: the centred rows of layer 0's z (and of ob0) times G0 W1^T;
+   * x_u and x_ad [heads * t, w0], x_sl [heads * t, hw] scratch. */
+  gboolean expanded;
+  int x_n;
+  float *x_w, *x_c, *x_p, *x_cv, *x_zg, *x_m, *x_u, *x_ad, *x_sl, *x_beta, *x_sum;
+
   /* add_product_norm_pe's per-thread scratch when it runs the next
    * token-to-image attention: fuse_threads parts of fuse_part floats */
   float *fuse_buf;
@@ -123,7 +135,7 @@ struct _LodeSam2Decoder {
 };
 
 /* Embedding rows per band of the upscaling: about BAND_PIXELS pixels. */
-#define BAND_PIXELS 1024
+#define BAND_PIXELS 512
 
 static int
 band_rows (const LodeSam2Decoder *self)
@@ -378,6 +390,7 @@ fold_mask_input (LodeSam2Decoder *self)
 }
 
 static gboolean use_folded (const LodeSam2Decoder *self, const Attn *a, int t);
+static void upscale_cache (LodeSam2Decoder *self, const LodeSam2Embedding *emb);
 
 /* The row width of layer 0's folded image-to-token softmax in self->sc:
  * heads * t, and the mask features' columns after them with a mask input
@@ -465,6 +478,70 @@ factor_init (LodeSam2Decoder *self)
   self->f_p0 = g_new (float, self->hw);
 }
 
+/* Layer 1's token-to-image K and V and its image-to-token queries are
+ * linear in its keys K1 = D0 (X0 - mu0 1^T) G0 + 1 b0^T, the norm of X0 =
+ * K0 + A0 z0 + 1 ob0^T (D0, G0, b0: the norm's 1 / std per pixel, weight
+ * and bias; A0 [hw, w0] layer 0's image-to-token softmax, followed by the
+ * mask features when a mask input is folded in; z0 their rows). A row
+ * minus its mean is the sum of the centred parts, so with W' = W G0,
+ *   (K1 + PE) W^T = D0 (Kc W'^T + A0 (zc W'^T) + 1 obc W'^T)
+ *                   + (1 b0^T + PE) W^T
+ * (c: centred). Kc W'^T and the last term depend on the image only and
+ * join the cache; per click the product of A0 with zc W'^T, of depth w0,
+ * replaces those of depth c over the whole image. The heads' scores need
+ * not even that: the tokens' vectors meet the cached projections in d
+ * dimensions and A0 in w0 (token_to_image_expanded,
+ * image_to_token_expanded). */
+static void
+expand_init (LodeSam2Decoder *self)
+{
+  const Attn *t2i, *i2t;
+  const float *g, *b0;
+  int c = self->c, in0 = self->layers[0].i2t.internal, it, iq, w0max;
+
+  if (self->depth < 2)
+    return;
+  t2i = &self->layers[1].t2i;
+  i2t = &self->layers[1].i2t;
+  it = t2i->internal;
+  iq = i2t->internal;
+  if (it != in0 || iq != in0)
+    return;
+  g = self->layers[0].norm_w[3]->data;
+  b0 = self->layers[0].norm_b[3]->data;
+  self->x_n = 2 * it + iq;
+  self->x_w = g_new (float, (gsize) self->x_n * c);
+  for (int o = 0; o < self->x_n; o++)
+    {
+      const float *w = o < it ? t2i->kw->data + (gsize) o * c
+                     : o < 2 * it ? t2i->vw->data + (gsize) (o - it) * c
+                     : i2t->qw->data + (gsize) (o - 2 * it) * c;
+
+      for (int m = 0; m < c; m++)
+        self->x_w[(gsize) o * c + m] = w[m] * g[m];
+    }
+  self->x_cv = g_new (float, it);
+  for (int o = 0; o < it; o++)
+    {
+      double acc = t2i->vb->data[o];
+
+      for (int m = 0; m < c; m++)
+        acc += (double) t2i->vw->data[(gsize) o * c + m] * b0[m];
+      self->x_cv[o] = (float) acc;
+    }
+  /* the expanded path runs with heads * t < in0 (factor_begin) */
+  w0max = in0 + MASK_IN_CHANS + 1;
+  self->x_c = g_new (float, (gsize) self->x_n * self->hw);
+  self->x_p = g_new (float, (gsize) (it + iq) * self->hw);
+  self->x_zg = g_new (float, (gsize) (w0max + 1) * c);
+  self->x_m = g_new (float, (gsize) (w0max + 1) * self->x_n);
+  self->x_u = g_new (float, (gsize) in0 * w0max);
+  self->x_ad = g_new (float, (gsize) in0 * w0max);
+  self->x_sl = g_new (float, (gsize) in0 * self->hw);
+  self->x_beta = g_new (float, in0);
+  self->x_sum = g_new (float, in0);
+}
+
 /* Starts a click's factors (see factor_init) for t tokens: the first
  * upscaling goes through them when every image-to-token attention is
  * folded. */
@@ -474,6 +551,7 @@ factor_begin (LodeSam2Decoder *self, int t, gboolean mask)
   int L = self->depth, c = self->c;
 
   self->factored = use_folded (self, &self->layers[0].i2t, t);
+  self->expanded = self->factored && self->x_c != NULL;
   if (!self->factored)
     return;
   self->f_ht = self->heads * t;
@@ -594,8 +672,9 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->hv = g_new (float, hw * c);
   self->hq = g_new (float, hw * c);
   self->ho = g_new (float, hw * c);
-  self->up1 = g_new (float, hw * c);          /* [c/4, 2e, 2e] */
-  self->up2 = g_new (float, (gsize) 4 * band_rows (self) * (c / 8) * 4 * self->e);  /* a band's rows of [c/8, 4e] */
+  self->up2 = g_new (float, (gsize) N_MASK_TOKENS * 16 * band_rows (self) * self->e);
+  self->up_h1 = g_new (float, hw * c);
+  self->up_h0 = g_new (float, hw * c * 2);
   self->masks = g_new (float, N_MASK_TOKENS * ls);
   self->mask_scratch = g_new (float, ls * MASK_IN_CHANS);
   self->up_cols = g_new (float, hw * c * 4);
@@ -610,6 +689,7 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->c_hv = g_new (float, hw * c);
   fold_mask_input (self);
   factor_init (self);
+  expand_init (self);
   /* out_proj^T per head of the image-to-token attentions: [h][d, c] */
   for (int l = 0; l < self->depth; l++)
     {
@@ -746,8 +826,9 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->hv);
   g_free (self->hq);
   g_free (self->ho);
-  g_free (self->up1);
   g_free (self->up2);
+  g_free (self->up_h1);
+  g_free (self->up_h0);
   g_free (self->masks);
   g_free (self->mask_scratch);
   g_free (self->up_cols);
@@ -769,6 +850,17 @@ lode_sam2_decoder_free (LodeSam2Decoder *self)
   g_free (self->f_stats);
   g_free (self->f_p0);
   g_free (self->fuse_buf);
+  g_free (self->x_w);
+  g_free (self->x_c);
+  g_free (self->x_p);
+  g_free (self->x_cv);
+  g_free (self->x_zg);
+  g_free (self->x_m);
+  g_free (self->x_u);
+  g_free (self->x_ad);
+  g_free (self->x_sl);
+  g_free (self->x_beta);
+  g_free (self->x_sum);
   g_free (self->mask_rows);
   g_free (self->c_hv);
   g_free (self->mask_kw);
@@ -1301,6 +1393,239 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
     memcpy (self->z + (gsize) ht * c, self->mask_rows, sizeof (float) * (MASK_IN_CHANS + 1) * c);
 }
 
+/* ---- layer 1 through layer 0's cache (see expand_init) ----------------- */
+
+/* Layer 0's image-to-token values z [w0, c] (after its product with the
+ * softmax, which the rows of w0 in self->sc hold) and ob0, centred, times
+ * G0 W1^T: self->x_m [w0 + 1, x_n]. */
+static void
+expand_click (LodeSam2Decoder *self, int w0)
+{
+  int c = self->c;
+  const float *ob = self->layers[0].i2t.ob->data;
+
+  for (int i = 0; i <= w0; i++)
+    {
+      const float *src = i < w0 ? self->z + (gsize) i * c : ob;
+      float *dst = self->x_zg + (gsize) i * c;
+      float sum = 0.0f, mean;
+
+      for (int j = 0; j < c; j++)
+        sum += src[j];
+      mean = sum / (float) c;
+      for (int j = 0; j < c; j++)
+        dst[j] = src[j] - mean;
+    }
+  lode_ops_gemm (FALSE, TRUE, w0 + 1, self->x_n, c, 1.0f, self->x_zg, self->x_w, 0.0f, self->x_m);
+}
+
+/* Pixels per step of head_scores_expanded: the rows of C and P over
+ * them stay in the first level of cache while the tokens pass. */
+#define EXPAND_LANES 256
+
+/* Sixteen floats anywhere in memory, for the kernels that keep sums in
+ * vector registers across an inner loop (the vectoriser keeps them in
+ * memory there). GCC lets a vector alias its elements. */
+typedef float V16 __attribute__ ((vector_size (64), aligned (4)));
+
+/* One head's scores against image rows projected as s (C + L) + P (C^T,
+ * P^T [d, hw], s [hw]): p [t, hw] (rows p_stride apart) holds the scores
+ * against L on entry (A0 U^T) and leaves with
+ *   s[r] (q_i . C[r] + p[i, r] + beta[i]) + q_i . P[r]
+ * for the tokens' vectors q [t, d] (the softmax's scale in them); m [t]
+ * receives each row's maximum. Thirty-two pixels at a time, their sums
+ * over the d dimensions in registers. */
+VECTOR_CLONES_FMA static void
+head_scores_expanded (float *p, gsize p_stride, const float *q, const float *ct, const float *pt,
+                      const float *s, const float *beta, float *m, int t, int d, int hw)
+{
+  for (int i = 0; i < t; i++)
+    m[i] = -INFINITY;
+  for (int r0 = 0; r0 < hw; r0 += EXPAND_LANES)
+    {
+      int n = MIN (EXPAND_LANES, hw - r0), r;
+      const float *c0 = ct + r0, *p0 = pt + r0, *sr = s + r0;
+
+      for (int i = 0; i < t; i++)
+        {
+          float *pi = p + (gsize) i * p_stride + r0, mi = m[i], bi = beta[i];
+          const float *qi = q + (gsize) i * d;
+
+          for (r = 0; r + 32 <= n; r += 32)
+            {
+              /* two vectors of each sum, named: an array of them would
+               * live in memory */
+              V16 a0 = *(const V16 *) (pi + r) + bi, a1 = *(const V16 *) (pi + r + 16) + bi;
+              V16 b0 = { 0.0f }, b1 = { 0.0f };
+
+              for (int j = 0; j < d; j++)
+                {
+                  const float *cj = c0 + (gsize) j * hw + r, *pj = p0 + (gsize) j * hw + r;
+                  float qj = qi[j];
+
+                  a0 += qj * *(const V16 *) cj;
+                  a1 += qj * *(const V16 *) (cj + 16);
+                  b0 += qj * *(const V16 *) pj;
+                  b1 += qj * *(const V16 *) (pj + 16);
+                }
+              *(V16 *) (pi + r) = *(const V16 *) (sr + r) * a0 + b0;
+              *(V16 *) (pi + r + 16) = *(const V16 *) (sr + r + 16) * a1 + b1;
+            }
+          for (; r < n; r++)
+            {
+              float a = pi[r] + bi, b = 0.0f;
+
+              for (int j = 0; j < d; j++)
+                {
+                  a += qi[j] * c0[(gsize) j * hw + r];
+                  b += qi[j] * p0[(gsize) j * hw + r];
+                }
+              pi[r] = sr[r] * a + b;
+            }
+          SIMD_MAX (mi)
+          for (r = 0; r < n; r++)
+            mi = MAX (mi, pi[r]);
+          m[i] = mi;
+        }
+    }
+}
+
+/* One head of layer 1's token-to-image attention: scores as
+ * head_scores_expanded (ck, pk: the head's cached rows), the softmax over
+ * the pixels, and the cached part of the values (cv^T [d, hw], D0 C through
+ * the head's Wv'): o [t, d]. p leaves with the softmax times s, and sums
+ * [t] with its rows' sums (the weights of the rest of the values). */
+VECTOR_CLONES static void
+head_attend_expanded (float *o, float *p, const float *q, const float *ck, const float *pk,
+                      const float *cv, const float *s, const float *beta, float *sums, int t, int d,
+                      int hw)
+{
+  float mx[MAX_TOKENS];
+
+  head_scores_expanded (p, hw, q, ck, pk, s, beta, mx, t, d, hw);
+  for (int i = 0; i < t; i++)
+    {
+      float *pi = p + (gsize) i * hw;
+      float m = mx[i], sum = 0.0f, inv, ws = 0.0f;
+
+      SIMD_REDUCE (sum)
+      for (int r = 0; r < hw; r++)
+        {
+          pi[r] = lode_exp_nonpositive (pi[r] - m);
+          sum += pi[r];
+        }
+      inv = 1.0f / sum;
+      SIMD_REDUCE (ws)
+      for (int r = 0; r < hw; r++)
+        {
+          pi[r] *= inv * s[r];
+          ws += pi[r];
+        }
+      sums[i] = ws;
+    }
+  /* o = p cv (a product of depth hw, on this thread) */
+  lode_ops_gemm (FALSE, TRUE, t, d, hw, 1.0f, p, cv, 0.0f, o);
+}
+
+/* The tokens' vectors q [h, t, d] against the rows col .. col + h d of
+ * self->x_m (zc, obc through G0 W^T): U [h t, w0] into self->x_u and
+ * beta [h t] into self->x_beta; then the scores against A0's part,
+ * A0 U^T, into p [h t, hw]. */
+static void
+expand_low_rank (LodeSam2Decoder *self, const float *q, int t, int d, int w0, int col, float *p)
+{
+  int h = self->heads, n = self->x_n;
+  const float *m = self->x_m + col, *ob = self->x_m + (gsize) w0 * n + col;
+
+  for (int k = 0; k < h; k++)
+    {
+      lode_ops_gemm_ld (FALSE, TRUE, t, w0, d, 1.0f, q + (gsize) k * t * d, d, m + (gsize) k * d, n,
+                        0.0f, self->x_u + (gsize) k * t * w0, w0);
+      for (int i = 0; i < t; i++)
+        {
+          float acc = 0.0f;
+
+          for (int j = 0; j < d; j++)
+            acc += q[((gsize) k * t + i) * d + j] * ob[k * d + j];
+          self->x_beta[k * t + i] = acc;
+        }
+    }
+  lode_ops_gemm_ld (FALSE, TRUE, h * t, self->hw, w0, 1.0f, self->x_u, w0, self->sc, w0, 0.0f, p,
+                    self->hw);
+}
+
+/* Layer 1's token-to-image attention through layer 0's cache: q [t, c]
+ * (the tokens + PE), out [t, c]. */
+static void
+token_to_image_expanded (LodeSam2Decoder *self, const float *q, int t, float *out)
+{
+  const Attn *a = &self->layers[1].t2i;
+  int h = self->heads, in = a->internal, d = in / h, hw = self->hw, n = self->x_n, ht = h * t;
+  int w0 = layer0_score_width (self, t);
+  float scale = 1.0f / sqrtf ((float) d);
+  const float *s = self->f_stats + hw;     /* layer 0's 1 / std */
+  const float *okv = self->x_m + (gsize) w0 * n + in;
+
+  linear (self->tq, q, a->qw, a->qb, t);
+  lode_ops_split_heads (self->thq, self->tq, t, h, d);
+  for (int x = 0; x < ht * d; x++)
+    self->thq[x] *= scale;
+  expand_low_rank (self, self->thq, t, d, w0, 0, self->x_sl);
+  PARALLEL_FOR ((gint64) ht * hw * d)
+  for (int k = 0; k < h; k++)
+    head_attend_expanded (self->tho + (gsize) k * t * d, self->x_sl + (gsize) k * t * hw,
+                          self->thq + (gsize) k * t * d, self->x_c + (gsize) k * d * hw,
+                          self->x_p + (gsize) k * d * hw, self->x_c + (gsize) (in + k * d) * hw, s,
+                          self->x_beta + k * t, self->x_sum + k * t, t, d, hw);
+  /* A0's part of the values: (softmax D0) A0 [ht, w0] through zc Wv'^T,
+   * obc's, and the constant b0 Wv^T + bv (the softmax sums to 1) */
+  lode_ops_gemm_ld (FALSE, FALSE, ht, w0, hw, 1.0f, self->x_sl, hw, self->sc, w0, 0.0f, self->x_ad, w0);
+  for (int k = 0; k < h; k++)
+    {
+      lode_ops_gemm_ld (FALSE, FALSE, t, d, w0, 1.0f, self->x_ad + (gsize) k * t * w0, w0,
+                        self->x_m + in + k * d, n, 1.0f, self->tho + (gsize) k * t * d, d);
+      for (int i = 0; i < t; i++)
+        for (int j = 0; j < d; j++)
+          self->tho[((gsize) k * t + i) * d + j] += self->x_sum[k * t + i] * okv[k * d + j]
+                                                    + self->x_cv[k * d + j];
+    }
+  lode_ops_merge_heads (self->tq, self->tho, t, h, d);
+  linear (out, self->tq, a->ow, a->ob, t);
+}
+
+/* Layer 1's image-to-token attention through layer 0's cache, as
+ * image_to_token_folded leaves it (the softmax in self->sc [hw, heads * t],
+ * z). self->sc holds layer 0's softmax A0 until the scores are formed. */
+static int
+image_to_token_expanded (LodeSam2Decoder *self, const float *ktok, const float *vtok, int t)
+{
+  const Attn *a = &self->layers[1].i2t;
+  int h = self->heads, d = a->internal / h, hw = self->hw, ht = h * t;
+  int w0 = layer0_score_width (self, t), col = 2 * self->layers[1].t2i.internal;
+  float scale = 1.0f / sqrtf ((float) d);
+  const float *s = self->f_stats + hw;
+  float *kq = self->tq, *sh = self->ho;
+
+  image_to_token_values (self, 1, ktok, vtok, t);
+  for (int x = 0; x < ht * d; x++)
+    kq[x] = self->thk[x] * scale;
+  expand_low_rank (self, kq, t, d, w0, col, sh);
+  PARALLEL_FOR ((gint64) ht * hw * d)
+  for (int k = 0; k < h; k++)
+    {
+      float mx[MAX_TOKENS];
+
+      head_scores_expanded (sh + (gsize) k * t * hw, hw, kq + (gsize) k * t * d,
+                            self->x_c + (gsize) (col + k * d) * hw,
+                            self->x_p + (gsize) (self->layers[1].t2i.internal + k * d) * hw, s,
+                            self->x_beta + k * t, mx, t, d, hw);
+    }
+  PARALLEL_FOR ((gint64) hw * ht * 8)
+  for (int r = 0; r < hw; r += NORM_BLOCK)
+    heads_softmax_rows (self->sc, ht, sh, NULL, r, MIN (hw, r + NORM_BLOCK), hw, h, t);
+  return ht;
+}
+
 /* The image's attention to the tokens, queries from kpe (keys + PE).
  * Folded, it returns the width w of the softmax rows in self->sc, whose
  * product with self->z is the output without out_proj's bias
@@ -1313,6 +1638,8 @@ image_to_token (LodeSam2Decoder *self, int layer, const float *kpe, const float 
   const Attn *a = &self->layers[layer].i2t;
   Heads img_tok = { self->hq, self->thk, self->thv, self->ho };
 
+  if (layer == 1 && self->expanded)
+    return image_to_token_expanded (self, ktok, vtok, t);
   if (layer == 0 && use_folded (self, a, t))
     {
       image_to_token_cached (self, hq0, ktok, vtok, t);
@@ -1571,6 +1898,38 @@ project_t (float *out, const LodeTensor *w, const LodeTensor *b, const float *x,
   lode_ops_add_channel_bias (out, out, b->data, 1, out_f, rows);
 }
 
+/* The image's part of layer 1's projections (expand_init), from the
+ * cached keys; self->ktmp and self->kpe are scratch here. */
+static void
+expand_cache (LodeSam2Decoder *self)
+{
+  const Attn *t2i = &self->layers[1].t2i, *i2t = &self->layers[1].i2t;
+  int c = self->c, hw = self->hw;
+  const float *b0 = self->layers[0].norm_b[3]->data;
+  float *kc = self->ktmp, *bpe = self->kpe;
+
+  PARALLEL_FOR ((gint64) hw * c)
+  for (int r = 0; r < hw; r++)
+    {
+      const float *k = self->c_keys + (gsize) r * c, *pe = self->dense_pe + (gsize) r * c;
+      float *o = kc + (gsize) r * c, *q = bpe + (gsize) r * c;
+      double sum = 0.0;
+      float mean;
+
+      for (int j = 0; j < c; j++)
+        sum += k[j];
+      mean = (float) (sum / c);
+      for (int j = 0; j < c; j++)
+        {
+          o[j] = k[j] - mean;
+          q[j] = b0[j] + pe[j];
+        }
+    }
+  lode_ops_gemm (FALSE, TRUE, self->x_n, hw, c, 1.0f, self->x_w, kc, 0.0f, self->x_c);
+  project_t (self->x_p, t2i->kw, t2i->kb, bpe, hw, c);
+  project_t (self->x_p + (gsize) t2i->internal * hw, i2t->qw, i2t->qb, bpe, hw, c);
+}
+
 /* Layer 0's keys K0 = image_embed + no_mask_embed ([hw, c]), K0 + PE and
  * its token-to-image K and V (head layout) depend on the image only: kept
  * for the embedding of serial cached_serial. */
@@ -1590,6 +1949,9 @@ prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
   qa = &self->layers[0].i2t;
   project_t (self->c_hq, qa->qw, qa->qb, self->c_kpe, self->hw, self->c);
   lode_ops_gemm (TRUE, TRUE, self->c, self->hw, self->c, 1.0f, self->fm[0], self->c_keys, 0.0f, self->c_y0);
+  if (self->x_c != NULL)
+    expand_cache (self);
+  upscale_cache (self, emb);
   self->cached_serial = emb->serial;
   self->cache_valid = TRUE;
 }
@@ -1709,7 +2071,10 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
         {
           token_self_attention (self, l, t);
           lode_ops_add (q, queries, qpe, tc);
-          token_to_image (self, &ly->t2i, q, t, l == 0 ? hk0 : NULL, l == 0 ? hv0 : NULL, attn);
+          if (l == 1 && self->expanded)
+            token_to_image_expanded (self, q, t, attn);
+          else
+            token_to_image (self, &ly->t2i, q, t, l == 0 ? hk0 : NULL, l == 0 ? hv0 : NULL, attn);
         }
       attended = FALSE;
       lode_ops_add (queries, queries, attn, tc);
@@ -1725,7 +2090,15 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
       w = image_to_token (self, l, kpe_in, hq0, q, queries, t);
       if (self->factored)
         factor_layer (self, l, t);
-      if (w > 0 && self->factored)
+      if (w > 0 && l == 0 && self->expanded)
+        {
+          /* layer 1's attentions go through layer 0's cache, which needs
+           * this norm's statistics; its keys for layer 1's sum */
+          expand_click (self, w);
+          add_product_norm_pe (self, keys_in, w, ly->i2t.ob->data, ly->norm_w[3], ly->norm_b[3],
+                               self->f_stats, NULL, 0, TRUE);
+        }
+      else if (w > 0 && self->factored)
         {
           /* the tokens are final for this layer: the next attention of
            * the tokens to the image (the next layer's, after its self
@@ -1768,81 +2141,154 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
 
 /* The upscaling. Each ConvTranspose2d (kernel 2, stride 2) is a product
  * cols [c_out * 4, n] = W^T [c_out * 4, c_in] @ in [c_in, n] (W as PyTorch
- * stores it, [c_in, c_out, 2, 2]) followed by the 2 x 2 unfolding with the
- * bias and the high-resolution features; then LayerNorm2d and GELU after the
- * first, GELU and the hypernetworks' product after the second. It runs on
- * bands of a few rows of the embedding, from the first product to the
- * masks, so that the columns and features of a band stay in the cache and
- * the 32-channel features never exist whole. */
+ * stores it, [c_in, c_out, 2, 2]): row co * 4 + 2 ky + kx of cols holds
+ * output channel co at the sub-pixel (ky, kx) of each input pixel. The
+ * features stay in that order, each channel as four sub-images after
+ * each other: the first convolution's output is its product plus the bias
+ * and the high-resolution features (LayerNorm2d and GELU, per pixel, do
+ * not mind the order), the second's product takes it as it is, and only
+ * the masks go back to the image's order. The features (with the bias)
+ * are kept in that order with the embedding's cache (upscale_cache). It
+ * runs on bands of a few rows of the embedding, from the first product to
+ * the masks, so that a band's columns stay in the cache and the
+ * 32-channel features never exist whole. */
 
-/* Output row y (of the band) of a transposed convolution into dst [c_out
- * rows of 2 side, dst_stride apart]: cols + bias + add. cols [c_out * 4
- * rows, cols_stride apart] starts at the band's first input row; add (the
- * features, NCHW) at output row y of channel 0, channels add_stride apart.
- * With y0 (not NULL, channels y0_stride apart, at the band's first input
- * row), p0 (per input pixel, from there) * y0 is added too. */
-VECTOR_CLONES static void
-unfold_row (float *dst, gsize dst_stride, const float *cols, gsize cols_stride, const float *bias,
-            const float *add, gsize add_stride, int c_out, int side, int y,
-            const float *y0, gsize y0_stride, const float *p0)
+/* The features of the embedding in the products' order: h1 [c, hw],
+ * h1[co * 4 + s1, p] = hr1[co] at sub-pixel s1 = 2 ky + kx of pixel p, plus
+ * the first bias; h0 [c/2 * 4, hw] (c/8 channels, 16 sub-pixels s1 of the
+ * first convolution and s2 of the second), h0[(co * 4 + s2) * 4 + s1, p]
+ * = hr0[co] there, plus the second bias. */
+static void
+upscale_cache (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
 {
-  int i = y / 2, ky = y % 2;
+  int e = self->e, c4 = self->c / 4, c8 = self->c / 8, s1 = 2 * e, s2 = 4 * e, hw = self->hw;
+  const float *hr1 = emb->high_res[1], *hr0 = emb->high_res[0];
+  const float *b1 = self->up_b[0]->data, *b2 = self->up_b[1]->data;
 
-  for (int co = 0; co < c_out; co++)
+  PARALLEL_FOR ((gint64) c4 * 4 * hw)
+  for (int ch = 0; ch < c4 * 4; ch++)
     {
-      gsize ch = (gsize) co * 4 + 2 * ky;
-      const float *c0 = cols + ch * cols_stride + (gsize) i * side;
-      const float *c1 = c0 + cols_stride;
-      const float *extra = add + (gsize) co * add_stride;
-      float *o = dst + (gsize) co * dst_stride;
-      float b = bias[co];
+      int co = ch / 4, ky = (ch % 4) / 2, kx = ch % 2;
+      float *dst = self->up_h1 + (gsize) ch * hw;
+
+      for (int i = 0; i < e; i++)
+        for (int j = 0; j < e; j++)
+          dst[i * e + j] = hr1[((gsize) co * s1 + 2 * i + ky) * s1 + 2 * j + kx] + b1[co];
+    }
+  PARALLEL_FOR ((gint64) c8 * 16 * hw)
+  for (int row = 0; row < c8 * 16; row++)
+    {
+      int co = row / 16, sub2 = (row / 4) % 4, sub1 = row % 4;
+      int y = 2 * (sub1 / 2) + sub2 / 2, x = 2 * (sub1 % 2) + sub2 % 2;
+      float *dst = self->up_h0 + (gsize) row * hw;
+
+      for (int i = 0; i < e; i++)
+        for (int j = 0; j < e; j++)
+          dst[i * e + j] = hr0[((gsize) co * s2 + 4 * i + y) * s2 + 4 * j + x] + b2[co];
+    }
+}
+
+/* The first convolution's output of a band, in place of its product
+ * cols [c, n] (rows n apart): + h1 (rows hw apart) and, with y0 (the
+ * factors' cached column, see factor_init), + p0 * y0. */
+VECTOR_CLONES static void
+upscale_first_rows (float *cols, const float *h1, const float *y0, const float *p0, int rows, int n,
+                    gsize hw)
+{
+  for (int ch = 0; ch < rows; ch++)
+    {
+      float *o = cols + (gsize) ch * n;
+      const float *h = h1 + (gsize) ch * hw;
 
       if (y0 != NULL)
         {
-          const float *y00 = y0 + ch * y0_stride + (gsize) i * side, *y01 = y00 + y0_stride;
-          const float *pp = p0 + (gsize) i * side;
+          const float *y = y0 + (gsize) ch * hw;
 
           SIMD_FOR
-          for (int j = 0; j < side; j++)
-            {
-              o[2 * j] = pp[j] * y00[j] + c0[j] + b + extra[2 * j];
-              o[2 * j + 1] = pp[j] * y01[j] + c1[j] + b + extra[2 * j + 1];
-            }
-          continue;
+          for (int r = 0; r < n; r++)
+            o[r] += h[r] + p0[r] * y[r];
         }
-      SIMD_FOR
-      for (int j = 0; j < side; j++)
+      else
         {
-          o[2 * j] = c0[j] + b + extra[2 * j];
-          o[2 * j + 1] = c1[j] + b + extra[2 * j + 1];
+          SIMD_FOR
+          for (int r = 0; r < n; r++)
+            o[r] += h[r];
         }
     }
 }
 
-/* The second upscaling's features of one output row, v [c rows of n], to
- * GELU and then the masks' row: masks[m] = sum_j hyper[m, j] GELU (v[j]),
- * masks rows lsz apart. */
-VECTOR_CLONES static void
-gelu_hyper_row (float *masks, gsize lsz, float *v, const float *hyper, int c, int n)
-{
-  gsize count = (gsize) c * n;
+/* Pixels per step of upscale_masks_span: the four masks' sums stay in
+ * the first level of cache, and each channel's features are read in runs
+ * of this length. */
+#define MASK_LANES 256
 
+/* GELU (a + b) of n values into g, for upscale_masks_span. */
+VECTOR_CLONES static void
+gelu_sum (float *g, const float *a, const float *b, int n)
+{
+  if (n == MASK_LANES)
+    {
+      SIMD_FOR
+      for (int r = 0; r < MASK_LANES; r++)
+        g[r] = lode_gelu_approx (a[r] + b[r]);
+      return;
+    }
   SIMD_FOR
-  for (gsize x = 0; x < count; x++)
-    v[x] = lode_gelu_approx (v[x]);
-  head_scores (masks, lsz, hyper, v, N_MASK_TOKENS, c, n, 1.0f, FALSE);
+  for (int r = 0; r < n; r++)
+    g[r] = lode_gelu_approx (a[r] + b[r]);
+}
+
+/* The masks of one pair of sub-pixels over n pixels of a band:
+ * out[m, r] (rows out_stride apart) = sum_co hyper[m, co] GELU (cols[co, r]
+ * + h0[co, r]), channels cols_stride and h0_stride apart. */
+VECTOR_CLONES static void
+upscale_masks_span (float *out, gsize out_stride, const float *cols, gsize cols_stride,
+                    const float *h0, gsize h0_stride, const float *hyper, int c8, int n)
+{
+  for (int r0 = 0; r0 < n; r0 += MASK_LANES)
+    {
+      int len = MIN (MASK_LANES, n - r0);
+      float g[MASK_LANES];
+
+      for (int co = 0; co < c8; co++)
+        {
+          /* the next channel's runs are far away: fetch them now */
+          if (co + 1 < c8)
+            for (int r = 0; r < len; r += 16)
+              {
+                __builtin_prefetch (cols + (gsize) (co + 1) * cols_stride + r0 + r);
+                __builtin_prefetch (h0 + (gsize) (co + 1) * h0_stride + r0 + r);
+              }
+          gelu_sum (g, cols + (gsize) co * cols_stride + r0, h0 + (gsize) co * h0_stride + r0, len);
+          for (int m = 0; m < N_MASK_TOKENS; m++)
+            {
+              float w = hyper[m * c8 + co], *o = out + (gsize) m * out_stride + r0;
+
+              if (co == 0)
+                {
+                  SIMD_FOR
+                  for (int r = 0; r < len; r++)
+                    o[r] = w * g[r];
+                }
+              else
+                {
+                  SIMD_FOR
+                  for (int r = 0; r < len; r++)
+                    o[r] += w * g[r];
+                }
+            }
+        }
+    }
 }
 
 /* keys [hw, c] (or the factors, see factor_init) -> masks [4, low_res^2]
  * through the upscaling and the hypernetworks' vectors hyper [4, c/8]. */
 static void
-upscale_masks (LodeSam2Decoder *self, const LodeSam2Embedding *emb, const float *hyper)
+upscale_masks (LodeSam2Decoder *self, const float *hyper)
 {
   int c = self->c, e = self->e, c4 = c / 4, c8 = c / 8, hw = self->hw;
-  int s1 = 2 * e, s2 = 4 * e, rows = band_rows (self);
-  gsize p1 = (gsize) s1 * s1, lsz = (gsize) s2 * s2;
-  const float *b1 = self->up_b[0]->data, *b2 = self->up_b[1]->data;
-  const float *hr1 = emb->high_res[1], *hr0 = emb->high_res[0];
+  int s2 = 4 * e, rows = band_rows (self);
+  gsize lsz = (gsize) s2 * s2;
   const float *lnw = self->up_ln_w->data, *lnb = self->up_ln_b->data;
   const float *y0 = self->factored ? self->c_y0 : NULL;
 
@@ -1851,7 +2297,7 @@ upscale_masks (LodeSam2Decoder *self, const LodeSam2Embedding *emb, const float 
       int nr = MIN (rows, e - i0), n0 = nr * e, n1 = 4 * n0;
       gsize first = (gsize) i0 * e;
       float *cols1 = self->up_cols, *cols2 = self->up_cols + (gsize) c * n0;
-      float *up1 = self->up1;
+      float *md = self->up2;    /* [4 masks, 16 sub-pixels, n0] */
 
       if (self->factored)
         lode_ops_gemm (TRUE, TRUE, c, n0, self->f_k, 1.0f, self->f_right,
@@ -1859,26 +2305,47 @@ upscale_masks (LodeSam2Decoder *self, const LodeSam2Embedding *emb, const float 
       else
         lode_ops_gemm (TRUE, TRUE, c, n0, c, 1.0f, self->up_w[0]->data, self->keys + first * c,
                        0.0f, cols1);
-      PARALLEL_FOR ((gint64) n1 * c4 * 8)
-      for (int y = 0; y < 2 * nr; y++)
+      PARALLEL_FOR ((gint64) c * n0 * 4)
+      for (int ch = 0; ch < c; ch += 4)
+        upscale_first_rows (cols1 + (gsize) ch * n0, self->up_h1 + (gsize) ch * hw + first,
+                            y0 != NULL ? y0 + (gsize) ch * hw + first : NULL, self->f_p0 + first, 4,
+                            n0, hw);
+      /* cols1 is the first features [c/4, 4 n0] */
+      lode_ops_layer_norm2d (cols1, cols1, lnw, lnb, 1, c4, n1, LN2D_EPS);
+      lode_ops_gelu (cols1, cols1, (gsize) c4 * n1);
+
+      lode_ops_gemm (TRUE, FALSE, c8 * 4, n1, c4, 1.0f, self->up_w[1]->data, cols1, 0.0f, cols2);
+      PARALLEL_FOR ((gint64) n1 * 4 * c8 * 16)
+      for (int pair = 0; pair < 16; pair++)
         {
-          float *row = up1 + (gsize) y * s1;
+          int sub2 = pair / 4, sub1 = pair % 4;
 
-          unfold_row (row, n1, cols1, n0, b1, hr1 + (gsize) (2 * i0 + y) * s1, p1, c4, e, y,
-                      y0 != NULL ? y0 + first : NULL, hw, self->f_p0 + first);
+          upscale_masks_span (md + (gsize) pair * n0, (gsize) 16 * n0,
+                              cols2 + (gsize) sub2 * n1 + (gsize) sub1 * n0, (gsize) 4 * n1,
+                              self->up_h0 + (gsize) (sub2 * 4 + sub1) * hw + first, (gsize) 16 * hw,
+                              hyper, c8, n0);
         }
-      lode_ops_layer_norm2d (up1, up1, lnw, lnb, 1, c4, n1, LN2D_EPS);
-      lode_ops_gelu (up1, up1, (gsize) c4 * n1);
-
-      lode_ops_gemm (TRUE, FALSE, c8 * 4, n1, c4, 1.0f, self->up_w[1]->data, up1, 0.0f, cols2);
-      PARALLEL_FOR ((gint64) n1 * 4 * c8 * 8)
+      /* back to the image's order: row 4 i + 2 ky1 + ky2, column
+       * 4 j + 2 kx1 + kx2 */
+      PARALLEL_FOR ((gint64) N_MASK_TOKENS * n0 * 16 * 4)
       for (int y = 0; y < 4 * nr; y++)
         {
-          float *v = self->up2 + (gsize) y * c8 * s2;
-          gsize out_row = (gsize) (4 * i0 + y) * s2;
+          int i = y / 4, ky1 = (y % 4) / 2, ky2 = y % 2;
 
-          unfold_row (v, s2, cols2, n1, b2, hr0 + out_row, lsz, c8, s1, y, NULL, 0, NULL);
-          gelu_hyper_row (self->masks + out_row, lsz, v, hyper, c8, s2);
+          for (int m = 0; m < N_MASK_TOKENS; m++)
+            {
+              float *o = self->masks + m * lsz + (gsize) (4 * i0 + y) * s2;
+              const float *src = md + (gsize) m * 16 * n0 + (gsize) i * e;
+
+              for (int j = 0; j < e; j++)
+                for (int x = 0; x < 4; x++)
+                  {
+                    int kx1 = x / 2, kx2 = x % 2;
+                    int pair = (2 * ky2 + kx2) * 4 + 2 * ky1 + kx1;
+
+                    o[4 * j + x] = src[(gsize) pair * n0 + j];
+                  }
+            }
         }
     }
 }
@@ -2007,7 +2474,7 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
                hyper_in + (gsize) i * (c / 8), ta, tb);
     if (self->factored)
       factor_end (self);
-    upscale_masks (self, emb, hyper_in);
+    upscale_masks (self, hyper_in);
 
     mlp_run (&self->iou_head, self->queries + (gsize) s * c, 1, iou_all, ta, tb);
     if (self->config.iou_prediction_use_sigmoid)

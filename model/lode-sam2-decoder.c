@@ -1074,74 +1074,246 @@ head_scores (float *p, gsize p_stride, const float *q, const float *kt, int t, i
     }
 }
 
-/* A mask input moves one head's cached projection kT [d, hw] by
- * w [d, MASK_IN_CHANS + 1] (that head's rows of [W Wd | W shift]) times
- * G1 = [G; 1] [MASK_IN_CHANS + 1, hw]: the scores of q [t, d] against it
- * are those against kT plus those of q w against G1 (scores_moved). */
+/* Pixels per step of head_scores_expanded: the rows of C and P over
+ * them stay in the first level of cache while the tokens pass. */
+#define EXPAND_LANES 256
+
+/* Sixteen floats anywhere in memory, for the kernels that keep sums in
+ * vector registers across an inner loop (the vectoriser keeps them in
+ * memory there). GCC lets a vector alias its elements. */
+typedef float V16 __attribute__ ((vector_size (64), aligned (4)));
+
+/* A head's rows [d, hw] of a cached projection in the order of
+ * head_scores_expanded: in chunks of EXPAND_LANES pixels (the last may be
+ * shorter), each chunk's d rows after each other, so that the kernel
+ * reads one run per chunk instead of d short ones far apart. In place;
+ * tmp: d hw floats. */
+static void
+block_head_rows (float *rows, float *tmp, int d, int hw)
+{
+  memcpy (tmp, rows, sizeof (float) * d * hw);
+  for (int r0 = 0; r0 < hw; r0 += EXPAND_LANES)
+    {
+      int n = MIN (EXPAND_LANES, hw - r0);
+
+      for (int j = 0; j < d; j++)
+        memcpy (rows + (gsize) r0 * d + (gsize) j * n, tmp + (gsize) j * hw + r0, sizeof (float) * n);
+    }
+}
+
+/* head_scores_expanded's plain case: p [t, hw] = q C^T (+ p on entry
+ * when add), C^T [d, hw] in block_head_rows' order; m [t]: the rows'
+ * maxima. */
+VECTOR_CLONES_FMA static void
+head_scores_cached (float *p, gsize p_stride, const float *q, const float *ct, gboolean add,
+                    float *m, int t, int d, int hw)
+{
+  for (int i = 0; i < t; i++)
+    m[i] = -INFINITY;
+  for (int r0 = 0; r0 < hw; r0 += EXPAND_LANES)
+    {
+      int n = MIN (EXPAND_LANES, hw - r0), r;
+      const float *c0 = ct + (gsize) r0 * d;
+
+      for (int i = 0; i < t; i++)
+        {
+          float *pi = p + (gsize) i * p_stride + r0, mi = m[i];
+          const float *qi = q + (gsize) i * d;
+
+          for (r = 0; r + 64 <= n; r += 64)
+            {
+              V16 a0 = { 0.0f }, a1 = { 0.0f }, a2 = { 0.0f }, a3 = { 0.0f };
+
+              if (add)
+                {
+                  a0 = *(const V16 *) (pi + r);
+                  a1 = *(const V16 *) (pi + r + 16);
+                  a2 = *(const V16 *) (pi + r + 32);
+                  a3 = *(const V16 *) (pi + r + 48);
+                }
+              for (int j = 0; j < d; j++)
+                {
+                  const float *cj = c0 + (gsize) j * n + r;
+                  float qj = qi[j];
+
+                  a0 += qj * *(const V16 *) cj;
+                  a1 += qj * *(const V16 *) (cj + 16);
+                  a2 += qj * *(const V16 *) (cj + 32);
+                  a3 += qj * *(const V16 *) (cj + 48);
+                }
+              *(V16 *) (pi + r) = a0;
+              *(V16 *) (pi + r + 16) = a1;
+              *(V16 *) (pi + r + 32) = a2;
+              *(V16 *) (pi + r + 48) = a3;
+            }
+          for (; r < n; r++)
+            {
+              float a = add ? pi[r] : 0.0f;
+
+              for (int j = 0; j < d; j++)
+                a += qi[j] * c0[(gsize) j * n + r];
+              pi[r] = a;
+            }
+          SIMD_MAX (mi)
+          for (r = 0; r < n; r++)
+            mi = MAX (mi, pi[r]);
+          m[i] = mi;
+        }
+    }
+}
+
+/* One head's scores against image rows projected as s (C + L) + P (C^T,
+ * P^T [d, hw] per head, in block_head_rows' order; s [hw]): p [t, hw] (rows p_stride apart) holds the scores
+ * against L on entry (A0 U^T) and leaves with
+ *   s[r] (q_i . C[r] + p[i, r] + beta[i]) + q_i . P[r]
+ * for the tokens' vectors q [t, d] (the softmax's scale in them); m [t]
+ * receives each row's maximum. Thirty-two pixels at a time, their sums
+ * over the d dimensions in registers. */
+VECTOR_CLONES_FMA static void
+head_scores_expanded (float *p, gsize p_stride, const float *q, const float *ct, const float *pt,
+                      const float *s, const float *beta, float *m, int t, int d, int hw)
+{
+  /* without P and s (a plain cached projection, head_attend), the same
+   * loop with P's rows read from C's and s = 1 would read twice as much */
+  if (pt == NULL)
+    {
+      head_scores_cached (p, p_stride, q, ct, beta != NULL, m, t, d, hw);
+      return;
+    }
+  for (int i = 0; i < t; i++)
+    m[i] = -INFINITY;
+  for (int r0 = 0; r0 < hw; r0 += EXPAND_LANES)
+    {
+      int n = MIN (EXPAND_LANES, hw - r0), r;
+      const float *c0 = ct + (gsize) r0 * d, *p0 = pt + (gsize) r0 * d, *sr = s + r0;
+
+      for (int i = 0; i < t; i++)
+        {
+          float *pi = p + (gsize) i * p_stride + r0, mi = m[i], bi = beta[i];
+          const float *qi = q + (gsize) i * d;
+
+          for (r = 0; r + 32 <= n; r += 32)
+            {
+              /* two vectors of each sum, named: an array of them would
+               * live in memory */
+              V16 a0 = *(const V16 *) (pi + r) + bi, a1 = *(const V16 *) (pi + r + 16) + bi;
+              V16 b0 = { 0.0f }, b1 = { 0.0f };
+
+              for (int j = 0; j < d; j++)
+                {
+                  const float *cj = c0 + (gsize) j * n + r, *pj = p0 + (gsize) j * n + r;
+                  float qj = qi[j];
+
+                  a0 += qj * *(const V16 *) cj;
+                  a1 += qj * *(const V16 *) (cj + 16);
+                  b0 += qj * *(const V16 *) pj;
+                  b1 += qj * *(const V16 *) (pj + 16);
+                }
+              *(V16 *) (pi + r) = *(const V16 *) (sr + r) * a0 + b0;
+              *(V16 *) (pi + r + 16) = *(const V16 *) (sr + r + 16) * a1 + b1;
+            }
+          for (; r < n; r++)
+            {
+              float a = pi[r] + bi, b = 0.0f;
+
+              for (int j = 0; j < d; j++)
+                {
+                  a += qi[j] * c0[(gsize) j * n + r];
+                  b += qi[j] * p0[(gsize) j * n + r];
+                }
+              pi[r] = sr[r] * a + b;
+            }
+          SIMD_MAX (mi)
+          for (r = 0; r < n; r++)
+            mi = MAX (mi, pi[r]);
+          m[i] = mi;
+        }
+    }
+}
+
+/* A mask input moves one head's cached projection kT [d, hw] (in
+ * block_head_rows' order) by w [d, MASK_IN_CHANS + 1] (that head's rows of
+ * [W Wd | W shift]) times G1 = [G; 1] [MASK_IN_CHANS + 1, hw]: the scores
+ * of q [t, d] (scaled already) against it are those of q w against G1
+ * plus those against kT; m [t]: their rows' maxima. */
 #define MOVE_K (MASK_IN_CHANS + 1)
 
 static void
 scores_moved (float *p, gsize p_stride, const float *q, const float *kt, const float *g,
-              const float *w, int t, int d, int hw, float scale)
+              const float *w, float *m, int t, int d, int hw)
 {
   float qw[MAX_TOKENS * MOVE_K];
 
-  head_scores (p, p_stride, q, kt, t, d, hw, scale, FALSE);
-  if (g == NULL)
-    return;
-  for (int i = 0; i < t; i++)
-    for (int m = 0; m < MOVE_K; m++)
-      {
-        float acc = 0.0f;
+  if (g != NULL)
+    {
+      for (int i = 0; i < t; i++)
+        for (int x = 0; x < MOVE_K; x++)
+          {
+            float acc = 0.0f;
 
-        for (int j = 0; j < d; j++)
-          acc += q[i * d + j] * w[j * MOVE_K + m];
-        qw[i * MOVE_K + m] = acc;
-      }
-  head_scores (p, p_stride, qw, g, t, MOVE_K, hw, scale, TRUE);
+            for (int j = 0; j < d; j++)
+              acc += q[i * d + j] * w[j * MOVE_K + x];
+            qw[i * MOVE_K + x] = acc;
+          }
+      head_scores (p, p_stride, qw, g, t, MOVE_K, hw, 1.0f, FALSE);
+    }
+  head_scores_cached (p, p_stride, q, kt, g != NULL, m, t, d, hw);
 }
 
-/* One head of the tokens' attention to the image through its projected
- * keys and values kT, vT [d, hw]: o [t, d]; p [t, hw] is scratch. With g
- * (not NULL), both are moved by a mask input (scores_moved): wk, wv. */
+/* Softmax along the rows of p [t, hw] whose maxima are m, each row then
+ * times s [hw] (when not NULL), with the rows' sums into sums (when not
+ * NULL). */
 VECTOR_CLONES static void
-head_attend (float *o, float *p, const float *q, const float *kt, const float *vt, const float *g,
-             const float *wk, const float *wv, int t, int d, int hw, float scale)
+softmax_scaled_rows (float *p, const float *m, const float *s, float *sums, int t, int hw)
 {
-  scores_moved (p, hw, q, kt, g, wk, t, d, hw, scale);
   for (int i = 0; i < t; i++)
     {
-      float pg[MOVE_K];
       float *pi = p + (gsize) i * hw;
-      float m = pi[0], sum = 0.0f, inv;
+      float sum = 0.0f, inv, ws = 0.0f;
 
-      for (int r = 1; r < hw; r++)
-        m = MAX (m, pi[r]);
       SIMD_REDUCE (sum)
       for (int r = 0; r < hw; r++)
         {
-          pi[r] = lode_exp_nonpositive (pi[r] - m);
+          pi[r] = lode_exp_nonpositive (pi[r] - m[i]);
           sum += pi[r];
         }
       inv = 1.0f / sum;
-      /* o = sum_r p[r] vT[:, r], and with g, + wv (sum_r p[r] G1[:, r]) */
-      for (int j = 0; j < d + (g != NULL ? MOVE_K : 0); j++)
+      if (s == NULL)
         {
-          const float *vj = j < d ? vt + (gsize) j * hw : g + (gsize) (j - d) * hw;
-          float acc = 0.0f;
-
-          SIMD_REDUCE (acc)
+          SIMD_FOR
           for (int r = 0; r < hw; r++)
-            acc += pi[r] * vj[r];
-          if (j < d)
-            o[i * d + j] = acc * inv;
-          else
-            pg[j - d] = acc * inv;
+            pi[r] *= inv;
+          continue;
         }
-      for (int j = 0; g != NULL && j < d; j++)
-        for (int x = 0; x < MOVE_K; x++)
-          o[i * d + j] += wv[j * MOVE_K + x] * pg[x];
+      SIMD_REDUCE (ws)
+      for (int r = 0; r < hw; r++)
+        {
+          pi[r] *= inv * s[r];
+          ws += pi[r];
+        }
+      if (sums != NULL)
+        sums[i] = ws;
     }
+}
+
+/* One head of the tokens' attention to the image through its projected
+ * keys and values kT (block_head_rows' order), vT [d, hw]: o [t, d]; p
+ * [t, hw] is scratch; q [t, d] scaled already. With g (not NULL), both are
+ * moved by a mask input (scores_moved): wk, wv. */
+static void
+head_attend (float *o, float *p, const float *q, const float *kt, const float *vt, const float *g,
+             const float *wk, const float *wv, int t, int d, int hw)
+{
+  float mx[MAX_TOKENS], pg[MAX_TOKENS * MOVE_K];
+
+  scores_moved (p, hw, q, kt, g, wk, mx, t, d, hw);
+  softmax_scaled_rows (p, mx, NULL, NULL, t, hw);
+  /* o = p vT^T, and with g, + (p G1^T) wv^T */
+  lode_ops_gemm (FALSE, TRUE, t, d, hw, 1.0f, p, vt, 0.0f, o);
+  if (g == NULL)
+    return;
+  lode_ops_gemm (FALSE, TRUE, t, MOVE_K, hw, 1.0f, p, g, 0.0f, pg);
+  lode_ops_gemm (FALSE, TRUE, t, d, MOVE_K, 1.0f, pg, wv, 1.0f, o);
 }
 
 /* Scores of heads sh [h, t, rows] plus bias [h * t] (or NULL) to softmax
@@ -1282,12 +1454,14 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
 
       linear (self->tq, q, a->qw, a->qb, t);
       lode_ops_split_heads (self->thq, self->tq, t, h, d);
+      for (int x = 0; x < h * t * d; x++)
+        self->thq[x] *= scale;
       PARALLEL_FOR ((gint64) h * t * hw * d)
       for (int k = 0; k < h; k++)
         head_attend (self->tho + (gsize) k * t * d, self->sc + (gsize) k * t * hw,
                      self->thq + (gsize) k * t * d, hk + (gsize) k * d * hw, hv + (gsize) k * d * hw,
                      self->mask_g, self->mask_kw + (gsize) k * d * MOVE_K,
-                     self->mask_vw + (gsize) k * d * MOVE_K, t, d, hw, scale);
+                     self->mask_vw + (gsize) k * d * MOVE_K, t, d, hw);
       lode_ops_merge_heads (self->tq, self->tho, t, h, d);
       linear (out, self->tq, a->ow, a->ob, t);
       return;
@@ -1377,10 +1551,16 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
   int ht = h * t, w = layer0_score_width (self, t);
 
   image_to_token_values (self, 0, ktok, vtok, t);
+  for (int x = 0; x < ht * d; x++)
+    self->tq[x] = self->thk[x] * scale;
   PARALLEL_FOR ((gint64) hw * h * t * d)
   for (int k = 0; k < h; k++)
-    scores_moved (sh + (gsize) k * t * hw, hw, self->thk + (gsize) k * t * d, hq + (gsize) k * d * hw,
-                  g, self->mask_qw + (gsize) k * d * MOVE_K, t, d, hw, scale);
+    {
+      float mx[MAX_TOKENS];
+
+      scores_moved (sh + (gsize) k * t * hw, hw, self->tq + (gsize) k * t * d, hq + (gsize) k * d * hw,
+                    g, self->mask_qw + (gsize) k * d * MOVE_K, mx, t, d, hw);
+    }
   PARALLEL_FOR ((gint64) hw * w * 8)
   for (int r = 0; r < hw; r += NORM_BLOCK)
     {
@@ -1419,83 +1599,12 @@ expand_click (LodeSam2Decoder *self, int w0)
   lode_ops_gemm (FALSE, TRUE, w0 + 1, self->x_n, c, 1.0f, self->x_zg, self->x_w, 0.0f, self->x_m);
 }
 
-/* Pixels per step of head_scores_expanded: the rows of C and P over
- * them stay in the first level of cache while the tokens pass. */
-#define EXPAND_LANES 256
-
-/* Sixteen floats anywhere in memory, for the kernels that keep sums in
- * vector registers across an inner loop (the vectoriser keeps them in
- * memory there). GCC lets a vector alias its elements. */
-typedef float V16 __attribute__ ((vector_size (64), aligned (4)));
-
-/* One head's scores against image rows projected as s (C + L) + P (C^T,
- * P^T [d, hw], s [hw]): p [t, hw] (rows p_stride apart) holds the scores
- * against L on entry (A0 U^T) and leaves with
- *   s[r] (q_i . C[r] + p[i, r] + beta[i]) + q_i . P[r]
- * for the tokens' vectors q [t, d] (the softmax's scale in them); m [t]
- * receives each row's maximum. Thirty-two pixels at a time, their sums
- * over the d dimensions in registers. */
-VECTOR_CLONES_FMA static void
-head_scores_expanded (float *p, gsize p_stride, const float *q, const float *ct, const float *pt,
-                      const float *s, const float *beta, float *m, int t, int d, int hw)
-{
-  for (int i = 0; i < t; i++)
-    m[i] = -INFINITY;
-  for (int r0 = 0; r0 < hw; r0 += EXPAND_LANES)
-    {
-      int n = MIN (EXPAND_LANES, hw - r0), r;
-      const float *c0 = ct + r0, *p0 = pt + r0, *sr = s + r0;
-
-      for (int i = 0; i < t; i++)
-        {
-          float *pi = p + (gsize) i * p_stride + r0, mi = m[i], bi = beta[i];
-          const float *qi = q + (gsize) i * d;
-
-          for (r = 0; r + 32 <= n; r += 32)
-            {
-              /* two vectors of each sum, named: an array of them would
-               * live in memory */
-              V16 a0 = *(const V16 *) (pi + r) + bi, a1 = *(const V16 *) (pi + r + 16) + bi;
-              V16 b0 = { 0.0f }, b1 = { 0.0f };
-
-              for (int j = 0; j < d; j++)
-                {
-                  const float *cj = c0 + (gsize) j * hw + r, *pj = p0 + (gsize) j * hw + r;
-                  float qj = qi[j];
-
-                  a0 += qj * *(const V16 *) cj;
-                  a1 += qj * *(const V16 *) (cj + 16);
-                  b0 += qj * *(const V16 *) pj;
-                  b1 += qj * *(const V16 *) (pj + 16);
-                }
-              *(V16 *) (pi + r) = *(const V16 *) (sr + r) * a0 + b0;
-              *(V16 *) (pi + r + 16) = *(const V16 *) (sr + r + 16) * a1 + b1;
-            }
-          for (; r < n; r++)
-            {
-              float a = pi[r] + bi, b = 0.0f;
-
-              for (int j = 0; j < d; j++)
-                {
-                  a += qi[j] * c0[(gsize) j * hw + r];
-                  b += qi[j] * p0[(gsize) j * hw + r];
-                }
-              pi[r] = sr[r] * a + b;
-            }
-          SIMD_MAX (mi)
-          for (r = 0; r < n; r++)
-            mi = MAX (mi, pi[r]);
-          m[i] = mi;
-        }
-    }
-}
-
 /* One head of layer 1's token-to-image attention: scores as
  * head_scores_expanded (ck, pk: the head's cached rows), the softmax over
  * the pixels, and the cached part of the values (cv^T [d, hw], D0 C through
  * the head's Wv'): o [t, d]. p leaves with the softmax times s, and sums
  * [t] with its rows' sums (the weights of the rest of the values). */
-VECTOR_CLONES static void
+static void
 head_attend_expanded (float *o, float *p, const float *q, const float *ck, const float *pk,
                       const float *cv, const float *s, const float *beta, float *sums, int t, int d,
                       int hw)
@@ -1503,26 +1612,7 @@ head_attend_expanded (float *o, float *p, const float *q, const float *ck, const
   float mx[MAX_TOKENS];
 
   head_scores_expanded (p, hw, q, ck, pk, s, beta, mx, t, d, hw);
-  for (int i = 0; i < t; i++)
-    {
-      float *pi = p + (gsize) i * hw;
-      float m = mx[i], sum = 0.0f, inv, ws = 0.0f;
-
-      SIMD_REDUCE (sum)
-      for (int r = 0; r < hw; r++)
-        {
-          pi[r] = lode_exp_nonpositive (pi[r] - m);
-          sum += pi[r];
-        }
-      inv = 1.0f / sum;
-      SIMD_REDUCE (ws)
-      for (int r = 0; r < hw; r++)
-        {
-          pi[r] *= inv * s[r];
-          ws += pi[r];
-        }
-      sums[i] = ws;
-    }
+  softmax_scaled_rows (p, mx, s, sums, t, hw);
   /* o = p cv (a product of depth hw, on this thread) */
   lode_ops_gemm (FALSE, TRUE, t, d, hw, 1.0f, p, cv, 0.0f, o);
 }
@@ -1928,6 +2018,20 @@ expand_cache (LodeSam2Decoder *self)
   lode_ops_gemm (FALSE, TRUE, self->x_n, hw, c, 1.0f, self->x_w, kc, 0.0f, self->x_c);
   project_t (self->x_p, t2i->kw, t2i->kb, bpe, hw, c);
   project_t (self->x_p + (gsize) t2i->internal * hw, i2t->qw, i2t->qb, bpe, hw, c);
+  /* the scores' rows (not the values', a product's operand) in the
+   * kernel's order */
+  {
+    int d = t2i->internal / self->heads;
+
+    for (int k = 0; k < 2 * self->heads; k++)
+      {
+        gsize head = (gsize) k * d * hw;
+
+        block_head_rows (self->x_c + (k < self->heads ? head : head + (gsize) t2i->internal * hw),
+                         kc, d, hw);
+        block_head_rows (self->x_p + head, kc, d, hw);
+      }
+  }
 }
 
 /* Layer 0's keys K0 = image_embed + no_mask_embed ([hw, c]), K0 + PE and
@@ -1952,18 +2056,36 @@ prepare_first_layer (LodeSam2Decoder *self, const LodeSam2Embedding *emb)
   if (self->x_c != NULL)
     expand_cache (self);
   upscale_cache (self, emb);
+  /* the projections that only meet the kernels' scores in their order */
+  for (int k = 0; k < self->heads; k++)
+    {
+      int dk = a->internal / self->heads, dq = qa->internal / self->heads;
+
+      block_head_rows (self->c_hk + (gsize) k * dk * self->hw, self->ktmp, dk, self->hw);
+      block_head_rows (self->c_hq + (gsize) k * dq * self->hw, self->ktmp, dq, self->hw);
+    }
   self->cached_serial = emb->serial;
   self->cache_valid = TRUE;
 }
 
 /* out [n, hw] = cached + [W Wd | W shift] [G; 1], a cached projection in
  * transposed head layout moved by the mask features G [MASK_IN_CHANS, hw]
- * (followed by a row of ones). */
+ * (followed by a row of ones). With d (not 0) the projection is in
+ * block_head_rows' order, per head of d rows; tmp: d hw floats. */
 static void
-move_projection (float *out, const float *cached, const float *wwd, const float *g, int n, int hw)
+move_projection (float *out, const float *cached, const float *wwd, const float *g, int n, int hw,
+                 int d, float *tmp)
 {
-  memcpy (out, cached, sizeof (float) * (gsize) n * hw);
-  lode_ops_gemm (FALSE, FALSE, n, hw, MASK_IN_CHANS + 1, 1.0f, wwd, g, 1.0f, out);
+  if (d == 0)
+    {
+      memcpy (out, cached, sizeof (float) * (gsize) n * hw);
+      lode_ops_gemm (FALSE, FALSE, n, hw, MASK_IN_CHANS + 1, 1.0f, wwd, g, 1.0f, out);
+      return;
+    }
+  lode_ops_gemm (FALSE, FALSE, n, hw, MASK_IN_CHANS + 1, 1.0f, wwd, g, 0.0f, out);
+  for (int k = 0; k < n / d; k++)
+    block_head_rows (out + (gsize) k * d * hw, tmp, d, hw);
+  lode_ops_add (out, out, cached, (gsize) n * hw);
 }
 
 /* With a mask input, the dense embedding is Wd G + bd (G: mask_features)
@@ -1988,8 +2110,8 @@ apply_mask_input (LodeSam2Decoder *self, const float *mask)
 
   if (!self->factored)
     {
-      move_projection (self->hk, self->c_hk, self->mask_kw, g, in, hw);
-      move_projection (self->hv, self->c_hv, self->mask_vw, g, in, hw);
+      move_projection (self->hk, self->c_hk, self->mask_kw, g, in, hw, in / self->heads, self->pq);
+      move_projection (self->hv, self->c_hv, self->mask_vw, g, in, hw, 0, NULL);
       memcpy (self->keys, self->c_keys, kc * sizeof (float));
       lode_ops_gemm (TRUE, TRUE, hw, c, MASK_IN_CHANS, 1.0f, g, self->md_w[2]->data, 1.0f, self->keys);
       lode_ops_add_row_bias (self->keys, self->keys, self->mask_shift, hw, c);

@@ -654,7 +654,8 @@ lode_sam2_decoder_new (const LodeSam2Config *config,
   self->queries = g_new (float, MAX_TOKENS * c);
   self->qtmp = g_new (float, MAX_TOKENS * c);
   self->tbuf = g_new (float, MAX_TOKENS * c);
-  self->tbuf2 = g_new (float, MAX (MAX_TOKENS * (gsize) config->decoder_mlp, 2 * (gsize) MAX (c, IOU_HIDDEN)));
+  self->tbuf2 = g_new (float, MAX (MAX_TOKENS * (gsize) config->decoder_mlp,
+                                   (N_MASK_TOKENS + 2) * 2 * (gsize) MAX (c, IOU_HIDDEN)));
   self->tq = g_new (float, MAX_TOKENS * inner);
   self->tk = g_new (float, MAX_TOKENS * inner);
   self->tv = g_new (float, MAX_TOKENS * inner);
@@ -1750,7 +1751,7 @@ image_to_token (LodeSam2Decoder *self, int layer, const float *kpe, const float 
 /* out = layer_norm (a + b + bias) over rows of c, out_pe = out + pe, in one
  * pass over each row while it is in the cache (lode_ops_add_layer_norm
  * makes three passes over the whole image). out may be a; b or bias may be
- * NULL, not both. */
+ * NULL, not both; out_pe may be NULL (then only out is written). */
 VECTOR_CLONES static void
 add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, const float *bias,
                   const float *w, const float *wb, const float *pe, int rows, int c, float *stats,
@@ -1759,7 +1760,7 @@ add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, con
   for (int r = 0; r < rows; r++)
     {
       const float *ar = a + (gsize) r * c, *br = b + (gsize) r * c, *pr = pe + (gsize) r * c;
-      float *y = out + (gsize) r * c, *yp = out_pe + (gsize) r * c;
+      float *y = out + (gsize) r * c, *yp = out_pe != NULL ? out_pe + (gsize) r * c : NULL;
       float sum = 0.0f, sq = 0.0f, mean, rstd;
 
       if (b == NULL)
@@ -1792,6 +1793,13 @@ add_norm_pe_rows (float *out, float *out_pe, const float *a, const float *b, con
         {
           stats[r] = mean;
           stats[stats_stride + r] = rstd;
+        }
+      if (out_pe == NULL)
+        {
+          SIMD_FOR
+          for (int j = 0; j < c; j++)
+            y[j] = (y[j] - mean) * rstd * w[j] + wb[j];
+          continue;
         }
       SIMD_FOR
       for (int j = 0; j < c; j++)
@@ -1851,7 +1859,8 @@ online_softmax_rows (float *s, float *m, float *l, float *u, int ht, int n, int 
 }
 
 /* Rows r0 .. r0 + n of add_product_norm_pe: the block's keys into kr and
- * keys + PE into kpr (in self->keys and self->kpe, or a thread's scratch).
+ * keys + PE into kpr, if not NULL (in self->keys and self->kpe, or a
+ * thread's scratch).
  * When kr is where the block's keys_in are, the product is added there. */
 static void
 product_norm_block (LodeSam2Decoder *self, const float *keys_in, int w, const float *bias,
@@ -1880,11 +1889,12 @@ product_norm_block (LodeSam2Decoder *self, const float *keys_in, int w, const fl
  * the cache, with a softmax kept online per thread and the threads' parts
  * merged in their order at the end: self->z receives the softmax-weighted
  * sums [ht, c] (the attention's values before Wv). Without store, the new
- * keys are not written (nothing after the next attention needs them). */
+ * keys are not written (nothing after the next attention needs them).
+ * Without pe, keys + PE are not written where r is NULL. */
 static void
 add_product_norm_pe (LodeSam2Decoder *self, const float *keys_in, int w, const float *bias,
                      const LodeTensor *nw, const LodeTensor *nb, float *stats, const float *r,
-                     int ht, gboolean store)
+                     int ht, gboolean store, gboolean pe)
 {
   int hw = self->hw, c = self->c, n_blocks = (hw + PRODUCT_BLOCK - 1) / PRODUCT_BLOCK;
   int team = r != NULL ? lode_ops_cpu_threads () : 1;
@@ -1901,7 +1911,7 @@ add_product_norm_pe (LodeSam2Decoder *self, const float *keys_in, int w, const f
           int r0 = b * PRODUCT_BLOCK;
 
           product_norm_block (self, keys_in, w, bias, nw, nb, stats, r0, MIN (PRODUCT_BLOCK, hw - r0),
-                              self->keys + (gsize) r0 * c, self->kpe + (gsize) r0 * c);
+                              self->keys + (gsize) r0 * c, pe ? self->kpe + (gsize) r0 * c : NULL);
         }
       return;
     }
@@ -2218,7 +2228,7 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
            * this norm's statistics; its keys for layer 1's sum */
           expand_click (self, w);
           add_product_norm_pe (self, keys_in, w, ly->i2t.ob->data, ly->norm_w[3], ly->norm_b[3],
-                               self->f_stats, NULL, 0, TRUE);
+                               self->f_stats, NULL, 0, TRUE, FALSE);
         }
       else if (w > 0 && self->factored)
         {
@@ -2236,12 +2246,13 @@ two_way_transformer (LodeSam2Decoder *self, int t, int n_out, const float *keys0
           lode_ops_add (q, queries, qpe, (gsize) tn * c);
           token_to_image_queries (self, next, q, tn);
           add_product_norm_pe (self, keys_in, w, ly->i2t.ob->data, ly->norm_w[3], ly->norm_b[3],
-                               self->f_stats + (gsize) 2 * l * hw, self->r, self->heads * tn, !last);
+                               self->f_stats + (gsize) 2 * l * hw, self->r, self->heads * tn, !last,
+                               !last);
           attended = TRUE;
         }
       else if (w > 0)
         add_product_norm_pe (self, keys_in, w, ly->i2t.ob->data, ly->norm_w[3], ly->norm_b[3],
-                             NULL, NULL, 0, TRUE);
+                             NULL, NULL, 0, TRUE, TRUE);
       else
         add_norm_pe (self->keys, self->kpe, keys_in, self->ktmp, NULL, ly->norm_w[3], ly->norm_b[3],
                      self->dense_pe, hw, c, NULL);
@@ -2541,7 +2552,6 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
   int s = self->config.pred_obj_scores ? 1 : 0;
   int n_sparse = 0, t;
   float *hyper_in = self->tbuf;    /* [4, c/8] */
-  float *ta = self->tbuf2, *tb = self->tbuf2 + MAX (c, IOU_HIDDEN);
   float iou_all[N_MASK_TOKENS];
   float score[1];
 
@@ -2591,21 +2601,33 @@ lode_sam2_decoder_run (LodeSam2Decoder         *self,
   /* hypernetworks: one [c/8] vector per mask token, then the upscaling
    * with the high-resolution features, and masks = hyper @ features */
   {
-    for (int i = 0; i < N_MASK_TOKENS; i++)
-      mlp_run (&self->hyper[i], self->queries + (gsize) (s + 1 + i) * c, 1,
-               hyper_in + (gsize) i * (c / 8), ta, tb);
+    gsize part = 2 * (gsize) MAX (c, IOU_HIDDEN);
+
+    /* the heads' MLPs, one row each: their weights are most of their
+     * time, so they run side by side (the products stay on their thread) */
+#ifdef _OPENMP
+#pragma omp parallel for schedule (dynamic, 1)
+#endif
+    for (int i = 0; i < N_MASK_TOKENS + 1 + s; i++)
+      {
+        float *ta = self->tbuf2 + (gsize) i * part, *tb = ta + part / 2;
+
+        if (i < N_MASK_TOKENS)
+          mlp_run (&self->hyper[i], self->queries + (gsize) (s + 1 + i) * c, 1,
+                   hyper_in + (gsize) i * (c / 8), ta, tb);
+        else if (i == N_MASK_TOKENS)
+          mlp_run (&self->iou_head, self->queries + (gsize) s * c, 1, iou_all, ta, tb);
+        else
+          mlp_run (&self->obj_head, self->queries, 1, score, ta, tb);
+      }
     if (self->factored)
       factor_end (self);
     upscale_masks (self, hyper_in);
 
-    mlp_run (&self->iou_head, self->queries + (gsize) s * c, 1, iou_all, ta, tb);
     if (self->config.iou_prediction_use_sigmoid)
       lode_ops_sigmoid (iou_all, iou_all, N_MASK_TOKENS);
     if (s)
-      {
-        mlp_run (&self->obj_head, self->queries, 1, score, ta, tb);
-        out->object_score = score[0];
-      }
+      out->object_score = score[0];
     else
       out->object_score = 10.0f;
   }

@@ -1174,13 +1174,6 @@ VECTOR_CLONES_FMA static void
 head_scores_expanded (float *p, gsize p_stride, const float *q, const float *ct, const float *pt,
                       const float *s, const float *beta, float *m, int t, int d, int hw)
 {
-  /* without P and s (a plain cached projection, head_attend), the same
-   * loop with P's rows read from C's and s = 1 would read twice as much */
-  if (pt == NULL)
-    {
-      head_scores_cached (p, p_stride, q, ct, beta != NULL, m, t, d, hw);
-      return;
-    }
   for (int i = 0; i < t; i++)
     m[i] = -INFINITY;
   for (int r0 = 0; r0 < hw; r0 += EXPAND_LANES)

@@ -1102,12 +1102,20 @@ block_head_rows (float *rows, float *tmp, int d, int hw)
     }
 }
 
-/* head_scores_expanded's plain case: p [t, hw] = q C^T (+ p on entry
- * when add), C^T [d, hw] in block_head_rows' order; m [t]: the rows'
- * maxima. */
-VECTOR_CLONES_FMA static void
-head_scores_cached (float *p, gsize p_stride, const float *q, const float *ct, gboolean add,
-                    float *m, int t, int d, int hw)
+/* The scores of one head's tokens against a cached projection C^T
+ * [d, hw] in block_head_rows' order: p [t, hw] (rows p_stride apart)
+ * receives q C^T, plus p on entry when add. Expanded, the image rows are
+ * projected as s (C + L) + P (P^T likewise, s [hw]): p holds the scores
+ * against L on entry (A0 U^T) and leaves with
+ *   s[r] (q_i . C[r] + p[i, r] + beta[i]) + q_i . P[r].
+ * q [t, d] has the softmax's scale in it; m [t] receives each row's
+ * maximum. Sixty-four pixels at a time, their sums over the d dimensions
+ * in named vector registers (an array of them would live in memory).
+ * Inlined into the two kernels below, where expanded is a constant. */
+static inline __attribute__ ((always_inline)) void
+head_scores_body (float *p, gsize p_stride, const float *q, const float *ct, const float *pt,
+                  const float *s, const float *beta, gboolean add, gboolean expanded, float *m,
+                  int t, int d, int hw)
 {
   for (int i = 0; i < t; i++)
     m[i] = -INFINITY;
@@ -1115,22 +1123,24 @@ head_scores_cached (float *p, gsize p_stride, const float *q, const float *ct, g
     {
       int n = MIN (EXPAND_LANES, hw - r0), r;
       const float *c0 = ct + (gsize) r0 * d;
+      const float *p0 = expanded ? pt + (gsize) r0 * d : NULL, *sr = expanded ? s + r0 : NULL;
 
       for (int i = 0; i < t; i++)
         {
-          float *pi = p + (gsize) i * p_stride + r0, mi = m[i];
+          float *pi = p + (gsize) i * p_stride + r0, mi = m[i], bi = expanded ? beta[i] : 0.0f;
           const float *qi = q + (gsize) i * d;
 
           for (r = 0; r + 64 <= n; r += 64)
             {
               V16 a0 = { 0.0f }, a1 = { 0.0f }, a2 = { 0.0f }, a3 = { 0.0f };
+              V16 b0 = { 0.0f }, b1 = { 0.0f }, b2 = { 0.0f }, b3 = { 0.0f };
 
-              if (add)
+              if (add || expanded)
                 {
-                  a0 = *(const V16 *) (pi + r);
-                  a1 = *(const V16 *) (pi + r + 16);
-                  a2 = *(const V16 *) (pi + r + 32);
-                  a3 = *(const V16 *) (pi + r + 48);
+                  a0 = *(const V16 *) (pi + r) + bi;
+                  a1 = *(const V16 *) (pi + r + 16) + bi;
+                  a2 = *(const V16 *) (pi + r + 32) + bi;
+                  a3 = *(const V16 *) (pi + r + 48) + bi;
                 }
               for (int j = 0; j < d; j++)
                 {
@@ -1141,6 +1151,22 @@ head_scores_cached (float *p, gsize p_stride, const float *q, const float *ct, g
                   a1 += qj * *(const V16 *) (cj + 16);
                   a2 += qj * *(const V16 *) (cj + 32);
                   a3 += qj * *(const V16 *) (cj + 48);
+                  if (expanded)
+                    {
+                      const float *pj = p0 + (gsize) j * n + r;
+
+                      b0 += qj * *(const V16 *) pj;
+                      b1 += qj * *(const V16 *) (pj + 16);
+                      b2 += qj * *(const V16 *) (pj + 32);
+                      b3 += qj * *(const V16 *) (pj + 48);
+                    }
+                }
+              if (expanded)
+                {
+                  a0 = *(const V16 *) (sr + r) * a0 + b0;
+                  a1 = *(const V16 *) (sr + r + 16) * a1 + b1;
+                  a2 = *(const V16 *) (sr + r + 32) * a2 + b2;
+                  a3 = *(const V16 *) (sr + r + 48) * a3 + b3;
                 }
               *(V16 *) (pi + r) = a0;
               *(V16 *) (pi + r + 16) = a1;
@@ -1149,11 +1175,15 @@ head_scores_cached (float *p, gsize p_stride, const float *q, const float *ct, g
             }
           for (; r < n; r++)
             {
-              float a = add ? pi[r] : 0.0f;
+              float a = add || expanded ? pi[r] + bi : 0.0f, b = 0.0f;
 
               for (int j = 0; j < d; j++)
-                a += qi[j] * c0[(gsize) j * n + r];
-              pi[r] = a;
+                {
+                  a += qi[j] * c0[(gsize) j * n + r];
+                  if (expanded)
+                    b += qi[j] * p0[(gsize) j * n + r];
+                }
+              pi[r] = expanded ? sr[r] * a + b : a;
             }
           SIMD_MAX (mi)
           for (r = 0; r < n; r++)
@@ -1163,66 +1193,20 @@ head_scores_cached (float *p, gsize p_stride, const float *q, const float *ct, g
     }
 }
 
-/* One head's scores against image rows projected as s (C + L) + P (C^T,
- * P^T [d, hw] per head, in block_head_rows' order; s [hw]): p [t, hw] (rows p_stride apart) holds the scores
- * against L on entry (A0 U^T) and leaves with
- *   s[r] (q_i . C[r] + p[i, r] + beta[i]) + q_i . P[r]
- * for the tokens' vectors q [t, d] (the softmax's scale in them); m [t]
- * receives each row's maximum. Thirty-two pixels at a time, their sums
- * over the d dimensions in registers. */
+/* head_scores_body against a plain cached projection. */
+VECTOR_CLONES_FMA static void
+head_scores_cached (float *p, gsize p_stride, const float *q, const float *ct, gboolean add,
+                    float *m, int t, int d, int hw)
+{
+  head_scores_body (p, p_stride, q, ct, NULL, NULL, NULL, add, FALSE, m, t, d, hw);
+}
+
+/* head_scores_body against a projection through layer 0's cache. */
 VECTOR_CLONES_FMA static void
 head_scores_expanded (float *p, gsize p_stride, const float *q, const float *ct, const float *pt,
                       const float *s, const float *beta, float *m, int t, int d, int hw)
 {
-  for (int i = 0; i < t; i++)
-    m[i] = -INFINITY;
-  for (int r0 = 0; r0 < hw; r0 += EXPAND_LANES)
-    {
-      int n = MIN (EXPAND_LANES, hw - r0), r;
-      const float *c0 = ct + (gsize) r0 * d, *p0 = pt + (gsize) r0 * d, *sr = s + r0;
-
-      for (int i = 0; i < t; i++)
-        {
-          float *pi = p + (gsize) i * p_stride + r0, mi = m[i], bi = beta[i];
-          const float *qi = q + (gsize) i * d;
-
-          for (r = 0; r + 32 <= n; r += 32)
-            {
-              /* two vectors of each sum, named: an array of them would
-               * live in memory */
-              V16 a0 = *(const V16 *) (pi + r) + bi, a1 = *(const V16 *) (pi + r + 16) + bi;
-              V16 b0 = { 0.0f }, b1 = { 0.0f };
-
-              for (int j = 0; j < d; j++)
-                {
-                  const float *cj = c0 + (gsize) j * n + r, *pj = p0 + (gsize) j * n + r;
-                  float qj = qi[j];
-
-                  a0 += qj * *(const V16 *) cj;
-                  a1 += qj * *(const V16 *) (cj + 16);
-                  b0 += qj * *(const V16 *) pj;
-                  b1 += qj * *(const V16 *) (pj + 16);
-                }
-              *(V16 *) (pi + r) = *(const V16 *) (sr + r) * a0 + b0;
-              *(V16 *) (pi + r + 16) = *(const V16 *) (sr + r + 16) * a1 + b1;
-            }
-          for (; r < n; r++)
-            {
-              float a = pi[r] + bi, b = 0.0f;
-
-              for (int j = 0; j < d; j++)
-                {
-                  a += qi[j] * c0[(gsize) j * n + r];
-                  b += qi[j] * p0[(gsize) j * n + r];
-                }
-              pi[r] = sr[r] * a + b;
-            }
-          SIMD_MAX (mi)
-          for (r = 0; r < n; r++)
-            mi = MAX (mi, pi[r]);
-          m[i] = mi;
-        }
-    }
+  head_scores_body (p, p_stride, q, ct, pt, s, beta, FALSE, TRUE, m, t, d, hw);
 }
 
 /* A mask input moves one head's cached projection kT [d, hw] (in
@@ -1448,8 +1432,7 @@ token_to_image (LodeSam2Decoder *self, const Attn *a, const float *q, int t,
 
       linear (self->tq, q, a->qw, a->qb, t);
       lode_ops_split_heads (self->thq, self->tq, t, h, d);
-      for (int x = 0; x < h * t * d; x++)
-        self->thq[x] *= scale;
+      lode_ops_scale (self->thq, self->thq, scale, (gsize) h * t * d);
       PARALLEL_FOR ((gint64) h * t * hw * d)
       for (int k = 0; k < h; k++)
         head_attend (self->tho + (gsize) k * t * d, self->sc + (gsize) k * t * hw,
@@ -1545,8 +1528,7 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
   int ht = h * t, w = layer0_score_width (self, t);
 
   image_to_token_values (self, 0, ktok, vtok, t);
-  for (int x = 0; x < ht * d; x++)
-    self->tq[x] = self->thk[x] * scale;
+  lode_ops_scale (self->tq, self->thk, scale, (gsize) ht * d);
   PARALLEL_FOR ((gint64) hw * h * t * d)
   for (int k = 0; k < h; k++)
     {
@@ -1569,6 +1551,20 @@ image_to_token_cached (LodeSam2Decoder *self, const float *hq, const float *ktok
 
 /* ---- layer 1 through layer 0's cache (see expand_init) ----------------- */
 
+/* dst [c] = src minus its mean (the parts of a norm's centred sum). */
+static void
+centre_row (float *dst, const float *src, int c)
+{
+  double sum = 0.0;
+  float mean;
+
+  for (int j = 0; j < c; j++)
+    sum += src[j];
+  mean = (float) (sum / c);
+  for (int j = 0; j < c; j++)
+    dst[j] = src[j] - mean;
+}
+
 /* Layer 0's image-to-token values z [w0, c] (after its product with the
  * softmax, which the rows of w0 in self->sc hold) and ob0, centred, times
  * G0 W1^T: self->x_m [w0 + 1, x_n]. */
@@ -1579,17 +1575,7 @@ expand_click (LodeSam2Decoder *self, int w0)
   const float *ob = self->layers[0].i2t.ob->data;
 
   for (int i = 0; i <= w0; i++)
-    {
-      const float *src = i < w0 ? self->z + (gsize) i * c : ob;
-      float *dst = self->x_zg + (gsize) i * c;
-      float sum = 0.0f, mean;
-
-      for (int j = 0; j < c; j++)
-        sum += src[j];
-      mean = sum / (float) c;
-      for (int j = 0; j < c; j++)
-        dst[j] = src[j] - mean;
-    }
+    centre_row (self->x_zg + (gsize) i * c, i < w0 ? self->z + (gsize) i * c : ob, c);
   lode_ops_gemm (FALSE, TRUE, w0 + 1, self->x_n, c, 1.0f, self->x_zg, self->x_w, 0.0f, self->x_m);
 }
 
@@ -1652,8 +1638,7 @@ token_to_image_expanded (LodeSam2Decoder *self, const float *q, int t, float *ou
 
   linear (self->tq, q, a->qw, a->qb, t);
   lode_ops_split_heads (self->thq, self->tq, t, h, d);
-  for (int x = 0; x < ht * d; x++)
-    self->thq[x] *= scale;
+  lode_ops_scale (self->thq, self->thq, scale, (gsize) ht * d);
   expand_low_rank (self, self->thq, t, d, w0, 0, self->x_sl);
   PARALLEL_FOR ((gint64) ht * hw * d)
   for (int k = 0; k < h; k++)
@@ -1691,8 +1676,7 @@ image_to_token_expanded (LodeSam2Decoder *self, const float *ktok, const float *
   float *kq = self->tq, *sh = self->ho;
 
   image_to_token_values (self, 1, ktok, vtok, t);
-  for (int x = 0; x < ht * d; x++)
-    kq[x] = self->thk[x] * scale;
+  lode_ops_scale (kq, self->thk, scale, (gsize) ht * d);
   expand_low_rank (self, kq, t, d, w0, col, sh);
   PARALLEL_FOR ((gint64) ht * hw * d)
   for (int k = 0; k < h; k++)
@@ -2004,19 +1988,12 @@ expand_cache (LodeSam2Decoder *self)
   PARALLEL_FOR ((gint64) hw * c)
   for (int r = 0; r < hw; r++)
     {
-      const float *k = self->c_keys + (gsize) r * c, *pe = self->dense_pe + (gsize) r * c;
-      float *o = kc + (gsize) r * c, *q = bpe + (gsize) r * c;
-      double sum = 0.0;
-      float mean;
+      const float *pe = self->dense_pe + (gsize) r * c;
+      float *q = bpe + (gsize) r * c;
 
+      centre_row (kc + (gsize) r * c, self->c_keys + (gsize) r * c, c);
       for (int j = 0; j < c; j++)
-        sum += k[j];
-      mean = (float) (sum / c);
-      for (int j = 0; j < c; j++)
-        {
-          o[j] = k[j] - mean;
-          q[j] = b0[j] + pe[j];
-        }
+        q[j] = b0[j] + pe[j];
     }
   lode_ops_gemm (FALSE, TRUE, self->x_n, hw, c, 1.0f, self->x_w, kc, 0.0f, self->x_c);
   project_t (self->x_p, t2i->kw, t2i->kb, bpe, hw, c);
